@@ -1,0 +1,87 @@
+/* Layer forward/backward pairs (llm.c style free functions).
+ *
+ * Layout: activations are channel-major, (C, B, H, W) — "CBHW". Every channel of the whole
+ * batch is one contiguous run of N = B*H*W floats, so that
+ *   - a convolution is one GEMM  W (Cout x K) · col (K x N)  over the whole batch,
+ *   - batch norm and biases work on contiguous per-channel runs,
+ *   - a channel concat is two adjacent regions of one buffer (no copy at all).
+ * PyTorch's NCHW is converted only at the edges (input is (B,H,W) with C=1 and so identical).
+ *
+ * Backward functions ACCUMULATE (+=) into parameter gradients and input gradients, so the
+ * caller zeroes gradient buffers once per step; a NULL dinp skips the input gradient.
+ * `ws` is a shared scratch workspace of at least the size the *_ws_floats() helpers give.
+ */
+#ifndef MS_LAYERS_H
+#define MS_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- conv.c ---- */
+/* Scratch floats that conv3x3_forward/backward need for this shape. */
+size_t conv3x3_ws_floats(int B, int Cin, int H, int W);
+/* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
+void conv3x3_forward(float *out, const float *inp, const float *w,
+                     int B, int Cin, int Cout, int H, int W, float *ws);
+/* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */
+void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      int B, int Cin, int Cout, int H, int W, float *ws);
+
+/* out (Cout,N) = w (Cout,Cin) · inp (Cin,N) + b (Cout): a 1x1 convolution, no im2col. */
+void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,
+                     size_t N, int Cin, int Cout);
+void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, size_t N, int Cin, int Cout);
+
+/* ConvTranspose2d(k=2, s=2): inp (Cin,B,H,W) -> out (Cout,B,2H,2W); w (Cin,Cout,2,2), b (Cout). */
+size_t convt2x2_ws_floats(int B, int Cout, int H, int W);
+void convt2x2_forward(float *out, const float *inp, const float *w, const float *b,
+                      int B, int Cin, int Cout, int H, int W, float *ws);
+void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws);
+
+/* ---- norm.c ---- BatchNorm2d on (C, N) */
+/* Training: batch statistics (biased variance) normalise; running stats move by `momentum`
+ * towards (mean, unbiased variance); mean/invstd are saved for backward.
+ * out = [relu]( gamma * (x - mean) * invstd + beta [+ residual] ). residual may be NULL. */
+void batchnorm_forward_train(float *out, float *mean, float *invstd, const float *inp,
+                             const float *gamma, const float *beta, float *run_mean, float *run_var,
+                             const float *residual, int relu, int C, size_t N, float momentum, float eps);
+/* Eval: running statistics. */
+void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                            const float *run_mean, const float *run_var, const float *residual,
+                            int relu, int C, size_t N, float eps);
+/* Backward of the affine normalisation (not of a fused relu/residual: the caller masks dout
+ * first, see relu_backward). If relu_out != NULL, dout is taken as dout * (relu_out > 0). */
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *relu_out, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int C, size_t N);
+
+/* ---- act.c ---- */
+/* dinp = dout * (out > 0)  (assignment, not accumulation: it produces a fresh gradient) */
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+/* Inverted dropout: mask[i] = keep ? 1 : 0, drawn from a counter-based hash of (seed, i) so
+ * that it is reproducible and parallel; out = inp * mask / (1-p). */
+void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t n, float p, uint64_t seed);
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p);
+
+/* ---- pool.c ---- 2x2 max-pool, stride 2, on P = C*B planes of (H, W) */
+void maxpool2x2_forward(float *out, const float *inp, size_t P, int H, int W);
+/* dinp += dout routed to the first maximum of each window (PyTorch's tie rule) */
+void maxpool2x2_backward(float *dinp, const float *dout, const float *inp, size_t P, int H, int W);
+
+/* ---- loss.c ---- logits (K, N) channel-major, target (N) */
+/* Weighted softmax cross-entropy, PyTorch semantics: sum_i w[y_i] * nll_i / sum_i w[y_i].
+ * If dlogits != NULL it is SET (not accumulated) to d loss / d logits, scaled by `scale`.
+ * Returns the loss; *wsum receives sum_i w[y_i] (0 => loss 0 and zero gradient). */
+double softmax_ce_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                                   const float *class_w, int K, size_t N, float scale, double *wsum);
+
+/* ---- optim.c ---- AdamW exactly as torch.optim.AdamW (decoupled decay, bias correction) */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} ms_adamw_cfg;
+/* One step t (1-based) over n parameters: p, first moment m, second moment v updated in place. */
+void adamw_step(float *p, const float *g, float *m, float *v, size_t n, int64_t t, const ms_adamw_cfg *c);
+
+#endif

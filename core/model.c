@@ -1,0 +1,220 @@
+/* The model as users see it: weights files (npz with PyTorch state_dict names) and inference. */
+#include "npz.h"
+#include "unet.h"
+#include "util.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ms_status ms_model_alloc_internal(ms_model **out, const ms_model_config *cfg);
+
+static char *config_json(const ms_model *m, const char *meta_json) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    cJSON_AddNumberToObject(root, "depth", m->cfg.depth);
+    cJSON_AddNumberToObject(root, "base", m->cfg.base);
+    cJSON_AddNumberToObject(root, "classes", m->cfg.classes);
+    cJSON_AddNumberToObject(root, "dropout", m->cfg.dropout);
+    cJSON_AddStringToObject(root, "format", "marsseg-weights-1");
+    cJSON *meta = meta_json ? cJSON_Parse(meta_json) : NULL;
+    if (meta) cJSON_AddItemToObject(root, "meta", meta);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json) {
+    ms_npz_writer *w = NULL;
+    char *cfg = config_json(m, meta_json ? meta_json : m->meta_json);
+    if (!cfg) return ms_fail(MS_ERR_NOMEM, "%s: config json", path);
+    ms_status st = ms_npz_writer_open(&w, path);
+    if (st) goto done;
+    int64_t len = (int64_t)strlen(cfg);
+    st = ms_npz_writer_add(w, "config.json", MS_DT_U1, 1, &len, cfg);
+    for (int i = 0; i < m->ntensors && st == MS_OK; i++) {
+        const ms_tensor_info *t = &m->tensors[i];
+        if (t->kind == MS_T_COUNTER)
+            st = ms_npz_writer_add(w, t->name, MS_DT_I8, 0, t->shape, &m->num_batches_tracked);
+        else
+            st = ms_npz_writer_add(w, t->name, MS_DT_F4, t->ndim, t->shape,
+                                   (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset);
+    }
+    if (st == MS_OK) {
+        st = ms_npz_writer_commit(w);
+    } else {
+        ms_npz_writer_abort(w);
+    }
+done:
+    free(cfg);
+    return st;
+}
+
+static int json_int(const cJSON *o, const char *k, int dflt, int *ok) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v) return dflt;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) *ok = 0;
+    return cJSON_IsNumber(v) ? (int)v->valuedouble : dflt;
+}
+
+ms_status ms_model_load(ms_model **out, const char *path) {
+    ms_npz *z = NULL;
+    ms_model *m = NULL;
+    char *text = NULL;
+    cJSON *root = NULL;
+    ms_npy_info info;
+    ms_status st = ms_npz_open(&z, path);
+    if (st) return st;
+    st = ms_npz_info(z, "config.json", &info);
+    if (st) goto done;
+    if (info.dtype != MS_DT_U1 || info.ndim != 1 || info.count > (1 << 20)) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: config.json must be a uint8 vector under 1 MiB", path);
+        goto done;
+    }
+    text = calloc((size_t)info.count + 1, 1);
+    if (!text) {
+        st = ms_fail(MS_ERR_NOMEM, "%s: config.json", path);
+        goto done;
+    }
+    if ((st = ms_npz_read_u8(z, "config.json", (uint8_t *)text, (size_t)info.count))) goto done;
+    root = cJSON_Parse(text);
+    if (!cJSON_IsObject(root)) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: config.json is not a JSON object", path);
+        goto done;
+    }
+    int ok = 1;
+    ms_model_config cfg = {json_int(root, "depth", 4, &ok), json_int(root, "base", 32, &ok),
+                           json_int(root, "classes", 5, &ok), 0.0f};
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "dropout");
+    if (cJSON_IsNumber(dp)) cfg.dropout = (float)dp->valuedouble;
+    if (!ok) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: config.json depth/base/classes must be integers", path);
+        goto done;
+    }
+    if ((st = ms_model_alloc_internal(&m, &cfg))) {
+        ms_fail(st, "%s: %s", path, ms_last_error());
+        goto done;
+    }
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "meta");
+    if (meta && !(m->meta_json = cJSON_PrintUnformatted(meta))) {
+        st = ms_fail(MS_ERR_NOMEM, "%s: meta", path);
+        goto done;
+    }
+    for (int i = 0; i < m->ntensors; i++) {
+        const ms_tensor_info *t = &m->tensors[i];
+        if ((st = ms_npz_info(z, t->name, &info))) goto done;
+        int same = info.ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = info.shape[d] == t->shape[d];
+        if (!same) {
+            st = ms_fail(MS_ERR_SHAPE, "%s: %s has the wrong shape for a depth %d base %d model",
+                         path, t->name, cfg.depth, cfg.base);
+            goto done;
+        }
+        if (t->kind == MS_T_COUNTER) {
+            if ((st = ms_npz_read_i64(z, t->name, &m->num_batches_tracked, 1))) goto done;
+        } else {
+            float *dst = (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset;
+            if ((st = ms_npz_read_f32(z, t->name, dst, t->count))) goto done;
+            for (size_t j = 0; j < t->count; j++) {
+                if (!isfinite(dst[j])) {
+                    st = ms_fail(MS_ERR_NONFINITE, "%s: %s holds a non-finite value", path, t->name);
+                    goto done;
+                }
+            }
+        }
+    }
+    *out = m;
+    m = NULL;
+done:
+    cJSON_Delete(root);
+    free(text);
+    ms_model_free(m);
+    ms_npz_close(z);
+    return st;
+}
+
+/* ------------------------------------------------------------------ inference */
+
+/* logits (K, B*H*W) -> labels (B*H*W) and probs (B,K,H,W) */
+static void softmax_argmax(const float *logits, int K, int B, size_t hw, uint8_t *labels, float *probs) {
+    const size_t N = (size_t)B * hw;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        int best = 0;
+        float mx = logits[i];
+        for (int k = 1; k < K; k++) {
+            const float v = logits[(size_t)k * N + i];
+            if (v > mx) {
+                mx = v;
+                best = k;
+            }
+        }
+        if (labels) labels[i] = (uint8_t)best;
+        if (probs) {
+            const size_t b = i / hw, px = i % hw;
+            float s = 0.0f, e[64];
+            for (int k = 0; k < K; k++) s += (e[k] = expf(logits[(size_t)k * N + i] - mx));
+            for (int k = 0; k < K; k++) probs[(b * K + k) * hw + px] = e[k] / s;
+        }
+    }
+}
+
+ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
+                           uint8_t *labels, float *probs) {
+    ms_acts a;
+    ms_status st = ms_acts_create(&a, m, B, H, W, 0);
+    if (st) return st;
+    /* eval mode reads but never writes the model (no running-stat updates): the cast is safe,
+     * and it is what lets many threads share one immutable model */
+    ms_unet_forward((ms_model *)m, &a, x, 0, 0);
+    softmax_argmax(a.logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
+    ms_acts_free(&a);
+    return MS_OK;
+}
+
+ms_status ms_model_segment(const ms_model *m, const uint8_t *gray, int H, int W, int tta,
+                           uint8_t *labels) {
+    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
+    const int q = 1 << m->cfg.depth, K = m->cfg.classes;
+    const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
+    const int B = tta ? 2 : 1;
+    const size_t hw = (size_t)Hp * Wp;
+    float *x = malloc(sizeof(float) * hw * B);
+    float *probs = malloc(sizeof(float) * hw * K * B);
+    ms_status st = MS_OK;
+    if (!x || !probs) {
+        st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
+        goto done;
+    }
+    /* pad by edge replication (reflection would need H, W >= pad; replication always works) */
+    for (int y = 0; y < Hp; y++) {
+        const uint8_t *row = gray + (size_t)MS_MIN(y, H - 1) * W;
+        for (int xx = 0; xx < Wp; xx++) {
+            const float v = row[MS_MIN(xx, W - 1)] * (1.0f / 255.0f);
+            x[(size_t)y * Wp + xx] = v;
+            if (tta) x[hw + (size_t)y * Wp + (Wp - 1 - xx)] = v;
+        }
+    }
+    if ((st = ms_model_predict(m, x, B, Hp, Wp, NULL, probs))) goto done;
+    for (int y = 0; y < H; y++) {
+        for (int xx = 0; xx < W; xx++) {
+            int best = 0;
+            float bv = -1.0f;
+            for (int k = 0; k < K; k++) {
+                float p = probs[(size_t)k * hw + (size_t)y * Wp + xx];
+                if (tta) p += probs[((size_t)K + k) * hw + (size_t)y * Wp + (Wp - 1 - xx)];
+                if (p > bv) {
+                    bv = p;
+                    best = k;
+                }
+            }
+            labels[(size_t)y * W + xx] = (uint8_t)best;
+        }
+    }
+done:
+    free(x);
+    free(probs);
+    return st;
+}

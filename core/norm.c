@@ -1,0 +1,97 @@
+/* BatchNorm2d on channel-major (C, N) data, PyTorch semantics:
+ * training normalises with the batch mean and biased variance and moves the running stats by
+ * `momentum` towards (mean, unbiased variance); eval uses the running stats.
+ * Forward optionally fuses a residual add and a ReLU (the ResBlock tail), saving full passes. */
+#include "layers.h"
+
+#include <math.h>
+
+static inline float apply(float v, float res, int relu) {
+    v += res;
+    return relu && v < 0.0f ? 0.0f : v;
+}
+
+static void normalise(float *out, const float *x, float scale, float shift, const float *res,
+                      int relu, size_t N) {
+    if (res) {
+        for (size_t i = 0; i < N; i++) out[i] = apply(x[i] * scale + shift, res[i], relu);
+    } else if (relu) {
+        for (size_t i = 0; i < N; i++) {
+            float v = x[i] * scale + shift;
+            out[i] = v < 0.0f ? 0.0f : v;
+        }
+    } else {
+        for (size_t i = 0; i < N; i++) out[i] = x[i] * scale + shift;
+    }
+}
+
+void batchnorm_forward_train(float *out, float *mean, float *invstd, const float *inp,
+                             const float *gamma, const float *beta, float *run_mean, float *run_var,
+                             const float *residual, int relu, int C, size_t N, float momentum, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float *x = inp + (size_t)c * N;
+        // two passes in double: the per-channel runs are long (B*H*W) and float sums drift
+        double s = 0.0;
+        for (size_t i = 0; i < N; i++) s += x[i];
+        const double m = s / (double)N;
+        double v = 0.0;
+        for (size_t i = 0; i < N; i++) {
+            const double d = x[i] - m;
+            v += d * d;
+        }
+        const double var = v / (double)N;
+        const float is = (float)(1.0 / sqrt(var + eps));
+        mean[c] = (float)m;
+        invstd[c] = is;
+        const double unbiased = N > 1 ? v / (double)(N - 1) : var;
+        run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * m);
+        run_var[c] = (float)((1.0 - momentum) * run_var[c] + momentum * unbiased);
+        const float scale = gamma[c] * is;
+        const float shift = beta[c] - (float)m * scale;
+        normalise(out + (size_t)c * N, x, scale, shift, residual ? residual + (size_t)c * N : NULL,
+                  relu, N);
+    }
+}
+
+void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                            const float *run_mean, const float *run_var, const float *residual,
+                            int relu, int C, size_t N, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float scale = gamma[c] / sqrtf(run_var[c] + eps);
+        const float shift = beta[c] - run_mean[c] * scale;
+        normalise(out + (size_t)c * N, inp + (size_t)c * N, scale, shift,
+                  residual ? residual + (size_t)c * N : NULL, relu, N);
+    }
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *relu_out, const float *inp, const float *mean,
+                        const float *invstd, const float *gamma, int C, size_t N) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float *dy = dout + (size_t)c * N, *x = inp + (size_t)c * N;
+        const float *ro = relu_out ? relu_out + (size_t)c * N : NULL;
+        const float m = mean[c], is = invstd[c];
+        // sums of dy and dy*xhat over the channel (dy masked by the fused relu when given)
+        double sdy = 0.0, sdyx = 0.0;
+        for (size_t i = 0; i < N; i++) {
+            const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
+            sdy += g;
+            sdyx += (double)g * ((x[i] - m) * is);
+        }
+        dgamma[c] += (float)sdyx;
+        dbeta[c] += (float)sdy;
+        if (!dinp) continue;
+        // dx = gamma*is/N * (N*dy - sum(dy) - xhat*sum(dy*xhat))
+        const float k = gamma[c] * is / (float)N;
+        const float a = (float)sdy, bsum = (float)sdyx, n = (float)N;
+        float *dx = dinp + (size_t)c * N;
+        for (size_t i = 0; i < N; i++) {
+            const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
+            const float xhat = (x[i] - m) * is;
+            dx[i] += k * (n * g - a - xhat * bsum);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+/* The U-Net graph: parameter table, activations, training forward/backward.
+ * Internal to core/ (the public face is ms_model in marsseg.h). */
+#ifndef MS_UNET_H
+#define MS_UNET_H
+
+#include "marsseg.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MS_MAX_DEPTH 6
+
+typedef enum { MS_T_PARAM, MS_T_BUFFER, MS_T_COUNTER } ms_tensor_kind;
+
+/* One named tensor: PARAMs live in the params block (and have gradients/moments at the same
+ * offset), BUFFERs (BN running stats) in the buffers block, COUNTERs are num_batches_tracked. */
+typedef struct {
+    char name[48];
+    ms_tensor_kind kind;
+    int ndim;
+    int64_t shape[4];
+    size_t offset, count;
+} ms_tensor_info;
+
+/* Offsets of one ResBlock's tensors in the params / buffers blocks. */
+typedef struct {
+    int cin, c;
+    size_t c1w, b1g, b1b, c2w, b2g, b2b, scw, scb; /* params */
+    size_t b1rm, b1rv, b2rm, b2rv;                 /* buffers */
+} ms_rb_off;
+
+struct ms_model {
+    ms_model_config cfg;
+    int ntensors;
+    ms_tensor_info *tensors;
+    size_t nparams, nbufs;
+    float *params;   /* all parameters, one contiguous block */
+    float *bufs;     /* BN running stats */
+    int64_t num_batches_tracked;
+    ms_rb_off enc[MS_MAX_DEPTH], bott, dec[MS_MAX_DEPTH];
+    size_t upw[MS_MAX_DEPTH], upb[MS_MAX_DEPTH], headw, headb;
+    int ch[MS_MAX_DEPTH + 1];
+    char *meta_json; /* free-form JSON kept with the weights (metrics, provenance); may be NULL */
+};
+
+/* Activations, saved statistics and gradients for one (B, H, W), allocated once.
+ * Layout of every activation: (C, B, H, W). */
+typedef struct {
+    float *c1, *a1, *c2, *out;          /* conv1, relu(bn1), conv2, block output */
+    float *m1, *s1, *m2, *s2;           /* batch mean / invstd of bn1, bn2 */
+    const float *inp;                   /* block input (not owned) */
+    int cin, c, h, w;
+} ms_rb_acts;
+
+typedef struct {
+    int B, H, W, training;
+    size_t arena_floats;
+    float *arena;        /* every float activation */
+    float *grad_arena;   /* activation gradients (training only) */
+    uint8_t *masks;      /* dropout masks (training with p>0 only) */
+    float *ws;           /* shared conv workspace */
+    size_t ws_floats;
+    float *scratch[3];   /* ResBlock backward temporaries, each max C*N */
+    ms_rb_acts enc[MS_MAX_DEPTH], bott, dec[MS_MAX_DEPTH];
+    float *pool[MS_MAX_DEPTH];          /* pooled encoder outputs */
+    float *cat[MS_MAX_DEPTH];           /* [up, skip] concat per level; skip = enc out */
+    float *bott_drop, *dec_drop[MS_MAX_DEPTH];
+    uint8_t *bott_mask, *dec_mask[MS_MAX_DEPTH];
+    float *logits;                      /* (K, B, H, W) */
+    /* gradients */
+    float *d_pool[MS_MAX_DEPTH], *d_cat[MS_MAX_DEPTH], *d_bott, *d_bott_drop;
+    float *d_dec[MS_MAX_DEPTH], *d_dec_drop[MS_MAX_DEPTH], *d_logits;
+} ms_acts;
+
+ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int training);
+void ms_acts_free(ms_acts *a);
+
+/* x: (B,H,W) floats. training=1 uses batch statistics (updating running stats) and dropout
+ * drawn from dropout_seed; training=0 is eval mode. Result in a->logits (K,B,H,W). */
+void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint64_t dropout_seed);
+/* Accumulates parameter gradients into grads (same layout as m->params) from a->d_logits. */
+void ms_unet_backward(const ms_model *m, ms_acts *a, float *grads);
+
+const ms_tensor_info *ms_model_find_tensor(const ms_model *m, const char *name);
+
+#endif

@@ -1,0 +1,233 @@
+/* marsseg public API: what the CLI and the HTTP server use of the core library.
+ *
+ * Conventions
+ *  - Every fallible function returns ms_status. MS_OK is 0. On failure a human-readable
+ *    detail (naming the file and the problem) is available from ms_last_error() in the
+ *    calling thread until the next failing call in that thread.
+ *  - The core never exits, never prints (except where a function says so) and never
+ *    calls srand/rand: every random choice takes an explicit ms_rng state.
+ */
+#ifndef MARSSEG_H
+#define MARSSEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ status */
+typedef enum {
+    MS_OK = 0,
+    MS_ERR_NOMEM,       /* allocation failed or would exceed a limit on memory */
+    MS_ERR_IO,          /* open/read/write/fsync/rename failed (errno in the detail) */
+    MS_ERR_FORMAT,      /* malformed input: not a zip/npy/png, bad header, truncated */
+    MS_ERR_CHECKSUM,    /* CRC/checksum mismatch */
+    MS_ERR_ARG,         /* invalid argument or configuration value */
+    MS_ERR_SHAPE,       /* array shape/dtype does not fit what was asked */
+    MS_ERR_NOTFOUND,    /* key/file/id does not exist */
+    MS_ERR_LIMIT,       /* input exceeds a configured limit (pixels, bytes, dims) */
+    MS_ERR_UNSUPPORTED, /* valid but unsupported feature (e.g. an exotic dtype) */
+    MS_ERR_NONFINITE,   /* NaN/Inf met in training */
+    MS_ERR_CANCELLED,   /* stopped by a cancel request */
+    MS_ERR_INTERNAL,    /* a bug: an invariant did not hold */
+    MS_STATUS_COUNT
+} ms_status;
+
+/* Short constant text of a status ("out of memory", "malformed input", ...). */
+const char *ms_strerror(ms_status s);
+/* Stable machine-readable code of a status ("nomem", "format", ...), used in JSON errors. */
+const char *ms_status_code(ms_status s);
+/* Detail of the last failure in this thread ("" if none). */
+const char *ms_last_error(void);
+
+/* ------------------------------------------------------------------ classes */
+#define MS_NUM_CLASSES 5
+/* 0 background, 1 soil, 2 bedrock, 3 sand, 4 big rock */
+extern const char *const ms_class_names[MS_NUM_CLASSES];
+/* RGB colour of each class in the colourised mask PNGs (palette entries 0..4). */
+extern const uint8_t ms_class_colors[MS_NUM_CLASSES][3];
+
+/* ------------------------------------------------------------------ PNG (core/png.c) */
+/* Decode any PNG (gray 1..16 bit, gray+alpha, RGB(A), palette with tRNS, interlaced) to 8-bit
+ * grayscale. Images with more than max_pixels pixels (0 = no limit) are refused with
+ * MS_ERR_LIMIT after reading the header only. *out is malloc'd (caller frees). */
+ms_status ms_png_decode_gray(const void *buf, size_t len, size_t max_pixels,
+                             uint8_t **out, int *width, int *height);
+/* Decode a label PNG: palette images give their raw indices, gray images their gray values
+ * (8-bit); anything else is MS_ERR_FORMAT. Used to read masks (e.g. `marsseg pack`). */
+ms_status ms_png_decode_index(const void *buf, size_t len, size_t max_pixels,
+                              uint8_t **out, int *width, int *height);
+/* Encoders: *out malloc'd, *len its size. */
+/* Palette PNG whose pixel values are class ids and whose palette is ms_class_colors. */
+ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uint8_t **out, size_t *len);
+/* RGB overlay of the class colours on the gray image (alpha in [0,1]: colour weight). */
+ms_status ms_png_encode_overlay(const uint8_t *gray, const uint8_t *labels, int width, int height,
+                                float alpha, uint8_t **out, size_t *len);
+ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t **out, size_t *len);
+/* Whole-file helpers. ms_write_file_atomic writes <path>.tmp, fsyncs, renames (and fsyncs the dir). */
+ms_status ms_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
+ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------ datasets (core/data.c) */
+typedef struct {
+    int n, h, w;
+    uint8_t *img;   /* (n,h,w) gray 0..255 */
+    uint8_t *mask;  /* (n,h,w) class ids 0..4, NULL for an unlabelled set (e.g. test_set) */
+    char img_range[16]; /* what the file held: "0..255" or "0..1" (floats scaled by 255) */
+} ms_dataset;
+
+/* Load `key` of an npz: (N,2,H,W) image+mask stacks (training_set layout) or (N,H,W) images
+ * only (test_set layout). Any supported dtype; float masks must be integers 0..4, float images
+ * 0..255 or 0..1. Memory needed is checked against max_bytes (0 = no limit) before allocating. */
+ms_status ms_dataset_load(ms_dataset *ds, const char *path, const char *key, size_t max_bytes);
+void ms_dataset_free(ms_dataset *ds);
+
+/* ------------------------------------------------------------------ the model (core/unet.c, core/model.c) */
+typedef struct {
+    int depth;      /* D: encoder levels (default 4) */
+    int base;       /* F: channels at level 0; level l has F*2^l (default 32) */
+    int classes;    /* output classes (5) */
+    float dropout;  /* p after the bottleneck and every decoder block (train only) */
+} ms_model_config;
+
+typedef struct ms_model ms_model;
+
+/* Fresh model with PyTorch's default initialisation, drawn from `seed`. */
+ms_status ms_model_create(ms_model **out, const ms_model_config *cfg, uint64_t seed);
+void ms_model_free(ms_model *m);
+ms_status ms_model_clone(ms_model **out, const ms_model *m);
+const ms_model_config *ms_model_get_config(const ms_model *m);
+size_t ms_model_num_params(const ms_model *m);
+/* Weights file: an npz with one array per PyTorch state_dict name plus "config.json"
+ * (uint8 bytes of {"depth":..,"base":..,"classes":..,"dropout":..,"meta":{...}}).
+ * Saving is atomic (temp file, fsync, rename). meta_json (may be NULL) is stored under "meta". */
+ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json);
+ms_status ms_model_load(ms_model **out, const char *path);
+/* The "meta" JSON text stored with a loaded model ("{}" if none). */
+const char *ms_model_meta(const ms_model *m);
+
+/* Eval-mode inference on B images x (B,H,W) in [0,1], H and W multiples of 2^depth.
+ * labels (B,H,W) gets the argmax class; probs (B,K,H,W) the softmax (either may be NULL). */
+ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
+                           uint8_t *labels, float *probs);
+/* Segment one gray image of any size (padded by edge replication to a multiple of 2^depth,
+ * cropped back). tta=1 averages the probabilities with those of the horizontal flip. */
+ms_status ms_model_segment(const ms_model *m, const uint8_t *gray, int H, int W, int tta,
+                           uint8_t *labels);
+
+/* ------------------------------------------------------------------ metrics (core/metrics.c) */
+typedef struct {
+    int64_t cm[MS_NUM_CLASSES][MS_NUM_CLASSES]; /* cm[truth][pred] pixel counts */
+} ms_confusion;
+
+typedef struct {
+    double iou[MS_NUM_CLASSES];   /* per-class IoU; NaN where the class is absent from truth and prediction */
+    double miou;                  /* mean IoU over classes 1..4 that are present (background excluded) */
+    double pixel_acc;             /* all pixels, background included */
+} ms_scores;
+
+void ms_confusion_add(ms_confusion *c, const uint8_t *truth, const uint8_t *pred, size_t n);
+void ms_confusion_scores(const ms_confusion *c, ms_scores *s);
+
+/* ------------------------------------------------------------------ training (core/train.c) */
+typedef struct {
+    /* data */
+    char data[1024];        /* npz path */
+    char key[64];           /* array key, default "training_set" */
+    float val_frac;         /* held-out fraction (default 0.1) */
+    int split_group;        /* consecutive tiles kept together in the split (default 2) */
+    int limit;              /* use only the first `limit` samples (0 = all) */
+    /* preprocessing */
+    int dedup_k;            /* drop samples whose mask recurs more than k times (0 = off; default 4) */
+    int oversample;         /* repeat big-rock tiles this many times in total (default 2; 1 = off) */
+    int hflip;              /* augmentation: random horizontal flip (default 1) */
+    float brightness, contrast; /* augmentation jitter (defaults 0.1, 0.1) */
+    int max_shift;          /* augmentation: random shift in pixels (default 8) */
+    /* model */
+    ms_model_config model;  /* depth 4, base 16, classes 5, dropout 0.1 */
+    /* loss */
+    char loss[16];          /* "wce" (default), "dice", "focal", "wce+dice" */
+    float focal_gamma;      /* default 2 */
+    int auto_weights;       /* class weights from training pixel counts (default 1) */
+    float class_weights[MS_NUM_CLASSES]; /* explicit weights when auto_weights = 0 */
+    float bg_weight;        /* background weight with auto weights (default 0.1) */
+    /* optimiser */
+    float lr, beta1, beta2, eps, weight_decay; /* AdamW: 1e-3, 0.9, 0.999, 1e-8, 1e-4 */
+    int batch;              /* default 32 */
+    int epochs;             /* default 20 */
+    char schedule[16];      /* "plateau" (default), "cosine", "none" */
+    int plateau_patience;   /* epochs without val mIoU gain before lr *= plateau_factor (default 3) */
+    float plateau_factor;   /* default 0.5 */
+    float min_lr;           /* default 1e-6 */
+    int early_stop;         /* epochs without val mIoU gain before stopping (default 8; 0 = off) */
+    int restore_best;       /* finish with the best-validation weights (default 1) */
+    uint64_t seed;          /* default 42 */
+    int threads;            /* 0 = all cores */
+} ms_train_config;
+
+void ms_train_config_default(ms_train_config *c);
+/* Validate every field; MS_ERR_ARG with "field: what is wrong" otherwise. */
+ms_status ms_train_config_validate(const ms_train_config *c);
+/* Apply a JSON object's fields over *c (unknown fields and wrong types are errors naming the
+ * field). The result is validated. */
+ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len);
+/* malloc'd JSON text of every field. */
+char *ms_train_config_to_json(const ms_train_config *c);
+
+/* One point of the training curves (one per finished epoch). */
+typedef struct {
+    int epoch;              /* 1-based */
+    double train_loss, val_loss, train_miou, val_miou, pixel_acc;
+    double val_iou[MS_NUM_CLASSES];
+    double lr, seconds, images_per_s;
+} ms_epoch_stats;
+
+/* Live progress, handed to the callback after every batch. */
+typedef struct {
+    int epoch, epochs;      /* current epoch (1-based) and total */
+    int batch, batches;     /* batches done in this epoch and per epoch */
+    double loss;            /* running mean training loss this epoch */
+    double eta_s;           /* estimated seconds to the end of the run */
+    double images_per_s;
+} ms_progress;
+
+typedef struct {
+    void *user;
+    void (*on_batch)(void *user, const ms_progress *p);
+    void (*on_epoch)(void *user, const ms_epoch_stats *e);
+    void (*on_log)(void *user, const char *line); /* informational lines (data summary, ...) */
+} ms_train_callbacks;
+
+typedef struct ms_trainer ms_trainer;
+
+/* Prepare a run into directory `dir` (created if needed): load and preprocess the data, build
+ * the model. If dir holds a checkpoint of an earlier run, use ms_trainer_resume instead. */
+ms_status ms_trainer_create(ms_trainer **out, const ms_train_config *cfg, const char *dir,
+                            const ms_train_callbacks *cb);
+/* Continue the run saved in `dir` exactly where its last checkpoint left it. */
+ms_status ms_trainer_resume(ms_trainer **out, const char *dir, const ms_train_callbacks *cb);
+/* Train until the epochs are done, early stopping, a cancel request (MS_ERR_CANCELLED) or a
+ * failure (e.g. MS_ERR_NONFINITE with the step in ms_last_error()). A checkpoint is written
+ * atomically after every epoch (dir/checkpoint.npz), the best weights to dir/best.npz, the
+ * final weights to dir/model.npz. */
+ms_status ms_trainer_run(ms_trainer *t);
+/* Thread-safe: ask the run to stop at the next batch (ms_trainer_run returns MS_ERR_CANCELLED;
+ * the last end-of-epoch checkpoint stays). */
+void ms_trainer_cancel(ms_trainer *t);
+/* Thread-safe: stop at the next batch after writing a mid-epoch checkpoint, so that
+ * ms_trainer_resume continues from exactly there (for a clean shutdown). Returns as cancel does. */
+void ms_trainer_pause(ms_trainer *t);
+const ms_train_config *ms_trainer_config(const ms_trainer *t);
+int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out); /* valid until the next epoch ends: copy under your own lock from on_epoch */
+void ms_trainer_free(ms_trainer *t);
+
+/* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL). */
+ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta,
+                      int batch, ms_confusion *cm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MARSSEG_H */

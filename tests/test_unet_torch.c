@@ -1,0 +1,171 @@
+/* The U-Net against PyTorch: forward (train and eval), loss, every parameter gradient, BN running
+ * stats and parameters after 1 and 3 AdamW steps, from fixtures written by tools/make_fixtures.py
+ * (a float64 PyTorch reference of the same module, stored as float32).
+ * Exits non-zero naming each mismatching tensor and its worst error. */
+#include "layers.h"
+#include "marsseg.h"
+#include "npz.h"
+#include "testutil.h"
+#include "unet.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FWD_TOL 1e-4
+#define GRAD_TOL 1e-3
+/* parameters after AdamW steps inherit the gradient tolerance: Adam divides by sqrt(v), so a
+ * gradient near eps amplifies its rounding */
+#define STEP_TOL 1e-3
+
+static float *read_all(ms_npz *z, const char *key, size_t *n) {
+    ms_npy_info info;
+    if (ms_npz_info(z, key, &info) != MS_OK) {
+        fprintf(stderr, "missing fixture array %s: %s\n", key, ms_last_error());
+        return NULL;
+    }
+    float *v = malloc(sizeof(float) * (size_t)(info.count ? info.count : 1));
+    if (ms_npz_read_f32(z, key, v, (size_t)info.count) != MS_OK) {
+        free(v);
+        return NULL;
+    }
+    *n = (size_t)info.count;
+    return v;
+}
+
+/* normwise relative error max|a-b| / max|b| (tensors of exact zeros compare absolutely) */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num)) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+static void compare(const char *what, const float *got, const float *want, size_t n, double tol) {
+    double e = rel_err(got, want, n);
+    CHECK(e <= tol, "%s: worst relative error %.3g > %.1g", what, e, tol);
+}
+
+/* (K,B,H,W) channel-major -> (B,K,H,W) */
+static void to_nchw(float *dst, const float *src, int K, int B, size_t hw) {
+    for (int k = 0; k < K; k++)
+        for (int b = 0; b < B; b++) memcpy(dst + ((size_t)b * K + k) * hw, src + ((size_t)k * B + b) * hw, sizeof(float) * hw);
+}
+
+static void load_state(ms_model *m, ms_npz *z, const char *prefix) {
+    char key[96];
+    for (int i = 0; i < m->ntensors; i++) {
+        const ms_tensor_info *t = &m->tensors[i];
+        snprintf(key, sizeof key, "%s%s", prefix, t->name);
+        if (t->kind == MS_T_COUNTER) {
+            CHECK_OK(ms_npz_read_i64(z, key, &m->num_batches_tracked, 1));
+        } else {
+            CHECK_OK(ms_npz_read_f32(z, key, (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset, t->count));
+        }
+    }
+}
+
+static void compare_state(const ms_model *m, ms_npz *z, const char *prefix, int kind, const float *block, double tol) {
+    char key[96];
+    for (int i = 0; i < m->ntensors; i++) {
+        const ms_tensor_info *t = &m->tensors[i];
+        if ((int)t->kind != kind && !(kind == MS_T_BUFFER && t->kind == MS_T_COUNTER)) continue;
+        snprintf(key, sizeof key, "%s%s", prefix, t->name);
+        if (t->kind == MS_T_COUNTER) {
+            int64_t c = -1;
+            CHECK_OK(ms_npz_read_i64(z, key, &c, 1));
+            CHECK(c == m->num_batches_tracked, "%s: %lld != %lld", key, (long long)m->num_batches_tracked, (long long)c);
+            continue;
+        }
+        size_t n = 0;
+        float *want = read_all(z, key, &n);
+        CHECK(want && n == t->count, "%s: missing or wrong size", key);
+        if (want && n == t->count) compare(key, block + t->offset, want, n, tol);
+        free(want);
+    }
+}
+
+static void run_fixture(const char *path) {
+    printf("fixture %s\n", path);
+    ms_npz *z = NULL;
+    CHECK_OK(ms_npz_open(&z, path));
+    if (!z) return;
+    size_t n;
+    ms_npy_info info;
+    CHECK_OK(ms_npz_info(z, "config.json", &info));
+    char *txt = calloc((size_t)info.count + 1, 1);
+    CHECK_OK(ms_npz_read_u8(z, "config.json", (uint8_t *)txt, (size_t)info.count));
+    cJSON *cfgj = cJSON_Parse(txt);
+    free(txt);
+#define JI(k) (int)cJSON_GetObjectItem(cfgj, k)->valuedouble
+#define JD(k) cJSON_GetObjectItem(cfgj, k)->valuedouble
+    ms_model_config cfg = {JI("depth"), JI("base"), JI("classes"), 0.0f};
+    const int B = JI("batch"), H = JI("height"), W = JI("width"), steps = JI("steps");
+    ms_adamw_cfg opt = {(float)JD("lr"), 0.9f, 0.999f, (float)JD("eps"), (float)JD("weight_decay")};
+    cJSON_Delete(cfgj);
+    const int K = cfg.classes;
+
+    ms_model *m = NULL;
+    CHECK_OK(ms_model_create(&m, &cfg, 1));
+    load_state(m, z, "init.");
+
+    /* eval-mode forward at a non-training size, B=1 */
+    CHECK_OK(ms_npz_info(z, "eval_input", &info));
+    const int EH = (int)info.shape[2], EW = (int)info.shape[3];
+    float *ex = read_all(z, "eval_input", &n), *elog = read_all(z, "eval_logits", &n);
+    ms_acts ea;
+    CHECK_OK(ms_acts_create(&ea, m, 1, EH, EW, 0));
+    ms_unet_forward(m, &ea, ex, 0, 0);
+    compare("eval_logits", ea.logits, elog, n, FWD_TOL);
+    ms_acts_free(&ea);
+    free(ex);
+    free(elog);
+
+    /* training steps */
+    float *x = read_all(z, "input", &n);
+    float *cw = read_all(z, "class_weights", &n);
+    uint8_t *tgt = malloc((size_t)B * H * W);
+    CHECK_OK(ms_npz_read_u8(z, "target", tgt, (size_t)B * H * W));
+    float *want_logits = read_all(z, "logits", &n);
+    float *want_loss = read_all(z, "loss", &n);
+    float *nchw = malloc(sizeof(float) * (size_t)K * B * H * W);
+    float *grads = calloc(m->nparams, sizeof(float));
+    float *mom1 = calloc(m->nparams, sizeof(float)), *mom2 = calloc(m->nparams, sizeof(float));
+    ms_acts a;
+    CHECK_OK(ms_acts_create(&a, m, B, H, W, 1));
+    for (int step = 1; step <= steps; step++) {
+        ms_unet_forward(m, &a, x, 1, 0);
+        double loss = softmax_ce_forward_backward(a.d_logits, a.logits, tgt, cw, K, (size_t)B * H * W, 1.0f, NULL);
+        memset(grads, 0, sizeof(float) * m->nparams);
+        ms_unet_backward(m, &a, grads);
+        if (step == 1) {
+            to_nchw(nchw, a.logits, K, B, (size_t)H * W);
+            compare("logits", nchw, want_logits, (size_t)K * B * H * W, FWD_TOL);
+            CHECK(fabs(loss - want_loss[0]) <= FWD_TOL * fabs(want_loss[0]), "loss %.7f != %.7f", loss, want_loss[0]);
+            compare_state(m, z, "grad.", MS_T_PARAM, grads, GRAD_TOL);
+            compare_state(m, z, "buf1.", MS_T_BUFFER, m->bufs, FWD_TOL);
+        }
+        adamw_step(m->params, grads, mom1, mom2, m->nparams, step, &opt);
+        if (step == 1) compare_state(m, z, "after1.", MS_T_PARAM, m->params, STEP_TOL);
+    }
+    char pre[16];
+    snprintf(pre, sizeof pre, "after%d.", steps);
+    compare_state(m, z, pre, MS_T_PARAM, m->params, STEP_TOL);
+    snprintf(pre, sizeof pre, "buf%d.", steps);
+    compare_state(m, z, pre, MS_T_BUFFER, m->bufs, FWD_TOL);
+
+    ms_acts_free(&a);
+    free(x); free(cw); free(tgt); free(want_logits); free(want_loss); free(nchw);
+    free(grads); free(mom1); free(mom2);
+    ms_model_free(m);
+    ms_npz_close(z);
+}
+
+int main(void) {
+    run_fixture("tests/fixtures/unet_d3_f4.npz");
+    run_fixture("tests/fixtures/unet_d2_f4.npz");
+    return TEST_END();
+}
