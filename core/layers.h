@@ -76,6 +76,15 @@ void maxpool2x2_backward(float *dinp, const float *dout, const float *inp, size_
  * Returns the loss; *wsum receives sum_i w[y_i] (0 => loss 0 and zero gradient). */
 double softmax_ce_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
                                    const float *class_w, int K, size_t N, float scale, double *wsum);
+/* Focal loss (Lin et al.) with class weights: sum_i w[y_i] (1-p_i)^gamma (-log p_i) / sum_i w[y_i].
+ * dlogits (if not NULL) is SET, scaled by `scale`. */
+double focal_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                              const float *class_w, float gamma, int K, size_t N, float scale);
+/* Soft Dice over the batch: 1 - sum_k w_k (2 I_k + 1) / (P_k + T_k + 1) / sum_k w_k, where
+ * I_k = sum_i p_ki t_ki, P_k = sum_i p_ki, T_k = sum_i t_ki. dlogits is set, or added to when
+ * accumulate (for "wce+dice"). */
+double dice_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                             const float *class_w, int K, size_t N, float scale, int accumulate);
 
 /* ---- optim.c ---- AdamW exactly as torch.optim.AdamW (decoupled decay, bias correction) */
 typedef struct {

@@ -48,3 +48,87 @@ double softmax_ce_forward_backward(float *dlogits, const float *logits, const ui
     }
     return wsum > 0.0 ? loss / wsum : 0.0;
 }
+
+double focal_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                              const float *class_w, float gamma, int K, size_t N, float scale) {
+    double loss = 0.0, wsum = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : loss, wsum)
+    for (size_t i = 0; i < N; i++) {
+        float p[MAXK];
+        const int y = target[i];
+        const float lse = softmax_at(p, logits, K, N, i);
+        const float w = class_w ? class_w[y] : 1.0f;
+        const float logpt = logits[(size_t)y * N + i] - lse;
+        loss += (double)w * -(double)powf(1.0f - p[y], gamma) * logpt;
+        wsum += w;
+    }
+    if (dlogits) {
+        const float g = wsum > 0.0 ? (float)(scale / wsum) : 0.0f;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < N; i++) {
+            float p[MAXK];
+            const int y = target[i];
+            const float lse = softmax_at(p, logits, K, N, i);
+            const float w = (class_w ? class_w[y] : 1.0f) * g;
+            const float pt = p[y], logpt = logits[(size_t)y * N + i] - lse, q = 1.0f - pt;
+            /* dFL/dz_k = w [gamma q^(gamma-1) pt log pt - q^gamma] (delta_ky - p_k) */
+            const float qg1 = gamma == 0.0f ? 0.0f : powf(q, gamma - 1.0f);
+            const float c = w * (gamma * qg1 * pt * logpt - q * (gamma == 0.0f ? 1.0f : qg1));
+            for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = c * ((k == y ? 1.0f : 0.0f) - p[k]);
+        }
+    }
+    return wsum > 0.0 ? loss / wsum : 0.0;
+}
+
+double dice_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                             const float *class_w, int K, size_t N, float scale, int accumulate) {
+    const double s = 1.0; /* smoothing: an absent class predicted absent scores 1, not 0/0 */
+    double I[MAXK] = {0}, P[MAXK] = {0}, T[MAXK] = {0};
+    for (int k = 0; k < K; k++) {
+        double ik = 0, pk = 0, tk = 0;
+#pragma omp parallel for schedule(static) reduction(+ : ik, pk, tk)
+        for (size_t i = 0; i < N; i++) {
+            float p[MAXK];
+            softmax_at(p, logits, K, N, i);
+            const int t = target[i] == k;
+            ik += t ? p[k] : 0.0f;
+            pk += p[k];
+            tk += t;
+        }
+        I[k] = ik;
+        P[k] = pk;
+        T[k] = tk;
+    }
+    double wsum = 0, score = 0, D[MAXK];
+    for (int k = 0; k < K; k++) {
+        const double w = class_w ? class_w[k] : 1.0;
+        D[k] = (2 * I[k] + s) / (P[k] + T[k] + s);
+        wsum += w;
+        score += w * D[k];
+    }
+    if (wsum <= 0) return 0.0;
+    if (dlogits) {
+        /* dL/dp_{k,i} = -(w_k/wsum) (2 t_ki (P+T+s) - (2I+s)) / (P+T+s)^2; then through softmax */
+        float a[MAXK], b[MAXK];
+        for (int k = 0; k < K; k++) {
+            const double w = class_w ? class_w[k] : 1.0, den = P[k] + T[k] + s;
+            a[k] = (float)(-scale * w / wsum * 2.0 / den);                       /* times t_ki */
+            b[k] = (float)(scale * w / wsum * (2 * I[k] + s) / (den * den));     /* constant */
+        }
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < N; i++) {
+            float p[MAXK], g[MAXK], dotpg = 0.0f;
+            softmax_at(p, logits, K, N, i);
+            for (int k = 0; k < K; k++) {
+                g[k] = (target[i] == k ? a[k] : 0.0f) + b[k];
+                dotpg += p[k] * g[k];
+            }
+            for (int k = 0; k < K; k++) {
+                const float d = p[k] * (g[k] - dotpg);
+                float *o = &dlogits[(size_t)k * N + i];
+                *o = accumulate ? *o + d : d;
+            }
+        }
+    }
+    return 1.0 - score / wsum;
+}

@@ -147,6 +147,25 @@ def make_layers(name, seed):
     loss.backward()
     out["wce"] = np.array([loss.item()], np.float32)
     out["wce_grad"] = logits.grad.numpy().astype(np.float32)
+    # focal loss, gamma 2, same weights and normalisation as the weighted CE
+    logits.grad = None
+    logp = Fn.log_softmax(logits, dim=1)
+    logpt = logp.gather(1, t.unsqueeze(1)).squeeze(1)
+    wt = cw[t]
+    focal = (wt * -(1 - logpt.exp()) ** 2 * logpt).sum() / wt.sum()
+    focal.backward()
+    out["focal"] = np.array([focal.item()], np.float32)
+    out["focal_grad"] = logits.grad.numpy().astype(np.float32)
+    # soft dice over the batch, smoothing 1, class-weighted mean
+    logits.grad = None
+    p = Fn.softmax(logits, dim=1)
+    onehot = Fn.one_hot(t, K).permute(0, 3, 1, 2).double()
+    inter = (p * onehot).sum(dim=(0, 2, 3))
+    dice = (2 * inter + 1) / (p.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3)) + 1)
+    dl = 1 - (cw * dice).sum() / cw.sum()
+    dl.backward()
+    out["dice"] = np.array([dl.item()], np.float32)
+    out["dice_grad"] = logits.grad.numpy().astype(np.float32)
     path = os.path.join(OUT, name)
     np.savez(path, **out)
     print("wrote", path, os.path.getsize(path), "bytes")

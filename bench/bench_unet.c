@@ -1,0 +1,103 @@
+/* make bench: training and inference speed of the U-Net at 64x128, as ratios to the machine's
+ * own sgemm rate measured in the same run (and to PyTorch when bench/peer.py ran: PEER=1). */
+#include "layers.h"
+#include "marsseg.h"
+#include "rng.h"
+#include "unet.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double sgemm_gflops(int n) {
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (i % 1000);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = now() - t;
+        if (t < best) best = t;
+    }
+    free(a); free(b); free(c);
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+/* forward FLOPs per image (multiply-adds x2) of the convolutions */
+static double fwd_gflop(const ms_model *m, int H, int W) {
+    double f = 0;
+    const int D = m->cfg.depth;
+    for (int l = 0; l <= D; l++) {
+        const double px = (double)(H >> l) * (W >> l);
+        const ms_rb_off *bs[2] = {l < D ? &m->enc[l] : &m->bott, l < D ? &m->dec[D - 1 - l] : NULL};
+        for (int k = 0; k < 2; k++) {
+            if (!bs[k]) continue;
+            f += 2 * px * (9.0 * bs[k]->cin * bs[k]->c + 9.0 * bs[k]->c * bs[k]->c + (double)bs[k]->cin * bs[k]->c);
+        }
+        if (l < D) f += 2 * px * m->ch[l + 1] * m->ch[l]; /* transposed conv: 4 outputs per input px */
+    }
+    f += 2.0 * H * W * m->ch[0] * m->cfg.classes;
+    return f / 1e9;
+}
+
+int main(int argc, char **argv) {
+    int steps = argc > 1 ? atoi(argv[1]) : 3;
+    const int H = 64, W = 128, B = 32;
+    const double peak = sgemm_gflops(2048);
+    printf("sgemm 2048^3: %.1f GFLOP/s\n", peak);
+    int bases[2] = {32, 16};
+    for (int bi = 0; bi < 2; bi++) {
+        ms_model_config cfg = {4, bases[bi], 5, 0.1f};
+        ms_model *m;
+        if (ms_model_create(&m, &cfg, 1)) return 1;
+        const double gf = fwd_gflop(m, H, W);
+        ms_acts a;
+        if (ms_acts_create(&a, m, B, H, W, 1)) { fprintf(stderr, "%s\n", ms_last_error()); return 1; }
+        float *x = malloc(sizeof(float) * B * H * W), *g = calloc(m->nparams, 4), *m1 = calloc(m->nparams, 4), *v = calloc(m->nparams, 4);
+        uint8_t *t = malloc((size_t)B * H * W);
+        ms_rng r; ms_rng_seed(&r, 3);
+        for (int i = 0; i < B * H * W; i++) { x[i] = ms_rng_float(&r); t[i] = (uint8_t)ms_rng_below(&r, 5); }
+        float cw[5] = {0.1f, 1, 1, 1, 1};
+        ms_adamw_cfg opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f};
+        double tf = 0, tb = 0, to = 0;
+        for (int s = 0; s <= steps; s++) {
+            double t0 = now();
+            ms_unet_forward(m, &a, x, 1, s);
+            softmax_ce_forward_backward(a.d_logits, a.logits, t, cw, 5, (size_t)B * H * W, 1.0f, NULL);
+            double t1 = now();
+            memset(g, 0, sizeof(float) * m->nparams);
+            ms_unet_backward(m, &a, g);
+            double t2 = now();
+            adamw_step(m->params, g, m1, v, m->nparams, s + 1, &opt);
+            double t3 = now();
+            if (s > 0) { tf += t1 - t0; tb += t2 - t1; to += t3 - t2; }
+        }
+        double step = (tf + tb + to) / steps;
+        printf("F=%d train B=%d: %.2f img/s (fwd %.0f ms, bwd %.0f ms, adam %.0f ms per step), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
+               bases[bi], B, B / step, tf / steps * 1e3, tb / steps * 1e3, to / steps * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        ms_acts_free(&a);
+        /* inference */
+        uint8_t *lab = malloc((size_t)B * H * W);
+        ms_model_predict(m, x, 1, H, W, lab, NULL);
+        double t0 = now(); int n1 = 20;
+        for (int i = 0; i < n1; i++) ms_model_predict(m, x, 1, H, W, lab, NULL);
+        double b1 = (now() - t0) / n1;
+        t0 = now(); int n32 = 3;
+        for (int i = 0; i < n32; i++) ms_model_predict(m, x, B, H, W, lab, NULL);
+        double b32 = (now() - t0) / n32;
+        printf("F=%d infer: batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
+               bases[bi], b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
+        free(x); free(g); free(m1); free(v); free(t); free(lab);
+        ms_model_free(m);
+    }
+    return 0;
+}
