@@ -2,15 +2,19 @@
 # Missing Debian packages are installed first (tools/deps.sh); SAN=1 builds with ASan+UBSan.
 
 SAN      ?= 0
-BUILD    := build$(if $(filter 1,$(SAN)),-san,)
+BUILD    ?= build$(if $(filter 1,$(SAN)),-san,)
 CC       ?= cc
-PKGS     := openblas libpng zlib libcjson libmicrohttpd
+PKGS     := libpng zlib libcjson libmicrohttpd
+# OpenBLAS built for OpenMP: one thread pool shared with our own OpenMP loops (the pthread build
+# and libgomp would spin against each other on 2 cores), and single-threaded GEMMs inside our
+# parallel regions.
+OPENBLAS := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -march=x86-64-v3 -mtune=znver3
 comma    := ,
 SANFLAGS := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -Iinclude -Icore $(SANFLAGS) \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+            -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  := -fopenmp $(SANFLAGS)
 
 CORE_SRC := $(wildcard core/*.c)
@@ -41,11 +45,40 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB)
 test: $(TEST_BIN)
 	@bash tests/run.sh $(BUILD)/tests
 
+# Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
+# to PyTorch when PEER=1 (bench/peer.py, Debian's python3-torch).
+$(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
+	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: $(BUILD)/bench_unet
+	./$(BUILD)/bench_unet
+
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not run by CI).
 fixtures:
 	/usr/bin/python3 tools/make_fixtures.py
 
+# The marsseg binary (server/: HTTP service + CLI) and its integration tests (libcurl, only there).
+SERVER_SRC := $(wildcard server/*.c)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+BIN        := $(BUILD)/marsseg
+.PHONY: run
+all: $(BIN)
+
+$(BIN): $(SERVER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h $(LIB) $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
+
+$(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
+
+run: $(BIN)
+	./$(BIN) serve
+
 clean:
 	rm -rf build build-san
 
--include $(CORE_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)

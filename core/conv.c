@@ -7,82 +7,92 @@
 #include "layers.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
-
-/* Columns (pixels) per im2col chunk: large enough for efficient GEMMs, small enough for cache. */
-#ifndef MS_CONV_CHUNK_COLS
-#define MS_CONV_CHUNK_COLS 8192
-#endif
 
 static inline int MS_MIN_INT(int a, int b) { return a < b ? a : b; }
 
-static int chunk_images(int B, int H, int W) {
-    int hw = H * W;
-    int nb = MS_CONV_CHUNK_COLS / hw;
-    if (nb < 1) nb = 1;
-    if (nb > B) nb = B;
-    return nb;
+/* The 3x3 convolution works on chunks of whole rows of the flattened (B*H, W) row sequence:
+ * each thread builds the im2col block of its chunk in its own slice of the workspace, small
+ * enough to stay in the core's L2 cache, and multiplies it with a single-threaded GEMM (OpenBLAS
+ * built for OpenMP runs single-threaded inside a parallel region). Building and consuming the
+ * column block while it is hot is what makes small channel counts (F=16: K=144) fast: a whole-
+ * batch im2col would stream hundreds of MB through DRAM for little arithmetic. */
+#ifndef MS_CONV_CHUNK_BYTES
+#define MS_CONV_CHUNK_BYTES (384 * 1024)
+#endif
+
+/* rows per chunk: K*rows*W floats near the byte target, at least 2 rows (col2im parity, below) */
+static int chunk_rows(int Cin, int W, int total_rows) {
+    const size_t row_bytes = (size_t)Cin * 9 * W * sizeof(float);
+    int r = (int)(MS_CONV_CHUNK_BYTES / row_bytes);
+    if (r < 2) r = 2;
+    if (r > total_rows) r = total_rows;
+    return r;
+}
+
+/* Workspaces are sized for one slice per processor; a region never runs more threads than
+ * that, whatever omp_set_num_threads said after the workspace was allocated. */
+static int max_threads(void) { return omp_get_num_procs(); }
+static int conv_threads(void) {
+    const int t = omp_get_max_threads(), p = omp_get_num_procs();
+    return t < p ? t : p;
 }
 
 size_t conv3x3_ws_floats(int B, int Cin, int H, int W) {
-    return (size_t)Cin * 9 * (size_t)chunk_images(B, H, W) * H * W;
+    const int rows = chunk_rows(Cin, W, B * H);
+    return (size_t)max_threads() * ((size_t)Cin * 9 * rows * W + 16);
 }
 
-/* col (Cin*9, nb*H*W) <- shifted copies of images b0..b0+nb-1 of inp (Cin,B,H,W), zero padded */
-static void im2col3x3(float *col, const float *inp, int B, int Cin, int H, int W, int b0, int nb) {
-    const size_t hw = (size_t)H * W, N = (size_t)B * hw, ncols = (size_t)nb * hw;
-#pragma omp parallel for schedule(static)
+size_t conv3x3_dw_floats(int Cin, int Cout) { return (size_t)max_threads() * ((size_t)Cout * Cin * 9 + 16); }
+
+/* col (Cin*9, nrows*W) <- the 3x3 neighbourhoods of global rows g0..g0+nrows-1 of inp
+ * (Cin, B*H rows, W); zero outside each image (padding 1) */
+static void im2col_rows(float *col, const float *inp, int B, int Cin, int H, int W, int g0, int nrows) {
+    const size_t N = (size_t)B * H * W, ncols = (size_t)nrows * W;
     for (int r = 0; r < Cin * 9; r++) {
         const int ci = r / 9, ky = (r % 9) / 3 - 1, kx = r % 3 - 1;
+        const float *src = inp + (size_t)ci * N;
         float *dst = col + (size_t)r * ncols;
-        const float *src = inp + (size_t)ci * N + (size_t)b0 * hw;
-        for (int b = 0; b < nb; b++) {
-            for (int y = 0; y < H; y++) {
-                float *d = dst + (size_t)b * hw + (size_t)y * W;
-                const int sy = y + ky;
-                if (sy < 0 || sy >= H) {
-                    memset(d, 0, sizeof(float) * W);
-                    continue;
-                }
-                const float *s = src + (size_t)b * hw + (size_t)sy * W;
-                if (kx == 0) {
-                    memcpy(d, s, sizeof(float) * W);
-                } else if (kx < 0) {
-                    d[0] = 0.0f;
-                    memcpy(d + 1, s, sizeof(float) * (W - 1));
-                } else {
-                    memcpy(d, s + 1, sizeof(float) * (W - 1));
-                    d[W - 1] = 0.0f;
-                }
+        for (int i = 0; i < nrows; i++) {
+            const int g = g0 + i, y = g % H, sy = y + ky;
+            float *d = dst + (size_t)i * W;
+            if (sy < 0 || sy >= H) {
+                memset(d, 0, sizeof(float) * W);
+                continue;
+            }
+            const float *s = src + (size_t)(g + ky) * W;
+            if (kx == 0) {
+                memcpy(d, s, sizeof(float) * W);
+            } else if (kx < 0) {
+                d[0] = 0.0f;
+                memcpy(d + 1, s, sizeof(float) * (W - 1));
+            } else {
+                memcpy(d, s + 1, sizeof(float) * (W - 1));
+                d[W - 1] = 0.0f;
             }
         }
     }
 }
 
-/* dinp (Cin,B,H,W) += col2im(dcol (Cin*9, nb*H*W)) for images b0..b0+nb-1.
- * Parallel over input channels, so no two threads write the same element. */
-static void col2im3x3_add(float *dinp, const float *dcol, int B, int Cin, int H, int W, int b0, int nb) {
-    const size_t hw = (size_t)H * W, N = (size_t)B * hw, ncols = (size_t)nb * hw;
-#pragma omp parallel for schedule(static)
-    for (int ci = 0; ci < Cin; ci++) {
-        for (int k = 0; k < 9; k++) {
-            const int ky = k / 3 - 1, kx = k % 3 - 1;
-            const float *src = dcol + (size_t)(ci * 9 + k) * ncols;
-            float *dst = dinp + (size_t)ci * N + (size_t)b0 * hw;
-            for (int b = 0; b < nb; b++) {
-                for (int y = 0; y < H; y++) {
-                    const int sy = y + ky;
-                    if (sy < 0 || sy >= H) continue;
-                    const float *s = src + (size_t)b * hw + (size_t)y * W;
-                    float *d = dst + (size_t)b * hw + (size_t)sy * W;
-                    if (kx == 0) {
-                        for (int x = 0; x < W; x++) d[x] += s[x];
-                    } else if (kx < 0) {
-                        for (int x = 1; x < W; x++) d[x - 1] += s[x];
-                    } else {
-                        for (int x = 0; x < W - 1; x++) d[x + 1] += s[x];
-                    }
-                }
+/* dinp rows g0-1 .. g0+nrows (within each image) += col2im(dcol) */
+static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int H, int W, int g0, int nrows) {
+    const size_t N = (size_t)B * H * W, ncols = (size_t)nrows * W;
+    for (int r = 0; r < Cin * 9; r++) {
+        const int ci = r / 9, ky = (r % 9) / 3 - 1, kx = r % 3 - 1;
+        float *dst = dinp + (size_t)ci * N;
+        const float *src = dcol + (size_t)r * ncols;
+        for (int i = 0; i < nrows; i++) {
+            const int g = g0 + i, y = g % H, sy = y + ky;
+            if (sy < 0 || sy >= H) continue;
+            const float *s = src + (size_t)i * W;
+            float *d = dst + (size_t)(g + ky) * W;
+            if (kx == 0) {
+                for (int x = 0; x < W; x++) d[x] += s[x];
+            } else if (kx < 0) {
+                for (int x = 1; x < W; x++) d[x - 1] += s[x];
+            } else {
+                for (int x = 0; x < W - 1; x++) d[x + 1] += s[x];
             }
         }
     }
@@ -91,34 +101,52 @@ static void col2im3x3_add(float *dinp, const float *dcol, int B, int Cin, int H,
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    const int nb = chunk_images(B, H, W), K = Cin * 9;
-    const size_t hw = (size_t)H * W, N = (size_t)B * hw;
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        const int n = MS_MIN_INT(nb, B - b0);
-        const int ncols = (int)(n * hw);
-        im2col3x3(ws, inp, B, Cin, H, W, b0, n);
+    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total);
+    const int nchunks = (total + rows - 1) / rows;
+    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
+    for (int c = 0; c < nchunks; c++) {
+        float *col = ws + (size_t)omp_get_thread_num() * slice;
+        const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
+        im2col_rows(col, inp, B, Cin, H, W, g0, nr);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, ncols, K,
-                    1.0f, w, K, ws, ncols, 0.0f, out + (size_t)b0 * hw, (int)N);
+                    1.0f, w, K, col, ncols, 0.0f, out + (size_t)g0 * W, (int)N);
     }
 }
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws) {
-    const int nb = chunk_images(B, H, W), K = Cin * 9;
-    const size_t hw = (size_t)H * W, N = (size_t)B * hw;
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        const int n = MS_MIN_INT(nb, B - b0);
-        const int ncols = (int)(n * hw);
-        const float *dout_chunk = dout + (size_t)b0 * hw;
-        im2col3x3(ws, inp, B, Cin, H, W, b0, n);
-        // dw (Cout,K) += dout_chunk (Cout,ncols) . col^T (ncols,K)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, K, ncols,
-                    1.0f, dout_chunk, (int)N, ws, ncols, 1.0f, dw, K);
-        if (!dinp) continue;
-        // dcol (K,ncols) = w^T (K,Cout) . dout_chunk (Cout,ncols), reusing the column buffer
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, Cout,
-                    1.0f, w, K, dout_chunk, (int)N, 0.0f, ws, ncols);
-        col2im3x3_add(dinp, ws, B, Cin, H, W, b0, n);
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
+    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total);
+    const int nchunks = (total + rows - 1) / rows, nthr = conv_threads();
+    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16, wslice = (size_t)Cout * K + 16;
+    memset(dw_ws, 0, sizeof(float) * wslice * nthr);
+    /* two passes, even chunks then odd ones: a chunk's col2im touches one row of each
+     * neighbour, and chunks of the same parity are at least 2 rows apart */
+    for (int parity = 0; parity < 2; parity++) {
+#pragma omp parallel for schedule(static) num_threads(nthr)
+        for (int c = parity; c < nchunks; c += 2) {
+            const int tid = omp_get_thread_num();
+            float *col = ws + (size_t)tid * slice, *dwt = dw_ws + (size_t)tid * wslice;
+            const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
+            const float *dout_chunk = dout + (size_t)g0 * W;
+            im2col_rows(col, inp, B, Cin, H, W, g0, nr);
+            // dw_t (Cout,K) += dout_chunk (Cout,ncols) . col^T (ncols,K)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, K, ncols,
+                        1.0f, dout_chunk, (int)N, col, ncols, 1.0f, dwt, K);
+            if (!dinp) continue;
+            // dcol (K,ncols) = w^T (K,Cout) . dout_chunk (Cout,ncols), reusing the column buffer
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, Cout,
+                        1.0f, w, K, dout_chunk, (int)N, 0.0f, col, ncols);
+            col2im_rows_add(dinp, col, B, Cin, H, W, g0, nr);
+        }
+    }
+    /* reduce the per-thread weight gradients in a fixed order (deterministic) */
+    const size_t n = (size_t)Cout * K;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float s = 0.0f;
+        for (int t = 0; t < nthr; t++) s += dw_ws[(size_t)t * wslice + i];
+        dw[i] += s;
     }
 }
 

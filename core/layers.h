@@ -23,9 +23,11 @@ size_t conv3x3_ws_floats(int B, int Cin, int H, int W);
 /* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws);
+/* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
+size_t conv3x3_dw_floats(int Cin, int Cout);
 /* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws);
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws);
 
 /* out (Cout,N) = w (Cout,Cin) · inp (Cin,N) + b (Cout): a 1x1 convolution, no im2col. */
 void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,

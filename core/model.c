@@ -26,14 +26,11 @@ static char *config_json(const ms_model *m, const char *meta_json) {
     return s;
 }
 
-ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json) {
-    ms_npz_writer *w = NULL;
+ms_status ms_model_write_npz(ms_npz_writer *w, const ms_model *m, const char *path, const char *meta_json) {
     char *cfg = config_json(m, meta_json ? meta_json : m->meta_json);
     if (!cfg) return ms_fail(MS_ERR_NOMEM, "%s: config json", path);
-    ms_status st = ms_npz_writer_open(&w, path);
-    if (st) goto done;
     int64_t len = (int64_t)strlen(cfg);
-    st = ms_npz_writer_add(w, "config.json", MS_DT_U1, 1, &len, cfg);
+    ms_status st = ms_npz_writer_add(w, "config.json", MS_DT_U1, 1, &len, cfg);
     for (int i = 0; i < m->ntensors && st == MS_OK; i++) {
         const ms_tensor_info *t = &m->tensors[i];
         if (t->kind == MS_T_COUNTER)
@@ -42,13 +39,17 @@ ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_js
             st = ms_npz_writer_add(w, t->name, MS_DT_F4, t->ndim, t->shape,
                                    (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset);
     }
-    if (st == MS_OK) {
-        st = ms_npz_writer_commit(w);
-    } else {
-        ms_npz_writer_abort(w);
-    }
-done:
     free(cfg);
+    return st;
+}
+
+ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json) {
+    ms_npz_writer *w = NULL;
+    ms_status st = ms_npz_writer_open(&w, path);
+    if (st) return st;
+    st = ms_model_write_npz(w, m, path, meta_json);
+    if (st == MS_OK) return ms_npz_writer_commit(w);
+    ms_npz_writer_abort(w);
     return st;
 }
 
@@ -59,15 +60,12 @@ static int json_int(const cJSON *o, const char *k, int dflt, int *ok) {
     return cJSON_IsNumber(v) ? (int)v->valuedouble : dflt;
 }
 
-ms_status ms_model_load(ms_model **out, const char *path) {
-    ms_npz *z = NULL;
+ms_status ms_model_read_npz(ms_npz *z, const char *path, ms_model **out) {
     ms_model *m = NULL;
     char *text = NULL;
     cJSON *root = NULL;
     ms_npy_info info;
-    ms_status st = ms_npz_open(&z, path);
-    if (st) return st;
-    st = ms_npz_info(z, "config.json", &info);
+    ms_status st = ms_npz_info(z, "config.json", &info);
     if (st) goto done;
     if (info.dtype != MS_DT_U1 || info.ndim != 1 || info.count > (1 << 20)) {
         st = ms_fail(MS_ERR_FORMAT, "%s: config.json must be a uint8 vector under 1 MiB", path);
@@ -131,6 +129,14 @@ done:
     cJSON_Delete(root);
     free(text);
     ms_model_free(m);
+    return st;
+}
+
+ms_status ms_model_load(ms_model **out, const char *path) {
+    ms_npz *z = NULL;
+    ms_status st = ms_npz_open(&z, path);
+    if (st) return st;
+    st = ms_model_read_npz(z, path, out);
     ms_npz_close(z);
     return st;
 }

@@ -340,13 +340,19 @@ ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int
         }
         if (l < D) ws = MS_MAX(ws, convt2x2_ws_floats(B, m->ch[l], h >> 1, w >> 1));
     }
+    size_t dws = 0;
+    for (int l = 0; l <= D; l++) {
+        const ms_rb_off *blocks[2] = {l < D ? &m->enc[l] : &m->bott, l < D ? &m->dec[D - 1 - l] : &m->bott};
+        for (int k = 0; k < 2; k++) dws = MS_MAX(dws, conv3x3_dw_floats(MS_MAX(blocks[k]->cin, blocks[k]->c), blocks[k]->c));
+    }
     a->ws_floats = ws;
     a->arena = aligned_alloc(64, sizeof(float) * (fb.used + 16));
     a->ws = aligned_alloc(64, sizeof(float) * ((ws + 15) & ~(size_t)15));
     int ok = a->arena && a->ws;
     if (training) {
         a->grad_arena = aligned_alloc(64, sizeof(float) * (gb.used + 16));
-        ok = ok && a->grad_arena;
+        a->dw_ws = aligned_alloc(64, sizeof(float) * ((dws + 15) & ~(size_t)15));
+        ok = ok && a->grad_arena && a->dw_ws;
         for (int i = 0; i < 3 && ok; i++) {
             a->scratch[i] = aligned_alloc(64, sizeof(float) * ((scratch + 15) & ~(size_t)15));
             ok = a->scratch[i] != NULL;
@@ -385,6 +391,7 @@ void ms_acts_free(ms_acts *a) {
     free(a->grad_arena);
     free(a->masks);
     free(a->ws);
+    free(a->dw_ws);
     for (int i = 0; i < 3; i++) free(a->scratch[i]);
     memset(a, 0, sizeof *a);
 }
@@ -449,7 +456,7 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
 
 /* dout: gradient of the block output (C,N); dinp (Cin,N) += input gradient (NULL: not needed) */
 static void resblock_backward(const ms_model *m, const ms_rb_off *o, const ms_rb_acts *r, float *G,
-                              const float *dout, float *dinp, int B, float *ws, float *scratch[3]) {
+                              const float *dout, float *dinp, int B, float *ws, float *dw_ws, float *scratch[3]) {
     const float *P = m->params;
     const size_t N = (size_t)B * r->h * r->w, cn = (size_t)o->c * N;
     float *g = scratch[0], *dc = scratch[1], *da1 = scratch[2];
@@ -458,10 +465,10 @@ static void resblock_backward(const ms_model *m, const ms_rb_off *o, const ms_rb
     memset(dc, 0, sizeof(float) * cn);
     batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N);
     memset(da1, 0, sizeof(float) * cn);
-    conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws);
+    conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws, dw_ws);
     memset(dc, 0, sizeof(float) * cn);
     batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N);
-    conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws);
+    conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws, dw_ws);
 }
 
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
@@ -481,7 +488,7 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
         const ms_rb_acts *r = &a->dec[i];
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_backward(a->d_dec[i], a->d_dec_drop[i], a->dec_mask[i], n, p);
-        resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->scratch);
+        resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->dw_ws, a->scratch);
         const float *up_in = i == 0 ? a->bott_drop : a->dec_drop[i - 1];
         float *d_up_in = i == 0 ? a->d_bott_drop : a->d_dec_drop[i - 1];
         convt2x2_backward(d_up_in, G + m->upw[i], G + m->upb[i], a->d_cat[l], up_in, P + m->upw[i], B,
@@ -489,13 +496,13 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
     }
     const size_t nb = (size_t)m->ch[D] * B * a->bott.h * a->bott.w;
     if (drop) dropout_backward(a->d_bott, a->d_bott_drop, a->bott_mask, nb, p);
-    resblock_backward(m, &m->bott, &a->bott, G, a->d_bott, a->d_pool[D - 1], B, a->ws, a->scratch);
+    resblock_backward(m, &m->bott, &a->bott, G, a->d_bott, a->d_pool[D - 1], B, a->ws, a->dw_ws, a->scratch);
     for (int l = D - 1; l >= 0; l--) {
         const ms_rb_acts *r = &a->enc[l];
         const size_t C = (size_t)m->ch[l], N = (size_t)B * r->h * r->w;
         float *d_skip = a->d_cat[l] + C * N;
         maxpool2x2_backward(d_skip, a->d_pool[l], r->out, C * B, r->h, r->w);
         resblock_backward(m, &m->enc[l], r, G, d_skip, l == 0 ? NULL : a->d_pool[l - 1], B, a->ws,
-                          a->scratch);
+                          a->dw_ws, a->scratch);
     }
 }

@@ -60,6 +60,7 @@ typedef struct {
     uint8_t *masks;      /* dropout masks (training with p>0 only) */
     float *ws;           /* shared conv workspace */
     size_t ws_floats;
+    float *dw_ws;        /* per-thread conv weight-gradient partials (training only) */
     float *scratch[3];   /* ResBlock backward temporaries, each max C*N */
     ms_rb_acts enc[MS_MAX_DEPTH], bott, dec[MS_MAX_DEPTH];
     float *pool[MS_MAX_DEPTH];          /* pooled encoder outputs */
@@ -82,5 +83,12 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *grads);
 
 const ms_tensor_info *ms_model_find_tensor(const ms_model *m, const char *name);
+
+/* The weights-file entries (config.json + one array per tensor), shared by model files and
+ * training checkpoints; `path` only labels errors. */
+struct ms_npz_writer;
+struct ms_npz;
+ms_status ms_model_write_npz(struct ms_npz_writer *w, const ms_model *m, const char *path, const char *meta_json);
+ms_status ms_model_read_npz(struct ms_npz *z, const char *path, ms_model **out);
 
 #endif

@@ -140,7 +140,7 @@ typedef struct {
     int split_group;        /* consecutive tiles kept together in the split (default 2) */
     int limit;              /* use only the first `limit` samples (0 = all) */
     /* preprocessing */
-    int dedup_k;            /* drop samples whose mask recurs more than k times (0 = off; default 4) */
+    int dedup_k;            /* drop samples whose mask recurs more than k times (0 = off; default 100) */
     int oversample;         /* repeat big-rock tiles this many times in total (default 2; 1 = off) */
     int hflip;              /* augmentation: random horizontal flip (default 1) */
     float brightness, contrast; /* augmentation jitter (defaults 0.1, 0.1) */
@@ -152,7 +152,8 @@ typedef struct {
     float focal_gamma;      /* default 2 */
     int auto_weights;       /* class weights from training pixel counts (default 1) */
     float class_weights[MS_NUM_CLASSES]; /* explicit weights when auto_weights = 0 */
-    float bg_weight;        /* background weight with auto weights (default 0.1) */
+    float weight_power;     /* auto weights ~ pixel count^-power, foreground mean 1 (default 0.5) */
+    float bg_weight;        /* background weight with auto weights; -1 = same rule (default -1) */
     /* optimiser */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW: 1e-3, 0.9, 0.999, 1e-8, 1e-4 */
     int batch;              /* default 32 */
@@ -222,6 +223,9 @@ void ms_trainer_pause(ms_trainer *t);
 const ms_train_config *ms_trainer_config(const ms_trainer *t);
 int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out); /* valid until the next epoch ends: copy under your own lock from on_epoch */
 void ms_trainer_free(ms_trainer *t);
+
+/* Threads for the core's OpenMP loops and BLAS (0 = all online cores). */
+void ms_set_threads(int threads);
 
 /* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL). */
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta,

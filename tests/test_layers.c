@@ -98,7 +98,9 @@ static void test_conv3x3(void) {
     c.x = rnd(nx, 1); c.w = rnd(nw, 0.5f); c.r = rnd(ny, 1); c.out = malloc(sizeof(float) * ny);
     c.ws = malloc(sizeof(float) * conv3x3_ws_floats(c.B, c.Cin, c.H, c.W));
     float *dx = calloc(nx, sizeof(float)), *dw = calloc(nw, sizeof(float));
-    conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws);
+    float *dws = malloc(sizeof(float) * conv3x3_dw_floats(c.Cin, c.Cout));
+    conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws);
+    free(dws);
     fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
     fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
     free(c.x); free(c.w); free(c.r); free(c.out); free(c.ws); free(dx); free(dw);

@@ -1,0 +1,255 @@
+/* Training checkpoints (see checkpoint.h). State numbers are JSON with exact round-trips
+ * (cJSON prints doubles with 17 significant digits when needed; 64-bit RNG words as hex). */
+#include "checkpoint.h"
+
+#include "npz.h"
+#include "unet.h"
+#include "util.h"
+
+#include <cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *num(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+static void add_rng(cJSON *o, const char *name, const ms_rng *r) {
+    char buf[80];
+    snprintf(buf, sizeof buf, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
+    cJSON_AddStringToObject(o, name, buf);
+}
+
+static char *state_json(const ms_checkpoint_state *s, const ms_epoch_stats *curves, int ncurves) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "epoch", s->epoch);
+    cJSON_AddNumberToObject(o, "batch_in_epoch", s->batch_in_epoch);
+    cJSON_AddNumberToObject(o, "step", (double)s->step);
+    cJSON_AddNumberToObject(o, "lr", s->lr);
+    cJSON_AddItemToObject(o, "best_miou", num(s->best_miou));
+    cJSON_AddItemToObject(o, "plateau_best", num(s->plateau_best));
+    cJSON_AddNumberToObject(o, "best_epoch", s->best_epoch);
+    cJSON_AddNumberToObject(o, "bad_epochs", s->bad_epochs);
+    cJSON_AddNumberToObject(o, "plateau_wait", s->plateau_wait);
+    add_rng(o, "order_rng", &s->order_rng);
+    add_rng(o, "aug_rng", &s->aug_rng);
+    cJSON_AddItemToObject(o, "loss_sum", num(s->loss_sum));
+    cJSON_AddNumberToObject(o, "seconds_in_epoch", s->seconds_in_epoch);
+    cJSON *cm = cJSON_AddArrayToObject(o, "train_cm");
+    for (int i = 0; i < MS_NUM_CLASSES; i++)
+        for (int j = 0; j < MS_NUM_CLASSES; j++) cJSON_AddItemToArray(cm, cJSON_CreateNumber((double)s->train_cm.cm[i][j]));
+    cJSON *cv = cJSON_AddArrayToObject(o, "curves");
+    for (int i = 0; i < ncurves; i++) {
+        const ms_epoch_stats *e = &curves[i];
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddNumberToObject(p, "epoch", e->epoch);
+        cJSON_AddItemToObject(p, "train_loss", num(e->train_loss));
+        cJSON_AddItemToObject(p, "val_loss", num(e->val_loss));
+        cJSON_AddItemToObject(p, "train_miou", num(e->train_miou));
+        cJSON_AddItemToObject(p, "val_miou", num(e->val_miou));
+        cJSON_AddItemToObject(p, "pixel_acc", num(e->pixel_acc));
+        cJSON *iou = cJSON_AddArrayToObject(p, "val_iou");
+        for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, num(e->val_iou[k]));
+        cJSON_AddItemToObject(p, "lr", num(e->lr));
+        cJSON_AddItemToObject(p, "seconds", num(e->seconds));
+        cJSON_AddItemToObject(p, "images_per_s", num(e->images_per_s));
+        cJSON_AddItemToArray(cv, p);
+    }
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return txt;
+}
+
+static ms_status add_text(ms_npz_writer *w, const char *key, const char *txt) {
+    int64_t n = (int64_t)strlen(txt);
+    return ms_npz_writer_add(w, key, MS_DT_U1, 1, &n, txt);
+}
+
+ms_status ms_checkpoint_save(const char *path, const ms_train_config *cfg, const ms_checkpoint_state *s,
+                             const ms_model *model, const ms_model *best, const float *m1, const float *v,
+                             const ms_epoch_stats *curves, int ncurves) {
+    ms_npz_writer *w = NULL;
+    char *cj = ms_train_config_to_json(cfg), *sj = state_json(s, curves, ncurves);
+    ms_status st = MS_OK;
+    if (!cj || !sj) {
+        st = ms_fail(MS_ERR_NOMEM, "%s: checkpoint json", path);
+        goto done;
+    }
+    if ((st = ms_npz_writer_open(&w, path))) goto done;
+    int64_t np = (int64_t)model->nparams, nb = (int64_t)model->nbufs;
+    st = ms_model_write_npz(w, model, path, NULL);
+    if (!st) st = add_text(w, "train_config.json", cj);
+    if (!st) st = add_text(w, "state.json", sj);
+    if (!st) st = ms_npz_writer_add(w, "adam.m", MS_DT_F4, 1, &np, m1);
+    if (!st) st = ms_npz_writer_add(w, "adam.v", MS_DT_F4, 1, &np, v);
+    if (!st && best) st = ms_npz_writer_add(w, "best.params", MS_DT_F4, 1, &np, best->params);
+    if (!st && best) st = ms_npz_writer_add(w, "best.bufs", MS_DT_F4, 1, &nb, best->bufs);
+    if (st) {
+        ms_npz_writer_abort(w);
+    } else {
+        st = ms_npz_writer_commit(w);
+    }
+done:
+    free(cj);
+    free(sj);
+    return st;
+}
+
+static char *read_text(ms_npz *z, const char *path, const char *key, ms_status *st) {
+    ms_npy_info info;
+    if ((*st = ms_npz_info(z, key, &info))) return NULL;
+    if (info.dtype != MS_DT_U1 || info.ndim != 1 || info.count > (16 << 20)) {
+        *st = ms_fail(MS_ERR_FORMAT, "%s: %s must be a uint8 vector", path, key);
+        return NULL;
+    }
+    char *txt = calloc((size_t)info.count + 1, 1);
+    if (!txt) {
+        *st = ms_fail(MS_ERR_NOMEM, "%s: %s", path, key);
+        return NULL;
+    }
+    if ((*st = ms_npz_read_u8(z, key, (uint8_t *)txt, (size_t)info.count))) {
+        free(txt);
+        return NULL;
+    }
+    return txt;
+}
+
+static double jnum(const cJSON *o, const char *k, int *ok) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNull(v)) return NAN;
+    if (!cJSON_IsNumber(v)) {
+        *ok = 0;
+        return 0;
+    }
+    return v->valuedouble;
+}
+
+static void jrng(const cJSON *o, const char *k, ms_rng *r, int *ok) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) != 64) {
+        *ok = 0;
+        return;
+    }
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, v->valuestring + 16 * i, 16);
+        part[16] = 0;
+        char *end;
+        r->s[i] = strtoull(part, &end, 16);
+        if (*end) *ok = 0;
+    }
+}
+
+static ms_status read_floats(ms_npz *z, const char *key, size_t n, float **out) {
+    *out = malloc(sizeof(float) * (n ? n : 1));
+    if (!*out) return ms_fail(MS_ERR_NOMEM, "checkpoint: %s", key);
+    return ms_npz_read_f32(z, key, *out, n);
+}
+
+ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoint_state *s, ms_model **model,
+                             ms_model **best, float **m1, float **v, ms_epoch_stats **curves, int *ncurves) {
+    ms_npz *z = NULL;
+    char *cj = NULL, *sj = NULL;
+    cJSON *so = NULL;
+    ms_model *m = NULL, *b = NULL;
+    float *pm = NULL, *pv = NULL, *bp = NULL, *bb = NULL;
+    ms_epoch_stats *cv = NULL;
+    ms_status st = ms_npz_open(&z, path);
+    if (st) return st;
+    memset(s, 0, sizeof *s);
+    if ((st = ms_model_read_npz(z, path, &m))) goto done;
+    if (!(cj = read_text(z, path, "train_config.json", &st))) goto done;
+    if (!(sj = read_text(z, path, "state.json", &st))) goto done;
+    ms_train_config_default(cfg);
+    if ((st = ms_train_config_from_json(cfg, cj, strlen(cj)))) {
+        ms_fail(st, "%s: train_config.json: %s", path, ms_last_error());
+        goto done;
+    }
+    so = cJSON_Parse(sj);
+    int ok = cJSON_IsObject(so);
+    if (ok) {
+        s->epoch = (int)jnum(so, "epoch", &ok);
+        s->batch_in_epoch = (int)jnum(so, "batch_in_epoch", &ok);
+        s->step = (int64_t)jnum(so, "step", &ok);
+        s->lr = (float)jnum(so, "lr", &ok);
+        s->best_miou = jnum(so, "best_miou", &ok);
+        s->plateau_best = jnum(so, "plateau_best", &ok);
+        s->best_epoch = (int)jnum(so, "best_epoch", &ok);
+        s->bad_epochs = (int)jnum(so, "bad_epochs", &ok);
+        s->plateau_wait = (int)jnum(so, "plateau_wait", &ok);
+        s->loss_sum = jnum(so, "loss_sum", &ok);
+        s->seconds_in_epoch = jnum(so, "seconds_in_epoch", &ok);
+        jrng(so, "order_rng", &s->order_rng, &ok);
+        jrng(so, "aug_rng", &s->aug_rng, &ok);
+        const cJSON *cm = cJSON_GetObjectItemCaseSensitive(so, "train_cm");
+        ok = ok && cJSON_IsArray(cm) && cJSON_GetArraySize(cm) == MS_NUM_CLASSES * MS_NUM_CLASSES;
+        for (int i = 0; ok && i < MS_NUM_CLASSES * MS_NUM_CLASSES; i++) {
+            const cJSON *e = cJSON_GetArrayItem(cm, i);
+            ok = cJSON_IsNumber(e);
+            if (ok) s->train_cm.cm[i / MS_NUM_CLASSES][i % MS_NUM_CLASSES] = (int64_t)e->valuedouble;
+        }
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(so, "curves");
+        const int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+        ok = ok && n >= 0 && n <= 100000;
+        if (ok && n > 0 && !(cv = calloc((size_t)n, sizeof *cv))) {
+            st = ms_fail(MS_ERR_NOMEM, "%s: curves", path);
+            goto done;
+        }
+        for (int i = 0; ok && i < n; i++) {
+            const cJSON *p = cJSON_GetArrayItem(arr, i);
+            ms_epoch_stats *e = &cv[i];
+            e->epoch = (int)jnum(p, "epoch", &ok);
+            e->train_loss = jnum(p, "train_loss", &ok);
+            e->val_loss = jnum(p, "val_loss", &ok);
+            e->train_miou = jnum(p, "train_miou", &ok);
+            e->val_miou = jnum(p, "val_miou", &ok);
+            e->pixel_acc = jnum(p, "pixel_acc", &ok);
+            e->lr = jnum(p, "lr", &ok);
+            e->seconds = jnum(p, "seconds", &ok);
+            e->images_per_s = jnum(p, "images_per_s", &ok);
+            const cJSON *iou = cJSON_GetObjectItemCaseSensitive(p, "val_iou");
+            ok = ok && cJSON_IsArray(iou) && cJSON_GetArraySize(iou) == MS_NUM_CLASSES;
+            for (int k = 0; ok && k < MS_NUM_CLASSES; k++) {
+                const cJSON *x = cJSON_GetArrayItem(iou, k);
+                e->val_iou[k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+            }
+        }
+        *ncurves = n;
+    }
+    if (!ok || s->epoch < 0 || s->batch_in_epoch < 0 || s->step < 0) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);
+        goto done;
+    }
+    if ((st = read_floats(z, "adam.m", m->nparams, &pm))) goto done;
+    if ((st = read_floats(z, "adam.v", m->nparams, &pv))) goto done;
+    if (ms_npz_has(z, "best.params")) {
+        if ((st = read_floats(z, "best.params", m->nparams, &bp))) goto done;
+        if ((st = read_floats(z, "best.bufs", m->nbufs, &bb))) goto done;
+        if ((st = ms_model_clone(&b, m))) goto done;
+        memcpy(b->params, bp, sizeof(float) * m->nparams);
+        memcpy(b->bufs, bb, sizeof(float) * m->nbufs);
+    }
+    *model = m;
+    *best = b;
+    *m1 = pm;
+    *v = pv;
+    *curves = cv;
+    m = b = NULL;
+    pm = pv = NULL;
+    cv = NULL;
+done:
+    ms_npz_close(z);
+    free(cj);
+    free(sj);
+    cJSON_Delete(so);
+    ms_model_free(m);
+    ms_model_free(b);
+    free(pm);
+    free(pv);
+    free(bp);
+    free(bb);
+    free(cv);
+    return st;
+}
