@@ -24,7 +24,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libmarsseg.a
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all deps test bench clean fixtures
+.PHONY: all deps test bench clean fixtures model
 all: $(LIB) $(TEST_BIN)
 
 deps $(DEPS_OK): tools/deps.sh
@@ -51,7 +51,25 @@ $(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 bench: $(BUILD)/bench_unet
-	./$(BUILD)/bench_unet
+ifeq ($(PEER),1)
+	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
+	  (echo "PEER=1 needs Debian's python3-torch: apt-get install -y python3-torch" >&2; exit 1)
+	/usr/bin/python3 bench/peer.py > $(BUILD)/peer.json
+	./$(BUILD)/bench_unet 3 $(BUILD)/peer.json
+else
+	./$(BUILD)/bench_unet 3
+endif
+
+# The bundled default model: trained on the developers' AI4Mars file (../shared/data), resumable:
+# an interrupted `make model` continues from runs/default/checkpoint.npz.
+MODEL_RUN ?= runs/default
+model: $(BIN)
+	@mkdir -p $(dir $(MODEL_RUN))
+	@if [ -f $(MODEL_RUN)/checkpoint.npz ]; then ./$(BIN) train --resume $(MODEL_RUN); \
+	 else ./$(BIN) train --config models/default.json --out $(MODEL_RUN); fi
+	cp $(MODEL_RUN)/model.npz models/default.npz.tmp && mv models/default.npz.tmp models/default.npz
+	./$(BIN) eval --model models/default.npz --split-of models/default.json
+	./$(BIN) eval --model models/default.npz --split-of models/default.json --tta
 
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not run by CI).
 fixtures:

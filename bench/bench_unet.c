@@ -5,6 +5,7 @@
 #include "rng.h"
 #include "unet.h"
 
+#include <cJSON.h>
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,8 +50,32 @@ static double fwd_gflop(const ms_model *m, int H, int W) {
     return f / 1e9;
 }
 
+/* The PyTorch peer's figures (bench/peer.py JSON), if a file was given. */
+static cJSON *peer;
+static double peer_get(int base, const char *what) {
+    char k[8];
+    snprintf(k, sizeof k, "F%d", base);
+    const cJSON *o = cJSON_GetObjectItem(cJSON_GetObjectItem(peer, k), what);
+    return cJSON_IsNumber(o) ? o->valuedouble : 0;
+}
+static void ratio(int base, const char *what, double ours, int higher_better) {
+    const double p = peer_get(base, what);
+    if (p > 0) printf("    vs PyTorch %.2f %s -> %.2fx %s\n", p, what, higher_better ? ours / p : p / ours, "as fast");
+}
+
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 3;
+    if (argc > 2) {
+        FILE *f = fopen(argv[2], "r");
+        char buf[8192] = {0};
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = 0;
+            fclose(f);
+            peer = cJSON_Parse(buf);
+        }
+        if (!peer) fprintf(stderr, "bench: no PyTorch figures in %s (run bench/peer.py)\n", argv[2]);
+    }
     const int H = 64, W = 128, B = 32;
     const double peak = sgemm_gflops(2048);
     printf("sgemm 2048^3: %.1f GFLOP/s\n", peak);
@@ -82,8 +107,9 @@ int main(int argc, char **argv) {
             if (s > 0) { tf += t1 - t0; tb += t2 - t1; to += t3 - t2; }
         }
         double step = (tf + tb + to) / steps;
-        printf("F=%d train B=%d: %.2f img/s (fwd %.0f ms, bwd %.0f ms, adam %.0f ms per step), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
-               bases[bi], B, B / step, tf / steps * 1e3, tb / steps * 1e3, to / steps * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (fwd %.0f ms, bwd %.0f ms, adam %.0f ms per step), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
+               bases[bi], gf, B, B / step, tf / steps * 1e3, tb / steps * 1e3, to / steps * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        ratio(bases[bi], "train_img_s", B / step, 1);
         ms_acts_free(&a);
         /* inference */
         uint8_t *lab = malloc((size_t)B * H * W);
@@ -96,6 +122,8 @@ int main(int argc, char **argv) {
         double b32 = (now() - t0) / n32;
         printf("F=%d infer: batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
                bases[bi], b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
+        ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
+        ratio(bases[bi], "infer_b32_img_s", B / b32, 1);
         free(x); free(g); free(m1); free(v); free(t); free(lab);
         ms_model_free(m);
     }

@@ -2,7 +2,7 @@
  * (cJSON prints doubles with 17 significant digits when needed; 64-bit RNG words as hex). */
 #include "checkpoint.h"
 
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "unet.h"
 #include "util.h"
 

@@ -2,7 +2,7 @@
  * engine does on them (duplicate masks, class statistics, split, oversampling, augmentation,
  * batches). See data.h for the contracts. */
 #include "data.h"
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "util.h"
 
 #include <math.h>

@@ -20,20 +20,7 @@
  * number removed. MS_ERR_ARG for an unlabelled set or k < 1. */
 ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped);
 
-typedef struct {
-    int first; /* index of the first sample carrying this mask */
-    int count; /* how many samples carry it */
-} ms_mask_group;
-
-/* Groups of byte-identical masks occurring at least min_count times (min_count >= 1), largest
- * first (ties: lower first index first). *groups is malloc'd, or NULL when *ngroups is 0. */
-ms_status ms_duplicate_mask_groups(const ms_dataset *ds, int min_count, ms_mask_group **groups, int *ngroups);
-
 /* ------------------------------------------------------------------ class statistics */
-
-/* Pixel count of each class over the masks of samples idx[0..n-1], or over all ds->n samples
- * when idx is NULL (n is then ignored). All zero for an unlabelled set. */
-void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t counts[MS_NUM_CLASSES]);
 
 /* Inverse-frequency loss weights with an exponent. For the foreground classes 1..4 that have
  * pixels, w_c = counts[c]^-power / mean over those classes of counts[c']^-power, so the present

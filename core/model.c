@@ -1,10 +1,11 @@
 /* The model as users see it: weights files (npz with PyTorch state_dict names) and inference. */
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "unet.h"
 #include "util.h"
 
 #include <cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,16 +168,65 @@ static void softmax_argmax(const float *logits, int K, int B, size_t hw, uint8_t
     }
 }
 
+/* Inference activations are cached per thread (keyed by shape and architecture): allocating
+ * and page-faulting tens of MB per request would cost more than the forward pass itself. The
+ * cache dies with its thread (pthread key destructor). */
+typedef struct {
+    ms_acts a;
+    ms_model_config cfg;
+    int valid;
+} infer_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p) {
+    infer_cache *c = p;
+    if (c && c->valid) ms_acts_free(&c->a);
+    free(c);
+}
+static void cache_init(void) { pthread_key_create(&cache_key, cache_free); }
+
+/* Drop this thread's cached activations (e.g. before a long idle period). */
+void ms_infer_cache_release(void) {
+    pthread_once(&cache_once, cache_init);
+    infer_cache *c = pthread_getspecific(cache_key);
+    if (c) {
+        cache_free(c);
+        pthread_setspecific(cache_key, NULL);
+    }
+}
+
+static ms_status cached_acts(const ms_model *m, int B, int H, int W, ms_acts **out) {
+    pthread_once(&cache_once, cache_init);
+    infer_cache *c = pthread_getspecific(cache_key);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return ms_fail(MS_ERR_NOMEM, "inference cache");
+        pthread_setspecific(cache_key, c);
+    }
+    if (c->valid && c->a.B == B && c->a.H == H && c->a.W == W && memcmp(&c->cfg, &m->cfg, sizeof c->cfg) == 0) {
+        *out = &c->a;
+        return MS_OK;
+    }
+    if (c->valid) ms_acts_free(&c->a);
+    c->valid = 0;
+    ms_status st = ms_acts_create(&c->a, m, B, H, W, 0);
+    if (st) return st;
+    c->cfg = m->cfg;
+    c->valid = 1;
+    *out = &c->a;
+    return MS_OK;
+}
+
 ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
                            uint8_t *labels, float *probs) {
-    ms_acts a;
-    ms_status st = ms_acts_create(&a, m, B, H, W, 0);
+    ms_acts *a = NULL;
+    ms_status st = cached_acts(m, B, H, W, &a);
     if (st) return st;
     /* eval mode reads but never writes the model (no running-stat updates): the cast is safe,
      * and it is what lets many threads share one immutable model */
-    ms_unet_forward((ms_model *)m, &a, x, 0, 0);
-    softmax_argmax(a.logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
-    ms_acts_free(&a);
+    ms_unet_forward((ms_model *)m, a, x, 0, 0);
+    softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
     return MS_OK;
 }
 

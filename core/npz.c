@@ -14,7 +14,7 @@
 #define _FILE_OFFSET_BITS 64
 #define ZLIB_CONST
 
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "util.h"
 
 #include <errno.h>

@@ -93,24 +93,45 @@ static size_t memory_budget(void) {
     return (size_t)pages * (size_t)psz / 2; /* the dataset may take half of RAM, never thrash */
 }
 
+/* Load, limit and de-duplicate as a run does, then split: shared by training and by
+ * `marsseg eval --split-of`, so both see exactly the same validation tiles. */
+static ms_status load_and_split(const ms_train_config *c, ms_dataset *ds, int *dropped, int **tr, int *ntr, int **val,
+                                int *nval) {
+    ms_status st = ms_dataset_load(ds, c->data, c->key, memory_budget());
+    if (st) return st;
+    if (!ds->mask) return ms_fail(MS_ERR_SHAPE, "%s: key %s holds no masks: training needs (N,2,H,W)", c->data, c->key);
+    const int q = 1 << c->model.depth;
+    if (ds->h % q || ds->w % q)
+        return ms_fail(MS_ERR_SHAPE, "%s: tiles are %dx%d; depth %d needs multiples of %d", c->data, ds->h, ds->w,
+                       c->model.depth, q);
+    if (c->limit > 0 && c->limit < ds->n) ds->n = c->limit;
+    *dropped = 0;
+    if (c->dedup_k > 0 && (st = ms_dedup_masks(ds, c->dedup_k, dropped))) return st;
+    return ms_split(ds->n, c->val_frac, c->split_group, c->seed, tr, ntr, val, nval);
+}
+
+ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval) {
+    int *tr = NULL, ntr = 0, dropped = 0;
+    memset(ds, 0, sizeof *ds);
+    *val = NULL;
+    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval);
+    free(tr);
+    if (st) {
+        ms_dataset_free(ds);
+        free(*val);
+        *val = NULL;
+    }
+    return st;
+}
+
 static ms_status prepare_data(ms_trainer *t) {
     const ms_train_config *c = &t->cfg;
-    ms_status st = ms_dataset_load(&t->ds, c->data, c->key, memory_budget());
+    int *tr = NULL, ntr = 0, dropped = 0;
+    ms_status st = load_and_split(c, &t->ds, &dropped, &tr, &ntr, &t->val_idx, &t->nval);
     if (st) return st;
-    if (!t->ds.mask) return ms_fail(MS_ERR_SHAPE, "%s: key %s holds no masks: training needs (N,2,H,W)", c->data, c->key);
-    const int q = 1 << c->model.depth;
-    if (t->ds.h % q || t->ds.w % q)
-        return ms_fail(MS_ERR_SHAPE, "%s: tiles are %dx%d; depth %d needs multiples of %d", c->data, t->ds.h, t->ds.w,
-                       c->model.depth, q);
-    if (c->limit > 0 && c->limit < t->ds.n) t->ds.n = c->limit;
-    const int n0 = t->ds.n;
-    int dropped = 0;
-    if (c->dedup_k > 0 && (st = ms_dedup_masks(&t->ds, c->dedup_k, &dropped))) return st;
     logf_cb(t, "data: %d samples of %dx%d from %s[%s] (images %s), %d dropped as duplicate masks (recurring > %d times)",
-            n0, t->ds.h, t->ds.w, c->data, c->key, t->ds.img_range, dropped, c->dedup_k);
+            t->ds.n + dropped, t->ds.h, t->ds.w, c->data, c->key, t->ds.img_range, dropped, c->dedup_k);
     t->dropped = dropped;
-    int *tr = NULL, ntr = 0;
-    if ((st = ms_split(t->ds.n, c->val_frac, c->split_group, c->seed, &tr, &ntr, &t->val_idx, &t->nval))) return st;
     if (ntr < c->batch) {
         free(tr);
         return ms_fail(MS_ERR_ARG, "data: %d training samples are fewer than one batch of %d", ntr, c->batch);

@@ -84,6 +84,20 @@ typedef struct {
 ms_status ms_dataset_load(ms_dataset *ds, const char *path, const char *key, size_t max_bytes);
 void ms_dataset_free(ms_dataset *ds);
 
+typedef struct {
+    int first; /* index of the first sample carrying this mask */
+    int count; /* how many samples carry it */
+} ms_mask_group;
+
+/* Groups of byte-identical masks occurring at least min_count times (min_count >= 1), largest
+ * first (ties: lower first index first). *groups is malloc'd, or NULL when *ngroups is 0. */
+ms_status ms_duplicate_mask_groups(const ms_dataset *ds, int min_count, ms_mask_group **groups, int *ngroups);
+
+/* Pixel count of each class over the masks of samples idx[0..n-1], or over all ds->n samples
+ * when idx is NULL (n is then ignored). All zero for an unlabelled set. */
+void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t counts[MS_NUM_CLASSES]);
+
+
 /* ------------------------------------------------------------------ the model (core/unet.c, core/model.c) */
 typedef struct {
     int depth;      /* D: encoder levels (default 4) */
@@ -112,6 +126,9 @@ const char *ms_model_meta(const ms_model *m);
  * labels (B,H,W) gets the argmax class; probs (B,K,H,W) the softmax (either may be NULL). */
 ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
                            uint8_t *labels, float *probs);
+/* Inference keeps its activation buffers per thread between calls of the same shape; this
+ * frees the calling thread's (they are also freed when the thread exits). */
+void ms_infer_cache_release(void);
 /* Segment one gray image of any size (padded by edge replication to a multiple of 2^depth,
  * cropped back). tta=1 averages the probabilities with those of the horizontal flip. */
 ms_status ms_model_segment(const ms_model *m, const uint8_t *gray, int H, int W, int tta,
@@ -223,6 +240,10 @@ void ms_trainer_pause(ms_trainer *t);
 const ms_train_config *ms_trainer_config(const ms_trainer *t);
 int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out); /* valid until the next epoch ends: copy under your own lock from on_epoch */
 void ms_trainer_free(ms_trainer *t);
+
+/* The validation tiles of a run with config c: loads c->data as training does (limit, duplicate
+ * masks) and returns the held-out indices into *ds (malloc'd; free with free()). */
+ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval);
 
 /* Threads for the core's OpenMP loops and BLAS (0 = all online cores). */
 void ms_set_threads(int threads);

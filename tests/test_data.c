@@ -3,7 +3,7 @@
  * Also checks the real 12000-tile training file when ../shared/data has it. */
 #include "data.h"
 #include "marsseg.h"
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "rng.h"
 #include "testutil.h"
 

@@ -2,7 +2,7 @@
  * (F.cross_entropy with weight=), focal (gamma 2) and soft Dice, with a zero background weight. */
 #include "layers.h"
 #include "marsseg.h"
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "testutil.h"
 
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * whose value patterns are recomputed here), the writer round trip, and hand-corrupted
  * archives (truncations, flipped bytes, lying sizes, bad npy headers) that must all fail
  * cleanly with a detail naming the file. Run under ASan+UBSan with `make test SAN=1`. */
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "testutil.h"
 
 #include <dirent.h>

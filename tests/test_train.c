@@ -4,7 +4,7 @@
  * the default architecture on one batch, and config validation/JSON. */
 #include "layers.h"
 #include "marsseg.h"
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "rng.h"
 #include "testutil.h"
 #include "unet.h"

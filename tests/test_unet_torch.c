@@ -4,7 +4,7 @@
  * Exits non-zero naming each mismatching tensor and its worst error. */
 #include "layers.h"
 #include "marsseg.h"
-#include "npz.h"
+#include "marsseg_npz.h"
 #include "testutil.h"
 #include "unet.h"
 

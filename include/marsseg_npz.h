@@ -9,8 +9,8 @@
  * Writer: stored (uncompressed) entries with correct CRCs and sizes, readable by numpy.load;
  * written to "<path>.tmp", fsync'd and renamed over <path> on commit (atomic).
  */
-#ifndef MS_NPZ_H
-#define MS_NPZ_H
+#ifndef MARSSEG_NPZ_H
+#define MARSSEG_NPZ_H
 
 #include "marsseg.h"
 

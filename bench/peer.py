@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""The PyTorch peer for `make bench PEER=1`: the same U-Net (tools/make_fixtures.py's module) on the
+same machine, same sizes. Prints one JSON object that bench_unet reads to print ratios.
+
+Runs with Debian's python3-torch (1.13, oneDNN); threads = all cores, like marsseg.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as Fn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from make_fixtures import UNet  # noqa: E402
+
+torch.set_num_threads(os.cpu_count() or 1)
+H, W, B = 64, 128, 32
+steps = int(os.environ.get("PEER_STEPS", "3"))
+out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available()}
+for base in (32, 16):
+    torch.manual_seed(0)
+    model = UNet(4, base, 5, 0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    x = torch.rand(B, 1, H, W)
+    t = torch.randint(0, 5, (B, H, W))
+    w = torch.tensor([0.1, 1, 1, 1, 1.0])
+    model.train()
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = Fn.cross_entropy(model(x), t, weight=w)
+        loss.backward()
+        opt.step()
+    train = B * steps / (time.perf_counter() - t0)
+    model.eval()
+    with torch.no_grad():
+        x1 = x[:1]
+        model(x1)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            model(x1)
+        b1 = (time.perf_counter() - t0) / 20
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            model(x)
+        b32 = B * 3 / (time.perf_counter() - t0)
+    out["F%d" % base] = {"train_img_s": train, "infer_b1_ms": b1 * 1e3, "infer_b32_img_s": b32}
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))

@@ -1,0 +1,1341 @@
+/* Integration test of `marsseg serve`: the real binary on an ephemeral port with a temp data dir,
+ * driven over HTTP with libcurl.
+ *
+ * Covers: health/readiness/metrics; /segment on PNGs of several kinds and sizes (gray, 16-bit,
+ * RGB, RGBA, palette, interlaced, 1x1, 37x53) in all three output formats, multipart and raw;
+ * every error status (400 401 404 405 409 413 415 422 503); static files and traversal attempts;
+ * dataset upload and validation; a tiny training job to success with its curves polled
+ * incrementally while /segment runs concurrently; cancelling a running and a queued job;
+ * restarting the service (jobs, curves and the active model survive; a SIGKILLed running job
+ * comes back as interrupted and resumes); the queue bound; the token on every state-changing
+ * route. The server must exit 0 on SIGTERM (under SAN=1 that also means no leak).
+ *
+ * The server binary is found next to this test's directory (build/tests/../marsseg) or in
+ * $MARSSEG_BIN. Set MARSSEG_TEST_KEEP=1 to keep the temp directory and server logs. */
+#include "marsseg.h"
+#include "marsseg_npz.h"
+#include "testutil.h"
+
+#include <cJSON.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <limits.h>
+#include <png.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char g_tmp[256], g_bin[PATH_MAX];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void path_in_tmp(char *dst, size_t cap, const char *name) { snprintf(dst, cap, "%s/%s", g_tmp, name); }
+
+static int write_file(const char *path, const void *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(buf, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+/* A labelled dataset whose masks are all different (dedup keeps them) and whose images
+ * correlate with the masks, so that a couple of epochs learn something. */
+static int make_dataset(const char *path, int n, int h, int w) {
+    uint8_t *d = malloc((size_t)n * 2 * h * w);
+    if (!d) return -1;
+    uint32_t rng = 12345;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                uint8_t m = (uint8_t)(((x + i) / 16 + y / 16) % MS_NUM_CLASSES);
+                rng = rng * 1664525u + 1013904223u;
+                d[((size_t)i * 2 * h + y) * w + x] = (uint8_t)(m * 50 + (rng >> 28));
+                d[((size_t)(i * 2 + 1) * h + y) * w + x] = m;
+            }
+    ms_npz_writer *wr = NULL;
+    int64_t shape[4] = {n, 2, h, w};
+    int rc = ms_npz_writer_open(&wr, path) == MS_OK && ms_npz_writer_add(wr, "training_set", MS_DT_U1, 4, shape, d) == MS_OK &&
+                     ms_npz_writer_commit(wr) == MS_OK
+                 ? 0
+                 : -1;
+    if (rc && wr) ms_npz_writer_abort(wr);
+    free(d);
+    return rc;
+}
+
+static int make_model(const char *path, int depth, int base) {
+    ms_model_config mc = {depth, base, MS_NUM_CLASSES, 0.0f};
+    ms_model *m = NULL;
+    if (ms_model_create(&m, &mc, 7) != MS_OK) return -1;
+    int rc = ms_model_save(m, path, "{\"note\":\"test model\"}") == MS_OK ? 0 : -1;
+    ms_model_free(m);
+    return rc;
+}
+
+struct membuf {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static void png_mem_write(png_structp png, png_bytep data, png_size_t len) {
+    struct membuf *b = png_get_io_ptr(png);
+    if (b->n + len > b->cap) {
+        size_t ncap = (b->cap ? b->cap * 2 : 4096) + len;
+        uint8_t *np = realloc(b->p, ncap);
+        if (!np) png_error(png, "oom");
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+}
+static void png_mem_flush(png_structp png) { (void)png; }
+
+/* PNG kinds the core encoders do not produce: 16-bit, RGBA, interlaced. */
+static uint8_t *make_png(int w, int h, int bit_depth, int color_type, int interlace, size_t *len) {
+    struct membuf b = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    int channels = color_type == PNG_COLOR_TYPE_RGB ? 3 : color_type == PNG_COLOR_TYPE_RGBA ? 4
+                   : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+    size_t row_bytes = (size_t)w * channels * (bit_depth / 8);
+    uint8_t *rows = malloc(row_bytes * h);
+    png_bytep *ptrs = malloc(sizeof(png_bytep) * h);
+    if (!png || !info || !rows || !ptrs || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(rows);
+        free(ptrs);
+        free(b.p);
+        return NULL;
+    }
+    for (size_t i = 0; i < row_bytes * h; i++) rows[i] = (uint8_t)(i * 7 + i / row_bytes);
+    for (int y = 0; y < h; y++) ptrs[y] = rows + row_bytes * y;
+    png_set_write_fn(png, &b, png_mem_write, png_mem_flush);
+    png_set_IHDR(png, info, w, h, bit_depth, color_type, interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, ptrs);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    free(ptrs);
+    *len = b.n;
+    return b.p;
+}
+
+static uint8_t *gray_png(int w, int h, size_t *len) {
+    uint8_t *g = malloc((size_t)w * h), *out = NULL;
+    if (!g) return NULL;
+    for (int i = 0; i < w * h; i++) g[i] = (uint8_t)(i * 13);
+    if (ms_png_encode_gray(g, w, h, &out, len) != MS_OK) out = NULL;
+    free(g);
+    return out;
+}
+
+/* ------------------------------------------------------------------ the server process */
+
+struct srv {
+    pid_t pid;
+    int port;
+    char data[PATH_MAX];
+    char log[PATH_MAX];
+};
+
+static int g_runs;
+
+/* Starts build/marsseg serve with the given extra arguments (NULL-terminated) and token. */
+static int srv_start(struct srv *s, const char *data_dir, const char *model, const char *token, const char *const *extra) {
+    char port_file[PATH_MAX], dataset[PATH_MAX], stat_dir[PATH_MAX];
+    memset(s, 0, sizeof *s);
+    snprintf(s->data, sizeof s->data, "%s", data_dir);
+    snprintf(s->log, sizeof s->log, "%s/server-%d.log", g_tmp, ++g_runs);
+    snprintf(port_file, sizeof port_file, "%s/port-%d", g_tmp, g_runs);
+    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
+    path_in_tmp(stat_dir, sizeof stat_dir, "static");
+    unlink(port_file);
+    const char *argv[64] = {g_bin, "serve", "--port", "0", "--port-file", port_file, "--data-dir", data_dir,
+                            "--model", model, "--dataset", dataset, "--static-dir", stat_dir, "--max-body", "1M",
+                            "--max-pixels", "300000", "--max-upload", "4M"};
+    int argc = 20;
+    for (int i = 0; extra && extra[i] && argc < 62; i++) argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        if (token) setenv("MARSSEG_TOKEN", token, 1);
+        else unsetenv("MARSSEG_TOKEN");
+        execv(g_bin, (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    for (double t0 = now_s(); now_s() - t0 < 60;) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            int ok = fscanf(f, "%d", &s->port) == 1;
+            fclose(f);
+            if (ok && s->port > 0) return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "server exited during start-up (see %s)\n", s->log);
+            s->pid = 0;
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    fprintf(stderr, "server did not start within 60 s (see %s)\n", s->log);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* Sends sig and waits; returns the exit status (or 128+signal), -1 on timeout. */
+static int srv_stop(struct srv *s, int sig) {
+    if (!s->pid) return -1;
+    kill(s->pid, sig);
+    int st = 0;
+    for (double t0 = now_s(); now_s() - t0 < 60; sleep_ms(20)) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+struct resp {
+    const uint8_t *up; /* chunked upload source */
+    size_t up_left;
+    long status;
+    char *body;
+    size_t len;
+    char ctype[128], xmodel[64], retry_after[16], location[128], allow[64], etag[64];
+};
+
+static void resp_free(struct resp *r) {
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t on_read(char *dst, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t k = sz * n < r->up_left ? sz * n : r->up_left;
+    if (k > 65536) k = 65536;
+    memcpy(dst, r->up, k);
+    r->up += k;
+    r->up_left -= k;
+    return k;
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t len = sz * n;
+    char *nb = realloc(r->body, r->len + len + 1);
+    if (!nb) return 0;
+    memcpy(nb + r->len, p, len);
+    r->body = nb;
+    r->len += len;
+    r->body[r->len] = 0;
+    return len;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *dst, size_t cap) {
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
+    const char *v = line + nl + 1;
+    size_t vl = n - nl - 1;
+    while (vl && (*v == ' ')) v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+    if (vl >= cap) vl = cap - 1;
+    memcpy(dst, v, vl);
+    dst[vl] = 0;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t len = sz * n;
+    header_value(p, len, "Content-Type", r->ctype, sizeof r->ctype);
+    header_value(p, len, "X-Model", r->xmodel, sizeof r->xmodel);
+    header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
+    header_value(p, len, "Location", r->location, sizeof r->location);
+    header_value(p, len, "Allow", r->allow, sizeof r->allow);
+    header_value(p, len, "ETag", r->etag, sizeof r->etag);
+    return len;
+}
+
+struct reqopt {
+    const char *ctype;      /* Content-Type of a raw body */
+    const void *body;
+    size_t len;
+    int has_body;
+    const char *token;      /* Authorization: Bearer */
+    const char *mp_field;   /* multipart field name instead of a raw body */
+    const char *extra_header;
+    int chunked;
+};
+
+static CURL *setup(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r,
+                   struct curl_slist **hdrs, curl_mime **mime) {
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    if (!c) return NULL;
+    char url[2048];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (strcmp(method, "HEAD") == 0) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    *hdrs = curl_slist_append(*hdrs, "Expect:");
+    if (o && o->token) {
+        char h[512];
+        snprintf(h, sizeof h, "Authorization: Bearer %s", o->token);
+        *hdrs = curl_slist_append(*hdrs, h);
+    }
+    if (o && o->extra_header) *hdrs = curl_slist_append(*hdrs, o->extra_header);
+    if (o && o->mp_field) {
+        *mime = curl_mime_init(c);
+        curl_mimepart *part = curl_mime_addpart(*mime);
+        curl_mime_name(part, o->mp_field);
+        curl_mime_data(part, o->body, o->len);
+        curl_mime_filename(part, "upload.bin");
+        curl_mime_type(part, "application/octet-stream");
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, *mime);
+    } else if (o && (o->has_body || o->body)) {
+        char h[256];
+        snprintf(h, sizeof h, "Content-Type: %s", o->ctype ? o->ctype : "application/json");
+        *hdrs = curl_slist_append(*hdrs, h);
+        if (o->chunked) { /* no length known to curl: it sends the body chunked */
+            r->up = o->body;
+            r->up_left = o->len;
+            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(c, CURLOPT_READDATA, r);
+        } else {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+        }
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+    return c;
+}
+
+static int http(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r) {
+    struct curl_slist *hdrs = NULL;
+    curl_mime *mime = NULL;
+    CURL *c = setup(method, port, path, o, r, &hdrs, &mime);
+    if (!c) return -1;
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    else r->status = -(long)rc;
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    curl_mime_free(mime);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static long get(int port, const char *path, struct resp *r) { return http("GET", port, path, NULL, r), r->status; }
+
+static long send_json(const char *method, int port, const char *path, const char *json, const char *token, struct resp *r) {
+    struct reqopt o = {.ctype = "application/json", .body = json, .len = json ? strlen(json) : 0, .has_body = json != NULL, .token = token};
+    http(method, port, path, &o, r);
+    return r->status;
+}
+
+static cJSON *parse(const struct resp *r) { return r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL; }
+
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+/* Every error body is {"error": "...", "code": "..."}. */
+static int is_json_error(const struct resp *r, const char *code) {
+    cJSON *j = parse(r);
+    int ok = j && strstr(r->ctype, "application/json") && jstr(j, "error")[0] && jstr(j, "code")[0] &&
+             (!code || strcmp(jstr(j, "code"), code) == 0);
+    if (!ok) fprintf(stderr, "    not the JSON error '%s': status %ld body %.300s\n", code ? code : "*", r->status, r->body ? r->body : "");
+    cJSON_Delete(j);
+    return ok;
+}
+
+#define EXPECT_ERROR(r, st, code)                                                              \
+    do {                                                                                       \
+        CHECK((r).status == (st), "status %ld, want %d: %.300s", (r).status, (st), (r).body ? (r).body : ""); \
+        CHECK(is_json_error(&(r), code), "error body for %d", (st));                           \
+    } while (0)
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_health(int port) {
+    struct resp r;
+    CHECK(get(port, "/healthz", &r) == 200, "healthz %ld", r.status);
+    CHECK(strstr(r.ctype, "application/json") != NULL, "healthz type %s", r.ctype);
+    resp_free(&r);
+    CHECK(get(port, "/readyz", &r) == 200, "readyz %ld %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(http("HEAD", port, "/healthz", NULL, &r) == 0 && r.status == 200, "HEAD healthz %ld", r.status);
+    resp_free(&r);
+}
+
+static void check_mask_png(const struct resp *r, int w, int h, const char *what) {
+    uint8_t *lab = NULL;
+    int ow = 0, oh = 0;
+    CHECK(r->status == 200, "%s: status %ld %.200s", what, r->status, r->body ? r->body : "");
+    CHECK(strcmp(r->ctype, "image/png") == 0, "%s: type %s", what, r->ctype);
+    if (r->status != 200) return;
+    ms_status st = ms_png_decode_index(r->body, r->len, 0, &lab, &ow, &oh);
+    CHECK(st == MS_OK && ow == w && oh == h, "%s: mask %dx%d, want %dx%d (%s)", what, ow, oh, w, h, ms_last_error());
+    int bad = 0;
+    for (int i = 0; st == MS_OK && i < ow * oh; i++) bad += lab[i] >= MS_NUM_CLASSES;
+    CHECK(bad == 0, "%s: %d pixels are not class ids", what, bad);
+    free(lab);
+}
+
+static void test_segment(int port, const char *want_model) {
+    struct {
+        const char *name;
+        uint8_t *png;
+        size_t len;
+        int w, h;
+    } cases[8];
+    int n = 0;
+    size_t len;
+    uint8_t *p;
+#define ADD(nm, expr, W, H)                                               \
+    do {                                                                  \
+        p = (expr);                                                       \
+        CHECK(p != NULL, "fixture %s", nm);                               \
+        if (p) cases[n++] = (__typeof__(cases[0])){nm, p, len, W, H};         \
+    } while (0)
+    ADD("gray 37x53", gray_png(37, 53, &len), 37, 53);
+    ADD("gray 64x128 tile", gray_png(128, 64, &len), 128, 64);
+    ADD("gray 1x1", gray_png(1, 1, &len), 1, 1);
+    ADD("gray16 41x29", make_png(41, 29, 16, PNG_COLOR_TYPE_GRAY, 0, &len), 41, 29);
+    ADD("rgb 50x30", make_png(50, 30, 8, PNG_COLOR_TYPE_RGB, 0, &len), 50, 30);
+    ADD("rgba interlaced 33x65", make_png(33, 65, 8, PNG_COLOR_TYPE_RGBA, 1, &len), 33, 65);
+    ADD("gray interlaced 16-bit 20x20", make_png(20, 20, 16, PNG_COLOR_TYPE_GRAY, 1, &len), 20, 20);
+    {
+        uint8_t lab[24 * 17];
+        for (int i = 0; i < 24 * 17; i++) lab[i] = (uint8_t)(i % 5);
+        uint8_t *out = NULL;
+        ADD("palette 24x17", ms_png_encode_labels(lab, 24, 17, &out, &len) == MS_OK ? out : NULL, 24, 17);
+    }
+#undef ADD
+    for (int i = 0; i < n; i++) {
+        struct resp r;
+        struct reqopt mp = {.body = cases[i].png, .len = cases[i].len, .mp_field = "img"};
+        http("POST", port, "/segment", &mp, &r);
+        check_mask_png(&r, cases[i].w, cases[i].h, cases[i].name);
+        CHECK(strcmp(r.xmodel, want_model) == 0, "%s: X-Model '%s', want '%s'", cases[i].name, r.xmodel, want_model);
+        resp_free(&r);
+        struct reqopt raw = {.ctype = "image/png", .body = cases[i].png, .len = cases[i].len};
+        http("POST", port, "/segment", &raw, &r);
+        check_mask_png(&r, cases[i].w, cases[i].h, cases[i].name);
+        resp_free(&r);
+    }
+    /* overlay: an RGB PNG of the input's size */
+    {
+        struct resp r;
+        struct reqopt mp = {.body = cases[0].png, .len = cases[0].len, .mp_field = "img"};
+        http("POST", port, "/segment?format=overlay", &mp, &r);
+        uint8_t *g = NULL;
+        int w = 0, h = 0;
+        CHECK(r.status == 200 && strcmp(r.ctype, "image/png") == 0, "overlay %ld %s", r.status, r.ctype);
+        CHECK(r.status == 200 && ms_png_decode_gray(r.body, r.len, 0, &g, &w, &h) == MS_OK && w == 37 && h == 53,
+              "overlay decodes to 37x53 (%dx%d)", w, h);
+        free(g);
+        resp_free(&r);
+    }
+    /* json: counts and fractions add up */
+    {
+        struct resp r;
+        struct reqopt mp = {.body = cases[0].png, .len = cases[0].len, .mp_field = "img"};
+        http("POST", port, "/segment?format=json", &mp, &r);
+        CHECK(r.status == 200 && strstr(r.ctype, "application/json"), "json %ld %s", r.status, r.ctype);
+        cJSON *j = parse(&r);
+        CHECK(jnum(j, "width") == 37 && jnum(j, "height") == 53, "json size");
+        CHECK(strcmp(jstr(j, "model"), want_model) == 0, "json model %s", jstr(j, "model"));
+        CHECK(strcmp(r.xmodel, want_model) == 0, "json X-Model %s", r.xmodel);
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "classes"), *c;
+        double pix = 0, frac = 0;
+        int nc = 0;
+        cJSON_ArrayForEach(c, cl) {
+            pix += jnum(c, "pixels");
+            frac += jnum(c, "fraction");
+            nc++;
+        }
+        CHECK(nc == MS_NUM_CLASSES && pix == 37 * 53 && frac > 0.999 && frac < 1.001, "json classes %d %g %g", nc, pix, frac);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timing");
+        CHECK(jnum(t, "total_ms") >= 0, "json timing");
+        cJSON_Delete(j);
+        resp_free(&r);
+    }
+    for (int i = 0; i < n; i++) free(cases[i].png);
+}
+
+static void test_errors(int port) {
+    struct resp r;
+    size_t len;
+    uint8_t *png = gray_png(37, 53, &len);
+    /* 400: not a PNG, a corrupt PNG, a bad multipart body, no 'img' field, a bad format */
+    struct reqopt o = {.ctype = "image/png", .body = "hello, not a png", .len = 16};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 400, "not_png");
+    resp_free(&r);
+    o = (struct reqopt){.ctype = "image/png", .body = png, .len = len / 2};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 400, "bad_png");
+    resp_free(&r);
+    o = (struct reqopt){.ctype = "multipart/form-data; boundary=XyZ", .body = "--XyZ\r\nno headers end", .len = 21};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 400, "bad_multipart");
+    resp_free(&r);
+    o = (struct reqopt){.body = png, .len = len, .mp_field = "image"};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 400, "no_image");
+    resp_free(&r);
+    o = (struct reqopt){.ctype = "image/png", .body = png, .len = len};
+    http("POST", port, "/segment?format=jpeg", &o, &r);
+    EXPECT_ERROR(r, 400, "bad_format");
+    resp_free(&r);
+    /* 404, 405 (with Allow) */
+    get(port, "/no/such/thing", &r);
+    EXPECT_ERROR(r, 404, "not_found");
+    resp_free(&r);
+    get(port, "/segment", &r);
+    EXPECT_ERROR(r, 405, "method_not_allowed");
+    CHECK(strstr(r.allow, "POST") != NULL, "Allow: %s", r.allow);
+    resp_free(&r);
+    send_json("DELETE", port, "/models", NULL, NULL, &r);
+    EXPECT_ERROR(r, 405, "method_not_allowed");
+    resp_free(&r);
+    get(port, "/jobs/j999999", &r);
+    EXPECT_ERROR(r, 404, "not_found");
+    resp_free(&r);
+    get(port, "/jobs/j999999/curves?since=x", &r);
+    EXPECT_ERROR(r, 400, "invalid_argument");
+    resp_free(&r);
+    /* 413: decided from Content-Length before the body is read, and for chunked bodies */
+    size_t big = (1u << 20) + 1;
+    uint8_t *blob = calloc(1, big);
+    memcpy(blob, png, 8);
+    o = (struct reqopt){.ctype = "image/png", .body = blob, .len = big};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 413, "body_too_large");
+    resp_free(&r);
+    o.chunked = 1;
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 413, "body_too_large");
+    resp_free(&r);
+    char jbig[70000];
+    memset(jbig, ' ', sizeof jbig);
+    jbig[0] = '{';
+    jbig[sizeof jbig - 2] = '}';
+    jbig[sizeof jbig - 1] = 0;
+    send_json("POST", port, "/jobs", jbig, NULL, &r);
+    EXPECT_ERROR(r, 413, "body_too_large");
+    resp_free(&r);
+    free(blob);
+    /* 415 */
+    o = (struct reqopt){.ctype = "text/plain", .body = png, .len = len};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 415, "unsupported_media_type");
+    resp_free(&r);
+    /* 422: more pixels than --max-pixels (300000), refused from the header */
+    uint8_t *huge = gray_png(600, 600, &len);
+    o = (struct reqopt){.body = huge, .len = len, .mp_field = "img"};
+    http("POST", port, "/segment", &o, &r);
+    EXPECT_ERROR(r, 422, "too_many_pixels");
+    resp_free(&r);
+    free(huge);
+    /* hostile JSON: deep nesting, wrong types, huge numbers, a path instead of a dataset id */
+    const char *bad_json[][2] = {
+        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "bad_json"},
+        {"{\"epochs\": \"ten\"}", "invalid_config"},
+        {"{\"epochs\": 1e308}", "invalid_config"},
+        {"{\"lr\": -1}", "invalid_config"},
+        {"{\"no_such_field\": 1}", "invalid_config"},
+        {"{\"data\": \"/etc/passwd\"}", "invalid_argument"},
+        {"{\"dataset\": \"../../etc\"}", "unknown_dataset"},
+        {"{\"dataset\": \"nope\"}", "unknown_dataset"},
+        {"{\"activate\": \"yes\"}", "invalid_argument"},
+        {"[1, 2]", "bad_json"},
+        {"{\"epochs\": ", "bad_json"},
+    };
+    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
+        send_json("POST", port, "/jobs", bad_json[i][0], NULL, &r);
+        EXPECT_ERROR(r, 400, bad_json[i][1]);
+        resp_free(&r);
+    }
+    send_json("PUT", port, "/models/active", "{\"id\": 5}", NULL, &r);
+    EXPECT_ERROR(r, 400, "invalid_argument");
+    resp_free(&r);
+    send_json("PUT", port, "/models/active", "{\"id\": \"nope\"}", NULL, &r);
+    EXPECT_ERROR(r, 404, NULL);
+    resp_free(&r);
+    free(png);
+    /* and the service still answers */
+    CHECK(get(port, "/healthz", &r) == 200, "healthz after errors");
+    resp_free(&r);
+}
+
+static void test_static(int port) {
+    struct resp r;
+    static const struct {
+        const char *path, *type;
+    } ok[] = {
+        {"/", "text/html"}, {"/static/index.html", "text/html"}, {"/static/app.js", "text/javascript"},
+        {"/static/style.css", "text/css"}, {"/static/icon.svg", "image/svg+xml"}, {"/static/sub/data.json", "application/json"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        get(port, ok[i].path, &r);
+        CHECK(r.status == 200 && strncmp(r.ctype, ok[i].type, strlen(ok[i].type)) == 0, "%s: %ld %s", ok[i].path, r.status, r.ctype);
+        resp_free(&r);
+    }
+    get(port, "/static/app.js", &r);
+    char etag[64];
+    snprintf(etag, sizeof etag, "%s", r.etag);
+    resp_free(&r);
+    char h[128];
+    snprintf(h, sizeof h, "If-None-Match: %s", etag);
+    struct reqopt o = {.extra_header = h};
+    http("GET", port, "/static/app.js", &o, &r);
+    CHECK(etag[0] && r.status == 304, "conditional GET: %ld (etag %s)", r.status, etag);
+    resp_free(&r);
+    static const char *const bad[] = {
+        "/static/../Makefile", "/static/../../../../etc/passwd", "/static/%2e%2e/secret.txt", "/static/%2e%2e%2fsecret.txt",
+        "/static/..%2f..%2fetc/passwd", "/static/escape.txt", "/static/sub/../../secret.txt", "/static/", "/static//etc/passwd",
+        "/static/./app.js", "/static/app.js%00.png", "/static/sub", "/static/missing.js", "/static/..\\secret.txt",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        get(port, bad[i], &r);
+        CHECK(r.status == 404 || r.status == 400, "%s: %ld", bad[i], r.status);
+        CHECK(!r.body || !strstr(r.body, "TOP SECRET"), "%s leaked the secret", bad[i]);
+        resp_free(&r);
+    }
+}
+
+static void test_metrics(int port) {
+    struct resp r;
+    get(port, "/metrics", &r);
+    CHECK(r.status == 200 && strstr(r.ctype, "text/plain"), "metrics %ld %s", r.status, r.ctype);
+    const char *want[] = {"marsseg_http_requests_total{route=\"segment\",code=\"200\"}",
+                          "marsseg_http_request_duration_seconds_bucket{route=\"segment\",le=\"+Inf\"}",
+                          "marsseg_jobs{state=\"succeeded\"}", "marsseg_model_info{id=", "marsseg_inference_workers"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(r.body && strstr(r.body, want[i]), "metrics lack %s", want[i]);
+    resp_free(&r);
+}
+
+static char g_dataset_id[32];
+
+static void test_datasets(int port) {
+    struct resp r;
+    get(port, "/datasets", &r);
+    CHECK(r.status == 200 && r.body && strstr(r.body, "\"sample\""), "datasets list: %ld %s", r.status, r.body);
+    resp_free(&r);
+    char path[PATH_MAX];
+    path_in_tmp(path, sizeof path, "tiny.npz");
+    uint8_t *npz = NULL;
+    size_t len = 0;
+    CHECK(ms_read_file(path, 0, &npz, &len) == MS_OK, "read tiny.npz");
+    struct reqopt o = {.ctype = "application/octet-stream", .body = npz, .len = len};
+    http("POST", port, "/datasets?name=tiny", &o, &r);
+    cJSON *j = parse(&r);
+    CHECK(r.status == 201 && jnum(j, "samples") == 32 && jnum(j, "height") == 64 && jnum(j, "width") == 128,
+          "upload: %ld %s", r.status, r.body);
+    snprintf(g_dataset_id, sizeof g_dataset_id, "%s", jstr(j, "id"));
+    CHECK(r.location[0] && strstr(r.location, g_dataset_id), "upload Location %s", r.location);
+    cJSON_Delete(j);
+    resp_free(&r);
+    /* the same as a multipart file field */
+    o = (struct reqopt){.body = npz, .len = len, .mp_field = "file"};
+    http("POST", port, "/datasets", &o, &r);
+    CHECK(r.status == 201, "multipart upload: %ld %s", r.status, r.body);
+    resp_free(&r);
+    /* invalid uploads are refused and never listed */
+    o = (struct reqopt){.ctype = "application/octet-stream", .body = npz, .len = len / 2};
+    http("POST", port, "/datasets", &o, &r);
+    EXPECT_ERROR(r, 422, "invalid_dataset");
+    CHECK(r.body && !strstr(r.body, g_tmp), "error leaks a server path: %s", r.body);
+    resp_free(&r);
+    o = (struct reqopt){.ctype = "application/octet-stream", .body = "PK\3\4garbage", .len = 11};
+    http("POST", port, "/datasets", &o, &r);
+    EXPECT_ERROR(r, 422, "invalid_dataset");
+    resp_free(&r);
+    uint8_t *big = calloc(1, (4u << 20) + 10);
+    o = (struct reqopt){.ctype = "application/octet-stream", .body = big, .len = (4u << 20) + 10};
+    http("POST", port, "/datasets", &o, &r);
+    EXPECT_ERROR(r, 413, "body_too_large");
+    resp_free(&r);
+    free(big);
+    char one[64];
+    snprintf(one, sizeof one, "/datasets/%s", g_dataset_id);
+    CHECK(get(port, one, &r) == 200, "GET %s: %ld", one, r.status);
+    resp_free(&r);
+    get(port, "/datasets", &r);
+    j = parse(&r);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "datasets")) == 3, "3 datasets listed: %s", r.body);
+    cJSON_Delete(j);
+    resp_free(&r);
+    /* nothing of the refused uploads is left behind: only <id>.npz and <id>.json */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/data/datasets", g_tmp);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int files = 0, stray = 0;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+        files++;
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l < 5 || (strcmp(de->d_name + l - 4, ".npz") && strcmp(de->d_name + l - 5, ".json"))) {
+            fprintf(stderr, "    stray file %s\n", de->d_name);
+            stray++;
+        }
+    }
+    if (d) closedir(d);
+    CHECK(files == 4 && stray == 0, "datasets dir holds %d files, %d stray", files, stray);
+    free(npz);
+}
+
+/* ---- jobs */
+
+static const char *tiny_config(char *buf, size_t cap, const char *dataset, int epochs, int extra_long) {
+    snprintf(buf, cap,
+             "{\"dataset\": \"%s\", \"epochs\": %d, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
+             " \"threads\": 1%s}",
+             dataset, epochs, extra_long ? ", \"early_stop\": 0" : "");
+    return buf;
+}
+
+static cJSON *job_get(int port, const char *id) {
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    struct resp r;
+    get(port, path, &r);
+    cJSON *j = r.status == 200 ? parse(&r) : NULL;
+    resp_free(&r);
+    return j;
+}
+
+/* Polls until the job's state is one of `states` ('|'-separated); returns 1 if reached. */
+static int wait_state(int port, const char *id, const char *states, double timeout_s, char *last, size_t cap) {
+    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
+        cJSON *j = job_get(port, id);
+        const char *s = jstr(j, "state");
+        snprintf(last, cap, "%s", s);
+        int hit = 0;
+        if (s[0]) {
+            char want[128];
+            snprintf(want, sizeof want, "|%s|", states);
+            char me[40];
+            snprintf(me, sizeof me, "|%s|", s);
+            hit = strstr(want, me) != NULL;
+        }
+        cJSON_Delete(j);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+/* Waits until the running job has reported a batch: by then its "running" state is on disk. */
+static int wait_progress(int port, const char *id, double timeout_s) {
+    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
+        cJSON *j = job_get(port, id);
+        int hit = strcmp(jstr(j, "state"), "running") == 0 && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "progress"));
+        cJSON_Delete(j);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+static char *post_job(int port, const char *json, const char *token) {
+    struct resp r;
+    send_json("POST", port, "/jobs", json, token, &r);
+    cJSON *j = parse(&r);
+    char *id = NULL;
+    CHECK(r.status == 202, "POST /jobs: %ld %s", r.status, r.body);
+    if (r.status == 202) {
+        id = strdup(jstr(j, "id"));
+        CHECK(strstr(r.location, id) != NULL, "Location %s", r.location);
+    }
+    cJSON_Delete(j);
+    resp_free(&r);
+    return id;
+}
+
+struct seg_load {
+    int port;
+    volatile int *stop;
+    int ok, overloaded, bad;
+    uint8_t *png;
+    size_t len;
+};
+
+static void *segment_loop(void *arg) {
+    struct seg_load *s = arg;
+    while (!*s->stop) {
+        struct resp r;
+        struct reqopt o = {.ctype = "image/png", .body = s->png, .len = s->len};
+        http("POST", s->port, "/segment", &o, &r);
+        if (r.status == 200) s->ok++;
+        else if (r.status == 503 && r.retry_after[0]) s->overloaded++;
+        else s->bad++;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+static char g_job_ok[32], g_job_cancelled[32];
+
+static void test_jobs(int port) {
+    char cfg[512], last[32];
+    struct resp r;
+    /* concurrent /segment while the job trains */
+    volatile int stop = 0;
+    struct seg_load load[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        load[i] = (struct seg_load){.port = port, .stop = &stop};
+        load[i].png = gray_png(128, 64, &load[i].len);
+        pthread_create(&th[i], NULL, segment_loop, &load[i]);
+    }
+    char *id = post_job(port, tiny_config(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2, 0), NULL);
+    if (!id) {
+        stop = 1;
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL), free(load[i].png);
+        return;
+    }
+    snprintf(g_job_ok, sizeof g_job_ok, "%s", id);
+    /* poll the curves incrementally, as the dashboard does */
+    int since = 0, points = 0, saw_progress = 0, done = 0;
+    char path[128];
+    for (double t0 = now_s(); now_s() - t0 < 300 && !done; sleep_ms(100)) {
+        snprintf(path, sizeof path, "/jobs/%s/curves?since=%d", id, since);
+        get(port, path, &r);
+        cJSON *j = parse(&r);
+        CHECK(r.status == 200 && j, "curves %ld", r.status);
+        const cJSON *pts = cJSON_GetObjectItemCaseSensitive(j, "points"), *p;
+        cJSON_ArrayForEach(p, pts) {
+            int e = (int)jnum(p, "epoch");
+            CHECK(e == since + 1, "curve point epoch %d after %d", e, since);
+            CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "val_iou")) == MS_NUM_CLASSES, "val_iou size");
+            CHECK(cJSON_GetObjectItemCaseSensitive(p, "train_loss") && cJSON_GetObjectItemCaseSensitive(p, "lr"), "point fields");
+            since = e;
+            points++;
+        }
+        if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "progress"))) saw_progress = 1;
+        const char *st = jstr(j, "state");
+        if (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+            CHECK(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+            done = 1;
+        }
+        cJSON_Delete(j);
+        resp_free(&r);
+    }
+    stop = 1;
+    int ok = 0, over = 0, bad = 0;
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        ok += load[i].ok;
+        over += load[i].overloaded;
+        bad += load[i].bad;
+        free(load[i].png);
+    }
+    CHECK(done, "job %s did not finish", id);
+    CHECK(points == 2 && since == 2, "saw %d curve points up to epoch %d", points, since);
+    CHECK(ok > 0 && bad == 0, "/segment during training: %d ok, %d overloaded, %d bad", ok, over, bad);
+    (void)saw_progress; /* a 2-epoch tiny job may finish between two polls */
+    cJSON *j = job_get(port, id);
+    CHECK(strcmp(jstr(j, "state"), "succeeded") == 0 && strcmp(jstr(j, "model"), id) == 0, "job detail: state %s model %s",
+          jstr(j, "state"), jstr(j, "model"));
+    CHECK(jnum(j, "epoch") == 2 && jnum(j, "epochs") == 2, "job epochs");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "config");
+    CHECK(cJSON_IsObject(c) && !cJSON_GetObjectItemCaseSensitive(c, "data"), "config shown without a server path");
+    cJSON_Delete(j);
+    /* its model is registered and active (activate defaults to true) */
+    get(port, "/models", &r);
+    j = parse(&r);
+    CHECK(strcmp(jstr(j, "active"), id) == 0, "active model %s, want %s", jstr(j, "active"), id);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "models")) == 2, "2 models: %s", r.body);
+    cJSON_Delete(j);
+    resp_free(&r);
+    test_segment(port, id);
+
+    /* cancelling: a running job and a queued one */
+    char *run = post_job(port, tiny_config(cfg, sizeof cfg, "sample", 10000, 1), NULL);
+    char *queued = post_job(port, tiny_config(cfg, sizeof cfg, "sample", 2, 0), NULL);
+    if (run && queued) {
+        CHECK(wait_state(port, run, "running", 60, last, sizeof last), "long job running (%s)", last);
+        j = job_get(port, queued);
+        CHECK(strcmp(jstr(j, "state"), "queued") == 0, "second job queued (%s)", jstr(j, "state"));
+        cJSON_Delete(j);
+        snprintf(path, sizeof path, "/jobs/%s", queued);
+        send_json("DELETE", port, path, NULL, NULL, &r);
+        j = parse(&r);
+        CHECK(r.status == 200 && strcmp(jstr(j, "state"), "cancelled") == 0, "cancel queued: %ld %s", r.status, r.body);
+        cJSON_Delete(j);
+        resp_free(&r);
+        sleep_ms(300);
+        snprintf(path, sizeof path, "/jobs/%s", run);
+        send_json("DELETE", port, path, NULL, NULL, &r);
+        CHECK(r.status == 202 || r.status == 200, "cancel running: %ld %s", r.status, r.body);
+        resp_free(&r);
+        CHECK(wait_state(port, run, "cancelled", 60, last, sizeof last), "running job cancelled (%s)", last);
+        snprintf(g_job_cancelled, sizeof g_job_cancelled, "%s", run);
+        /* a finished job cannot be cancelled or resumed */
+        snprintf(path, sizeof path, "/jobs/%s", id);
+        send_json("DELETE", port, path, NULL, NULL, &r);
+        EXPECT_ERROR(r, 409, "conflict");
+        resp_free(&r);
+        snprintf(path, sizeof path, "/jobs/%s/resume", id);
+        send_json("POST", port, path, NULL, NULL, &r);
+        EXPECT_ERROR(r, 409, "conflict");
+        resp_free(&r);
+        /* the queued-then-cancelled job never ran: its model never appears */
+        j = job_get(port, queued);
+        CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "started")), "cancelled queued job never started");
+        cJSON_Delete(j);
+    }
+    /* a job that cannot train fails with its reason (a batch larger than the training set) */
+    char *impossible = post_job(port, "{\"dataset\": \"sample\", \"epochs\": 1, \"batch\": 512, \"limit\": 32,"
+                               " \"model\": {\"depth\": 2, \"base\": 4}}", NULL);
+    if (impossible) {
+        CHECK(wait_state(port, impossible, "failed", 60, last, sizeof last), "impossible job failed (%s)", last);
+        j = job_get(port, impossible);
+        CHECK(jstr(j, "error")[0] && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "model")), "failed job: error '%s'",
+              jstr(j, "error"));
+        cJSON_Delete(j);
+        free(impossible);
+    }
+    /* list: newest first */
+    get(port, "/jobs", &r);
+    j = parse(&r);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(j, "jobs");
+    CHECK(cJSON_GetArraySize(jobs) == 4, "4 jobs listed");
+    CHECK(cJSON_GetArraySize(jobs) == 4 && jnum(cJSON_GetArrayItem(jobs, 0), "created") >= jnum(cJSON_GetArrayItem(jobs, 3), "created"),
+          "newest first");
+    cJSON_Delete(j);
+    resp_free(&r);
+    /* switch back to the default model */
+    send_json("PUT", port, "/models/active", "{\"id\": \"default\"}", NULL, &r);
+    j = parse(&r);
+    CHECK(r.status == 200 && strcmp(jstr(j, "id"), "default") == 0, "activate default: %ld %s", r.status, r.body);
+    cJSON_Delete(j);
+    resp_free(&r);
+    free(id);
+    free(run);
+    free(queued);
+}
+
+/* After a clean restart: jobs, curves and the active model choice are back. */
+static void test_after_restart(int port) {
+    struct resp r;
+    char path[128];
+    cJSON *j = job_get(port, g_job_ok);
+    CHECK(strcmp(jstr(j, "state"), "succeeded") == 0, "job %s after restart: %s", g_job_ok, jstr(j, "state"));
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "/jobs/%s/curves?since=1", g_job_ok);
+    get(port, path, &r);
+    j = parse(&r);
+    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(j, "points");
+    CHECK(cJSON_GetArraySize(pts) == 1 && jnum(cJSON_GetArrayItem(pts, 0), "epoch") == 2, "curves after restart: %s", r.body);
+    cJSON_Delete(j);
+    resp_free(&r);
+    j = job_get(port, g_job_cancelled);
+    CHECK(strcmp(jstr(j, "state"), "cancelled") == 0, "cancelled job after restart: %s", jstr(j, "state"));
+    cJSON_Delete(j);
+    get(port, "/models", &r);
+    j = parse(&r);
+    CHECK(strcmp(jstr(j, "active"), "default") == 0, "active model persisted: %s", jstr(j, "active"));
+    CHECK(r.body && strstr(r.body, g_job_ok), "job model listed after restart");
+    cJSON_Delete(j);
+    resp_free(&r);
+    get(port, "/datasets", &r);
+    CHECK(r.body && strstr(r.body, g_dataset_id), "uploaded dataset after restart");
+    resp_free(&r);
+    /* the cancelled job resumes from its checkpoint */
+    snprintf(path, sizeof path, "/jobs/%s/resume", g_job_cancelled);
+    send_json("POST", port, path, NULL, NULL, &r);
+    CHECK(r.status == 202, "resume cancelled: %ld %s", r.status, r.body);
+    resp_free(&r);
+    char last[32];
+    CHECK(wait_state(port, g_job_cancelled, "running", 60, last, sizeof last), "resumed job running (%s)", last);
+    CHECK(wait_progress(port, g_job_cancelled, 60), "resumed job makes progress");
+}
+
+/* A running job whose server is SIGKILLed comes back interrupted and can be resumed. */
+static void test_interrupted(const char *data_dir, const char *model) {
+    struct srv s;
+    if (srv_start(&s, data_dir, model, NULL, NULL) != 0) {
+        CHECK(0, "restart after SIGKILL");
+        return;
+    }
+    cJSON *j = job_get(s.port, g_job_cancelled);
+    CHECK(strcmp(jstr(j, "state"), "interrupted") == 0, "killed job is interrupted: %s", jstr(j, "state"));
+    CHECK(jstr(j, "error")[0] != 0, "interrupted job explains itself");
+    cJSON_Delete(j);
+    struct resp r;
+    char path[128], last[32];
+    snprintf(path, sizeof path, "/jobs/%s/resume", g_job_cancelled);
+    send_json("POST", s.port, path, NULL, NULL, &r);
+    CHECK(r.status == 202, "resume interrupted: %ld %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(wait_state(s.port, g_job_cancelled, "running", 60, last, sizeof last), "resumed (%s)", last);
+    /* SIGTERM pauses it; on the next start it continues by itself */
+    CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit with a running job (see %s)", s.log);
+    j = NULL;
+    if (srv_start(&s, data_dir, model, NULL, NULL) == 0) {
+        CHECK(wait_state(s.port, g_job_cancelled, "running", 60, last, sizeof last), "paused job continues after restart (%s)", last);
+        snprintf(path, sizeof path, "/jobs/%s", g_job_cancelled);
+        send_json("DELETE", s.port, path, NULL, NULL, &r);
+        resp_free(&r);
+        CHECK(wait_state(s.port, g_job_cancelled, "cancelled", 60, last, sizeof last), "cancelled again (%s)", last);
+        CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
+    }
+}
+
+/* With MARSSEG_TOKEN: every state-changing route needs it, reads stay open. */
+static void test_token(const char *model) {
+    char data[PATH_MAX];
+    path_in_tmp(data, sizeof data, "data-token");
+    struct srv s;
+    const char *extra[] = {"--max-queue", "1", NULL};
+    if (srv_start(&s, data, model, "s3cret-token", extra) != 0) {
+        CHECK(0, "token server start");
+        return;
+    }
+    struct resp r;
+    static const char *const routes[][3] = {
+        {"POST", "/jobs", "{}"}, {"DELETE", "/jobs/j000001", NULL}, {"POST", "/jobs/j000001/resume", NULL},
+        {"PUT", "/models/active", "{\"id\":\"default\"}"}, {"POST", "/datasets", "x"},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        for (int k = 0; k < 3; k++) {
+            const char *tok = k == 0 ? NULL : k == 1 ? "wrong" : "s3cret-token-and-more";
+            send_json(routes[i][0], s.port, routes[i][1], routes[i][2], tok, &r);
+            EXPECT_ERROR(r, 401, "unauthorized");
+            resp_free(&r);
+        }
+        send_json(routes[i][0], s.port, routes[i][1], routes[i][2], "s3cret-token", &r);
+        CHECK(r.status != 401, "%s %s with the token: %ld", routes[i][0], routes[i][1], r.status);
+        resp_free(&r);
+    }
+    static const char *const open_routes[] = {"/healthz", "/readyz", "/jobs", "/models", "/datasets", "/metrics", "/"};
+    for (size_t i = 0; i < sizeof open_routes / sizeof open_routes[0]; i++) {
+        get(s.port, open_routes[i], &r);
+        CHECK(r.status == 200, "GET %s without token: %ld", open_routes[i], r.status);
+        resp_free(&r);
+    }
+    size_t len;
+    uint8_t *png = gray_png(37, 53, &len);
+    struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
+    http("POST", s.port, "/segment", &o, &r);
+    CHECK(r.status == 200, "segment needs no token: %ld", r.status);
+    resp_free(&r);
+    free(png);
+    /* the queue bound (--max-queue 1): the job posted above holds the worker (or the queue) */
+    char cfg[512];
+    int full = 0;
+    for (int i = 0; i < 4 && !full; i++) {
+        send_json("POST", s.port, "/jobs", tiny_config(cfg, sizeof cfg, "sample", 10000, 1), "s3cret-token", &r);
+        if (r.status == 503) {
+            full = 1;
+            CHECK(r.retry_after[0] != 0, "queue full has Retry-After");
+            CHECK(is_json_error(&r, "queue_full"), "queue full error");
+        }
+        resp_free(&r);
+    }
+    CHECK(full, "POST /jobs answered 503 once the queue was full");
+    CHECK(srv_stop(&s, SIGTERM) == 0, "token server clean exit (see %s)", s.log);
+}
+
+/* No model: not ready, /segment 503 with Retry-After. One worker and no wait queue: concurrent
+ * inferences beyond it are refused with 503 + Retry-After, never queued without bound. */
+static void test_unavailable(const char *big_model) {
+    char data[PATH_MAX], nomodel[PATH_MAX];
+    path_in_tmp(data, sizeof data, "data-nomodel");
+    path_in_tmp(nomodel, sizeof nomodel, "does-not-exist.npz");
+    struct srv s;
+    struct resp r;
+    size_t len;
+    uint8_t *png = gray_png(37, 53, &len);
+    if (srv_start(&s, data, nomodel, NULL, NULL) == 0) {
+        get(s.port, "/readyz", &r);
+        EXPECT_ERROR(r, 503, "not_ready");
+        resp_free(&r);
+        struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
+        http("POST", s.port, "/segment", &o, &r);
+        EXPECT_ERROR(r, 503, "no_model");
+        CHECK(r.retry_after[0] != 0, "no-model 503 has Retry-After");
+        resp_free(&r);
+        CHECK(srv_stop(&s, SIGTERM) == 0, "no-model server clean exit (see %s)", s.log);
+    } else {
+        CHECK(0, "no-model server start");
+    }
+    free(png);
+
+    path_in_tmp(data, sizeof data, "data-overload");
+    const char *extra[] = {"--threads", "1", "--infer-queue", "0", NULL};
+    if (srv_start(&s, data, big_model, NULL, extra) != 0) {
+        CHECK(0, "overload server start");
+        return;
+    }
+    png = gray_png(512, 512, &len);
+    enum { N = 8 };
+    CURLM *multi = curl_multi_init();
+    CURL *easy[N];
+    struct resp rs[N];
+    struct curl_slist *hdrs[N] = {0};
+    curl_mime *mimes[N] = {0};
+    struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
+    for (int i = 0; i < N; i++) {
+        easy[i] = setup("POST", s.port, "/segment", &o, &rs[i], &hdrs[i], &mimes[i]);
+        curl_multi_add_handle(multi, easy[i]);
+    }
+    int running = 1;
+    for (double t0 = now_s(); running && now_s() - t0 < 120;) {
+        curl_multi_perform(multi, &running);
+        if (running) curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    int ok = 0, busy = 0, other = 0;
+    for (int i = 0; i < N; i++) {
+        long st = 0;
+        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &st);
+        rs[i].status = st;
+        if (st == 200) ok++;
+        else if (st == 503 && rs[i].retry_after[0] && is_json_error(&rs[i], "overloaded")) busy++;
+        else other++;
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        curl_slist_free_all(hdrs[i]);
+        resp_free(&rs[i]);
+    }
+    curl_multi_cleanup(multi);
+    free(png);
+    CHECK(ok >= 1 && busy >= 1 && other == 0, "%d concurrent /segment on 1 worker: %d ok, %d 503, %d other", N, ok, busy, other);
+    CHECK(srv_stop(&s, SIGTERM) == 0, "overload server clean exit (see %s)", s.log);
+}
+
+/* ---- hostile clients on raw sockets */
+
+static int raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(0x7f000001)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Reads until the peer closes, timeout_s passes or cap-1 bytes arrived; returns bytes read,
+ * and sets *closed if the peer closed (EOF or reset). */
+static size_t raw_read(int fd, char *buf, size_t cap, double timeout_s, int *closed) {
+    size_t n = 0;
+    *closed = 0;
+    for (double t0 = now_s(); now_s() - t0 < timeout_s && n + 1 < cap;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0) continue;
+        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k <= 0) {
+            *closed = 1;
+            break;
+        }
+        n += (size_t)k;
+    }
+    buf[n] = 0;
+    return n;
+}
+
+static int raw_send(int fd, const char *s) { return send(fd, s, strlen(s), MSG_NOSIGNAL) == (ssize_t)strlen(s) ? 0 : -1; }
+
+/* The main server runs with --timeout 4 --body-timeout 3. */
+static void test_hostile(int port) {
+    char buf[4096];
+    int closed;
+    /* a huge declared body from a client that waits for 100-continue: 413 before any byte */
+    int fd = raw_connect(port);
+    raw_send(fd, "POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000000000\r\n"
+                 "Expect: 100-continue\r\n\r\n");
+    raw_read(fd, buf, sizeof buf, 5, &closed);
+    CHECK(strncmp(buf, "HTTP/1.1 413", 12) == 0 && strstr(buf, "body_too_large"), "Expect + huge length: %.80s", buf);
+    close(fd);
+    /* a request line that is not HTTP */
+    fd = raw_connect(port);
+    raw_send(fd, "GARBAGE\r\n\r\n");
+    raw_read(fd, buf, sizeof buf, 5, &closed);
+    CHECK(strncmp(buf, "HTTP/1.1 4", 10) == 0 || closed, "garbage request: %.80s", buf);
+    close(fd);
+    /* a dribbled body and dribbled headers are cut off, and others are served meanwhile */
+    int slow_body = raw_connect(port), slow_head = raw_connect(port);
+    raw_send(slow_body, "POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
+    raw_send(slow_head, "GET /healthz HTTP/1.1\r\nHo");
+    double t0 = now_s(), body_closed = 0, head_closed = 0, worst = 0;
+    while (now_s() - t0 < 15 && (!body_closed || !head_closed)) {
+        if (!body_closed && send(slow_body, "x", 1, MSG_NOSIGNAL) != 1) body_closed = now_s() - t0;
+        char c;
+        struct pollfd p[2] = {{slow_body, POLLIN, 0}, {slow_head, POLLIN, 0}};
+        if (poll(p, 2, 0) > 0) {
+            if (!body_closed && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && recv(slow_body, &c, 1, MSG_DONTWAIT) <= 0)
+                body_closed = now_s() - t0;
+            if (!head_closed && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && recv(slow_head, &c, 1, MSG_DONTWAIT) <= 0)
+                head_closed = now_s() - t0;
+        }
+        struct resp r;
+        double q0 = now_s();
+        CHECK(get(port, "/healthz", &r) == 200, "healthz while slow clients hang on");
+        resp_free(&r);
+        if (now_s() - q0 > worst) worst = now_s() - q0;
+        sleep_ms(250);
+    }
+    CHECK(body_closed > 0 && body_closed < 8, "dribbled body cut off after %.1f s", body_closed);
+    CHECK(head_closed > 0 && head_closed < 10, "dribbled headers cut off after %.1f s", head_closed);
+    CHECK(worst < 2, "healthz took up to %.2f s meanwhile", worst);
+    close(slow_body);
+    close(slow_head);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int make_static(void) {
+    char p[PATH_MAX];
+    static const struct {
+        const char *name, *text;
+    } files[] = {
+        {"static/index.html", "<!doctype html><title>marsseg</title>"},
+        {"static/app.js", "console.log('hi');"},
+        {"static/style.css", "body{}"},
+        {"static/icon.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"},
+        {"static/sub/data.json", "{}"},
+        {"secret.txt", "TOP SECRET"},
+    };
+    path_in_tmp(p, sizeof p, "static");
+    if (mkdir(p, 0755)) return -1;
+    path_in_tmp(p, sizeof p, "static/sub");
+    if (mkdir(p, 0755)) return -1;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        path_in_tmp(p, sizeof p, files[i].name);
+        if (write_file(p, files[i].text, strlen(files[i].text))) return -1;
+    }
+    /* a symlink inside static/ that points outside it */
+    char target[PATH_MAX];
+    path_in_tmp(target, sizeof target, "secret.txt");
+    path_in_tmp(p, sizeof p, "static/escape.txt");
+    return symlink(target, p);
+}
+
+static void rm_rf(const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", path, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0) waitpid(pid, NULL, 0);
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    signal(SIGPIPE, SIG_IGN);
+    const char *bin = getenv("MARSSEG_BIN");
+    if (bin) {
+        snprintf(g_bin, sizeof g_bin, "%s", bin);
+    } else {
+        char self[PATH_MAX];
+        snprintf(self, sizeof self, "%s", argv[0]);
+        snprintf(g_bin, sizeof g_bin, "%s/../marsseg", dirname(self));
+    }
+    if (access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "server binary %s not found (build it, or set MARSSEG_BIN)\n", g_bin);
+        return 1;
+    }
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/marsseg-test-server-XXXXXX");
+    if (!mkdtemp(g_tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char model[PATH_MAX], big_model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
+    path_in_tmp(model, sizeof model, "model.npz");
+    path_in_tmp(big_model, sizeof big_model, "big-model.npz");
+    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
+    path_in_tmp(data, sizeof data, "data");
+    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
+    CHECK(make_model(big_model, 3, 16) == 0, "big model fixture: %s", ms_last_error());
+    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
+    CHECK(make_static() == 0, "static fixture");
+
+    struct srv s;
+    const char *main_extra[] = {"--timeout", "4", "--body-timeout", "3", NULL};
+    if (srv_start(&s, data, model, NULL, main_extra) == 0) {
+        test_health(s.port);
+        test_segment(s.port, "default");
+        test_errors(s.port);
+        test_static(s.port);
+        test_hostile(s.port);
+        test_datasets(s.port);
+        test_jobs(s.port);
+        test_metrics(s.port);
+        CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
+        if (srv_start(&s, data, model, NULL, NULL) == 0) {
+            test_after_restart(s.port);
+            srv_stop(&s, SIGKILL);
+            test_interrupted(data, model);
+        } else {
+            CHECK(0, "restart");
+        }
+    } else {
+        CHECK(0, "server start");
+    }
+    test_token(model);
+    test_unavailable(big_model);
+    curl_global_cleanup();
+    if (tu_failures || getenv("MARSSEG_TEST_KEEP")) fprintf(stderr, "logs and data kept in %s\n", g_tmp);
+    else rm_rf(g_tmp);
+    return TEST_END();
+}
