@@ -1,6 +1,18 @@
 # marsseg — `make run` serves the default model, `make test` runs every test.
 # Missing Debian packages are installed first (tools/deps.sh); SAN=1 builds with ASan+UBSan.
 
+# Missing Debian packages are installed before anything else is evaluated: pkg-config below must
+# already see them. build/.deps-ok records a successful check; `make deps` re-runs it.
+ifeq ($(wildcard build/.deps-ok),)
+ifeq ($(filter clean deps,$(MAKECMDGOALS)),)
+DEPS_RC := $(shell bash tools/deps.sh >&2; echo $$?)
+ifneq ($(DEPS_RC),0)
+$(error marsseg: missing Debian packages (see the apt-get line above))
+endif
+$(shell mkdir -p build && touch build/.deps-ok)
+endif
+endif
+
 SAN      ?= 0
 BUILD    ?= build$(if $(filter 1,$(SAN)),-san,)
 CC       ?= cc
@@ -27,8 +39,11 @@ DEPS_OK  := build/.deps-ok
 .PHONY: all deps test bench clean fixtures model
 all: $(LIB) $(TEST_BIN)
 
-deps $(DEPS_OK): tools/deps.sh
+deps:
 	@bash tools/deps.sh
+	@mkdir -p build && touch $(DEPS_OK)
+
+$(DEPS_OK):
 	@mkdir -p build && touch $(DEPS_OK)
 
 $(BUILD)/%.o: %.c | $(DEPS_OK)
@@ -100,3 +115,50 @@ clean:
 	rm -rf build build-san
 
 -include $(CORE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
+
+# ---- fuzzing (issue 8): libFuzzer harnesses in fuzz/, built with clang (+ASan+UBSan) from just
+# the sources each one needs. `make fuzz FUZZ_S=60` runs them one after the other, niced, each
+# for FUZZ_S seconds (FUZZ_TARGETS="npz png" picks some). New corpus entries go to
+# build/fuzz/corpus/<t>, crashes to build/fuzz/artifacts/<t>/; minimise and copy a crashing input
+# to fuzz/regress/<t>/ and tests/test_fuzz_regress (part of `make test`) replays it for good.
+FUZZ_CC      ?= clang
+FUZZ_S       ?= 60
+FUZZ_RSS     ?= 2048
+FUZZ_TIMEOUT ?= 10
+FUZZ_BUILD   := build/fuzz
+FUZZ_ALL     := npz png multipart config
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Icore \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                $(shell pkg-config --cflags libpng zlib libcjson 2>/dev/null)
+FUZZ_LIBS    := $(shell pkg-config --libs libpng zlib libcjson 2>/dev/null) -lm
+FUZZ_SRC_npz       := core/npz.c core/data.c core/fileio.c core/status.c
+FUZZ_SRC_png       := core/png.c core/status.c
+FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
+FUZZ_SRC_config    := core/config.c core/status.c
+FUZZ_LEN_npz       := 32768
+FUZZ_LEN_png       := 65536
+FUZZ_LEN_multipart := 16384
+FUZZ_LEN_config    := 4096
+
+define FUZZ_RULES
+$(FUZZ_BUILD)/fuzz_$(1): fuzz/fuzz_$(1).c fuzz/fuzz_common.h $(FUZZ_SRC_$(1)) | $(DEPS_OK)
+	@mkdir -p $$(dir $$@)
+	nice -n 19 $(FUZZ_CC) $(FUZZ_CFLAGS) $$(filter %.c,$$^) -o $$@ $(FUZZ_LIBS)
+
+.PHONY: fuzz-$(1)
+fuzz-$(1): $(FUZZ_BUILD)/fuzz_$(1)
+	@mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/artifacts/$(1)
+	nice -n 19 ./$(FUZZ_BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_S) -max_len=$(FUZZ_LEN_$(1)) \
+	  -rss_limit_mb=$(FUZZ_RSS) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(1)/ $(addprefix -dict=,$(wildcard fuzz/$(1).dict)) \
+	  $(FUZZ_BUILD)/corpus/$(1) fuzz/corpus/$(1) $(wildcard fuzz/regress/$(1))
+endef
+$(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULES,$(t))))
+
+.PHONY: fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-$$t || exit 1; done
+
+# The replay test #includes the harnesses and server/multipart.c.
+$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h

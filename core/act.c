@@ -25,8 +25,11 @@ void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t n, floa
     }
 }
 
-void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p) {
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p, int accumulate) {
     const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * scale : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float g = mask[i] ? dout[i] * scale : 0.0f;
+        dinp[i] = accumulate ? dinp[i] + g : g;
+    }
 }

@@ -176,15 +176,15 @@ static void add_row_sums(float *db, const float *x, int C, size_t N) {
 }
 
 void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                      const float *w, size_t N, int Cin, int Cout) {
+                      const float *w, size_t N, int Cin, int Cout, int accumulate) {
     // dw (Cout,Cin) += dout (Cout,N) . inp^T (N,Cin)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, (int)N,
                 1.0f, dout, (int)N, inp, (int)N, 1.0f, dw, Cin);
     if (db) add_row_sums(db, dout, Cout, N);
-    // dinp (Cin,N) += w^T (Cin,Cout) . dout (Cout,N)
+    // dinp (Cin,N) (+)= w^T (Cin,Cout) . dout (Cout,N)
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, (int)N, Cout,
-                    1.0f, w, Cin, dout, (int)N, 1.0f, dinp, (int)N);
+                    1.0f, w, Cin, dout, (int)N, accumulate ? 1.0f : 0.0f, dinp, (int)N);
 }
 
 size_t convt2x2_ws_floats(int B, int Cout, int H, int W) {
@@ -218,7 +218,7 @@ void convt2x2_forward(float *out, const float *inp, const float *w, const float 
 }
 
 void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws) {
+                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws, int accumulate) {
     const size_t hw = (size_t)H * W, Nin = (size_t)B * hw;
     const int M = Cout * 4, W2 = 2 * W;
     // gather dT (Cout*4, Nin) from dout (Cout, B, 2H, 2W)
@@ -241,8 +241,8 @@ void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, con
     // dw (Cin, M) += inp (Cin, Nin) . dT^T (Nin, M)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cin, M, (int)Nin,
                 1.0f, inp, (int)Nin, ws, (int)Nin, 1.0f, dw, M);
-    // dinp (Cin, Nin) += w (Cin, M) . dT (M, Nin)
+    // dinp (Cin, Nin) (+)= w (Cin, M) . dT (M, Nin)
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cin, (int)Nin, M,
-                    1.0f, w, M, ws, (int)Nin, 1.0f, dinp, (int)Nin);
+                    1.0f, w, M, ws, (int)Nin, accumulate ? 1.0f : 0.0f, dinp, (int)Nin);
 }

@@ -7,8 +7,9 @@
  *   - a channel concat is two adjacent regions of one buffer (no copy at all).
  * PyTorch's NCHW is converted only at the edges (input is (B,H,W) with C=1 and so identical).
  *
- * Backward functions ACCUMULATE (+=) into parameter gradients and input gradients, so the
- * caller zeroes gradient buffers once per step; a NULL dinp skips the input gradient.
+ * Backward functions ACCUMULATE (+=) into parameter gradients, so the caller zeroes them once
+ * per step. Input gradients accumulate too, except where an `accumulate` flag lets the first
+ * writer of a buffer overwrite it instead (which saves zeroing it); a NULL dinp skips it.
  * `ws` is a shared scratch workspace of at least the size the *_ws_floats() helpers give.
  */
 #ifndef MS_LAYERS_H
@@ -32,15 +33,16 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
 /* out (Cout,N) = w (Cout,Cin) · inp (Cin,N) + b (Cout): a 1x1 convolution, no im2col. */
 void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,
                      size_t N, int Cin, int Cout);
+/* dinp is accumulated into (accumulate=1) or overwritten (0: saves zeroing it first) */
 void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                      const float *w, size_t N, int Cin, int Cout);
+                      const float *w, size_t N, int Cin, int Cout, int accumulate);
 
 /* ConvTranspose2d(k=2, s=2): inp (Cin,B,H,W) -> out (Cout,B,2H,2W); w (Cin,Cout,2,2), b (Cout). */
 size_t convt2x2_ws_floats(int B, int Cout, int H, int W);
 void convt2x2_forward(float *out, const float *inp, const float *w, const float *b,
                       int B, int Cin, int Cout, int H, int W, float *ws);
 void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws);
+                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws, int accumulate);
 
 /* ---- norm.c ---- BatchNorm2d on (C, N) */
 /* Training: batch statistics (biased variance) normalise; running stats move by `momentum`
@@ -54,10 +56,11 @@ void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, co
                             const float *run_mean, const float *run_var, const float *residual,
                             int relu, int C, size_t N, float eps);
 /* Backward of the affine normalisation (not of a fused relu/residual: the caller masks dout
- * first, see relu_backward). If relu_out != NULL, dout is taken as dout * (relu_out > 0). */
+ * first, see relu_backward). If relu_out != NULL, dout is taken as dout * (relu_out > 0).
+ * dinp is accumulated into (accumulate=1) or overwritten (0). */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                         const float *relu_out, const float *inp, const float *mean,
-                        const float *invstd, const float *gamma, int C, size_t N);
+                        const float *invstd, const float *gamma, int C, size_t N, int accumulate);
 
 /* ---- act.c ---- */
 /* dinp = dout * (out > 0)  (assignment, not accumulation: it produces a fresh gradient) */
@@ -65,7 +68,7 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 /* Inverted dropout: mask[i] = keep ? 1 : 0, drawn from a counter-based hash of (seed, i) so
  * that it is reproducible and parallel; out = inp * mask / (1-p). */
 void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t n, float p, uint64_t seed);
-void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p);
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p, int accumulate);
 
 /* ---- pool.c ---- 2x2 max-pool, stride 2, on P = C*B planes of (H, W) */
 void maxpool2x2_forward(float *out, const float *inp, size_t P, int H, int W);

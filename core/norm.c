@@ -68,7 +68,7 @@ void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, co
 
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                         const float *relu_out, const float *inp, const float *mean,
-                        const float *invstd, const float *gamma, int C, size_t N) {
+                        const float *invstd, const float *gamma, int C, size_t N, int accumulate) {
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         const float *dy = dout + (size_t)c * N, *x = inp + (size_t)c * N;
@@ -88,10 +88,16 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
         const float k = gamma[c] * is / (float)N;
         const float a = (float)sdy, bsum = (float)sdyx, n = (float)N;
         float *dx = dinp + (size_t)c * N;
-        for (size_t i = 0; i < N; i++) {
-            const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
-            const float xhat = (x[i] - m) * is;
-            dx[i] += k * (n * g - a - xhat * bsum);
+        if (accumulate) {
+            for (size_t i = 0; i < N; i++) {
+                const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
+                dx[i] += k * (n * g - a - (x[i] - m) * is * bsum);
+            }
+        } else { /* a fresh gradient: saves the caller a memset pass */
+            for (size_t i = 0; i < N; i++) {
+                const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
+                dx[i] = k * (n * g - a - (x[i] - m) * is * bsum);
+            }
         }
     }
 }

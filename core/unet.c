@@ -461,13 +461,12 @@ static void resblock_backward(const ms_model *m, const ms_rb_off *o, const ms_rb
     const size_t N = (size_t)B * r->h * r->w, cn = (size_t)o->c * N;
     float *g = scratch[0], *dc = scratch[1], *da1 = scratch[2];
     relu_backward(g, dout, r->out, cn);                        /* through the final relu */
-    conv1x1_backward(dinp, G + o->scw, G + o->scb, g, r->inp, P + o->scw, N, o->cin, o->c);
-    memset(dc, 0, sizeof(float) * cn);
-    batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N);
+    /* the shortcut is the first writer of dinp: it overwrites, the 3x3 conv below adds */
+    conv1x1_backward(dinp, G + o->scw, G + o->scb, g, r->inp, P + o->scw, N, o->cin, o->c, 0);
+    batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0);
     memset(da1, 0, sizeof(float) * cn);
     conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws, dw_ws);
-    memset(dc, 0, sizeof(float) * cn);
-    batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N);
+    batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0);
     conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws, dw_ws);
 }
 
@@ -476,26 +475,25 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
     const float p = m->cfg.dropout;
     const int drop = a->masks != NULL;
     const float *P = m->params;
-    /* every activation gradient except d_logits accumulates: start from zero */
-    const size_t glen = (size_t)(a->d_logits - a->grad_arena);
-    memset(a->grad_arena, 0, sizeof(float) * glen);
-
+    /* No zeroing of activation gradients: each buffer's first writer overwrites it (the head and
+     * the up-convolutions write the dropout-output gradients, dropout_backward the block-output
+     * gradients, a block's shortcut its input gradient); later writers add. */
     const float *last = a->dec_drop[D - 1];
     conv1x1_backward(a->d_dec_drop[D - 1], G + m->headw, G + m->headb, a->d_logits, last,
-                     P + m->headw, (size_t)B * a->H * a->W, m->ch[0], m->cfg.classes);
+                     P + m->headw, (size_t)B * a->H * a->W, m->ch[0], m->cfg.classes, 0);
     for (int i = D - 1; i >= 0; i--) {
         const int l = D - 1 - i;
         const ms_rb_acts *r = &a->dec[i];
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
-        if (drop) dropout_backward(a->d_dec[i], a->d_dec_drop[i], a->dec_mask[i], n, p);
+        if (drop) dropout_backward(a->d_dec[i], a->d_dec_drop[i], a->dec_mask[i], n, p, 0);
         resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->dw_ws, a->scratch);
         const float *up_in = i == 0 ? a->bott_drop : a->dec_drop[i - 1];
         float *d_up_in = i == 0 ? a->d_bott_drop : a->d_dec_drop[i - 1];
         convt2x2_backward(d_up_in, G + m->upw[i], G + m->upb[i], a->d_cat[l], up_in, P + m->upw[i], B,
-                          m->ch[l + 1], m->ch[l], r->h / 2, r->w / 2, a->ws);
+                          m->ch[l + 1], m->ch[l], r->h / 2, r->w / 2, a->ws, 0);
     }
     const size_t nb = (size_t)m->ch[D] * B * a->bott.h * a->bott.w;
-    if (drop) dropout_backward(a->d_bott, a->d_bott_drop, a->bott_mask, nb, p);
+    if (drop) dropout_backward(a->d_bott, a->d_bott_drop, a->bott_mask, nb, p, 0);
     resblock_backward(m, &m->bott, &a->bott, G, a->d_bott, a->d_pool[D - 1], B, a->ws, a->dw_ws, a->scratch);
     for (int l = D - 1; l >= 0; l--) {
         const ms_rb_acts *r = &a->enc[l];

@@ -118,7 +118,7 @@ static void test_conv1x1(void) {
     c.x = rnd(c.N * c.Cin, 1); c.w = rnd((size_t)c.Cin * c.Cout, 1); c.b = rnd(c.Cout, 1);
     c.r = rnd(c.N * c.Cout, 1); c.out = malloc(sizeof(float) * c.N * c.Cout);
     float *dx = calloc(c.N * c.Cin, 4), *dw = calloc((size_t)c.Cin * c.Cout, 4), *db = calloc(c.Cout, 4);
-    conv1x1_backward(dx, dw, db, c.r, c.x, c.w, c.N, c.Cin, c.Cout);
+    conv1x1_backward(dx, dw, db, c.r, c.x, c.w, c.N, c.Cin, c.Cout, 1);
     fd_check("conv1x1 dinp", conv1_loss, &c, c.x, dx, c.N * c.Cin, 100, 1e-2f, 1e-2);
     fd_check("conv1x1 dw", conv1_loss, &c, c.w, dw, (size_t)c.Cin * c.Cout, 15, 1e-2f, 1e-2);
     fd_check("conv1x1 db", conv1_loss, &c, c.b, db, c.Cout, 3, 1e-2f, 1e-2);
@@ -138,7 +138,7 @@ static void test_convt(void) {
     c.x = rnd(nx, 1); c.w = rnd(nw, 1); c.b = rnd(c.Cout, 1); c.r = rnd(ny, 1);
     c.out = malloc(sizeof(float) * ny); c.ws = malloc(sizeof(float) * convt2x2_ws_floats(c.B, c.Cout, c.H, c.W));
     float *dx = calloc(nx, 4), *dw = calloc(nw, 4), *db = calloc(c.Cout, 4);
-    convt2x2_backward(dx, dw, db, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws);
+    convt2x2_backward(dx, dw, db, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, 1);
     fd_check("convt2x2 dinp", convt_loss, &c, c.x, dx, nx, 60, 1e-2f, 1e-2);
     fd_check("convt2x2 dw", convt_loss, &c, c.w, dw, nw, 48, 1e-2f, 1e-2);
     fd_check("convt2x2 db", convt_loss, &c, c.b, db, c.Cout, 3, 1e-2f, 1e-2);
@@ -165,7 +165,7 @@ static void test_bn(int relu) {
     float *g = malloc(4 * n), *dx = calloc(n, 4), *dg = calloc(c.C, 4), *db = calloc(c.C, 4);
     /* the residual path's gradient is g itself; the BN sees g masked by the relu */
     if (relu) relu_backward(g, c.r, c.out, n); else memcpy(g, c.r, 4 * n);
-    batchnorm_backward(dx, dg, db, g, NULL, c.x, c.mean, c.istd, c.g, c.C, c.N);
+    batchnorm_backward(dx, dg, db, g, NULL, c.x, c.mean, c.istd, c.g, c.C, c.N, 1);
     fd_check(relu ? "bn+res+relu dinp" : "batchnorm dinp", bn_loss, &c, c.x, dx, n, 150, 1e-3f, 2e-2);
     fd_check(relu ? "bn+res+relu dgamma" : "batchnorm dgamma", bn_loss, &c, c.g, dg, c.C, 3, 1e-3f, 2e-2);
     fd_check(relu ? "bn+res+relu dbeta" : "batchnorm dbeta", bn_loss, &c, c.b, db, c.C, 3, 1e-3f, 2e-2);
@@ -173,8 +173,12 @@ static void test_bn(int relu) {
         fd_check("bn+res+relu dres", bn_loss, &c, c.res, g, n, 100, 1e-3f, 2e-2);
         /* the fused-mask form of batchnorm_backward equals masking first */
         float *dx2 = calloc(n, 4), *dg2 = calloc(c.C, 4), *db2 = calloc(c.C, 4);
-        batchnorm_backward(dx2, dg2, db2, c.r, c.out, c.x, c.mean, c.istd, c.g, c.C, c.N);
+        batchnorm_backward(dx2, dg2, db2, c.r, c.out, c.x, c.mean, c.istd, c.g, c.C, c.N, 1);
         CHECK(tu_max_rel_err(dx2, dx, n, 1e-3) < 1e-5, "fused relu mask differs");
+        /* the overwriting form equals accumulating into zeros, whatever the buffer held */
+        for (size_t i = 0; i < n; i++) dx2[i] = 1e30f;
+        batchnorm_backward(dx2, dg2, db2, c.r, c.out, c.x, c.mean, c.istd, c.g, c.C, c.N, 0);
+        CHECK(tu_max_rel_err(dx2, dx, n, 1e-3) < 1e-5, "overwriting form differs");
         free(dx2); free(dg2); free(db2);
     }
     free(c.x); free(c.g); free(c.b); free(c.r); free(c.out); free(c.res); free(c.mean); free(c.istd);
@@ -221,7 +225,7 @@ static void test_dropout(void) {
     CHECK(memcmp(mask, mask2, n) == 0, "same seed gave a different mask");
     dropout_forward(y2, mask2, x, n, 0.3f, 43);
     CHECK(memcmp(mask, mask2, n) != 0, "another seed gave the same mask");
-    dropout_backward(dx, ones, mask, n, 0.3f);
+    dropout_backward(dx, ones, mask, n, 0.3f, 1);
     int okb = 1;
     for (size_t i = 0; i < n; i++) okb &= fabsf(dx[i] - (mask[i] ? 1 / 0.7f : 0)) < 1e-6f;
     CHECK(okb, "dropout backward is not the scaled mask");
