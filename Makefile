@@ -108,6 +108,10 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
+$(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+
 run: $(BIN)
 	./$(BIN) serve
 

@@ -51,7 +51,7 @@ int cmd_segment(int argc, char **argv) {
     } else {
         size_t counts[MS_NUM_CLASSES] = {0};
         for (size_t i = 0; i < (size_t)w * h; i++) counts[labels[i]]++;
-        printf("%s: %dx%d ->", out, w, h);
+        printf("%s: %dx%d (HxW) ->", out, h, w);
         for (int k = 0; k < MS_NUM_CLASSES; k++) printf(" %s %.1f%%", ms_class_names[k], 100.0 * counts[k] / ((size_t)w * h));
         printf("\n");
         rc = 0;
