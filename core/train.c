@@ -13,7 +13,6 @@
 #include "util.h"
 
 #include <cJSON.h>
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -81,8 +80,11 @@ void ms_set_threads(int threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (int)n : 1;
     }
+    /* omp_set_num_threads sets the calling thread's own OpenMP thread count, and the OpenMP build
+     * of OpenBLAS follows it per call (omp_get_max_threads): a training job's setting does not
+     * leak into the HTTP threads that segment concurrently (openblas_set_num_threads would be
+     * process-wide). */
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
 }
 
 /* ------------------------------------------------------------------ data */

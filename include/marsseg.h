@@ -245,7 +245,8 @@ void ms_trainer_free(ms_trainer *t);
  * masks) and returns the held-out indices into *ds (malloc'd; free with free()). */
 ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval);
 
-/* Threads for the core's OpenMP loops and BLAS (0 = all online cores). */
+/* Threads for the calling thread's core work, OpenMP loops and BLAS alike (0 = all online
+ * cores); other threads keep their own setting. */
 void ms_set_threads(int threads);
 
 /* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL). */

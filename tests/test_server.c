@@ -29,6 +29,7 @@
 #include <png.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -811,7 +812,7 @@ static char *post_job(int port, const char *json, const char *token) {
 
 struct seg_load {
     int port;
-    volatile int *stop;
+    atomic_int *stop;
     int ok, overloaded, bad;
     uint8_t *png;
     size_t len;
@@ -819,7 +820,7 @@ struct seg_load {
 
 static void *segment_loop(void *arg) {
     struct seg_load *s = arg;
-    while (!*s->stop) {
+    while (!atomic_load(s->stop)) {
         struct resp r;
         struct reqopt o = {.ctype = "image/png", .body = s->png, .len = s->len};
         http("POST", s->port, "/segment", &o, &r);
@@ -837,7 +838,7 @@ static void test_jobs(int port) {
     char cfg[512], last[32];
     struct resp r;
     /* concurrent /segment while the job trains */
-    volatile int stop = 0;
+    atomic_int stop = 0;
     struct seg_load load[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
@@ -847,7 +848,7 @@ static void test_jobs(int port) {
     }
     char *id = post_job(port, tiny_config(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2, 0), NULL);
     if (!id) {
-        stop = 1;
+        atomic_store(&stop, 1);
         for (int i = 0; i < 2; i++) pthread_join(th[i], NULL), free(load[i].png);
         return;
     }
@@ -878,7 +879,7 @@ static void test_jobs(int port) {
         cJSON_Delete(j);
         resp_free(&r);
     }
-    stop = 1;
+    atomic_store(&stop, 1);
     int ok = 0, over = 0, bad = 0;
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
@@ -897,12 +898,18 @@ static void test_jobs(int port) {
     CHECK(jnum(j, "epoch") == 2 && jnum(j, "epochs") == 2, "job epochs");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "config");
     CHECK(cJSON_IsObject(c) && !cJSON_GetObjectItemCaseSensitive(c, "data"), "config shown without a server path");
+    char *text = cJSON_PrintUnformatted(j);
+    CHECK(text && !strstr(text, g_tmp), "job detail leaks a server path: %s", text);
+    free(text);
     cJSON_Delete(j);
     /* its model is registered and active (activate defaults to true) */
     get(port, "/models", &r);
     j = parse(&r);
     CHECK(strcmp(jstr(j, "active"), id) == 0, "active model %s, want %s", jstr(j, "active"), id);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "models")) == 2, "2 models: %s", r.body);
+    CHECK(r.body && !strstr(r.body, g_tmp), "model listing leaks a server path: %s", r.body);
+    const cJSON *jm = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "models"), 1);
+    CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(jm, "metrics")), "job model has metrics");
     cJSON_Delete(j);
     resp_free(&r);
     test_segment(port, id);

@@ -1,0 +1,33 @@
+/* Route handlers, one file per resource; the routing table is in http.c. */
+#ifndef MS_HANDLERS_H
+#define MS_HANDLERS_H
+
+#include "http.h"
+
+/* health.c */
+enum MHD_Result h_healthz(struct req *r);
+enum MHD_Result h_readyz(struct req *r);
+enum MHD_Result h_metrics(struct req *r);
+/* segment.c */
+enum MHD_Result h_segment(struct req *r);
+/* models.c */
+enum MHD_Result h_models_list(struct req *r);
+enum MHD_Result h_models_active_get(struct req *r);
+enum MHD_Result h_models_active_put(struct req *r);
+/* jobs.c */
+enum MHD_Result h_jobs_list(struct req *r);
+enum MHD_Result h_jobs_create(struct req *r);
+enum MHD_Result h_job_get(struct req *r);
+enum MHD_Result h_job_delete(struct req *r);
+enum MHD_Result h_job_curves(struct req *r);
+enum MHD_Result h_job_resume(struct req *r);
+/* datasets.c */
+enum MHD_Result h_datasets_list(struct req *r);
+enum MHD_Result h_datasets_upload(struct req *r);
+enum MHD_Result h_dataset_get(struct req *r);
+/* static.c */
+enum MHD_Result h_index(struct req *r);
+enum MHD_Result h_favicon(struct req *r);
+enum MHD_Result h_static(struct req *r);
+
+#endif

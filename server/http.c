@@ -1,0 +1,860 @@
+/* The HTTP layer on libmicrohttpd (see http.h).
+ *
+ * Threading: MHD_USE_THREAD_PER_CONNECTION. Our handlers block: /segment waits for an inference
+ * worker, job and model changes fsync files, a dataset upload is validated by loading it. With a
+ * polling thread pool every such wait would stall all the other connections served by the same
+ * thread (a /healthz probe or a dashboard's curve poll behind a 2 s validation). One thread per
+ * connection isolates them; the cost is bounded by the connection limit (--max-conns) and the
+ * idle timeout (--timeout). The CPU-heavy work itself is bounded separately (inference workers,
+ * one training job).
+ *
+ * Request bodies (the pattern of MHD's largepost.c): the first call of the access handler sees
+ * only the headers. There we route, check the token, and decide the body's cap from the route
+ * and Content-Length, so an oversized body is refused with 413 before a byte of it is read
+ * (MHD then closes the connection rather than reading the rest). Chunked bodies have no length:
+ * their cap is enforced while reading; past it we drain a little and answer 413, or cut the
+ * connection if the client keeps sending. */
+#include "http.h"
+
+#include "handlers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Bodies we tolerate (and ignore) on routes that take none, e.g. "{}" on POST .../resume. */
+#define NONE_BODY_MAX 4096
+/* A body over its cap is discarded, never stored. Answering 413 while the client is still
+ * sending means closing a socket with unread data, and the client's kernel then receives an RST
+ * that usually destroys our answer before the client reads it. So, unless the client waits for
+ * "100 Continue" (then it sends nothing before our 413), we read and drop up to this much and
+ * answer when the body is over; a larger body is answered at once and the connection closed. */
+#define DRAIN_MAX (16u << 20)
+/* Concurrent streamed uploads (each ends in a validation that loads the dataset). */
+#define MAX_UPLOADS 2
+/* JSON bodies nested deeper than this are refused before parsing. */
+#define JSON_MAX_DEPTH 32
+
+static const struct route routes[] = {
+    {"GET", "/healthz", h_healthz, "healthz", BODY_NONE, 0},
+    {"GET", "/readyz", h_readyz, "readyz", BODY_NONE, 0},
+    {"GET", "/metrics", h_metrics, "metrics", BODY_NONE, 0},
+    {"POST", "/segment", h_segment, "segment", BODY_IMAGE, 0},
+    {"GET", "/models", h_models_list, "models_list", BODY_NONE, 0},
+    {"GET", "/models/active", h_models_active_get, "models_active", BODY_NONE, 0},
+    {"PUT", "/models/active", h_models_active_put, "models_activate", BODY_JSON, ROUTE_AUTH},
+    {"GET", "/jobs", h_jobs_list, "jobs_list", BODY_NONE, 0},
+    {"POST", "/jobs", h_jobs_create, "jobs_create", BODY_JSON, ROUTE_AUTH},
+    {"GET", "/jobs/{}", h_job_get, "job_get", BODY_NONE, 0},
+    {"DELETE", "/jobs/{}", h_job_delete, "job_cancel", BODY_NONE, ROUTE_AUTH},
+    {"GET", "/jobs/{}/curves", h_job_curves, "job_curves", BODY_NONE, 0},
+    {"POST", "/jobs/{}/resume", h_job_resume, "job_resume", BODY_NONE, ROUTE_AUTH},
+    {"GET", "/datasets", h_datasets_list, "datasets_list", BODY_NONE, 0},
+    {"POST", "/datasets", h_datasets_upload, "datasets_upload", BODY_FILE, ROUTE_AUTH},
+    {"GET", "/datasets/{}", h_dataset_get, "dataset_get", BODY_NONE, 0},
+    {"GET", "/", h_index, "index", BODY_NONE, 0},
+    {"GET", "/favicon.ico", h_favicon, "favicon", BODY_NONE, 0},
+    {"GET", "/static/*", h_static, "static", BODY_NONE, 0},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+#define ROUTE_UNMATCHED NROUTES /* metrics slot of 404/405 and refused requests */
+
+/* ------------------------------------------------------------------ metrics */
+static const double latency_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define NBUCKETS (sizeof latency_buckets / sizeof latency_buckets[0])
+#define MAX_STATUS 600
+
+struct metrics {
+    pthread_mutex_t mu;
+    uint64_t count[NROUTES + 1][MAX_STATUS];
+    uint64_t bucket[NROUTES + 1][NBUCKETS];
+    uint64_t n[NROUTES + 1];
+    double sum[NROUTES + 1];
+    uint64_t bytes_out;
+    uint64_t aborted;
+    atomic_long in_flight;
+};
+
+int metrics_create(struct metrics **out) {
+    struct metrics *m = calloc(1, sizeof *m);
+    if (!m) return -1;
+    if (pthread_mutex_init(&m->mu, NULL)) {
+        free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void metrics_destroy(struct metrics *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static void metrics_record(struct metrics *m, size_t route, unsigned status, double seconds, size_t bytes) {
+    pthread_mutex_lock(&m->mu);
+    if (status == 0 || status >= MAX_STATUS) {
+        m->aborted++;
+    } else {
+        m->count[route][status]++;
+        m->n[route]++;
+        m->sum[route] += seconds;
+        for (size_t b = 0; b < NBUCKETS; b++)
+            if (seconds <= latency_buckets[b]) m->bucket[route][b]++;
+        m->bytes_out += bytes;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+static const char *route_label(size_t i) { return i < NROUTES ? routes[i].name : "unmatched"; }
+
+void http_metrics(struct metrics *m, char **buf, size_t *len, size_t *cap) {
+    pthread_mutex_lock(&m->mu);
+    buf_printf(buf, len, cap,
+               "# HELP marsseg_http_requests_total HTTP requests answered, by route and status.\n"
+               "# TYPE marsseg_http_requests_total counter\n");
+    for (size_t r = 0; r <= NROUTES; r++)
+        for (unsigned s = 0; s < MAX_STATUS; s++)
+            if (m->count[r][s])
+                buf_printf(buf, len, cap, "marsseg_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
+                           route_label(r), s, (unsigned long long)m->count[r][s]);
+    buf_printf(buf, len, cap,
+               "# HELP marsseg_http_request_duration_seconds Time from the request headers to the "
+               "queued response.\n"
+               "# TYPE marsseg_http_request_duration_seconds histogram\n");
+    for (size_t r = 0; r <= NROUTES; r++) {
+        if (!m->n[r]) continue;
+        for (size_t b = 0; b < NBUCKETS; b++)
+            buf_printf(buf, len, cap, "marsseg_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                       route_label(r), latency_buckets[b], (unsigned long long)m->bucket[r][b]);
+        buf_printf(buf, len, cap,
+                   "marsseg_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+                   "marsseg_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+                   "marsseg_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                   route_label(r), (unsigned long long)m->n[r], route_label(r), m->sum[r], route_label(r),
+                   (unsigned long long)m->n[r]);
+    }
+    buf_printf(buf, len, cap,
+               "# HELP marsseg_http_response_bytes_total Bytes of response bodies queued.\n"
+               "# TYPE marsseg_http_response_bytes_total counter\n"
+               "marsseg_http_response_bytes_total %llu\n"
+               "# HELP marsseg_http_requests_aborted_total Requests that ended without a response "
+               "(client gone, timeout, body cut off).\n"
+               "# TYPE marsseg_http_requests_aborted_total counter\n"
+               "marsseg_http_requests_aborted_total %llu\n"
+               "# HELP marsseg_http_requests_in_flight Requests being handled.\n"
+               "# TYPE marsseg_http_requests_in_flight gauge\n"
+               "marsseg_http_requests_in_flight %ld\n",
+               (unsigned long long)m->bytes_out, (unsigned long long)m->aborted, atomic_load(&m->in_flight));
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* ------------------------------------------------------------------ requests */
+struct http {
+    struct MHD_Daemon *daemon;
+    struct server *srv;
+    atomic_int uploads;
+};
+
+struct req {
+    struct server *srv;
+    struct http *http;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    size_t route_idx;
+    char method[16];
+    char log_path[160];
+    char params[REQ_MAX_PARAMS][72];
+    char rest[1024];
+    double t0;
+    unsigned status;
+    size_t bytes;
+    int replied;
+    /* body */
+    enum body_kind body_kind;
+    size_t limit;    /* bytes accepted */
+    size_t received; /* bytes seen (kept or not) */
+    int too_large;
+    size_t drained;
+    double body_deadline;
+    uint8_t *body;
+    size_t len, cap;
+    /* streamed upload */
+    int fd;
+    int upload_slot;
+    int write_errno;
+    char upload_path[PATH_MAX];
+    struct MHD_PostProcessor *pp;
+    int multipart, mp_bad;
+    enum { MP_NONE, MP_WRITING, MP_DONE } mp_state;
+    char mp_field[64]; /* name of the file field being written */
+    size_t len_written;
+};
+
+struct server *req_server(struct req *r) { return r->srv; }
+struct MHD_Connection *req_conn(struct req *r) { return r->conn; }
+const char *req_param(struct req *r, int i) { return i >= 0 && i < REQ_MAX_PARAMS ? r->params[i] : ""; }
+const char *req_rest(struct req *r) { return r->rest; }
+const char *req_method(struct req *r) { return r->method; }
+
+const char *req_query(struct req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *req_header(struct req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const uint8_t *req_body(struct req *r, size_t *len) {
+    *len = r->len;
+    return r->body ? r->body : (const uint8_t *)"";
+}
+
+const char *req_upload_path(struct req *r) { return r->upload_path[0] ? r->upload_path : NULL; }
+void req_take_upload(struct req *r) { r->upload_path[0] = 0; }
+
+/* ------------------------------------------------------------------ JSON helpers */
+int jset_str(cJSON *o, const char *k, const char *v) { return cJSON_AddStringToObject(o, k, v ? v : "") != NULL; }
+int jset_num(cJSON *o, const char *k, double v) { return cJSON_AddNumberToObject(o, k, v) != NULL; }
+int jset_bool(cJSON *o, const char *k, int v) { return cJSON_AddBoolToObject(o, k, v ? 1 : 0) != NULL; }
+int jset_item(cJSON *o, const char *k, cJSON *item) {
+    if (!item) return 0;
+    if (!cJSON_AddItemToObject(o, k, item)) {
+        cJSON_Delete(item);
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ replies */
+enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Response *resp, size_t bytes) {
+    if (!resp) {
+        r->status = 500;
+        return MHD_NO; /* nothing left to answer with: MHD closes the connection */
+    }
+    /* the JSON and images we serve are never meant to be sniffed as something else */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->replied = 1;
+    r->status = status;
+    r->bytes = bytes;
+    return ret;
+}
+
+enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content_type, void *buf, size_t len,
+                             const char *extra_header, const char *extra_value) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(buf);
+        return reply_response(r, 500, NULL, 0);
+    }
+    if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (extra_header && extra_value) MHD_add_response_header(resp, extra_header, extra_value);
+    return reply_response(r, status, resp, len);
+}
+
+enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const char *location) {
+    return reply_json_header(r, status, json, location, NULL, NULL);
+}
+
+enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
+                                  const char *name, const char *value) {
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    cJSON_Delete(json);
+    if (!text) {
+        /* a static body needs no allocation: the client still gets a JSON error */
+        static const char oom[] = "{\"error\":\"out of memory\",\"code\":\"nomem\"}";
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        return reply_response(r, 503, resp, sizeof oom - 1);
+    }
+    size_t n = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return reply_response(r, 500, NULL, 0);
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    if (name && value) MHD_add_response_header(resp, name, value);
+    return reply_response(r, status, resp, n);
+}
+
+static enum MHD_Result verror(struct req *r, unsigned status, unsigned retry_after, const char *allow,
+                              const char *code, const char *fmt, va_list ap) {
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    cJSON *j = cJSON_CreateObject();
+    if (j && !(jset_str(j, "error", msg) && jset_str(j, "code", code))) {
+        cJSON_Delete(j);
+        j = NULL;
+    }
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return reply_json(r, status, NULL, NULL); /* the static out-of-memory body */
+    size_t n = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return reply_response(r, 500, NULL, 0);
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"marsseg\"");
+    return reply_response(r, status, resp, n);
+}
+
+enum MHD_Result reply_error(struct req *r, unsigned status, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = verror(r, status, 0, NULL, code, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+enum MHD_Result reply_error_retry(struct req *r, unsigned status, unsigned retry_after_s, const char *code,
+                                  const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = verror(r, status, retry_after_s, NULL, code, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+static enum MHD_Result reply_error_allow(struct req *r, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result reply_error_allow(struct req *r, const char *allow, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result ret = verror(r, 405, 0, allow, "method_not_allowed", fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+enum MHD_Result reply_status(struct req *r, ms_status st, const char *what) {
+    const char *detail = ms_last_error();
+    if (!detail[0]) detail = ms_strerror(st);
+    switch (st) {
+    case MS_ERR_NOMEM:
+        return reply_error_retry(r, 503, 5, ms_status_code(st), "%s: %s", what, detail);
+    case MS_ERR_NOTFOUND:
+        return reply_error(r, 404, ms_status_code(st), "%s: %s", what, detail);
+    case MS_ERR_LIMIT:
+        return reply_error(r, 413, ms_status_code(st), "%s: %s", what, detail);
+    case MS_ERR_FORMAT:
+    case MS_ERR_CHECKSUM:
+    case MS_ERR_ARG:
+    case MS_ERR_SHAPE:
+    case MS_ERR_UNSUPPORTED:
+    case MS_ERR_NONFINITE:
+        return reply_error(r, 400, ms_status_code(st), "%s: %s", what, detail);
+    case MS_ERR_CANCELLED:
+        return reply_error_retry(r, 503, 1, ms_status_code(st), "%s: %s", what, detail);
+    default:
+        return reply_error(r, 500, ms_status_code(st), "%s: %s", what, detail);
+    }
+}
+
+/* Depth of [ and { nesting outside strings; stops counting past limit. */
+static int json_too_deep(const uint8_t *s, size_t n, int limit) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return 1;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+cJSON *req_json_object(struct req *r, enum MHD_Result *res) {
+    size_t len;
+    const uint8_t *body = req_body(r, &len);
+    size_t skip = 0;
+    while (skip < len && (body[skip] == ' ' || body[skip] == '\n' || body[skip] == '\r' || body[skip] == '\t')) skip++;
+    if (skip == len) { /* an empty body means "all defaults" */
+        cJSON *o = cJSON_CreateObject();
+        if (!o) *res = reply_error_retry(r, 503, 5, "nomem", "out of memory");
+        return o;
+    }
+    if (json_too_deep(body, len, JSON_MAX_DEPTH)) {
+        *res = reply_error(r, 400, "bad_json", "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
+    if (!o) {
+        size_t at = end && end >= (const char *)body ? (size_t)(end - (const char *)body) : 0;
+        *res = reply_error(r, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
+        return NULL;
+    }
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        *res = reply_error(r, 400, "bad_json", "request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+/* Matches path against pattern, filling r's params/rest when r is not NULL. */
+static int route_match(const char *pattern, const char *path, struct req *r) {
+    const char *p = pattern, *u = path;
+    int np = 0;
+    while (*p) {
+        if (p[0] == '{' && p[1] == '}') {
+            const char *e = u;
+            while (*e && *e != '/') e++;
+            size_t n = (size_t)(e - u);
+            if (n == 0 || np >= REQ_MAX_PARAMS || n >= sizeof r->params[0]) return 0;
+            if (r) {
+                memcpy(r->params[np], u, n);
+                r->params[np][n] = 0;
+            }
+            np++;
+            u = e;
+            p += 2;
+            continue;
+        }
+        if (p[0] == '*' && p[1] == 0) {
+            if (strlen(u) >= sizeof r->rest) return 0;
+            if (r) strcpy(r->rest, u);
+            return 1;
+        }
+        if (*p != *u) return 0;
+        p++;
+        u++;
+    }
+    return *u == 0;
+}
+
+/* Finds the route; on failure writes the allowed methods for the path ("" if none). */
+static const struct route *route_find(const char *method, const char *path, struct req *r, char *allow,
+                                      size_t allow_cap, size_t *idx) {
+    allow[0] = 0;
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!route_match(routes[i].pattern, path, NULL)) continue;
+        if (strcmp(routes[i].method, m) == 0) {
+            route_match(routes[i].pattern, path, r);
+            *idx = i;
+            return &routes[i];
+        }
+        if (!strstr(allow, routes[i].method)) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, allow_cap - used, "%s%s%s", used ? ", " : "", routes[i].method,
+                     strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ auth */
+
+/* Constant time in the token's content: every byte of the secret is compared whatever the
+ * input, so response timing does not reveal how many leading bytes were right. */
+static int token_equal(const char *given, size_t glen, const char *want, size_t wlen) {
+    unsigned char d = (unsigned char)(glen != wlen);
+    for (size_t i = 0; i < wlen; i++) d |= (unsigned char)(want[i] ^ (i < glen ? given[i] : 0));
+    return d == 0;
+}
+
+static int authorized(struct req *r) {
+    const char *want = r->srv->cfg.token;
+    if (!want[0]) return 1;
+    const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    h += 7;
+    while (*h == ' ') h++;
+    size_t glen = strlen(h);
+    while (glen && (h[glen - 1] == ' ' || h[glen - 1] == '\t')) glen--;
+    return token_equal(h, glen, want, strlen(want));
+}
+
+/* ------------------------------------------------------------------ bodies */
+
+/* Media type of the request without parameters, lower-cased, into buf ("" if none). */
+static void media_type(struct req *r, char *buf, size_t cap) {
+    const char *ct = req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    size_t n = 0;
+    if (ct) {
+        while (*ct == ' ') ct++;
+        for (; ct[n] && ct[n] != ';' && ct[n] != ' ' && n + 1 < cap; n++)
+            buf[n] = (char)((ct[n] >= 'A' && ct[n] <= 'Z') ? ct[n] + 32 : ct[n]);
+    }
+    buf[n] = 0;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The multipart file field of a dataset upload goes straight to the temp file. The first field
+ * that carries a filename (or is named "file"/"dataset") is taken; any later field is ignored. */
+static enum MHD_Result pp_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                               const char *content_type, const char *transfer_encoding, const char *data,
+                               uint64_t off, size_t size) {
+    (void)kind;
+    (void)content_type;
+    (void)transfer_encoding;
+    struct req *r = cls;
+    if (!key || r->mp_state == MP_DONE) return MHD_YES;
+    if (r->mp_state == MP_NONE) {
+        if (!filename && strcmp(key, "file") != 0 && strcmp(key, "dataset") != 0) return MHD_YES;
+        snprintf(r->mp_field, sizeof r->mp_field, "%s", key);
+        r->mp_state = MP_WRITING;
+    } else if (strcmp(key, r->mp_field) != 0 || (off == 0 && r->len_written > 0)) {
+        /* MHD signals no end of field: another key, or the same one starting over, is the sign */
+        r->mp_state = MP_DONE;
+        return MHD_YES;
+    }
+    if (size && !r->write_errno) {
+        if (write_all(r->fd, data, size) != 0) r->write_errno = errno;
+        r->len_written += size;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
+    if (now_mono() > r->body_deadline) {
+        log_msg("%s %s: body not received within %us, connection closed", r->method, r->log_path,
+                r->srv->cfg.body_timeout_s);
+        return MHD_NO;
+    }
+    r->received += n;
+    if (r->too_large || r->received > r->limit) {
+        if (!r->too_large || r->body) {
+            r->too_large = 1;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+        }
+        r->drained += n;
+        return r->drained > DRAIN_MAX ? MHD_NO : MHD_YES;
+    }
+    switch (r->body_kind) {
+    case BODY_NONE:
+        return MHD_YES;
+    case BODY_JSON:
+    case BODY_IMAGE:
+        if (r->len + n > r->cap) {
+            size_t ncap = r->cap ? r->cap : 16384;
+            while (ncap < r->len + n) ncap *= 2;
+            if (ncap > r->limit) ncap = r->limit;
+            uint8_t *nb = realloc(r->body, ncap + 1); /* +1: a NUL after text bodies */
+            if (!nb) {
+                r->write_errno = ENOMEM;
+                r->too_large = 1; /* stop keeping data; answered as out of memory */
+                return MHD_YES;
+            }
+            r->body = nb;
+            r->cap = ncap;
+        }
+        memcpy(r->body + r->len, data, n);
+        r->len += n;
+        r->body[r->len] = 0;
+        return MHD_YES;
+    case BODY_FILE:
+        if (r->multipart) {
+            if (!r->mp_bad && MHD_post_process(r->pp, data, n) != MHD_YES) r->mp_bad = 1;
+        } else if (!r->write_errno && write_all(r->fd, data, n) != 0) {
+            r->write_errno = errno;
+        }
+        r->len += n;
+        return MHD_YES;
+    }
+    return MHD_YES;
+}
+
+/* ------------------------------------------------------------------ the access handler */
+
+static void sanitize_for_log(char *dst, size_t cap, const char *src) {
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++) dst[i] = (src[i] < 0x20 || src[i] == 0x7f) ? '?' : src[i];
+    dst[i] = 0;
+}
+
+/* First call: headers only. Decide everything that does not need the body. */
+static enum MHD_Result begin_request(struct req *r, const char *url, const char *method) {
+    struct server *srv = r->srv;
+    char allow[128];
+    r->route = route_find(method, url, r, allow, sizeof allow, &r->route_idx);
+    if (!r->route) {
+        r->route_idx = ROUTE_UNMATCHED;
+        if (allow[0]) return reply_error_allow(r, allow, "%s is not allowed on %s (allowed: %s)", r->method, r->log_path, allow);
+        return reply_error(r, 404, "not_found", "no such resource: %s", r->log_path);
+    }
+    if ((r->route->flags & ROUTE_AUTH) && !authorized(r))
+        return reply_error(r, 401, "unauthorized", "this request changes state and needs 'Authorization: Bearer <token>'");
+    if (atomic_load(&srv->stopping))
+        return reply_error_retry(r, 503, 5, "shutting_down", "the service is shutting down");
+
+    r->body_kind = r->route->body;
+    switch (r->body_kind) {
+    case BODY_NONE: r->limit = NONE_BODY_MAX; break;
+    case BODY_JSON: r->limit = srv->cfg.max_json; break;
+    case BODY_IMAGE: r->limit = srv->cfg.max_body; break;
+    case BODY_FILE: r->limit = srv->cfg.max_upload; break;
+    }
+    const char *cl = req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        const int unreadable = errno != 0 || end == cl; /* MHD itself refuses malformed lengths */
+        if (unreadable || v > r->limit) {
+            const char *expect = req_header(r, MHD_HTTP_HEADER_EXPECT);
+            int waits = expect && strcasecmp(expect, "100-continue") == 0;
+            if (waits || unreadable || v - r->limit > DRAIN_MAX)
+                return reply_error(r, 413, "body_too_large", "request body of %s bytes exceeds the limit of %zu bytes for %s",
+                                   cl, r->limit, r->log_path);
+            r->too_large = 1; /* decided now; the body is only drained (see DRAIN_MAX) */
+        }
+    }
+    char mt[96];
+    media_type(r, mt, sizeof mt);
+    if (r->body_kind == BODY_IMAGE && strcmp(mt, "image/png") != 0 && strcmp(mt, "application/octet-stream") != 0 &&
+        strcmp(mt, "multipart/form-data") != 0)
+        return reply_error(r, 415, "unsupported_media_type",
+                           "send a PNG as multipart/form-data field 'img' or as an image/png body (got '%s')",
+                           mt[0] ? mt : "no Content-Type");
+    r->body_deadline = now_mono() + srv->cfg.body_timeout_s;
+    if (r->too_large) return MHD_YES; /* only drained: no upload file, no slot */
+    if (r->body_kind == BODY_FILE) {
+        if (atomic_fetch_add(&r->http->uploads, 1) >= MAX_UPLOADS) {
+            atomic_fetch_sub(&r->http->uploads, 1);
+            return reply_error_retry(r, 503, 10, "busy", "%d uploads are already in progress", MAX_UPLOADS);
+        }
+        r->upload_slot = 1;
+        /* in the datasets directory, so that publishing it is a rename on the same file system;
+         * datasets.c removes leftovers of a crash at start-up */
+        if (!fmt_path(r->upload_path, sizeof r->upload_path, "%s/datasets/.upload-XXXXXX", srv->cfg.data_dir) ||
+            (r->fd = mkostemp(r->upload_path, O_CLOEXEC)) < 0) {
+            int e = errno;
+            r->upload_path[0] = 0;
+            return reply_error(r, 500, "io", "cannot create an upload file: %s", strerror(e));
+        }
+        if (strcmp(mt, "multipart/form-data") == 0) {
+            r->multipart = 1;
+            r->pp = MHD_create_post_processor(r->conn, 64 * 1024, pp_iter, r);
+            if (!r->pp) return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
+        }
+    }
+    return MHD_YES;
+}
+
+/* Last call: the body is complete. */
+static enum MHD_Result finish_request(struct req *r) {
+    if (r->write_errno == ENOMEM)
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory for a %zu-byte body", r->received);
+    if (r->too_large)
+        return reply_error(r, 413, "body_too_large", "request body exceeds the limit of %zu bytes for %s", r->limit,
+                           r->log_path);
+    if (r->body_kind == BODY_FILE) {
+        if (r->multipart && r->pp) {
+            if (MHD_destroy_post_processor(r->pp) != MHD_YES) r->mp_bad = 1;
+            r->pp = NULL;
+            if (r->mp_bad) return reply_error(r, 400, "bad_multipart", "malformed multipart/form-data body");
+            if (r->mp_state == MP_NONE)
+                return reply_error(r, 400, "bad_multipart", "multipart body without a file field");
+        }
+        if (!r->write_errno && fsync(r->fd) != 0) r->write_errno = errno;
+        if (close(r->fd) != 0 && !r->write_errno) r->write_errno = errno;
+        r->fd = -1;
+        if (r->write_errno)
+            return reply_error(r, r->write_errno == ENOSPC ? 507 : 500, "io", "cannot store the upload: %s",
+                               strerror(r->write_errno));
+    }
+    enum MHD_Result ret = r->route->fn(r);
+    if (!r->replied) {
+        log_msg("BUG: handler for %s %s queued no reply", r->method, r->log_path);
+        ret = reply_error(r, 500, "internal", "no reply");
+    }
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    struct http *h = cls;
+    struct req *r = *con_cls;
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+        r->srv = h->srv;
+        r->http = h;
+        r->conn = conn;
+        r->fd = -1;
+        r->t0 = now_mono();
+        r->route_idx = ROUTE_UNMATCHED;
+        sanitize_for_log(r->method, sizeof r->method, method);
+        sanitize_for_log(r->log_path, sizeof r->log_path, url);
+        atomic_fetch_add(&h->srv->metrics->in_flight, 1);
+        *con_cls = r;
+        return begin_request(r, url, method);
+    }
+    if (r->replied) { /* an early reply is queued: whatever body still comes is dropped */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return take_body(r, upload_data, n);
+    }
+    return finish_request(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    struct http *h = cls;
+    struct req *r = *con_cls;
+    if (!r) return;
+    *con_cls = NULL;
+    double s = now_mono() - r->t0;
+    if (r->replied && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_msg("%s %s %u %zu %.1fms", r->method, r->log_path, r->status, r->bytes, s * 1e3);
+    else if (r->replied)
+        log_msg("%s %s %u %zu %.1fms (not delivered: %d)", r->method, r->log_path, r->status, r->bytes, s * 1e3,
+                (int)toe);
+    else
+        log_msg("%s %s - 0 %.1fms (aborted: %d)", r->method, r->log_path, s * 1e3, (int)toe);
+    metrics_record(h->srv->metrics, r->route_idx, r->replied ? r->status : 0, s, r->bytes);
+    atomic_fetch_sub(&h->srv->metrics->in_flight, 1);
+    if (r->pp) MHD_destroy_post_processor(r->pp);
+    if (r->fd >= 0) close(r->fd);
+    if (r->upload_path[0]) unlink(r->upload_path);
+    if (r->upload_slot) atomic_fetch_sub(&h->uploads, 1);
+    free(r->body);
+    free(r);
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* MHD's own unescaping turns "%00" into a NUL that silently cuts the path short
+ * ("/static/app.css%00.png" would serve app.css). Ours decodes every other %XX and leaves
+ * "%00" (and malformed escapes) as literal text, which then matches nothing. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    log_msg("mhd: %s", msg);
+}
+
+/* ------------------------------------------------------------------ the daemon */
+int http_start(struct server *srv, struct http **out, unsigned *bound_port) {
+    struct http *h = calloc(1, sizeof *h);
+    if (!h) return -1;
+    h->srv = srv;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gai = getaddrinfo(srv->cfg.host, NULL, &hints, &ai);
+    if (gai != 0 || !ai) {
+        log_msg("cannot resolve --host %s: %s", srv->cfg.host, gai_strerror(gai));
+        free(h);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    int v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    if (v6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)srv->cfg.port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)srv->cfg.port);
+
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
+    h->daemon = MHD_start_daemon(flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, h,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, /* first, to get every message */
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_conns,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg.timeout_s,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                                 MHD_OPTION_END);
+    if (!h->daemon) {
+        log_msg("cannot listen on %s:%u (in use, or not an address of this host?)", srv->cfg.host, srv->cfg.port);
+        free(h);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = info ? info->port : srv->cfg.port;
+    *out = h;
+    return 0;
+}
+
+void http_quiesce(struct http *h) {
+    if (!h || !h->daemon) return;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_stop(struct http *h) {
+    if (!h) return;
+    if (h->daemon) MHD_stop_daemon(h->daemon);
+    free(h);
+}

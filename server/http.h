@@ -1,0 +1,98 @@
+/* The HTTP layer on libmicrohttpd: the daemon, the routing table, bounded request bodies, auth,
+ * JSON replies and errors, request logging and metrics.
+ *
+ * A route handler runs once per request, after the whole body has arrived and passed its cap
+ * (or, for streamed uploads, has been written to a temp file). It must queue exactly one reply
+ * through the reply_* functions below and return their result. */
+#ifndef MS_HTTP_H
+#define MS_HTTP_H
+
+#include "server.h"
+
+#include <cJSON.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+
+/* How a route takes its request body; the cap is decided from Content-Length before any byte
+ * of the body is read, and enforced again while reading (chunked bodies have no length). */
+enum body_kind {
+    BODY_NONE,  /* a small body is tolerated and ignored */
+    BODY_JSON,  /* in memory, up to max_json */
+    BODY_IMAGE, /* in memory, up to max_body; image/png, octet-stream or multipart/form-data */
+    BODY_FILE,  /* streamed to a temp file in the data dir, up to max_upload */
+};
+
+#define ROUTE_AUTH 1u /* changes state: needs the bearer token when MARSSEG_TOKEN is set */
+
+typedef enum MHD_Result (*route_fn)(struct req *r);
+
+struct route {
+    const char *method;
+    const char *pattern; /* "/jobs/{}/curves": {} matches one id segment; a final "*" the rest */
+    route_fn fn;
+    const char *name;    /* metrics label */
+    enum body_kind body;
+    unsigned flags;
+};
+
+#define REQ_MAX_PARAMS 2
+
+/* The HTTP daemon. */
+struct http;
+int http_start(struct server *srv, struct http **out, unsigned *bound_port);
+void http_quiesce(struct http *h); /* stop accepting connections */
+void http_stop(struct http *h);    /* close connections, wait for their threads, free */
+
+/* Metrics of the HTTP layer. */
+int metrics_create(struct metrics **out);
+void metrics_destroy(struct metrics *m);
+void http_metrics(struct metrics *m, char **buf, size_t *len, size_t *cap);
+
+/* ------------------------------------------------------------------ for handlers */
+struct server *req_server(struct req *r);
+struct MHD_Connection *req_conn(struct req *r);
+const char *req_param(struct req *r, int i);     /* {} segments of the pattern, in order */
+const char *req_rest(struct req *r);             /* what a final "*" matched */
+const char *req_query(struct req *r, const char *name); /* NULL if absent */
+const char *req_header(struct req *r, const char *name);
+const uint8_t *req_body(struct req *r, size_t *len); /* BODY_JSON / BODY_IMAGE */
+/* BODY_FILE: the temp file holding the body. The handler takes it over with req_take_upload
+ * (renaming it into place); otherwise it is unlinked when the request ends. */
+const char *req_upload_path(struct req *r);
+void req_take_upload(struct req *r);
+/* The method, for handlers shared by GET and HEAD. */
+const char *req_method(struct req *r);
+
+/* Parse the JSON body (object required). On failure an error reply has been queued, *res holds
+ * its result and NULL is returned. */
+cJSON *req_json_object(struct req *r, enum MHD_Result *res);
+
+/* Replies. Each records the status and size for the log line and metrics. */
+enum MHD_Result reply_error(struct req *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Same, with a Retry-After header (503 overload, 503 not ready). */
+enum MHD_Result reply_error_retry(struct req *r, unsigned status, unsigned retry_after_s,
+                                  const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Map an ms_status (and ms_last_error()) to an HTTP status and a JSON error. */
+enum MHD_Result reply_status(struct req *r, ms_status st, const char *what);
+/* JSON reply; takes ownership of json. location may be NULL. */
+enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const char *location);
+/* Same with one extra header (name and value may be NULL). */
+enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
+                                  const char *name, const char *value);
+/* Any response built by the handler (headers added by it); takes ownership of resp. */
+enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Response *resp,
+                               size_t bytes);
+/* A malloc'd buffer, freed by MHD when sent. */
+enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content_type, void *buf,
+                             size_t len, const char *extra_header, const char *extra_value);
+
+/* cJSON helpers that report allocation failure instead of ignoring it: they return 0 once
+ * anything has failed, so a handler builds a whole object and checks at the end. */
+int jset_str(cJSON *o, const char *k, const char *v);
+int jset_num(cJSON *o, const char *k, double v);
+int jset_bool(cJSON *o, const char *k, int v);
+int jset_item(cJSON *o, const char *k, cJSON *item); /* item may be NULL -> failure */
+
+#endif

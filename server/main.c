@@ -1,0 +1,53 @@
+/* marsseg: one binary, subcommands dispatched from this table. */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"serve", cmd_serve, "run the HTTP service and dashboard (what `make run` starts)"},
+    {"train", cmd_train, "train a model from a training config"},
+    {"eval", cmd_eval, "evaluate a model on a labelled dataset"},
+    {"segment", cmd_segment, "segment PNG images with a model"},
+    {"inspect", cmd_inspect, "describe a dataset or a model file"},
+    {"export", cmd_export, "export a model or dataset to another format"},
+    {"pack", cmd_pack, "pack image and mask PNGs into a dataset npz"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: marsseg <command> [options]\n"
+            "       marsseg <command> --help\n\n"
+            "U-Net segmentation of Mars terrain tiles (background, soil, bedrock, sand, big rock).\n\n"
+            "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) { /* marsseg help <command> */
+            for (size_t i = 0; i < NCOMMANDS; i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    char *args[] = {argv[2], "--help", NULL};
+                    return commands[i].fn(2, args);
+                }
+        }
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "marsseg: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

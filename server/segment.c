@@ -1,0 +1,319 @@
+/* POST /segment and the inference workers behind it.
+ *
+ * Inference is CPU-bound and its memory grows with the image (hundreds of MB for the largest
+ * allowed one), so it runs on a fixed set of worker threads (--threads) with a short bounded
+ * wait queue (--infer-queue): a request beyond that is answered 503 with Retry-After at once
+ * instead of piling up threads and memory. Persistent workers also keep their OpenMP teams
+ * alive between requests; each worker gets an equal share of the cores, so concurrent requests
+ * do not oversubscribe the machine.
+ *
+ * The request holds a reference to the model snapshot it started with: a model switch or a
+ * finished training job replacing the active model never frees it under a running inference. */
+#include "handlers.h"
+#include "multipart.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct infer_task {
+    const ms_model *model;
+    const uint8_t *gray;
+    int h, w, tta;
+    uint8_t *labels;
+    ms_status st;
+    char err[256];
+    double seconds;
+    int done;
+    struct infer_task *next;
+};
+
+struct infer_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;  /* a task was queued, or stop */
+    pthread_cond_t done;  /* a task finished */
+    struct infer_task *head, *tail;
+    unsigned queued, busy, max_wait;
+    int stop;
+    unsigned nthreads, omp_threads;
+    pthread_t *threads;
+    /* metrics */
+    unsigned long long served, rejected, failed;
+    double busy_seconds;
+};
+
+static void *infer_worker(void *arg) {
+    struct infer_pool *p = arg;
+    /* per-thread ICV: this worker's parallel regions use its share of the cores */
+    omp_set_num_threads((int)p->omp_threads);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && !p->head) pthread_cond_wait(&p->work, &p->mu);
+        if (!p->head) break; /* stop, and nothing left to do */
+        struct infer_task *t = p->head;
+        p->head = t->next;
+        if (!p->head) p->tail = NULL;
+        p->queued--;
+        p->busy++;
+        pthread_mutex_unlock(&p->mu);
+
+        double t0 = now_mono();
+        t->st = ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
+        /* the detail is thread-local: hand it over before the requesting thread wakes up */
+        if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
+        t->seconds = now_mono() - t0;
+
+        pthread_mutex_lock(&p->mu);
+        p->busy--;
+        p->served++;
+        if (t->st) p->failed++;
+        p->busy_seconds += t->seconds;
+        t->done = 1;
+        pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int infer_pool_create(struct server *srv, struct infer_pool **out) {
+    struct infer_pool *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    p->nthreads = srv->cfg.threads;
+    p->max_wait = srv->cfg.infer_queue;
+    /* an equal share of the cores, capped by OMP_NUM_THREADS when the environment sets it
+     * (omp_get_max_threads() reflects it here, in the main thread, before any change) */
+    int share = cpu_count() / (int)p->nthreads, cap = omp_get_max_threads();
+    if (cap > 0 && share > cap) share = cap;
+    p->omp_threads = share > 0 ? (unsigned)share : 1;
+    if (!(p->threads = calloc(p->nthreads, sizeof *p->threads))) {
+        free(p);
+        return -1;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        if (pthread_create(&p->threads[i], NULL, infer_worker, p) != 0) {
+            p->nthreads = i;
+            infer_pool_destroy(p);
+            return -1;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void infer_pool_destroy(struct infer_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    free(p->threads);
+    free(p);
+}
+
+/* Runs t on a worker and waits for it. 0 if it ran (t->st tells how), -1 if refused because
+ * every worker is busy and the wait queue is full. */
+static int infer_run(struct infer_pool *p, struct infer_task *t) {
+    pthread_mutex_lock(&p->mu);
+    if (p->stop || (p->busy + p->queued >= p->nthreads && p->queued >= p->max_wait)) {
+        p->rejected++;
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    t->next = NULL;
+    t->done = 0;
+    if (p->tail) p->tail->next = t;
+    else p->head = t;
+    p->tail = t;
+    p->queued++;
+    pthread_cond_signal(&p->work);
+    while (!t->done) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap) {
+    pthread_mutex_lock(&p->mu);
+    buf_printf(buf, len, cap,
+               "# HELP marsseg_inference_workers Inference worker threads.\n"
+               "# TYPE marsseg_inference_workers gauge\n"
+               "marsseg_inference_workers %u\n"
+               "# HELP marsseg_inference_busy Inferences running now.\n"
+               "# TYPE marsseg_inference_busy gauge\n"
+               "marsseg_inference_busy %u\n"
+               "# HELP marsseg_inference_queued Inferences waiting for a worker.\n"
+               "# TYPE marsseg_inference_queued gauge\n"
+               "marsseg_inference_queued %u\n"
+               "# HELP marsseg_inferences_total Inferences run.\n"
+               "# TYPE marsseg_inferences_total counter\n"
+               "marsseg_inferences_total %llu\n"
+               "# HELP marsseg_inferences_failed_total Inferences that failed.\n"
+               "# TYPE marsseg_inferences_failed_total counter\n"
+               "marsseg_inferences_failed_total %llu\n"
+               "# HELP marsseg_inferences_rejected_total Inferences refused with 503 (overloaded).\n"
+               "# TYPE marsseg_inferences_rejected_total counter\n"
+               "marsseg_inferences_rejected_total %llu\n"
+               "# HELP marsseg_inference_seconds_total Time spent in inference.\n"
+               "# TYPE marsseg_inference_seconds_total counter\n"
+               "marsseg_inference_seconds_total %.6f\n",
+               p->nthreads, p->busy, p->queued, p->served, p->failed, p->rejected, p->busy_seconds);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ------------------------------------------------------------------ the handler */
+
+static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+static enum MHD_Result reply_json_result(struct req *r, const struct model_snap *snap, const uint8_t *labels, int w,
+                                         int h, double decode_s, double infer_s, double total_s) {
+    int64_t counts[MS_NUM_CLASSES] = {0};
+    const size_t n = (size_t)w * h;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] < MS_NUM_CLASSES) counts[labels[i]]++;
+    cJSON *j = cJSON_CreateObject(), *classes = cJSON_CreateArray(), *timing = cJSON_CreateObject();
+    int ok = j && classes && timing;
+    if (ok) {
+        ok &= jset_num(j, "width", w);
+        ok &= jset_num(j, "height", h);
+        ok &= jset_num(j, "pixels", (double)n);
+        ok &= jset_str(j, "model", snap->id);
+        for (int c = 0; c < MS_NUM_CLASSES && ok; c++) {
+            cJSON *o = cJSON_CreateObject();
+            ok &= o && cJSON_AddItemToArray(classes, o);
+            if (!ok) {
+                cJSON_Delete(o);
+                break;
+            }
+            ok &= jset_num(o, "id", c);
+            ok &= jset_str(o, "name", ms_class_names[c]);
+            char color[8];
+            snprintf(color, sizeof color, "#%02x%02x%02x", ms_class_colors[c][0], ms_class_colors[c][1],
+                     ms_class_colors[c][2]);
+            ok &= jset_str(o, "color", color);
+            ok &= jset_num(o, "pixels", (double)counts[c]);
+            ok &= jset_num(o, "fraction", n ? round_to((double)counts[c] / (double)n, 6) : 0.0);
+        }
+        ok &= jset_num(timing, "decode_ms", round_to(decode_s * 1e3, 3));
+        ok &= jset_num(timing, "inference_ms", round_to(infer_s * 1e3, 3));
+        ok &= jset_num(timing, "total_ms", round_to(total_s * 1e3, 3));
+        ok &= jset_item(j, "classes", classes);
+        classes = NULL;
+        ok &= jset_item(j, "timing", timing);
+        timing = NULL;
+    }
+    cJSON_Delete(classes);
+    cJSON_Delete(timing);
+    if (!ok) {
+        cJSON_Delete(j);
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    }
+    return reply_json_header(r, 200, j, NULL, "X-Model", snap->id);
+}
+
+enum MHD_Result h_segment(struct req *r) {
+    struct server *srv = req_server(r);
+    const double t0 = now_mono();
+    enum { FMT_PNG, FMT_OVERLAY, FMT_JSON } fmt = FMT_PNG;
+    const char *f = req_query(r, "format");
+    if (f && *f) {
+        if (strcmp(f, "png") == 0 || strcmp(f, "mask") == 0) fmt = FMT_PNG;
+        else if (strcmp(f, "overlay") == 0) fmt = FMT_OVERLAY;
+        else if (strcmp(f, "json") == 0) fmt = FMT_JSON;
+        else return reply_error(r, 400, "bad_format", "format must be png, overlay or json");
+    }
+    int tta = 0;
+    const char *tq = req_query(r, "tta");
+    if (tq && *tq) {
+        if (strcmp(tq, "1") == 0 || strcmp(tq, "true") == 0) tta = 1;
+        else if (strcmp(tq, "0") == 0 || strcmp(tq, "false") == 0) tta = 0;
+        else return reply_error(r, 400, "bad_tta", "tta must be 0 or 1");
+    }
+
+    size_t len;
+    const uint8_t *png = req_body(r, &len);
+    const char *ct = req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+        const uint8_t *field;
+        size_t flen;
+        int mp = multipart_find(ct, png, len, "img", &field, &flen);
+        if (mp == MP_NOT_FOUND) return reply_error(r, 400, "no_image", "multipart body has no field named 'img'");
+        if (mp != MP_OK) return reply_error(r, 400, "bad_multipart", "%s", multipart_strerror(mp));
+        png = field;
+        len = flen;
+    }
+    if (len < sizeof png_sig || memcmp(png, png_sig, sizeof png_sig) != 0)
+        return reply_error(r, 400, "not_png", "the image is not a PNG (%zu bytes without the PNG signature)", len);
+
+    uint8_t *gray = NULL, *labels = NULL, *out = NULL;
+    int w = 0, h = 0;
+    ms_status st = ms_png_decode_gray(png, len, srv->cfg.max_pixels, &gray, &w, &h);
+    if (st == MS_ERR_LIMIT)
+        return reply_error(r, 422, "too_many_pixels", "%s (the limit is %zu pixels)", ms_last_error(), srv->cfg.max_pixels);
+    if (st == MS_ERR_NOMEM) return reply_error_retry(r, 503, 5, "nomem", "out of memory decoding the image");
+    if (st) return reply_error(r, 400, "bad_png", "cannot decode the PNG: %s", ms_last_error());
+    const double t_dec = now_mono();
+
+    enum MHD_Result ret;
+    struct model_snap *snap = model_acquire(srv->models);
+    if (!snap) {
+        free(gray);
+        return reply_error_retry(r, 503, 5, "no_model", "no model is loaded: train one or activate one with PUT /models/active");
+    }
+    if (!(labels = malloc((size_t)w * h))) {
+        ret = reply_error_retry(r, 503, 5, "nomem", "out of memory for a %dx%d image", w, h);
+        goto done;
+    }
+    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .labels = labels};
+    if (infer_run(srv->infer, &task) != 0) {
+        ret = reply_error_retry(r, 503, 1, "overloaded", "all %u inference workers are busy; retry shortly",
+                                srv->cfg.threads);
+        goto done;
+    }
+    if (task.st == MS_ERR_NOMEM || task.st == MS_ERR_LIMIT) {
+        ret = reply_error_retry(r, 503, 5, ms_status_code(task.st), "inference on a %dx%d image: %s", w, h, task.err);
+        goto done;
+    }
+    if (task.st) {
+        ret = reply_error(r, 500, ms_status_code(task.st), "inference failed: %s", task.err);
+        goto done;
+    }
+    if (fmt == FMT_JSON) {
+        ret = reply_json_result(r, snap, labels, w, h, t_dec - t0, task.seconds, now_mono() - t0);
+        goto done;
+    }
+    size_t olen = 0;
+    st = fmt == FMT_OVERLAY ? ms_png_encode_overlay(gray, labels, w, h, 0.45f, &out, &olen)
+                            : ms_png_encode_labels(labels, w, h, &out, &olen);
+    if (st) {
+        ret = reply_status(r, st, "encoding the result");
+        goto done;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(olen, out, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        ret = reply_error_retry(r, 503, 5, "nomem", "out of memory");
+        goto done;
+    }
+    out = NULL; /* owned by the response now */
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.2f", task.seconds * 1e3);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "image/png");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Model", snap->id);
+    MHD_add_response_header(resp, "X-Inference-Ms", ms);
+    ret = reply_response(r, 200, resp, olen);
+done:
+    model_release(snap);
+    free(gray);
+    free(labels);
+    free(out);
+    return ret;
+}

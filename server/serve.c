@@ -1,0 +1,267 @@
+/* `marsseg serve`: flags and environment, start-up in dependency order, and a clean shutdown on
+ * SIGTERM/SIGINT (stop accepting, pause the running job so it checkpoints, finish in-flight
+ * requests, exit 0).
+ *
+ * Signals are blocked before any thread exists, so every thread (MHD's, the workers', OpenMP's)
+ * inherits the mask and the main thread alone receives them, synchronously, with sigwait: no
+ * async-signal-safety concerns and no flag polling. */
+#include "commands.h"
+#include "http.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f, const struct server_config *d) {
+    fprintf(f,
+            "usage: marsseg serve [options]\n\n"
+            "Serve the segmentation API and the dashboard over HTTP.\n\n"
+            "options (environment variable in brackets; a flag wins over the environment):\n"
+            "  --host ADDR          address to listen on [MARSSEG_HOST] (default %s)\n"
+            "  --port N             TCP port, 0 = any free one [MARSSEG_PORT] (default %u)\n"
+            "  --port-file PATH     write the bound port to PATH once listening\n"
+            "  --data-dir DIR       jobs, datasets and state [MARSSEG_DATA_DIR] (default %s)\n"
+            "  --model PATH         default model [MARSSEG_MODEL] (default %s)\n"
+            "  --dataset PATH       bundled dataset, listed as \"sample\" [MARSSEG_DATASET] (default %s)\n"
+            "  --static-dir DIR     dashboard files [MARSSEG_STATIC_DIR] (default %s)\n"
+            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: half the cores)\n"
+            "  --infer-queue N      inferences that may wait for a worker before 503 (default %u)\n"
+            "  --max-body SIZE      /segment request body limit [MARSSEG_MAX_BODY] (default %zu)\n"
+            "  --max-pixels N       pixels of an image to segment [MARSSEG_MAX_PIXELS] (default %zu)\n"
+            "  --max-json SIZE      JSON request body limit (default %zu)\n"
+            "  --max-upload SIZE    dataset upload limit [MARSSEG_MAX_UPLOAD] (default %zu)\n"
+            "  --max-dataset-mem SIZE  memory a dataset may need when loaded (default %zu)\n"
+            "  --max-conns N        simultaneous connections [MARSSEG_MAX_CONNS] (default %u)\n"
+            "  --timeout S          idle connection timeout in seconds [MARSSEG_TIMEOUT] (default %u)\n"
+            "  --body-timeout S     time allowed to receive one request body (default %u)\n"
+            "  --max-queue N        queued training jobs before POST /jobs answers 503 (default %u)\n"
+            "  -h, --help           this text\n\n"
+            "SIZE takes a k, M or G suffix (binary units). With MARSSEG_TOKEN set, every request that\n"
+            "changes state needs 'Authorization: Bearer <token>'; reading stays open.\n",
+            d->host, d->port, d->data_dir, d->model_path, d->dataset_path, d->static_dir, d->threads, d->infer_queue,
+            d->max_body, d->max_pixels, d->max_json, d->max_upload, d->max_dataset_mem, d->max_conns, d->timeout_s,
+            d->body_timeout_s, d->max_queue);
+}
+
+static void defaults(struct server_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 8080;
+    snprintf(c->data_dir, sizeof c->data_dir, "data");
+    snprintf(c->model_path, sizeof c->model_path, "models/default.npz");
+    snprintf(c->dataset_path, sizeof c->dataset_path, "datasets/sample.npz");
+    snprintf(c->static_dir, sizeof c->static_dir, "static");
+    int cores = cpu_count();
+    c->threads = cores >= 2 ? (unsigned)cores / 2 : 1;
+    c->infer_queue = 32;
+    c->max_conns = 64;
+    c->timeout_s = 30;
+    c->body_timeout_s = 120;
+    c->max_queue = 16;
+    c->max_body = 8u << 20;
+    c->max_json = 64u << 10;
+    c->max_upload = (size_t)512 << 20;
+    c->max_dataset_mem = (size_t)2 << 30;
+    /* inference keeps every activation of the U-Net: about 1.5 kB per pixel at base 16 */
+    c->max_pixels = 1u << 20;
+}
+
+enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE };
+
+struct opt {
+    const char *flag, *env;
+    enum opt_kind kind;
+    size_t off, cap; /* offset into server_config; cap for strings */
+    unsigned lo, hi; /* bounds for OPT_UINT */
+};
+
+#define STR(f, e, m) {f, e, OPT_STR, offsetof(struct server_config, m), sizeof(((struct server_config *)0)->m), 0, 0}
+#define UINT(f, e, m, lo, hi) {f, e, OPT_UINT, offsetof(struct server_config, m), 0, lo, hi}
+#define SIZE(f, e, m) {f, e, OPT_SIZE, offsetof(struct server_config, m), 0, 0, 0}
+
+static const struct opt opts[] = {
+    STR("--host", "MARSSEG_HOST", host),
+    UINT("--port", "MARSSEG_PORT", port, 0, 65535),
+    STR("--port-file", NULL, port_file),
+    STR("--data-dir", "MARSSEG_DATA_DIR", data_dir),
+    STR("--model", "MARSSEG_MODEL", model_path),
+    STR("--dataset", "MARSSEG_DATASET", dataset_path),
+    STR("--static-dir", "MARSSEG_STATIC_DIR", static_dir),
+    UINT("--threads", "MARSSEG_THREADS", threads, 1, 256),
+    UINT("--infer-queue", NULL, infer_queue, 0, 100000),
+    SIZE("--max-body", "MARSSEG_MAX_BODY", max_body),
+    SIZE("--max-pixels", "MARSSEG_MAX_PIXELS", max_pixels),
+    SIZE("--max-json", NULL, max_json),
+    SIZE("--max-upload", "MARSSEG_MAX_UPLOAD", max_upload),
+    SIZE("--max-dataset-mem", NULL, max_dataset_mem),
+    UINT("--max-conns", "MARSSEG_MAX_CONNS", max_conns, 1, 100000),
+    UINT("--timeout", "MARSSEG_TIMEOUT", timeout_s, 1, 86400),
+    UINT("--body-timeout", NULL, body_timeout_s, 1, 86400),
+    UINT("--max-queue", NULL, max_queue, 1, 100000),
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static int set_opt(struct server_config *c, const struct opt *o, const char *val, const char *from) {
+    char *base = (char *)c + o->off;
+    switch (o->kind) {
+    case OPT_STR:
+        if (strlen(val) >= o->cap) {
+            fprintf(stderr, "marsseg serve: %s: value too long\n", from);
+            return -1;
+        }
+        memcpy(base, val, strlen(val) + 1);
+        return 0;
+    case OPT_UINT:
+        if (parse_uint(val, o->lo, o->hi, (unsigned *)(void *)base) != 0) {
+            fprintf(stderr, "marsseg serve: %s: '%s' is not an integer in [%u, %u]\n", from, val, o->lo, o->hi);
+            return -1;
+        }
+        return 0;
+    case OPT_SIZE:
+        if (parse_size(val, (size_t *)(void *)base) != 0 || *(size_t *)(void *)base == 0) {
+            fprintf(stderr, "marsseg serve: %s: '%s' is not a positive size (e.g. 65536, 64k, 8M)\n", from, val);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* 0 ok, 1 --help printed, -1 usage error (printed). */
+static int parse_args(struct server_config *c, int argc, char **argv) {
+    struct server_config d;
+    defaults(&d);
+    *c = d;
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
+        if (v && *v && set_opt(c, &opts[i], v, opts[i].env) != 0) return -1;
+    }
+    const char *tok = getenv("MARSSEG_TOKEN");
+    if (tok && *tok) {
+        if (strlen(tok) >= sizeof c->token) {
+            fprintf(stderr, "marsseg serve: MARSSEG_TOKEN is longer than %zu bytes\n", sizeof c->token - 1);
+            return -1;
+        }
+        snprintf(c->token, sizeof c->token, "%s", tok);
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout, &d);
+            return 1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t flen = eq ? (size_t)(eq - a) : strlen(a);
+        const struct opt *o = NULL;
+        for (size_t k = 0; k < NOPTS; k++)
+            if (strlen(opts[k].flag) == flen && strncmp(a, opts[k].flag, flen) == 0) o = &opts[k];
+        if (!o) {
+            fprintf(stderr, "marsseg serve: unknown option '%s' (see marsseg serve --help)\n", a);
+            return -1;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val) {
+            fprintf(stderr, "marsseg serve: %s needs a value\n", o->flag);
+            return -1;
+        }
+        if (set_opt(c, o, val, o->flag) != 0) return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path) {
+    char tmp[PATH_MAX];
+    if (!fmt_path(tmp, sizeof tmp, "%s", path)) return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (ensure_dir(tmp) != 0) return -1;
+        *p = '/';
+    }
+    return ensure_dir(tmp);
+}
+
+int cmd_serve(int argc, char **argv) {
+    struct server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        fprintf(stderr, "marsseg serve: out of memory\n");
+        return 1;
+    }
+    int pr = parse_args(&srv->cfg, argc, argv);
+    if (pr != 0) {
+        free(srv);
+        return pr > 0 ? 0 : 2;
+    }
+    struct server_config *cfg = &srv->cfg;
+    srv->started = now_wall();
+    atomic_init(&srv->stopping, 0);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the service */
+
+    int rc = 1;
+    struct http *http = NULL;
+    if (make_dirs(cfg->data_dir) != 0) {
+        log_msg("cannot create the data directory %s: %s", cfg->data_dir, strerror(errno));
+        goto out;
+    }
+    if (!realpath(cfg->static_dir, srv->static_real)) {
+        log_msg("no static directory at %s: the dashboard is not served", cfg->static_dir);
+        srv->static_real[0] = 0;
+    }
+    if (metrics_create(&srv->metrics) != 0 || datasets_create(srv, &srv->datasets) != 0 ||
+        models_create(srv, &srv->models) != 0 || infer_pool_create(srv, &srv->infer) != 0 ||
+        jobs_create(srv, &srv->jobs) != 0) {
+        log_msg("start-up failed");
+        goto out;
+    }
+    models_restore_active(srv->models);
+    if (jobs_start(srv->jobs) != 0) {
+        log_msg("cannot start the job worker");
+        goto out;
+    }
+    unsigned port = 0;
+    if (http_start(srv, &http, &port) != 0) goto out;
+    if (cfg->port_file[0]) {
+        char text[16];
+        int n = snprintf(text, sizeof text, "%u\n", port);
+        if (ms_write_file_atomic(cfg->port_file, text, (size_t)n) != MS_OK)
+            log_msg("cannot write %s: %s", cfg->port_file, ms_last_error());
+    }
+    char active[64];
+    models_active_id(srv->models, active, sizeof active);
+    log_msg("marsseg serving on http://%s%s%s:%u/ (data %s, model %s, inference workers %u%s)",
+            strchr(cfg->host, ':') ? "[" : "", cfg->host, strchr(cfg->host, ':') ? "]" : "", port, cfg->data_dir,
+            active[0] ? active : "none", cfg->threads, cfg->token[0] ? ", token required for changes" : "");
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    log_msg("%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    atomic_store(&srv->stopping, 1);
+    http_quiesce(http);  /* no new connections */
+    jobs_stop(srv->jobs); /* pause and checkpoint the running job, wait for it */
+    http_stop(http);      /* finish in-flight requests */
+    http = NULL;
+    rc = 0;
+out:
+    atomic_store(&srv->stopping, 1);
+    http_stop(http);
+    jobs_destroy(srv->jobs);
+    infer_pool_destroy(srv->infer);
+    models_destroy(srv->models);
+    datasets_destroy(srv->datasets);
+    metrics_destroy(srv->metrics);
+    if (rc == 0) log_msg("stopped");
+    free(srv);
+    return rc;
+}

@@ -1,0 +1,144 @@
+/* The marsseg HTTP service: the one server struct every resource hangs off, and the interfaces
+ * between the resource files (models, jobs, datasets, segment, health, static).
+ *
+ * Ownership: `struct server` is created by serve.c and outlives the HTTP daemon; each resource
+ * keeps its own lock, so a slow operation in one (a model load, an fsync of job.json) never
+ * blocks another. Nothing here is global: handlers reach the server through their request. */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include "marsseg.h"
+#include "util.h" /* core/util.h: ms_fail, so our failures read like the core's in ms_last_error() */
+
+#include <cJSON.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct req;
+struct models;
+struct jobs;
+struct datasets;
+struct metrics;
+struct infer_pool;
+
+/* Everything `marsseg serve` can be told with flags and environment variables. */
+struct server_config {
+    char host[256];
+    unsigned port;               /* 0 = any free port (written to port_file) */
+    char port_file[PATH_MAX];    /* "" = none */
+    char data_dir[PATH_MAX];
+    char model_path[PATH_MAX];   /* the default model ("" = none) */
+    char dataset_path[PATH_MAX]; /* the bundled dataset, listed as id "sample" */
+    char static_dir[PATH_MAX];
+    unsigned threads;            /* concurrent inferences (/segment workers) */
+    unsigned infer_queue;        /* inferences allowed to wait for a worker before 503 */
+    unsigned max_conns;          /* simultaneous HTTP connections */
+    unsigned timeout_s;          /* idle timeout of a connection */
+    unsigned body_timeout_s;     /* total time allowed to receive one request body */
+    unsigned max_queue;          /* queued training jobs before POST /jobs answers 503 */
+    size_t max_body;             /* /segment request bodies */
+    size_t max_json;             /* JSON request bodies */
+    size_t max_upload;           /* dataset uploads (streamed to disk) */
+    size_t max_dataset_mem;      /* memory a dataset may need when it is validated/trained on */
+    size_t max_pixels;           /* pixels of an image to segment */
+    char token[256];             /* MARSSEG_TOKEN; "" = no auth */
+};
+
+struct server {
+    struct server_config cfg;
+    char static_real[PATH_MAX]; /* realpath of cfg.static_dir ("" if it does not exist) */
+    double started;             /* wall clock at start (s) */
+    atomic_int stopping;
+    struct models *models;
+    struct jobs *jobs;
+    struct datasets *datasets;
+    struct metrics *metrics;
+    struct infer_pool *infer;
+};
+
+/* ------------------------------------------------------------------ small helpers (util.c) */
+double now_wall(void);                 /* seconds since the epoch */
+double now_mono(void);                 /* monotonic seconds */
+/* snprintf into a fixed buffer; returns 0 if the result was truncated (callers refuse it). */
+int fmt_path(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* mkdir -p for one level (EEXIST is fine). 0 on success. */
+int ensure_dir(const char *path);
+/* fsync a directory so that a rename/unlink/mkdir in it is durable. */
+void fsync_dir(const char *path);
+/* ms_write_file_atomic of a cJSON tree (printed formatted, with a trailing newline). */
+ms_status write_json_atomic(const char *path, const cJSON *json);
+/* Read and parse a JSON file of at most max_bytes; NULL (and a log line) on any failure. */
+cJSON *read_json_file(const char *path, size_t max_bytes);
+/* Whether s is a safe identifier: 1..max chars of [A-Za-z0-9_-]. Every id that reaches a path
+ * (job, dataset, model) is checked with this, so none can name ".." or contain "/". */
+int is_safe_id(const char *s, size_t max);
+/* One log line to stderr, prefixed with a UTC timestamp; thread-safe (one fprintf). */
+void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse "123", "64k", "16M", "2G" (binary units) into *out. 0 on success. */
+int parse_size(const char *s, size_t *out);
+/* Parse an unsigned decimal integer in [lo, hi]. 0 on success. */
+int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
+/* Copies src to dst (truncating to cap) with every occurrence of needle replaced by with.
+ * Used to keep server paths out of texts shown to clients. */
+void str_replace(char *dst, size_t cap, const char *src, const char *needle, const char *with);
+/* A float as the shortest decimal that reads back to it (0.1f -> 0.1, not 0.100000001). */
+double tidy_float(float f);
+/* v rounded to `decimals` places (for timings in JSON). */
+double round_to(double v, int decimals);
+/* The number of online CPUs (>= 1). */
+int cpu_count(void);
+
+/* ------------------------------------------------------------------ models.c */
+/* An immutable, reference-counted loaded model. Requests take one with model_acquire and keep
+ * it until they are done, so swapping the active model never pulls it from under them. */
+struct model_snap {
+    ms_model *model;
+    char id[64];
+    atomic_int refs;
+};
+int models_create(struct server *srv, struct models **out);
+void models_destroy(struct models *ms);
+/* Register a model file under id (loads it once to read its config and meta) and, if
+ * activate, make it the active model (persisting the choice). */
+ms_status models_register(struct models *ms, const char *id, const char *path, const char *source,
+                          const char *job_id, int activate);
+/* Make id the active model (loads the file; persists the choice unless persist is 0). */
+ms_status models_activate(struct models *ms, const char *id, int persist);
+/* Apply the choice saved in the data dir, if any (called once every model is registered). */
+void models_restore_active(struct models *ms);
+struct model_snap *model_acquire(struct models *ms); /* NULL if no model is active */
+void model_release(struct model_snap *s);
+/* Writes the active model's id into buf ("" if none). */
+void models_active_id(struct models *ms, char *buf, size_t cap);
+/* Prometheus lines about models. */
+void models_metrics(struct models *ms, char **buf, size_t *len, size_t *cap);
+
+/* ------------------------------------------------------------------ datasets.c */
+int datasets_create(struct server *srv, struct datasets **out);
+void datasets_destroy(struct datasets *ds);
+/* Path of dataset id into buf; MS_ERR_NOTFOUND if unknown. */
+ms_status datasets_path(struct datasets *ds, const char *id, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------ jobs.c */
+int jobs_create(struct server *srv, struct jobs **out); /* reloads jobs from the data dir */
+/* Start the worker thread (after models are registered, so finished jobs can activate). */
+int jobs_start(struct jobs *js);
+/* Clean shutdown: pause the running job (it checkpoints), wait for the worker. */
+void jobs_stop(struct jobs *js);
+void jobs_destroy(struct jobs *js);
+void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap);
+
+/* ------------------------------------------------------------------ segment.c */
+int infer_pool_create(struct server *srv, struct infer_pool **out);
+void infer_pool_destroy(struct infer_pool *p);
+void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap);
+
+/* ------------------------------------------------------------------ text buffers */
+/* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
+ * and *buf set to NULL (callers check once at the end). */
+void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

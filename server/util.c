@@ -1,0 +1,198 @@
+/* Small helpers of the service: clocks, paths, durable JSON files, logging, flag parsing. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double now_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int fmt_path(char *dst, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    return n >= 0 && (size_t)n < cap;
+}
+
+int ensure_dir(const char *path) {
+    if (mkdir(path, 0755) == 0) return 0;
+    if (errno != EEXIST) return -1;
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
+}
+
+void fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd); /* best effort: some file systems refuse it, the data is safe anyway */
+    close(fd);
+}
+
+ms_status write_json_atomic(const char *path, const cJSON *json) {
+    char *text = cJSON_Print(json);
+    if (!text) return MS_ERR_NOMEM;
+    size_t n = strlen(text);
+    char *t2 = realloc(text, n + 2);
+    if (!t2) {
+        free(text);
+        return MS_ERR_NOMEM;
+    }
+    t2[n] = '\n';
+    t2[n + 1] = 0;
+    ms_status st = ms_write_file_atomic(path, t2, n + 1);
+    free(t2);
+    return st;
+}
+
+cJSON *read_json_file(const char *path, size_t max_bytes) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ms_status st = ms_read_file(path, max_bytes, &buf, &len);
+    if (st) {
+        if (st != MS_ERR_NOTFOUND) log_msg("cannot read %s: %s", path, ms_last_error());
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength((const char *)buf, len);
+    if (!j) log_msg("%s: not valid JSON, ignored", path);
+    free(buf);
+    return j;
+}
+
+int is_safe_id(const char *s, size_t max) {
+    size_t n = 0;
+    if (!s) return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= max) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+void log_msg(const char *fmt, ...) {
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - n, fmt, ap);
+    va_end(ap);
+    /* one fprintf per line: stdio locks the stream, so lines of concurrent threads never mix */
+    fprintf(stderr, "%s\n", line);
+}
+
+int parse_size(const char *s, size_t *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-') return -1;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -1;
+        }
+        const char *rest = end + 1; /* "16M", "16MB", "16MiB" */
+        if (*rest && strcmp(rest, "B") != 0 && strcmp(rest, "iB") != 0) return -1;
+    }
+    if (shift && v > (SIZE_MAX >> shift)) return -1;
+    if (v > SIZE_MAX) return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+    if (!s || !*s || *s == '-' || *s == '+') return -1;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+void str_replace(char *dst, size_t cap, const char *src, const char *needle, const char *with) {
+    if (!cap) return;
+    size_t nl = needle ? strlen(needle) : 0, wl = strlen(with), o = 0;
+    while (*src && o + 1 < cap) {
+        if (nl && strncmp(src, needle, nl) == 0) {
+            size_t k = wl < cap - 1 - o ? wl : cap - 1 - o;
+            memcpy(dst + o, with, k);
+            o += k;
+            src += nl;
+        } else {
+            dst[o++] = *src++;
+        }
+    }
+    dst[o] = 0;
+}
+
+double tidy_float(float f) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)f);
+    return strtod(buf, NULL);
+}
+
+double round_to(double v, int decimals) {
+    double k = 1;
+    while (decimals-- > 0) k *= 10;
+    return (double)(long long)(v * k + (v >= 0 ? 0.5 : -0.5)) / k;
+}
+
+int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n >= 1 ? (int)(n > 1024 ? 1024 : n) : 1;
+}
+
+void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+    if (!*buf && *cap) return; /* an earlier allocation failed */
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = *cap - *len;
+        int n = vsnprintf(*buf ? *buf + *len : NULL, *buf ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (*buf && (size_t)n < room) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t ncap = (*cap ? *cap : 4096);
+        while (ncap - *len <= (size_t)n) ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (!nb) {
+            free(*buf);
+            *buf = NULL;
+            *cap = 1; /* remembered failure */
+            return;
+        }
+        *buf = nb;
+        *cap = ncap;
+    }
+}
