@@ -108,6 +108,10 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
+$(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
+
 $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
@@ -117,6 +121,12 @@ run: $(BIN)
 
 clean:
 	rm -rf build build-san
+
+# The Docker image end to end (tests/docker.sh: needs a Docker engine and curl; not part of
+# `make test`). DOCKER_TEST_FLAGS: --rmi, --no-build, --model FILE.
+.PHONY: docker-test
+docker-test:
+	bash tests/docker.sh $(DOCKER_TEST_FLAGS)
 
 -include $(CORE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
 
