@@ -139,6 +139,7 @@ FUZZ_CC      ?= clang
 FUZZ_S       ?= 60
 FUZZ_RSS     ?= 2048
 FUZZ_TIMEOUT ?= 10
+FUZZ_OPTS    ?= -use_value_profile=1
 FUZZ_BUILD   := build/fuzz
 FUZZ_ALL     := npz png multipart config
 FUZZ_TARGETS ?= $(FUZZ_ALL)
@@ -157,6 +158,7 @@ FUZZ_LEN_config    := 4096
 
 define FUZZ_RULES
 $(FUZZ_BUILD)/fuzz_$(1): fuzz/fuzz_$(1).c fuzz/fuzz_common.h $(FUZZ_SRC_$(1)) | $(DEPS_OK)
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang with libFuzzer (Debian 12: apt-get install clang-14 libclang-rt-14-dev; FUZZ_CC=clang-14)" >&2; exit 1; }
 	@mkdir -p $$(dir $$@)
 	nice -n 19 $(FUZZ_CC) $(FUZZ_CFLAGS) $$(filter %.c,$$^) -o $$@ $(FUZZ_LIBS)
 
@@ -164,7 +166,7 @@ $(FUZZ_BUILD)/fuzz_$(1): fuzz/fuzz_$(1).c fuzz/fuzz_common.h $(FUZZ_SRC_$(1)) | 
 fuzz-$(1): $(FUZZ_BUILD)/fuzz_$(1)
 	@mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/artifacts/$(1)
 	nice -n 19 ./$(FUZZ_BUILD)/fuzz_$(1) -max_total_time=$(FUZZ_S) -max_len=$(FUZZ_LEN_$(1)) \
-	  -rss_limit_mb=$(FUZZ_RSS) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
+	  -rss_limit_mb=$(FUZZ_RSS) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 $(FUZZ_OPTS) \
 	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(1)/ $(addprefix -dict=,$(wildcard fuzz/$(1).dict)) \
 	  $(FUZZ_BUILD)/corpus/$(1) fuzz/corpus/$(1) $(wildcard fuzz/regress/$(1))
 endef

@@ -225,8 +225,19 @@ static ms_status apply_object(ms_train_config *c, const cJSON *obj, const char *
 
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len) {
     if (len > (1 << 20)) return ms_fail(MS_ERR_LIMIT, "config: JSON larger than 1 MiB");
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    /* cJSON_ParseWithLength stops after the first value and ignores whatever follows, so
+     * '{"epochs": 3} {"epochs": 400}' or '{...} garbage' used to be accepted (found by
+     * fuzz/fuzz_config.c). Only JSON whitespace may follow the value. (cJSON's own
+     * require_null_terminated check cannot be used: it wants a NUL inside len.) */
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) return ms_fail(MS_ERR_ARG, "config: not valid JSON");
+    for (const char *p = end ? end : json + len; p < json + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return ms_fail(MS_ERR_ARG, "config: not valid JSON (unexpected data after the object at byte %zu)",
+                           (size_t)(p - json));
+        }
     ms_status st;
     if (!cJSON_IsObject(root)) {
         st = ms_fail(MS_ERR_ARG, "config: expected a JSON object");

@@ -412,6 +412,15 @@ cJSON *req_json_object(struct req *r, enum MHD_Result *res) {
         *res = reply_error(r, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
         return NULL;
     }
+    /* cJSON stops after the first value: '{"epochs": 3} {"epochs": 400}' or '{...} junk' would
+     * pass as the first object (found by fuzz/fuzz_config.c). Only whitespace may follow. */
+    for (const char *p = end ? end : (const char *)body + len; p < (const char *)body + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(o);
+            *res = reply_error(r, 400, "bad_json", "request body is not valid JSON (unexpected data at byte %zu)",
+                               (size_t)(p - (const char *)body));
+            return NULL;
+        }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         *res = reply_error(r, 400, "bad_json", "request body must be a JSON object");
