@@ -213,16 +213,7 @@ enum MHD_Result h_datasets_list(struct req *r) {
         if (!ok) cJSON_Delete(d);
     }
     pthread_mutex_unlock(&ds->mu);
-    if (ok) {
-        ok = jset_item(j, "datasets", arr);
-        arr = NULL;
-    }
-    cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_list(r, j, "datasets", arr, ok);
 }
 
 enum MHD_Result h_dataset_get(struct req *r) {

@@ -266,6 +266,19 @@ enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const ch
     return reply_json_header(r, status, json, location, NULL, NULL);
 }
 
+enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok) {
+    if (ok) {
+        ok = jset_item(j, key, arr);
+        arr = NULL;
+    }
+    cJSON_Delete(arr);
+    if (!ok) {
+        cJSON_Delete(j);
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    }
+    return reply_json(r, 200, j, NULL);
+}
+
 enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
                                   const char *name, const char *value) {
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;

@@ -78,6 +78,9 @@ enum MHD_Result reply_error_retry(struct req *r, unsigned status, unsigned retry
 enum MHD_Result reply_status(struct req *r, ms_status st, const char *what);
 /* JSON reply; takes ownership of json. location may be NULL. */
 enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const char *location);
+/* 200 with arr attached to j under key, or 503 "nomem" when ok is 0 or attaching fails.
+ * Takes ownership of j and arr either way (the list handlers' common tail). */
+enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok);
 /* Same with one extra header (name and value may be NULL). */
 enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
                                   const char *name, const char *value);

@@ -729,16 +729,7 @@ enum MHD_Result h_jobs_list(struct req *r) {
     ok = ok && jset_num(j, "queued", js->nqueued);
     ok = ok && (js->running ? jset_str(j, "running", js->running->id) : cJSON_AddNullToObject(j, "running") != NULL);
     pthread_mutex_unlock(&js->mu);
-    if (ok) {
-        ok = jset_item(j, "jobs", arr);
-        arr = NULL;
-    }
-    cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_list(r, j, "jobs", arr, ok);
 }
 
 enum MHD_Result h_jobs_create(struct req *r) {

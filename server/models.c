@@ -293,16 +293,7 @@ enum MHD_Result h_models_list(struct req *r) {
     }
     if (ok) ok = active ? jset_str(j, "active", active) : cJSON_AddNullToObject(j, "active") != NULL;
     pthread_mutex_unlock(&ms->mu);
-    if (ok) {
-        ok = jset_item(j, "models", arr);
-        arr = NULL;
-    }
-    cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_list(r, j, "models", arr, ok);
 }
 
 static enum MHD_Result reply_active(struct req *r, unsigned status) {
