@@ -65,7 +65,7 @@ test: $(TEST_BIN)
 $(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
-bench: $(BUILD)/bench_unet
+bench: $(BUILD)/bench_unet $(BIN)
 ifeq ($(PEER),1)
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  (echo "PEER=1 needs Debian's python3-torch: apt-get install -y python3-torch" >&2; exit 1)
@@ -74,6 +74,7 @@ ifeq ($(PEER),1)
 else
 	./$(BUILD)/bench_unet 3
 endif
+	bash bench/segment_latency.sh $(BIN) 200
 
 # The bundled default model: trained on the developers' AI4Mars file (../shared/data), resumable:
 # an interrupted `make model` continues from runs/default/checkpoint.npz.

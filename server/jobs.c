@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LOG_LINES 32
@@ -500,6 +502,11 @@ static void run_job(struct jobs *js, struct job *jb) {
 
 static void *worker_main(void *arg) {
     struct jobs *js = arg;
+    /* Training runs at a lower priority than the HTTP and inference threads, so that /segment
+     * stays responsive while a job trains. On Linux nice is per thread, and the OpenMP team this
+     * thread starts inherits it. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        log_msg("jobs: could not lower the training thread's priority: %s", strerror(errno));
     pthread_mutex_lock(&js->mu);
     for (;;) {
         while (!js->stop && !js->qhead) pthread_cond_wait(&js->cv, &js->mu);
