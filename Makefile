@@ -78,9 +78,13 @@ endif
 
 # The bundled default model: trained on the developers' AI4Mars file (../shared/data), resumable:
 # an interrupted `make model` continues from runs/default/checkpoint.npz.
+# models/default-checkpoint.npz (committed while the default model is unfinished) seeds a fresh
+# checkout's run directory, so that training continues across machines.
 MODEL_RUN ?= runs/default
 model: $(BIN)
-	@mkdir -p $(dir $(MODEL_RUN))
+	@mkdir -p $(MODEL_RUN)
+	@if [ ! -f $(MODEL_RUN)/checkpoint.npz ] && [ -f models/default-checkpoint.npz ]; then \
+	   cp models/default-checkpoint.npz $(MODEL_RUN)/checkpoint.npz; fi
 	@if [ -f $(MODEL_RUN)/checkpoint.npz ]; then ./$(BIN) train --resume $(MODEL_RUN); \
 	 else ./$(BIN) train --config models/default.json --out $(MODEL_RUN); fi
 	cp $(MODEL_RUN)/model.npz models/default.npz.tmp && mv models/default.npz.tmp models/default.npz
