@@ -464,7 +464,9 @@ static void run_job(struct jobs *js, struct job *jb) {
         else finish(js, jb, JS_QUEUED, NULL);
         return;
     }
+    atomic_store(&training_active, 1);
     st = ms_trainer_run(t);
+    atomic_store(&training_active, 0);
     char err[512];
     scrub(&ctx, err, sizeof err, st ? ms_last_error() : "");
     pthread_mutex_lock(&js->mu);
@@ -499,6 +501,8 @@ static void run_job(struct jobs *js, struct job *jb) {
         finish(js, jb, JS_FAILED, "%s: %s", ms_strerror(st), err);
     }
 }
+
+atomic_int training_active;
 
 static void *worker_main(void *arg) {
     struct jobs *js = arg;

@@ -47,8 +47,10 @@ struct infer_pool {
 
 static void *infer_worker(void *arg) {
     struct infer_pool *p = arg;
-    /* per-thread ICV: this worker's parallel regions use its share of the cores */
-    omp_set_num_threads((int)p->omp_threads);
+    /* per-thread ICV: this worker's parallel regions use its share of the cores, or one thread
+     * while a job trains (see training_active) */
+    int threads = (int)p->omp_threads;
+    omp_set_num_threads(threads);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->stop && !p->head) pthread_cond_wait(&p->work, &p->mu);
@@ -60,6 +62,8 @@ static void *infer_worker(void *arg) {
         p->busy++;
         pthread_mutex_unlock(&p->mu);
 
+        const int want = atomic_load(&training_active) ? 1 : (int)p->omp_threads;
+        if (want != threads) omp_set_num_threads(threads = want);
         double t0 = now_mono();
         t->st = ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */

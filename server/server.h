@@ -46,6 +46,11 @@ struct server_config {
     char token[256];             /* MARSSEG_TOKEN; "" = no auth */
 };
 
+/* 1 while a job trains (jobs.c). Inference workers (segment.c) then run single-threaded: a
+ * two-thread OpenMP team sharing a core with the trainer waits at every barrier for whichever
+ * thread the scheduler parked, which is what made /segment's tail latency long during training. */
+extern atomic_int training_active;
+
 struct server {
     struct server_config cfg;
     char static_real[PATH_MAX]; /* realpath of cfg.static_dir ("" if it does not exist) */
