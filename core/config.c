@@ -71,6 +71,7 @@ static const field fields[] = {
     {"model.depth", F_INT, OFF(model.depth), 0, 1, 6, NULL},
     {"model.base", F_INT, OFF(model.base), 0, 1, 128, NULL},
     {"model.dropout", F_FLOAT, OFF(model.dropout), 0, 0.0, 0.9, NULL},
+    {"init", F_STR, OFF(init), sizeof(((ms_train_config *)0)->init), 0, 0, NULL},
     {"loss", F_STR, OFF(loss), sizeof(((ms_train_config *)0)->loss), 0, 0, "wce|dice|focal|wce+dice"},
     {"focal_gamma", F_FLOAT, OFF(focal_gamma), 0, 0.0, 10.0, NULL},
     {"auto_weights", F_BOOL, OFF(auto_weights), 0, 0, 1, NULL},

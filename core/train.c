@@ -206,10 +206,34 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
     return prepare_data(t);
 }
 
+/* cfg.init: start from the parameters and BN statistics of an earlier run's weights (same
+ * architecture; dropout may differ). The optimiser moments start at zero. */
+static ms_status warm_start(ms_model *m, const char *path) {
+    ms_model *src = NULL;
+    ms_status st = ms_model_load(&src, path);
+    if (st) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ms_last_error()); /* ms_fail rewrites that buffer */
+        return ms_fail(st, "init: %s", why);
+    }
+    if (src->cfg.depth != m->cfg.depth || src->cfg.base != m->cfg.base || src->cfg.classes != m->cfg.classes ||
+        src->nparams != m->nparams || src->nbufs != m->nbufs) {
+        st = ms_fail(MS_ERR_ARG, "init: %s has depth %d base %d classes %d; the config asks for depth %d base %d classes %d",
+                     path, src->cfg.depth, src->cfg.base, src->cfg.classes, m->cfg.depth, m->cfg.base, m->cfg.classes);
+    } else {
+        memcpy(m->params, src->params, sizeof(float) * m->nparams);
+        memcpy(m->bufs, src->bufs, sizeof(float) * m->nbufs);
+        m->num_batches_tracked = src->num_batches_tracked;
+    }
+    ms_model_free(src);
+    return st;
+}
+
 ms_status ms_trainer_create(ms_trainer **out, const ms_train_config *cfg, const char *dir, const ms_train_callbacks *cb) {
     ms_trainer *t = NULL;
     ms_status st = trainer_new(&t, cfg, dir, cb);
     if (st == MS_OK) st = ms_model_create(&t->model, &t->cfg.model, t->cfg.seed);
+    if (st == MS_OK && t->cfg.init[0]) st = warm_start(t->model, t->cfg.init);
     if (st == MS_OK) st = alloc_state(t);
     if (st) {
         ms_trainer_free(t);
@@ -280,6 +304,11 @@ ms_status ms_trainer_resume(ms_trainer **out, const char *dir, const ms_train_ca
 void ms_trainer_cancel(ms_trainer *t) { atomic_store(&t->stop, 1); }
 void ms_trainer_pause(ms_trainer *t) { atomic_store(&t->stop, 2); }
 const ms_train_config *ms_trainer_config(const ms_trainer *t) { return &t->cfg; }
+ms_status ms_trainer_set_epochs(ms_trainer *t, int epochs) {
+    if (epochs < 1 || epochs > 10000) return ms_fail(MS_ERR_ARG, "epochs: %d is outside [1, 10000]", epochs);
+    t->cfg.epochs = epochs;
+    return MS_OK;
+}
 int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out) {
     *out = t->curves;
     return t->ncurves;

@@ -164,6 +164,9 @@ typedef struct {
     int max_shift;          /* augmentation: random shift in pixels (default 8) */
     /* model */
     ms_model_config model;  /* depth 4, base 16, classes 5, dropout 0.1 */
+    char init[1024];        /* warm start: weights file (.npz) of the same architecture whose
+                             * parameters and BN statistics start the run ("" = random init);
+                             * optimiser state starts fresh (fine-tuning, second stages) */
     /* loss */
     char loss[16];          /* "wce" (default), "dice", "focal", "wce+dice" */
     float focal_gamma;      /* default 2 */
@@ -237,6 +240,10 @@ void ms_trainer_cancel(ms_trainer *t);
 /* Thread-safe: stop at the next batch after writing a mid-epoch checkpoint, so that
  * ms_trainer_resume continues from exactly there (for a clean shutdown). Returns as cancel does. */
 void ms_trainer_pause(ms_trainer *t);
+/* Change the run's length (before ms_trainer_run): continue a finished run for more epochs, or
+ * end one sooner (at or below the epochs done, ms_trainer_run only writes the final model). With
+ * the cosine schedule, the schedule stretches to the new length. Kept in later checkpoints. */
+ms_status ms_trainer_set_epochs(ms_trainer *t, int epochs);
 const ms_train_config *ms_trainer_config(const ms_trainer *t);
 int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out); /* valid until the next epoch ends: copy under your own lock from on_epoch */
 void ms_trainer_free(ms_trainer *t);

@@ -30,13 +30,14 @@ static const char *usage_text =
     "  --base N          channels at level 0 (default 16)\n"
     "  --depth N         U-Net levels (default 4)\n"
     "  --dropout P       dropout (default 0.1)\n"
+    "  --init M.npz      start from these weights (same depth/base; fine-tuning, second stages)\n"
     "  --loss NAME       wce | dice | focal | wce+dice (default wce)\n"
     "  --val-frac F      validation fraction (default 0.1)\n"
     "  --limit N         use only the first N samples\n"
     "  --seed N          seed (default 42)\n"
     "  --threads N       threads (default: all cores)\n"
     "  --out DIR         run directory\n"
-    "  --resume DIR      continue the run in DIR\n"
+    "  --resume DIR      continue the run in DIR (with --epochs: a new length for the run)\n"
     "  --quiet           only errors and the final summary\n";
 
 typedef struct {
@@ -110,7 +111,7 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "train", *config = NULL, *out = NULL, *resume = NULL;
     ms_train_config cfg;
     ms_train_config_default(&cfg);
-    int quiet = 0;
+    int quiet = 0, epochs_set = 0, fixed_set = 0; /* fixed_set: a flag a resumed run cannot change */
     /* config file first, so flags override it whatever their order */
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[i + 1];
@@ -134,49 +135,66 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--config")) {
             VAL();
         } else if (!strcmp(a, "--data")) {
+            fixed_set = 1;
             VAL();
             if (strlen(val) >= sizeof cfg.data) return fprintf(stderr, "marsseg train: --data path too long\n"), 2;
             strcpy(cfg.data, val);
         } else if (!strcmp(a, "--key")) {
+            fixed_set = 1;
             VAL();
             if (strlen(val) >= sizeof cfg.key) return fprintf(stderr, "marsseg train: --key too long\n"), 2;
             strcpy(cfg.key, val);
         } else if (!strcmp(a, "--loss")) {
+            fixed_set = 1;
             VAL();
             if (strlen(val) >= sizeof cfg.loss) return fprintf(stderr, "marsseg train: unknown --loss '%s'\n", val), 2;
             strcpy(cfg.loss, val);
         } else if (!strcmp(a, "--epochs")) {
+            epochs_set = 1;
             VAL();
             if (!cli_int(cmd, a, val, 1, 10000, &cfg.epochs)) return 2;
         } else if (!strcmp(a, "--batch")) {
+            fixed_set = 1;
             VAL();
             if (!cli_int(cmd, a, val, 1, 512, &cfg.batch)) return 2;
         } else if (!strcmp(a, "--base")) {
+            fixed_set = 1;
             VAL();
             if (!cli_int(cmd, a, val, 1, 128, &cfg.model.base)) return 2;
         } else if (!strcmp(a, "--depth")) {
+            fixed_set = 1;
             VAL();
             if (!cli_int(cmd, a, val, 1, 6, &cfg.model.depth)) return 2;
         } else if (!strcmp(a, "--limit")) {
+            fixed_set = 1;
             VAL();
             if (!cli_int(cmd, a, val, 0, 1000000000, &cfg.limit)) return 2;
         } else if (!strcmp(a, "--threads")) {
             VAL();
             if (!cli_int(cmd, a, val, 0, 256, &cfg.threads)) return 2;
         } else if (!strcmp(a, "--seed")) {
+            fixed_set = 1;
             int s;
             VAL();
             if (!cli_int(cmd, a, val, 0, 2147483647, &s)) return 2;
             cfg.seed = (uint64_t)s;
         } else if (!strcmp(a, "--lr")) {
+            fixed_set = 1;
             VAL();
             if (!cli_float(cmd, a, val, 1e-7, 1, &cfg.lr)) return 2;
         } else if (!strcmp(a, "--dropout")) {
+            fixed_set = 1;
             VAL();
             if (!cli_float(cmd, a, val, 0, 0.9, &cfg.model.dropout)) return 2;
         } else if (!strcmp(a, "--val-frac")) {
+            fixed_set = 1;
             VAL();
             if (!cli_float(cmd, a, val, 0, 0.9, &cfg.val_frac)) return 2;
+        } else if (!strcmp(a, "--init")) {
+            fixed_set = 1;
+            VAL();
+            if (strlen(val) >= sizeof cfg.init) return fprintf(stderr, "marsseg train: --init path too long\n"), 2;
+            strcpy(cfg.init, val);
         } else if (!strcmp(a, "--out")) {
             VAL();
             out = val;
@@ -197,7 +215,11 @@ int cmd_train(int argc, char **argv) {
     ms_status st;
     const char *dir = resume ? resume : out;
     if (resume) {
+        if (config || fixed_set)
+            return fprintf(stderr, "marsseg train: --resume continues a run with its own config; only --epochs, --threads and --quiet apply\n"), 2;
         st = ms_trainer_resume(&t, resume, &cb);
+        if (st == MS_OK && epochs_set) st = ms_trainer_set_epochs(t, cfg.epochs);
+        if (st == MS_OK && cfg.threads > 0) ms_set_threads(cfg.threads);
     } else {
         if (!out) return fprintf(stderr, "marsseg train: --out DIR is required (or --resume DIR)\n"), 2;
         if (!cfg.data[0]) return fprintf(stderr, "marsseg train: no dataset: give --data FILE.npz or \"data\" in --config\n"), 2;

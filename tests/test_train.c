@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "unet.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -150,6 +151,59 @@ static void test_resume(const char *data) {
         ms_trainer_free(t);
         CHECK(same_weights(pa, pb), "re-running a finished run changed it");
     }
+    /* a finished run given a new length continues for the extra epoch */
+    t = NULL;
+    CHECK_OK(ms_trainer_resume(&t, b, &cb));
+    if (t) {
+        CHECK(ms_trainer_set_epochs(t, 0) == MS_ERR_ARG, "0 epochs accepted");
+        CHECK_OK(ms_trainer_set_epochs(t, 5));
+        CHECK_OK(ms_trainer_run(t));
+        const ms_epoch_stats *cv;
+        int n = ms_trainer_curves(t, &cv);
+        CHECK(n == 5 && cv[4].epoch == 5, "%d curve points after extending to 5 epochs", n);
+        ms_trainer_free(t);
+    }
+}
+
+/* cfg.init starts a run from an earlier run's weights: with a negligible lr, the weights after
+ * one epoch are still the source's (a random init would differ by O(0.1)); a mismatched
+ * architecture is refused naming the field. */
+static void test_warm_start(const char *data) {
+    ms_train_config cfg;
+    base_config(&cfg, data);
+    char src[320], d[300], pd[320];
+    snprintf(src, sizeof src, "%s/a/model.npz", tmpdir);
+    snprintf(d, sizeof d, "%s/warm", tmpdir);
+    snprintf(pd, sizeof pd, "%s/model.npz", d);
+    snprintf(cfg.init, sizeof cfg.init, "%s", src);
+    cfg.epochs = 1;
+    cfg.lr = 1e-7f;
+    cfg.min_lr = 0;
+    cfg.weight_decay = 0;
+    cfg.seed = 777; /* a different random init, which init must replace */
+    CHECK_OK(run(&cfg, d, 0, 0, 0));
+    ms_model *a = NULL, *b = NULL;
+    CHECK_OK(ms_model_load(&a, src));
+    CHECK_OK(ms_model_load(&b, pd));
+    if (a && b) {
+        double maxd = 0;
+        for (size_t i = 0; i < a->nparams; i++) {
+            const double dd = fabs((double)a->params[i] - b->params[i]);
+            if (dd > maxd) maxd = dd;
+        }
+        CHECK(maxd < 1e-4, "warm-started weights moved by %g after one epoch at lr 1e-7", maxd);
+    }
+    ms_model_free(a);
+    ms_model_free(b);
+    ms_trainer *t = NULL;
+    cfg.model.base = 8;
+    snprintf(d, sizeof d, "%s/warm-bad", tmpdir);
+    CHECK(ms_trainer_create(&t, &cfg, d, NULL) == MS_ERR_ARG, "init of another architecture accepted");
+    CHECK(strstr(ms_last_error(), "init") != NULL, "message: %s", ms_last_error());
+    snprintf(cfg.init, sizeof cfg.init, "%s/none.npz", tmpdir);
+    cfg.model.base = 4;
+    CHECK(ms_trainer_create(&t, &cfg, d, NULL) != MS_OK, "missing init file accepted");
+    CHECK(strstr(ms_last_error(), "none.npz") != NULL, "message: %s", ms_last_error());
 }
 
 static void test_bad_inputs(const char *data) {
@@ -243,6 +297,7 @@ int main(void) {
     test_config_json();
     test_bad_inputs(data);
     test_resume(data);
+    test_warm_start(data);
     test_overfit();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
