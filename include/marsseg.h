@@ -252,6 +252,12 @@ void ms_trainer_free(ms_trainer *t);
  * masks) and returns the held-out indices into *ds (malloc'd; free with free()). */
 ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval);
 
+/* The OpenBLAS kernel set in use ("Cooperlake", "SkylakeX", "Haswell", "Prescott", ...), and the
+ * better one this CPU supports when OpenBLAS did not recognise it (NULL when the choice is fine).
+ * OPENBLAS_CORETYPE=<that> in the environment before the program starts applies it (core/blas.c). */
+const char *ms_blas_core(void);
+const char *ms_blas_better_core(void);
+
 /* Threads for the calling thread's core work, OpenMP loops and BLAS alike (0 = all online
  * cores); other threads keep their own setting. */
 void ms_set_threads(int threads);
