@@ -22,14 +22,16 @@ static inline int MS_MIN_INT(int a, int b) { return a < b ? a : b; }
 #define MS_CONV_CHUNK_BYTES (384 * 1024)
 #endif
 
-/* rows per chunk: K*rows*W floats near the byte target, at least 2 rows (col2im parity, below) */
-static int chunk_rows(int Cin, int W, int total_rows) {
-    const size_t row_bytes = (size_t)Cin * 9 * W * sizeof(float);
+/* rows per chunk: K*rows*W floats near the byte target (K = Cin*9 plus any rows appended to the
+ * column block), at least 2 rows (col2im parity, below) */
+static int chunk_rows_k(int K, int W, int total_rows) {
+    const size_t row_bytes = (size_t)K * W * sizeof(float);
     int r = (int)(MS_CONV_CHUNK_BYTES / row_bytes);
     if (r < 2) r = 2;
     if (r > total_rows) r = total_rows;
     return r;
 }
+static int chunk_rows(int Cin, int W, int total_rows) { return chunk_rows_k(Cin * 9, W, total_rows); }
 
 /* Workspaces are sized for one slice per processor; a region never runs more threads than
  * that, whatever omp_set_num_threads said after the workspace was allocated. */
@@ -42,6 +44,11 @@ static int conv_threads(void) {
 size_t conv3x3_ws_floats(int B, int Cin, int H, int W) {
     const int rows = chunk_rows(Cin, W, B * H);
     return (size_t)max_threads() * ((size_t)Cin * 9 * rows * W + 16);
+}
+
+size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W) {
+    const int K = Cin * 9 + Cextra, rows = chunk_rows_k(K, W, B * H);
+    return (size_t)max_threads() * ((size_t)K * rows * W + 16);
 }
 
 size_t conv3x3_dw_floats(int Cin, int Cout) { return (size_t)max_threads() * ((size_t)Cout * Cin * 9 + 16); }
@@ -111,6 +118,41 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
         im2col_rows(col, inp, B, Cin, H, W, g0, nr);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, ncols, K,
                     1.0f, w, K, col, ncols, 0.0f, out + (size_t)g0 * W, (int)N);
+    }
+}
+
+/* Inference: out = act(w . [im2col(inp); extra] + bias), with the bias, the optional ReLU and
+ * the appended rows all applied to each chunk while its column block and output are in cache.
+ * With BN folded into w and bias, and the ResBlock's 1x1 shortcut input as `extra` (its weights
+ * appended to w's rows), one call is a whole conv-BN-(+shortcut)-ReLU: no separate passes over
+ * memory for BN, the residual add or the shortcut GEMM. */
+void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), extra (Cextra,B,H,W), w (Cout, Cin*9 + Cextra), out (Cout,B,H,W)
+    const int K = Cin * 9 + Cextra, total = B * H, rows = chunk_rows_k(K, W, total);
+    const int nchunks = (total + rows - 1) / rows;
+    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
+    for (int c = 0; c < nchunks; c++) {
+        float *col = ws + (size_t)omp_get_thread_num() * slice;
+        const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
+        im2col_rows(col, inp, B, Cin, H, W, g0, nr);
+        for (int e = 0; e < Cextra; e++)
+            memcpy(col + (size_t)(Cin * 9 + e) * ncols, extra + (size_t)e * N + (size_t)g0 * W, sizeof(float) * ncols);
+        float *o = out + (size_t)g0 * W;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, ncols, K, 1.0f, w, K, col, ncols, 0.0f, o, (int)N);
+        for (int co = 0; co < Cout; co++) {
+            float *r = o + (size_t)co * N;
+            const float b = bias[co];
+            if (relu) {
+                for (int i = 0; i < ncols; i++) {
+                    const float v = r[i] + b;
+                    r[i] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+                for (int i = 0; i < ncols; i++) r[i] += b;
+            }
+        }
     }
 }
 

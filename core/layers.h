@@ -24,6 +24,11 @@ size_t conv3x3_ws_floats(int B, int Cin, int H, int W);
 /* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws);
+/* Inference form: out = act(w . [im2col(inp); extra] + bias) per cache-sized chunk, w (Cout,
+ * Cin*9 + Cextra) (BN folded in, the 1x1 shortcut's weights appended), act = ReLU if relu. */
+void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
+size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);
 /* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */

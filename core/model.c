@@ -139,6 +139,10 @@ ms_status ms_model_load(ms_model **out, const char *path) {
     if (st) return st;
     st = ms_model_read_npz(z, path, out);
     ms_npz_close(z);
+    if (st == MS_OK && (st = ms_model_freeze(*out))) { /* a loaded model serves inference */
+        ms_model_free(*out);
+        *out = NULL;
+    }
     return st;
 }
 
@@ -225,7 +229,8 @@ ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int 
     if (st) return st;
     /* eval mode reads but never writes the model (no running-stat updates): the cast is safe,
      * and it is what lets many threads share one immutable model */
-    ms_unet_forward((ms_model *)m, a, x, 0, 0);
+    if (m->plan) ms_unet_forward_infer(m, a, x);
+    else ms_unet_forward((ms_model *)m, a, x, 0, 0);
     softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
     return MS_OK;
 }

@@ -206,6 +206,7 @@ void ms_model_free(ms_model *m) {
     free(m->params);
     free(m->bufs);
     free(m->meta_json);
+    free(m->plan);
     free(m);
 }
 
@@ -337,6 +338,7 @@ ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int
         for (int k = 0; k < 2; k++) {
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->cin, h, w));
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->c, h, w));
+            if (!training) ws = MS_MAX(ws, conv3x3_fused_ws_floats(B, blocks[k]->c, blocks[k]->cin, h, w));
         }
         if (l < D) ws = MS_MAX(ws, convt2x2_ws_floats(B, m->ch[l], h >> 1, w >> 1));
     }
@@ -447,6 +449,82 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_forward(a->dec_drop[i], a->dec_mask[i], r->out, n, p, dropout_seed + 1 + i);
         h = drop ? a->dec_drop[i] : r->out;
+    }
+    conv1x1_forward(a->logits, h, P + m->headw, P + m->headb, (size_t)B * a->H * a->W, m->ch[0],
+                    m->cfg.classes);
+}
+
+/* ------------------------------------------------------------------ inference form */
+
+/* BN in eval mode is an affine map per channel (scale = gamma/sqrt(var+eps), shift = beta -
+ * mean*scale), so it folds into the preceding convolution's output rows; the shortcut is a
+ * linear map of the block input added before the final ReLU, so it joins conv2 as extra rows of
+ * the column block. */
+static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, size_t *pos) {
+    const float *P = m->params, *bf = m->bufs;
+    const int cin = o->cin, c = o->c, k1 = 9 * cin, k2 = 9 * c + cin;
+    p->w1 = *pos;
+    *pos += (size_t)c * k1;
+    p->b1 = *pos;
+    *pos += (size_t)c;
+    p->w2 = *pos;
+    *pos += (size_t)c * k2;
+    p->b2 = *pos;
+    *pos += (size_t)c;
+    float *L = m->plan;
+    if (!L) return; /* sizing pass */
+    for (int co = 0; co < c; co++) {
+        const float s1 = P[o->b1g + co] / sqrtf(bf[o->b1rv + co] + BN_EPS);
+        const float s2 = P[o->b2g + co] / sqrtf(bf[o->b2rv + co] + BN_EPS);
+        for (int k = 0; k < k1; k++) L[p->w1 + (size_t)co * k1 + k] = P[o->c1w + (size_t)co * k1 + k] * s1;
+        L[p->b1 + co] = P[o->b1b + co] - bf[o->b1rm + co] * s1;
+        for (int k = 0; k < 9 * c; k++) L[p->w2 + (size_t)co * k2 + k] = P[o->c2w + (size_t)co * 9 * c + k] * s2;
+        for (int j = 0; j < cin; j++) L[p->w2 + (size_t)co * k2 + 9 * c + j] = P[o->scw + (size_t)co * cin + j];
+        L[p->b2 + co] = P[o->b2b + co] - bf[o->b2rm + co] * s2 + P[o->scb + co];
+    }
+}
+
+static size_t fold_all(ms_model *m) {
+    size_t pos = 0;
+    for (int l = 0; l < m->cfg.depth; l++) fold_block(m, &m->enc[l], &m->penc[l], &pos);
+    fold_block(m, &m->bott, &m->pbott, &pos);
+    for (int i = 0; i < m->cfg.depth; i++) fold_block(m, &m->dec[i], &m->pdec[i], &pos);
+    return pos;
+}
+
+ms_status ms_model_freeze(ms_model *m) {
+    free(m->plan);
+    m->plan = NULL;
+    const size_t n = fold_all(m);
+    if (!(m->plan = malloc(sizeof(float) * (n + 16)))) return ms_fail(MS_ERR_NOMEM, "model: inference form");
+    fold_all(m);
+    return MS_OK;
+}
+
+static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r, const float *inp, int B, float *ws) {
+    const float *L = m->plan;
+    conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+    conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+}
+
+void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x) {
+    const int D = m->cfg.depth, B = a->B;
+    const float *P = m->params;
+    const float *h = x;
+    for (int l = 0; l < D; l++) {
+        resblock_infer(m, &m->penc[l], &a->enc[l], h, B, a->ws);
+        maxpool2x2_forward(a->pool[l], a->enc[l].out, (size_t)m->ch[l] * B, a->enc[l].h, a->enc[l].w);
+        h = a->pool[l];
+    }
+    resblock_infer(m, &m->pbott, &a->bott, h, B, a->ws);
+    h = a->bott.out;
+    for (int i = 0; i < D; i++) {
+        const int l = D - 1 - i;
+        ms_rb_acts *r = &a->dec[i];
+        convt2x2_forward(a->cat[l], h, P + m->upw[i], P + m->upb[i], B, m->ch[l + 1], m->ch[l],
+                         r->h / 2, r->w / 2, a->ws);
+        resblock_infer(m, &m->pdec[i], r, a->cat[l], B, a->ws);
+        h = r->out;
     }
     conv1x1_forward(a->logits, h, P + m->headw, P + m->headb, (size_t)B * a->H * a->W, m->ch[0],
                     m->cfg.classes);

@@ -29,6 +29,13 @@ typedef struct {
     size_t b1rm, b1rv, b2rm, b2rv;                 /* buffers */
 } ms_rb_off;
 
+/* A ResBlock in inference form (offsets into ms_model.plan): conv1 with bn1 folded in
+ * (w1 (c, cin*9), b1), conv2 with bn2 folded in and the 1x1 shortcut's weights appended
+ * (w2 (c, c*9 + cin), b2 = bn2 shift + shortcut bias). */
+typedef struct {
+    size_t w1, b1, w2, b2;
+} ms_rb_plan;
+
 struct ms_model {
     ms_model_config cfg;
     int ntensors;
@@ -41,6 +48,8 @@ struct ms_model {
     size_t upw[MS_MAX_DEPTH], upb[MS_MAX_DEPTH], headw, headb;
     int ch[MS_MAX_DEPTH + 1];
     char *meta_json; /* free-form JSON kept with the weights (metrics, provenance); may be NULL */
+    float *plan;     /* inference form (ms_model_freeze); NULL for a model that still trains */
+    ms_rb_plan penc[MS_MAX_DEPTH], pbott, pdec[MS_MAX_DEPTH];
 };
 
 /* Activations, saved statistics and gradients for one (B, H, W), allocated once.
@@ -79,6 +88,9 @@ void ms_acts_free(ms_acts *a);
 /* x: (B,H,W) floats. training=1 uses batch statistics (updating running stats) and dropout
  * drawn from dropout_seed; training=0 is eval mode. Result in a->logits (K,B,H,W). */
 void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint64_t dropout_seed);
+/* Eval-mode forward of a frozen model (m->plan set): the same logits as ms_unet_forward with
+ * training=0 up to float rounding, in fewer passes over memory (conv3x3_fused_forward). */
+void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x);
 /* Accumulates parameter gradients into grads (same layout as m->params) from a->d_logits. */
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *grads);
 

@@ -118,7 +118,11 @@ size_t ms_model_num_params(const ms_model *m);
  * (uint8 bytes of {"depth":..,"base":..,"classes":..,"dropout":..,"meta":{...}}).
  * Saving is atomic (temp file, fsync, rename). meta_json (may be NULL) is stored under "meta". */
 ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json);
-ms_status ms_model_load(ms_model **out, const char *path);
+ms_status ms_model_load(ms_model **out, const char *path); /* returns a frozen model */
+/* Declare the weights final and precompute the inference form (BN folded into the convolutions,
+ * the shortcut merged into conv2): ms_model_predict then runs fewer passes over memory. Call again
+ * after changing the weights of a frozen model; models that train are not frozen. */
+ms_status ms_model_freeze(ms_model *m);
 /* The "meta" JSON text stored with a loaded model ("{}" if none). */
 const char *ms_model_meta(const ms_model *m);
 
