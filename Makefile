@@ -2,14 +2,16 @@
 # Missing Debian packages are installed first (tools/deps.sh); SAN=1 builds with ASan+UBSan.
 
 # Missing Debian packages are installed before anything else is evaluated: pkg-config below must
-# already see them. build/.deps-ok records a successful check; `make deps` re-runs it.
-ifeq ($(wildcard build/.deps-ok),)
+# already see them. build/.deps-ok records a successful check of this version of tools/deps.sh
+# (its checksum), so a package added there is installed by the next make; `make deps` re-runs it.
+DEPS_SUM := $(firstword $(shell cksum tools/deps.sh))
+ifneq ($(shell cat build/.deps-ok 2>/dev/null),$(DEPS_SUM))
 ifeq ($(filter clean deps,$(MAKECMDGOALS)),)
 DEPS_RC := $(shell bash tools/deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)
 $(error marsseg: missing Debian packages (see the apt-get line above))
 endif
-$(shell mkdir -p build && touch build/.deps-ok)
+$(shell mkdir -p build && echo $(DEPS_SUM) > build/.deps-ok)
 endif
 endif
 
@@ -24,6 +26,11 @@ OPENBLAS := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -march=x86-64-v3 -mtune=znver3
 comma    := ,
 SANFLAGS := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+# TSAN=1: ThreadSanitizer (used through `make tsan`, into $(BUILD)-tsan; see below)
+ifeq ($(TSAN),1)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+OPT      := -O1
+endif
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -Iinclude -Icore $(SANFLAGS) \
             -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
@@ -41,10 +48,10 @@ all: $(LIB) $(TEST_BIN)
 
 deps:
 	@bash tools/deps.sh
-	@mkdir -p build && touch $(DEPS_OK)
+	@mkdir -p build && echo $(DEPS_SUM) > $(DEPS_OK)
 
 $(DEPS_OK):
-	@mkdir -p build && touch $(DEPS_OK)
+	@mkdir -p build && echo $(DEPS_SUM) > $(DEPS_OK)
 
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -57,7 +64,8 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
-test: $(TEST_BIN)
+# Without SAN=1, `make test` also builds the ThreadSanitizer server that test_server_tsan drives.
+test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
 	@bash tests/run.sh $(BUILD)/tests
 
 # Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
@@ -76,20 +84,11 @@ else
 endif
 	bash bench/segment_latency.sh $(BIN) 200
 
-# The bundled default model: trained on the developers' AI4Mars file (../shared/data), resumable:
-# an interrupted `make model` continues from runs/default/checkpoint.npz.
-# models/default-checkpoint.npz (committed while the default model is unfinished) seeds a fresh
-# checkout's run directory, so that training continues across machines.
-MODEL_RUN ?= runs/default
+# The bundled default model: trained in two stages on the developers' AI4Mars file
+# (../shared/data), resumable: an interrupted `make model` continues where it stopped.
+# See tools/train_default.sh.
 model: $(BIN)
-	@mkdir -p $(MODEL_RUN)
-	@if [ ! -f $(MODEL_RUN)/checkpoint.npz ] && [ -f models/default-checkpoint.npz ]; then \
-	   cp models/default-checkpoint.npz $(MODEL_RUN)/checkpoint.npz; fi
-	@if [ -f $(MODEL_RUN)/checkpoint.npz ]; then ./$(BIN) train --resume $(MODEL_RUN); \
-	 else ./$(BIN) train --config models/default.json --out $(MODEL_RUN); fi
-	cp $(MODEL_RUN)/model.npz models/default.npz.tmp && mv models/default.npz.tmp models/default.npz
-	./$(BIN) eval --model models/default.npz --split-of models/default.json
-	./$(BIN) eval --model models/default.npz --split-of models/default.json --tta
+	bash tools/train_default.sh $(BIN)
 
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not run by CI).
 fixtures:
@@ -111,7 +110,11 @@ $(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h $(LIB) $(BIN)
 
 $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
+	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
+	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
+
+# the reliability tests of issue 8 share tests/srvutil.h
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
@@ -125,7 +128,27 @@ run: $(BIN)
 	./$(BIN) serve
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan
+
+# ---- reliability (issue 8), besides fuzzing below. All four tests are part of `make test`.
+# ThreadSanitizer: the server (core included) built with -fsanitize=thread -O1 into $(BUILD)-tsan;
+# tests/test_server_tsan (an ordinary build) drives it with concurrent /segment, jobs, model
+# switches and uploads, TSAN_OPTIONS=halt_on_error=1 (suppressions: tests/tsan.supp).
+# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 1000 mixed
+# requests (suppressions: tests/valgrind.supp). Load: tests/test_server_load (wrk, LOAD_S
+# seconds, default 60). Crash consistency: tests/test_server_crash (CRASH_ITERS, CRASH_SEED).
+TSAN_BUILD := $(BUILD)-tsan
+.PHONY: tsan tsan-build valgrind load crash
+tsan-build:
+	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) TSAN=1 SAN=0 $(TSAN_BUILD)/marsseg
+tsan: tsan-build $(BUILD)/tests/test_server_tsan
+	./$(BUILD)/tests/test_server_tsan
+valgrind: $(BIN) $(BUILD)/tests/test_server_valgrind
+	./$(BUILD)/tests/test_server_valgrind
+load: $(BIN) $(BUILD)/tests/test_server_load
+	./$(BUILD)/tests/test_server_load
+crash: $(BIN) $(BUILD)/tests/test_server_crash
+	./$(BUILD)/tests/test_server_crash
 
 # The Docker image end to end (tests/docker.sh: needs a Docker engine and curl; not part of
 # `make test`). DOCKER_TEST_FLAGS: --rmi, --no-build, --model FILE.

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,12 +120,14 @@ int main(int argc, char **argv) {
                bases[bi], gf, B, B / step, tf / steps * 1e3, tb / steps * 1e3, to / steps * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
         ratio(bases[bi], "train_img_s", B / step, 1);
         ms_acts_free(&a);
-        /* inference */
+        /* inference, in the form the server uses (ms_model_load freezes: BN folded) */
+        if (ms_model_freeze(m)) return 1;
         uint8_t *lab = malloc((size_t)B * H * W);
         ms_model_predict(m, x, 1, H, W, lab, NULL);
         double t0 = now(); int n1 = 20;
         for (int i = 0; i < n1; i++) ms_model_predict(m, x, 1, H, W, lab, NULL);
         double b1 = (now() - t0) / n1;
+        ms_model_predict(m, x, B, H, W, lab, NULL); /* allocates the batch-32 activations */
         t0 = now(); int n32 = 3;
         for (int i = 0; i < n32; i++) ms_model_predict(m, x, B, H, W, lab, NULL);
         double b32 = (now() - t0) / n32;
@@ -135,5 +138,11 @@ int main(int argc, char **argv) {
         free(x); free(g); free(m1); free(v); free(t); free(lab);
         ms_model_free(m);
     }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss = ru.ru_maxrss / 1024.0;
+    printf("peak RSS of this run (both sizes, train B=32 + infer): %.0f MB\n", rss);
+    const cJSON *pr = cJSON_GetObjectItem(peer, "peak_rss_mb");
+    if (cJSON_IsNumber(pr)) printf("    vs PyTorch %.0f MB (same sequence) -> %.2fx the memory\n", pr->valuedouble, rss / pr->valuedouble);
     return 0;
 }

@@ -8,7 +8,9 @@
  * process died and becomes "interrupted" (resumable with POST /jobs/{id}/resume); queued jobs
  * queue again in their original order. A clean shutdown (SIGTERM) instead pauses the running job
  * (the trainer checkpoints mid-epoch) and saves it as queued-with-resume, so it continues on the
- * next start by itself.
+ * next start by itself. An outcome (succeeded, failed, cancelled) is on disk before any client
+ * can see it, and the temp files of writes that a crash interrupted (job.json.tmp,
+ * checkpoint.npz.tmp...) are deleted at start-up.
  *
  * Locking: `mu` guards every job's fields and the queue, and is held only for copies (the
  * per-batch progress callback, GET handlers). Files are written outside it, under `io_mu`, from
@@ -217,13 +219,9 @@ static cJSON *job_json(const struct job *jb, int view) {
 
 /* ------------------------------------------------------------------ persistence */
 
-/* Writes job.json from a snapshot. Call without js->mu. */
-static void persist(struct jobs *js, struct job *jb) {
-    pthread_mutex_lock(&js->mu);
-    jb->version++;
-    unsigned long version = jb->version;
-    cJSON *snap = job_json(jb, VIEW_PERSIST);
-    pthread_mutex_unlock(&js->mu);
+/* Writes a snapshot of version `version` to job.json, unless a newer one is already there.
+ * Call without js->mu. Takes ownership of snap. */
+static void write_snapshot(struct jobs *js, struct job *jb, unsigned long version, cJSON *snap) {
     if (!snap) {
         log_msg("job %s: out of memory saving its state", jb->id);
         return;
@@ -237,6 +235,16 @@ static void persist(struct jobs *js, struct job *jb) {
     }
     pthread_mutex_unlock(&js->io_mu);
     cJSON_Delete(snap);
+}
+
+/* Writes job.json from a snapshot. Call without js->mu. */
+static void persist(struct jobs *js, struct job *jb) {
+    pthread_mutex_lock(&js->mu);
+    jb->version++;
+    unsigned long version = jb->version;
+    cJSON *snap = job_json(jb, VIEW_PERSIST);
+    pthread_mutex_unlock(&js->mu);
+    write_snapshot(js, jb, version, snap);
 }
 
 static void free_job(struct job *jb) {
@@ -313,6 +321,7 @@ static cJSON *display_config(const ms_train_config *cfg) {
     if (j) {
         cJSON_DeleteItemFromObjectCaseSensitive(j, "data");
         cJSON_DeleteItemFromObjectCaseSensitive(j, "key");
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "init");
     }
     return j;
 }
@@ -412,23 +421,36 @@ static void sync_curves(struct jobs *js, struct job *jb, ms_trainer *t) {
 static void finish(struct jobs *js, struct job *jb, enum job_state state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void finish(struct jobs *js, struct job *jb, enum job_state state, const char *fmt, ...) {
-    pthread_mutex_lock(&js->mu);
-    jb->state = state;
-    jb->has_progress = 0;
-    if (state != JS_QUEUED) jb->finished = now_wall();
+    char error[sizeof jb->error] = "";
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(jb->error, sizeof jb->error, fmt, ap);
+        vsnprintf(error, sizeof error, fmt, ap);
         va_end(ap);
-    } else {
-        jb->error[0] = 0;
     }
+    const double t = now_wall();
+    /* On disk first, visible second: a client never sees an outcome (succeeded, failed,
+     * cancelled) that a crash right after could take back. The snapshot is taken from a
+     * shallow copy carrying the new state; job_json only reads it, under mu. */
+    pthread_mutex_lock(&js->mu);
+    struct job view = *jb;
+    view.state = state;
+    view.has_progress = 0;
+    if (state != JS_QUEUED) view.finished = t;
+    memcpy(view.error, error, sizeof view.error);
+    unsigned long version = ++jb->version;
+    cJSON *snap = job_json(&view, VIEW_PERSIST);
+    pthread_mutex_unlock(&js->mu);
+    write_snapshot(js, jb, version, snap);
+    pthread_mutex_lock(&js->mu);
+    jb->state = state;
+    jb->has_progress = 0;
+    if (state != JS_QUEUED) jb->finished = t;
+    memcpy(jb->error, error, sizeof jb->error);
     if (state != JS_QUEUED) js->finished_total[state]++;
     pthread_mutex_unlock(&js->mu);
     log_msg("job %s: %s%s%s", jb->id, state == JS_QUEUED ? "paused (resumes on restart)" : state_names[state],
-            jb->error[0] ? ": " : "", jb->error);
-    persist(js, jb);
+            error[0] ? ": " : "", error);
 }
 
 static void run_job(struct jobs *js, struct job *jb) {
@@ -621,8 +643,11 @@ int jobs_create(struct server *srv, struct jobs **out) {
         return -1;
     }
     struct dirent *de;
+    int debris = 0;
     while ((de = readdir(d))) {
         if (de->d_name[0] != 'j' || !is_safe_id(de->d_name, 15)) continue;
+        char jdir[PATH_MAX];
+        if (fmt_path(jdir, sizeof jdir, "%s/%s", js->dir, de->d_name)) debris += remove_tmp_files(jdir);
         struct job *jb = load_job(js, de->d_name);
         if (!jb) continue;
         if (add_job(js, jb) != 0) {
@@ -633,6 +658,7 @@ int jobs_create(struct server *srv, struct jobs **out) {
         if (num >= js->next_id) js->next_id = num + 1;
     }
     closedir(d);
+    if (debris) log_msg("removed %d temp files of interrupted writes from job directories", debris);
     if (js->n > 1) qsort(js->v, (size_t)js->n, sizeof *js->v, cmp_created);
     for (int i = 0; i < js->n; i++) {
         struct job *jb = js->v[i];
@@ -757,6 +783,10 @@ enum MHD_Result h_jobs_create(struct req *r) {
         return reply_error(r, 400, "invalid_argument",
                            "'data' and 'key' cannot be set through the API: name an uploaded dataset with \"dataset\": \"<id>\"");
     }
+    if (cJSON_GetObjectItemCaseSensitive(body, "init")) { /* a server-side path: CLI only */
+        cJSON_Delete(body);
+        return reply_error(r, 400, "invalid_argument", "'init' (a weights file path) cannot be set through the API");
+    }
     if (d) {
         if (!cJSON_IsString(d)) {
             cJSON_Delete(body);
@@ -856,8 +886,7 @@ enum MHD_Result h_job_delete(struct req *r) {
         return reply_error(r, 404, "not_found", "no such job");
     }
     enum job_state s = jb->state;
-    if (s == JS_QUEUED) {
-        dequeue_job(js, jb);
+    if (s == JS_QUEUED && dequeue_job(js, jb)) {
         pthread_mutex_unlock(&js->mu);
         finish(js, jb, JS_CANCELLED, NULL);
         return reply_job(r, js, jb, 200, VIEW_DETAIL);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_MODELS 4096
 
@@ -181,10 +182,15 @@ int models_create(struct server *srv, struct models **out) {
     ms->srv = srv;
     pthread_mutex_init(&ms->mu, NULL);
     pthread_mutex_init(&ms->switch_mu, NULL);
-    if (!fmt_path(ms->state_path, sizeof ms->state_path, "%s/active_model.json", srv->cfg.data_dir)) {
+    char tmp[PATH_MAX];
+    if (!fmt_path(ms->state_path, sizeof ms->state_path, "%s/active_model.json", srv->cfg.data_dir) ||
+        !fmt_path(tmp, sizeof tmp, "%s.tmp", ms->state_path)) {
         models_destroy(ms);
         return -1;
     }
+    /* the temp file of a write that a crash interrupted (only this name: the data directory
+     * may be shared with other files) */
+    if (unlink(tmp) == 0) log_msg("removed %s, left by an interrupted write", tmp);
     const char *mp = srv->cfg.model_path;
     struct stat sb;
     if (mp[0] && stat(mp, &sb) == 0) {

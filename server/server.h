@@ -72,6 +72,10 @@ int fmt_path(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(
 int ensure_dir(const char *path);
 /* fsync a directory so that a rename/unlink/mkdir in it is durable. */
 void fsync_dir(const char *path);
+/* Deletes the *.tmp files in dir: the temp files of atomic writes (ms_write_file_atomic, the npz
+ * writer) that a crash left behind. Only at start-up, before anything writes there, and only in
+ * directories that belong to the service (a job's). Returns how many were removed. */
+int remove_tmp_files(const char *dir);
 /* ms_write_file_atomic of a cJSON tree (printed formatted, with a trailing newline). */
 ms_status write_json_atomic(const char *path, const cJSON *json);
 /* Read and parse a JSON file of at most max_bytes; NULL (and a log line) on any failure. */

@@ -1,6 +1,7 @@
 /* Small helpers of the service: clocks, paths, durable JSON files, logging, flag parsing. */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -43,6 +44,24 @@ void fsync_dir(const char *path) {
     if (fd < 0) return;
     (void)fsync(fd); /* best effort: some file systems refuse it, the data is safe anyway */
     close(fd);
+}
+
+int remove_tmp_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        char path[PATH_MAX];
+        if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0 && fmt_path(path, sizeof path, "%s/%s", dir, de->d_name)) {
+            struct stat sb;
+            if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) removed++;
+        }
+    }
+    closedir(d);
+    if (removed) fsync_dir(dir);
+    return removed;
 }
 
 ms_status write_json_atomic(const char *path, const cJSON *json) {

@@ -1,0 +1,617 @@
+/* Helpers of the service's reliability tests (test_server_crash, _load, _valgrind, _tsan): the
+ * real `marsseg serve` in a child process on an ephemeral port with a temp data dir, libcurl
+ * requests, small fixtures, and a mixed request workload. Header-only: each test includes it
+ * once (after testutil.h).
+ *
+ * The server binary is build/tests/../marsseg (next to the test's directory) or $MARSSEG_BIN. */
+#ifndef MS_SRVUTIL_H
+#define MS_SRVUTIL_H
+
+#include "marsseg.h"
+#include "marsseg_npz.h"
+
+#include <cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* every helper is static and some tests use only some of them */
+#define SU_FN static __attribute__((unused))
+
+static char g_tmp[256], g_bin[PATH_MAX];
+
+SU_FN double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+SU_FN void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+SU_FN void path_in_tmp(char *dst, size_t cap, const char *name) { snprintf(dst, cap, "%s/%s", g_tmp, name); }
+
+/* Sets g_bin (the server next to argv[0]'s directory, or $MARSSEG_BIN) and makes g_tmp. */
+SU_FN int su_init(const char *argv0, const char *name) {
+    const char *bin = getenv("MARSSEG_BIN");
+    if (bin) {
+        snprintf(g_bin, sizeof g_bin, "%s", bin);
+    } else {
+        char self[PATH_MAX];
+        snprintf(self, sizeof self, "%s", argv0);
+        snprintf(g_bin, sizeof g_bin, "%s/../marsseg", dirname(self));
+    }
+    if (access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "server binary %s not found (build it, or set MARSSEG_BIN)\n", g_bin);
+        return -1;
+    }
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/marsseg-%s-XXXXXX", name);
+    if (!mkdtemp(g_tmp)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return 0;
+}
+
+SU_FN void rm_rf(const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", path, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0) waitpid(pid, NULL, 0);
+}
+
+/* Removes g_tmp unless something failed or MARSSEG_TEST_KEEP is set. */
+SU_FN void su_done(void) {
+    curl_global_cleanup();
+    if (tu_failures || getenv("MARSSEG_TEST_KEEP")) fprintf(stderr, "logs and data kept in %s\n", g_tmp);
+    else rm_rf(g_tmp);
+}
+
+/* Whether an executable of that name is on PATH. */
+SU_FN int have_cmd(const char *name) {
+    const char *path = getenv("PATH");
+    char buf[PATH_MAX];
+    if (!path) path = "/usr/bin:/bin";
+    for (const char *p = path; *p;) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, p, name);
+        if (access(buf, X_OK) == 0) return 1;
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+/* A labelled dataset whose masks all differ and correlate with the images. */
+SU_FN int make_dataset(const char *path, int n, int h, int w) {
+    uint8_t *d = malloc((size_t)n * 2 * h * w);
+    if (!d) return -1;
+    uint32_t rng = 12345;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                uint8_t m = (uint8_t)(((x + i) / 16 + y / 16) % MS_NUM_CLASSES);
+                rng = rng * 1664525u + 1013904223u;
+                d[((size_t)i * 2 * h + y) * w + x] = (uint8_t)(m * 50 + (rng >> 28));
+                d[((size_t)(i * 2 + 1) * h + y) * w + x] = m;
+            }
+    ms_npz_writer *wr = NULL;
+    int64_t shape[4] = {n, 2, h, w};
+    int rc = ms_npz_writer_open(&wr, path) == MS_OK && ms_npz_writer_add(wr, "training_set", MS_DT_U1, 4, shape, d) == MS_OK &&
+                     ms_npz_writer_commit(wr) == MS_OK
+                 ? 0
+                 : -1;
+    if (rc && wr) ms_npz_writer_abort(wr);
+    free(d);
+    return rc;
+}
+
+SU_FN int make_model(const char *path, int depth, int base) {
+    ms_model_config mc = {depth, base, MS_NUM_CLASSES, 0.0f};
+    ms_model *m = NULL;
+    if (ms_model_create(&m, &mc, 7) != MS_OK) return -1;
+    int rc = ms_model_save(m, path, "{\"note\":\"test model\"}") == MS_OK ? 0 : -1;
+    ms_model_free(m);
+    return rc;
+}
+
+SU_FN uint8_t *gray_png(int w, int h, size_t *len) {
+    uint8_t *g = malloc((size_t)w * h), *out = NULL;
+    if (!g) return NULL;
+    for (int i = 0; i < w * h; i++) g[i] = (uint8_t)(i * 13);
+    if (ms_png_encode_gray(g, w, h, &out, len) != MS_OK) out = NULL;
+    free(g);
+    return out;
+}
+
+/* Every array of an npz file read to the end: sizes, and the CRC-32 of every entry. */
+SU_FN ms_status chunk_ok(void *user, int64_t first, const double *vals, size_t n) {
+    (void)user, (void)first, (void)vals, (void)n;
+    return MS_OK;
+}
+SU_FN ms_status npz_verify(const char *path) {
+    ms_npz *z = NULL;
+    ms_status st = ms_npz_open(&z, path);
+    for (int i = 0; !st && i < ms_npz_count(z); i++) st = ms_npz_stream(z, ms_npz_key(z, i), chunk_ok, NULL);
+    ms_npz_close(z);
+    return st;
+}
+
+/* ------------------------------------------------------------------ the server process */
+
+struct srv {
+    pid_t pid;
+    int port;
+    char data[PATH_MAX];
+    char log[PATH_MAX];
+};
+
+/* How to start it: a launcher prefix (valgrind ...) or NULL, extra flags, extra environment
+ * ("NAME=value" strings), and the start-up timeout. */
+struct srv_opts {
+    const char *const *prefix;
+    const char *const *extra;
+    const char *const *env;
+    const char *model, *dataset;
+    double start_timeout;
+};
+
+static int g_runs;
+
+SU_FN int srv_start_opts(struct srv *s, const char *data_dir, const struct srv_opts *o) {
+    char port_file[PATH_MAX], stat_dir[PATH_MAX];
+    memset(s, 0, sizeof *s);
+    snprintf(s->data, sizeof s->data, "%s", data_dir);
+    snprintf(s->log, sizeof s->log, "%s/server-%d.log", g_tmp, ++g_runs);
+    snprintf(port_file, sizeof port_file, "%s/port-%d", g_tmp, g_runs);
+    path_in_tmp(stat_dir, sizeof stat_dir, "static");
+    unlink(port_file);
+    const char *argv[96];
+    int argc = 0;
+    for (int i = 0; o->prefix && o->prefix[i] && argc < 40; i++) argv[argc++] = o->prefix[i];
+    const char *base[] = {g_bin, "serve", "--port", "0", "--port-file", port_file, "--data-dir", data_dir,
+                          "--model", o->model, "--dataset", o->dataset, "--static-dir", stat_dir};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) argv[argc++] = base[i];
+    for (int i = 0; o->extra && o->extra[i] && argc < 94; i++) argv[argc++] = o->extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        unsetenv("MARSSEG_TOKEN");
+        for (int i = 0; o->env && o->env[i]; i++) putenv((char *)o->env[i]);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    double limit = o->start_timeout > 0 ? o->start_timeout : 60;
+    for (double t0 = now_s(); now_s() - t0 < limit;) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            int ok = fscanf(f, "%d", &s->port) == 1;
+            fclose(f);
+            if (ok && s->port > 0) return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "server exited during start-up (see %s)\n", s->log);
+            s->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    fprintf(stderr, "server did not start within %.0f s (see %s)\n", limit, s->log);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* Sends sig and waits up to timeout_s; returns the exit status (or 128+signal), -1 on timeout. */
+SU_FN int srv_stop_wait(struct srv *s, int sig, double timeout_s) {
+    if (!s->pid) return -1;
+    kill(s->pid, sig);
+    int st = 0;
+    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(10)) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* Whether the server's log contains needle. */
+SU_FN int log_has(const struct srv *s, const char *needle) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (ms_read_file(s->log, 0, &buf, &len) != MS_OK) return 0;
+    int hit = strstr((const char *)buf, needle) != NULL;
+    free(buf);
+    return hit;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+struct resp {
+    long status;
+    char *body;
+    size_t len;
+    char ctype[128], xmodel[64], retry_after[16], location[128];
+};
+
+SU_FN void resp_free(struct resp *r) {
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+SU_FN size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t len = sz * n;
+    char *nb = realloc(r->body, r->len + len + 1);
+    if (!nb) return 0;
+    memcpy(nb + r->len, p, len);
+    r->body = nb;
+    r->len += len;
+    r->body[r->len] = 0;
+    return len;
+}
+
+SU_FN void header_value(const char *line, size_t n, const char *name, char *dst, size_t cap) {
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
+    const char *v = line + nl + 1;
+    size_t vl = n - nl - 1;
+    while (vl && *v == ' ') v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+    if (vl >= cap) vl = cap - 1;
+    memcpy(dst, v, vl);
+    dst[vl] = 0;
+}
+
+SU_FN size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t len = sz * n;
+    header_value(p, len, "Content-Type", r->ctype, sizeof r->ctype);
+    header_value(p, len, "X-Model", r->xmodel, sizeof r->xmodel);
+    header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
+    header_value(p, len, "Location", r->location, sizeof r->location);
+    return len;
+}
+
+struct reqopt {
+    const char *ctype; /* Content-Type of a raw body */
+    const void *body;
+    size_t len;
+    int has_body;
+    const char *mp_field; /* multipart field name instead of a raw body */
+    long timeout_s;       /* 0: 120 */
+};
+
+/* One request; r->status is the HTTP status, or -(curl error) if there was no answer. */
+SU_FN int http(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r) {
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    if (!c) return -1;
+    struct curl_slist *hdrs = NULL;
+    curl_mime *mime = NULL;
+    char url[2048];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, o && o->timeout_s ? o->timeout_s : 120L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (o && o->mp_field) {
+        mime = curl_mime_init(c);
+        curl_mimepart *part = curl_mime_addpart(mime);
+        curl_mime_name(part, o->mp_field);
+        curl_mime_data(part, o->body, o->len);
+        curl_mime_filename(part, "upload.bin");
+        curl_mime_type(part, "application/octet-stream");
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    } else if (o && (o->has_body || o->body)) {
+        char h[256];
+        snprintf(h, sizeof h, "Content-Type: %s", o->ctype ? o->ctype : "application/json");
+        hdrs = curl_slist_append(hdrs, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    else r->status = -(long)rc;
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    curl_mime_free(mime);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+SU_FN long get(int port, const char *path, struct resp *r) { return http("GET", port, path, NULL, r), r->status; }
+
+SU_FN long send_json(const char *method, int port, const char *path, const char *json, struct resp *r) {
+    struct reqopt o = {.ctype = "application/json", .body = json, .len = json ? strlen(json) : 0, .has_body = json != NULL};
+    http(method, port, path, &o, r);
+    return r->status;
+}
+
+SU_FN cJSON *parse(const struct resp *r) { return r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL; }
+
+SU_FN const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+SU_FN double jnum(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+SU_FN cJSON *get_json(int port, const char *path) {
+    struct resp r;
+    get(port, path, &r);
+    cJSON *j = r.status == 200 ? parse(&r) : NULL;
+    resp_free(&r);
+    return j;
+}
+
+SU_FN cJSON *job_get(int port, const char *id) {
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    return get_json(port, path);
+}
+
+/* Polls until the job's state is one of `states` ('|'-separated); returns 1 if reached, 0 on
+ * timeout or once the server has not answered for 3 s (it died). */
+SU_FN int wait_state(int port, const char *id, const char *states, double timeout_s, char *last, size_t cap) {
+    double answered = now_s();
+    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
+        char path[64];
+        snprintf(path, sizeof path, "/jobs/%s", id);
+        struct resp r;
+        get(port, path, &r);
+        cJSON *j = r.status == 200 ? parse(&r) : NULL;
+        if (r.status > 0) answered = now_s();
+        resp_free(&r);
+        if (now_s() - answered > 3) {
+            snprintf(last, cap, "no answer");
+            return 0;
+        }
+        const char *s = jstr(j, "state");
+        snprintf(last, cap, "%s", s);
+        int hit = 0;
+        if (s[0]) {
+            char want[128], me[40];
+            snprintf(want, sizeof want, "|%s|", states);
+            snprintf(me, sizeof me, "|%s|", s);
+            hit = strstr(want, me) != NULL;
+        }
+        cJSON_Delete(j);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+/* POST /jobs; returns the new id (malloc'd) or NULL. */
+SU_FN char *post_job(int port, const char *json) {
+    struct resp r;
+    send_json("POST", port, "/jobs", json, &r);
+    cJSON *j = parse(&r);
+    char *id = r.status == 202 && jstr(j, "id")[0] ? strdup(jstr(j, "id")) : NULL;
+    if (!id) fprintf(stderr, "    POST /jobs: %ld %.300s\n", r.status, r.body ? r.body : "");
+    cJSON_Delete(j);
+    resp_free(&r);
+    return id;
+}
+
+SU_FN const char *tiny_job(char *buf, size_t cap, const char *dataset, int epochs) {
+    snprintf(buf, cap,
+             "{\"dataset\": \"%s\", \"epochs\": %d, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
+             " \"threads\": 1, \"early_stop\": 0}",
+             dataset, epochs);
+    return buf;
+}
+
+/* ------------------------------------------------------------------ a mixed workload */
+
+/* Request kinds of mixed_load, chosen round-robin with a per-thread offset. Each one knows
+ * which statuses are right for it; anything else counts as `bad`. */
+struct mixed {
+    int port;
+    int requests; /* per thread */
+    const uint8_t *png, *npz;
+    size_t png_len, npz_len;
+    char job[32];     /* a job to poll ("" none) */
+    char alt_model[64]; /* a second model id to swap to ("" none) */
+    int thread;
+    int done, bad, busy; /* busy: documented 503 with Retry-After */
+    char first_bad[256];
+};
+
+SU_FN void mixed_note(struct mixed *m, const char *what, const struct resp *r, int ok) {
+    m->done++;
+    if (ok) return;
+    if (r->status == 503 && r->retry_after[0]) {
+        m->busy++;
+        return;
+    }
+    if (!m->bad++) snprintf(m->first_bad, sizeof m->first_bad, "%s -> %ld %.150s", what, r->status, r->body ? r->body : "");
+}
+
+SU_FN void *mixed_thread(void *arg) {
+    struct mixed *m = arg;
+    static const char *const kinds = "SHJMBNOTCAGDXP"; /* 14 kinds */
+    const int nk = (int)strlen(kinds);
+    char path[160];
+    for (int i = 0; i < m->requests; i++) {
+        struct resp r;
+        struct reqopt o = {0};
+        char k = kinds[(i + m->thread * 5) % nk];
+        switch (k) {
+        case 'S': /* segment, raw and multipart alternately */
+            o = (struct reqopt){.ctype = "image/png", .body = m->png, .len = m->png_len, .mp_field = (i & 1) ? "img" : NULL};
+            http("POST", m->port, (i & 2) ? "/segment?format=json" : "/segment", &o, &r);
+            mixed_note(m, "segment", &r, r.status == 200);
+            break;
+        case 'H':
+            get(m->port, (i & 1) ? "/healthz" : "/readyz", &r);
+            mixed_note(m, "health", &r, r.status == 200);
+            break;
+        case 'J':
+            get(m->port, "/jobs", &r);
+            mixed_note(m, "jobs", &r, r.status == 200);
+            break;
+        case 'M':
+            get(m->port, (i & 1) ? "/models" : "/models/active", &r);
+            mixed_note(m, "models", &r, r.status == 200);
+            break;
+        case 'B': /* bad JSON */
+            send_json("POST", m->port, "/jobs", (i & 1) ? "{\"epochs\": " : "[1,2]", &r);
+            mixed_note(m, "bad json", &r, r.status == 400);
+            break;
+        case 'N':
+            get(m->port, "/no/such/thing", &r);
+            mixed_note(m, "404", &r, r.status == 404);
+            break;
+        case 'O': { /* oversized body: refused from its Content-Length */
+            static uint8_t big[(1u << 20) + 16];
+            memcpy(big, m->png, 8);
+            o = (struct reqopt){.ctype = "image/png", .body = big, .len = sizeof big};
+            http("POST", m->port, "/segment", &o, &r);
+            mixed_note(m, "oversized", &r, r.status == 413);
+            break;
+        }
+        case 'T':
+            get(m->port, (i & 1) ? "/" : "/static/app.js", &r);
+            mixed_note(m, "static", &r, r.status == 200);
+            break;
+        case 'C':
+            if (m->job[0]) {
+                snprintf(path, sizeof path, "/jobs/%s/curves?since=%d", m->job, i % 3);
+                get(m->port, path, &r);
+            } else {
+                get(m->port, "/metrics", &r);
+            }
+            mixed_note(m, "curves", &r, r.status == 200);
+            break;
+        case 'A': /* model swap */
+            if (m->alt_model[0]) {
+                char body[128];
+                snprintf(body, sizeof body, "{\"id\": \"%s\"}", (i / nk) & 1 ? m->alt_model : "default");
+                send_json("PUT", m->port, "/models/active", body, &r);
+                mixed_note(m, "swap", &r, r.status == 200);
+            } else {
+                send_json("PUT", m->port, "/models/active", "{\"id\": \"default\"}", &r);
+                mixed_note(m, "swap", &r, r.status == 200);
+            }
+            break;
+        case 'G':
+            get(m->port, "/metrics", &r);
+            mixed_note(m, "metrics", &r, r.status == 200);
+            break;
+        case 'D':
+            if (m->npz && (i / nk) % 4 == 0) { /* an upload now and then */
+                o = (struct reqopt){.ctype = "application/octet-stream", .body = m->npz, .len = m->npz_len};
+                http("POST", m->port, "/datasets", &o, &r);
+                mixed_note(m, "upload", &r, r.status == 201);
+            } else {
+                get(m->port, "/datasets", &r);
+                mixed_note(m, "datasets", &r, r.status == 200);
+            }
+            break;
+        case 'X': /* not a PNG */
+            o = (struct reqopt){.ctype = "image/png", .body = "definitely not a png", .len = 20};
+            http("POST", m->port, "/segment", &o, &r);
+            mixed_note(m, "not png", &r, r.status == 400);
+            break;
+        default: /* 'P': a job that does not exist, and a 405 */
+            if (i & 1) {
+                get(m->port, "/jobs/j999999", &r);
+                mixed_note(m, "no job", &r, r.status == 404);
+            } else {
+                send_json("DELETE", m->port, "/models", NULL, &r);
+                mixed_note(m, "405", &r, r.status == 405);
+            }
+            break;
+        }
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+/* Runs `total` mixed requests from `threads` client threads; returns the summed counters. */
+SU_FN struct mixed mixed_load(const struct mixed *tmpl, int threads, int total) {
+    struct mixed *ms = calloc((size_t)threads, sizeof *ms);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    struct mixed sum = *tmpl;
+    sum.done = sum.bad = sum.busy = 0;
+    sum.first_bad[0] = 0;
+    for (int t = 0; t < threads; t++) {
+        ms[t] = *tmpl;
+        ms[t].thread = t;
+        ms[t].requests = total / threads + (t < total % threads);
+        pthread_create(&th[t], NULL, mixed_thread, &ms[t]);
+    }
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        sum.done += ms[t].done;
+        sum.bad += ms[t].bad;
+        sum.busy += ms[t].busy;
+        if (!sum.first_bad[0] && ms[t].first_bad[0]) snprintf(sum.first_bad, sizeof sum.first_bad, "%s", ms[t].first_bad);
+    }
+    free(ms);
+    free(th);
+    return sum;
+}
+
+/* The static dir the server is started with (g_tmp/static): index.html and app.js. */
+SU_FN int make_static(void) {
+    char p[PATH_MAX];
+    path_in_tmp(p, sizeof p, "static");
+    if (mkdir(p, 0755) != 0) return -1;
+    static const char *const names[][2] = {{"static/index.html", "<!doctype html><title>marsseg</title>"},
+                                           {"static/app.js", "console.log('hi');"}};
+    for (int i = 0; i < 2; i++) {
+        path_in_tmp(p, sizeof p, names[i][0]);
+        FILE *f = fopen(p, "w");
+        if (!f) return -1;
+        fputs(names[i][1], f);
+        if (fclose(f) != 0) return -1;
+    }
+    return 0;
+}
+
+#endif
