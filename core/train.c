@@ -512,7 +512,8 @@ ms_status ms_trainer_run(ms_trainer *t) {
     double total_s = 0;
     for (int i = 0; i < t->ncurves; i++) total_s += t->curves[i].seconds;
     ms_status st = MS_OK;
-    int stop_early = 0;
+    /* a run resumed from the checkpoint of its early-stop epoch stays stopped */
+    int stop_early = c->early_stop > 0 && t->bad_epochs >= c->early_stop;
 
     while (t->epoch < c->epochs && !stop_early) {
         const double ep_start = now_s() - t->seconds_done;

@@ -206,6 +206,29 @@ static void test_warm_start(const char *data) {
     CHECK(strstr(ms_last_error(), "none.npz") != NULL, "message: %s", ms_last_error());
 }
 
+/* A run that stopped early stays stopped when resumed from its last checkpoint. */
+static void test_early_stop_resume(const char *data) {
+    ms_train_config cfg;
+    base_config(&cfg, data);
+    cfg.epochs = 12;
+    cfg.early_stop = 1;
+    cfg.lr = 1e-7f; /* hardly learns: validation mIoU stops improving within a few epochs */
+    cfg.min_lr = 0;
+    char d[300];
+    snprintf(d, sizeof d, "%s/early", tmpdir);
+    CHECK_OK(run(&cfg, d, 0, 0, 0));
+    ms_trainer *t = NULL;
+    CHECK_OK(ms_trainer_resume(&t, d, NULL));
+    if (!t) return;
+    const ms_epoch_stats *cv;
+    const int n = ms_trainer_curves(t, &cv);
+    CHECK(n < 12, "no early stop in %d epochs", n);
+    CHECK_OK(ms_trainer_run(t));
+    const int n2 = ms_trainer_curves(t, &cv);
+    CHECK(n2 == n, "resumed after an early stop: %d -> %d epochs", n, n2);
+    ms_trainer_free(t);
+}
+
 static void test_bad_inputs(const char *data) {
     ms_train_config cfg;
     base_config(&cfg, data);
@@ -298,6 +321,7 @@ int main(void) {
     test_bad_inputs(data);
     test_resume(data);
     test_warm_start(data);
+    test_early_stop_resume(data);
     test_overfit();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
