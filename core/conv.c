@@ -22,16 +22,27 @@ static inline int MS_MIN_INT(int a, int b) { return a < b ? a : b; }
 #define MS_CONV_CHUNK_BYTES (384 * 1024)
 #endif
 
+/* ... but at least this many columns per GEMM: every call packs the whole weight matrix (Cout x K),
+ * which at the deep levels (256 x 2304 at F=16) costs more than a few dozen columns of work */
+#ifndef MS_CONV_MIN_COLS
+#define MS_CONV_MIN_COLS 512
+#endif
+
 /* rows per chunk: K*rows*W floats near the byte target (K = Cin*9 plus any rows appended to the
- * column block), at least 2 rows (col2im parity, below) */
-static int chunk_rows_k(int K, int W, int total_rows) {
+ * column block) and at least MS_CONV_MIN_COLS columns, yet one chunk per thread where the rows
+ * allow; at least 2 rows (col2im parity, below) */
+static int chunk_rows_k(int K, int W, int total_rows, int nthr) {
     const size_t row_bytes = (size_t)K * W * sizeof(float);
     int r = (int)(MS_CONV_CHUNK_BYTES / row_bytes);
+    const int min_r = (MS_CONV_MIN_COLS + W - 1) / W;
+    if (r < min_r) r = min_r;
+    const int per_thread = (total_rows + nthr - 1) / nthr;
+    if (r > per_thread) r = per_thread;
     if (r < 2) r = 2;
     if (r > total_rows) r = total_rows;
     return r;
 }
-static int chunk_rows(int Cin, int W, int total_rows) { return chunk_rows_k(Cin * 9, W, total_rows); }
+static int chunk_rows(int Cin, int W, int total_rows, int nthr) { return chunk_rows_k(Cin * 9, W, total_rows, nthr); }
 
 /* Workspaces are sized for one slice per processor; a region never runs more threads than
  * that, whatever omp_set_num_threads said after the workspace was allocated. */
@@ -42,12 +53,12 @@ static int conv_threads(void) {
 }
 
 size_t conv3x3_ws_floats(int B, int Cin, int H, int W) {
-    const int rows = chunk_rows(Cin, W, B * H);
+    const int rows = chunk_rows(Cin, W, B * H, 1); /* one thread: the largest chunk */
     return (size_t)max_threads() * ((size_t)Cin * 9 * rows * W + 16);
 }
 
 size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W) {
-    const int K = Cin * 9 + Cextra, rows = chunk_rows_k(K, W, B * H);
+    const int K = Cin * 9 + Cextra, rows = chunk_rows_k(K, W, B * H, 1); /* one thread: the largest chunk */
     return (size_t)max_threads() * ((size_t)K * rows * W + 16);
 }
 
@@ -108,7 +119,7 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total);
+    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total, conv_threads());
     const int nchunks = (total + rows - 1) / rows;
     const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
@@ -129,7 +140,7 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
 void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), extra (Cextra,B,H,W), w (Cout, Cin*9 + Cextra), out (Cout,B,H,W)
-    const int K = Cin * 9 + Cextra, total = B * H, rows = chunk_rows_k(K, W, total);
+    const int K = Cin * 9 + Cextra, total = B * H, rows = chunk_rows_k(K, W, total, conv_threads());
     const int nchunks = (total + rows - 1) / rows;
     const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
@@ -158,8 +169,9 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
-    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total);
-    const int nchunks = (total + rows - 1) / rows, nthr = conv_threads();
+    /* two chunks per thread: the parity passes below each run every other chunk */
+    const int nthr = conv_threads(), K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total, 2 * nthr);
+    const int nchunks = (total + rows - 1) / rows;
     const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16, wslice = (size_t)Cout * K + 16;
     memset(dw_ws, 0, sizeof(float) * wslice * nthr);
     /* two passes, even chunks then odd ones: a chunk's col2im touches one row of each
