@@ -8,7 +8,9 @@
 enum MHD_Result h_healthz(struct req *r) {
     struct server *srv = req_server(r);
     cJSON *j = cJSON_CreateObject();
-    if (!j || !jset_str(j, "status", "ok") || !jset_num(j, "uptime_s", round_to(now_wall() - srv->started, 3))) {
+    /* blas: the GEMM kernel set in use (core/blas.c), the first thing to check when it is slow */
+    if (!j || !jset_str(j, "status", "ok") || !jset_num(j, "uptime_s", round_to(now_wall() - srv->started, 3)) ||
+        !jset_str(j, "blas", ms_blas_core())) {
         cJSON_Delete(j);
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }

@@ -416,6 +416,9 @@ static void test_health(int port) {
     struct resp r;
     CHECK(get(port, "/healthz", &r) == 200, "healthz %ld", r.status);
     CHECK(strstr(r.ctype, "application/json") != NULL, "healthz type %s", r.ctype);
+    char blas[96];
+    snprintf(blas, sizeof blas, "\"blas\":\"%s\"", ms_blas_core()); /* the server runs the same kernels as this test */
+    CHECK(r.body && strstr(r.body, blas) != NULL, "healthz %s lacks %s", r.body ? r.body : "", blas);
     resp_free(&r);
     CHECK(get(port, "/readyz", &r) == 200, "readyz %ld %s", r.status, r.body);
     resp_free(&r);
