@@ -23,7 +23,7 @@ PKGS     := libpng zlib libcjson libmicrohttpd
 # and libgomp would spin against each other on 2 cores), and single-threaded GEMMs inside our
 # parallel regions.
 OPENBLAS := /usr/lib/x86_64-linux-gnu/openblas-openmp
-OPT      ?= -O2 -march=x86-64-v3 -mtune=znver3
+OPT      ?= -O3 -march=x86-64-v3 -mtune=znver3
 comma    := ,
 SANFLAGS := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 # TSAN=1: ThreadSanitizer (used through `make tsan`, into $(BUILD)-tsan; see below)

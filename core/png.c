@@ -339,7 +339,7 @@ static ms_status check_labels(const uint8_t *labels, size_t n) {
 }
 
 ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uint8_t **out, size_t *len) {
-    size_t n;
+    size_t n = 0;
     ms_status st = check_enc_args(labels, labels, width, height, out, len, &n);
     if (st == MS_OK) st = check_labels(labels, n);
     if (st != MS_OK) return st;
@@ -347,7 +347,7 @@ ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uin
 }
 
 ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t **out, size_t *len) {
-    size_t n;
+    size_t n = 0;
     ms_status st = check_enc_args(gray, gray, width, height, out, len, &n);
     if (st != MS_OK) return st;
     return encode(ENC_GRAY, gray, width, height, out, len);
@@ -355,7 +355,7 @@ ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t
 
 ms_status ms_png_encode_overlay(const uint8_t *gray, const uint8_t *labels, int width, int height, float alpha,
                                 uint8_t **out, size_t *len) {
-    size_t n, n3;
+    size_t n = 0, n3;
     ms_status st = check_enc_args(gray, labels, width, height, out, len, &n);
     if (st != MS_OK) return st;
     if (!(alpha >= 0.0f && alpha <= 1.0f)) /* also catches NaN */
