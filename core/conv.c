@@ -52,15 +52,13 @@ static int conv_threads(void) {
     return t < p ? t : p;
 }
 
-size_t conv3x3_ws_floats(int B, int Cin, int H, int W) {
-    const int rows = chunk_rows(Cin, W, B * H, 1); /* one thread: the largest chunk */
-    return (size_t)max_threads() * ((size_t)Cin * 9 * rows * W + 16);
-}
 
 size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W) {
     const int K = Cin * 9 + Cextra, rows = chunk_rows_k(K, W, B * H, 1); /* one thread: the largest chunk */
     return (size_t)max_threads() * ((size_t)K * rows * W + 16);
 }
+
+size_t conv3x3_ws_floats(int B, int Cin, int H, int W) { return conv3x3_fused_ws_floats(B, Cin, 0, H, W); }
 
 size_t conv3x3_dw_floats(int Cin, int Cout) { return (size_t)max_threads() * ((size_t)Cout * Cin * 9 + 16); }
 
@@ -116,22 +114,6 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
     }
 }
 
-void conv3x3_forward(float *out, const float *inp, const float *w,
-                     int B, int Cin, int Cout, int H, int W, float *ws) {
-    // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    const int K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total, conv_threads());
-    const int nchunks = (total + rows - 1) / rows;
-    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
-#pragma omp parallel for schedule(static) num_threads(conv_threads())
-    for (int c = 0; c < nchunks; c++) {
-        float *col = ws + (size_t)omp_get_thread_num() * slice;
-        const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
-        im2col_rows(col, inp, B, Cin, H, W, g0, nr);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, ncols, K,
-                    1.0f, w, K, col, ncols, 0.0f, out + (size_t)g0 * W, (int)N);
-    }
-}
-
 /* Inference: out = act(w . [im2col(inp); extra] + bias), with the bias, the optional ReLU and
  * the appended rows all applied to each chunk while its column block and output are in cache.
  * With BN folded into w and bias, and the ResBlock's 1x1 shortcut input as `extra` (its weights
@@ -152,9 +134,10 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
             memcpy(col + (size_t)(Cin * 9 + e) * ncols, extra + (size_t)e * N + (size_t)g0 * W, sizeof(float) * ncols);
         float *o = out + (size_t)g0 * W;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, ncols, K, 1.0f, w, K, col, ncols, 0.0f, o, (int)N);
+        if (!bias && !relu) continue; /* the plain convolution */
         for (int co = 0; co < Cout; co++) {
             float *r = o + (size_t)co * N;
-            const float b = bias[co];
+            const float b = bias ? bias[co] : 0.0f;
             if (relu) {
                 for (int i = 0; i < ncols; i++) {
                     const float v = r[i] + b;
@@ -165,6 +148,12 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
             }
         }
     }
+}
+
+void conv3x3_forward(float *out, const float *inp, const float *w,
+                     int B, int Cin, int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
+    conv3x3_fused_forward(out, inp, NULL, 0, w, NULL, 0, B, Cin, Cout, H, W, ws);
 }
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
