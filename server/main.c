@@ -1,12 +1,10 @@
 /* marsseg: one binary, subcommands dispatched from this table. */
 #include "commands.h"
 
-#include "marsseg.h"
+#include "marsseg_blas_restart.h" /* restarts under the best GEMM kernels (core/blas.c) */
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -32,19 +30,7 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 }
 
-/* OpenBLAS fixes its kernels when it loads: on a CPU it does not know, start again with the
- * kernel set the CPU supports (2x on the GEMMs; see core/blas.c). Once only: the variable stays
- * set, and a user's own OPENBLAS_CORETYPE is never overridden. */
-static void use_best_blas_kernels(char **argv) {
-    const char *better = ms_blas_better_core();
-    if (!better || getenv("OPENBLAS_CORETYPE")) return;
-    setenv("OPENBLAS_CORETYPE", better, 1);
-    execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE"); /* no /proc: carry on with the kernels we have */
-}
-
 int main(int argc, char **argv) {
-    use_best_blas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -11,24 +11,8 @@
 static int tu_checks, tu_failures;
 
 #ifdef MARSSEG_H
-#include <unistd.h>
-/* Test with the GEMM kernels production uses: like server/main.c, restart under the OpenBLAS
- * kernel set this CPU supports when the library did not recognise the CPU (core/blas.c). */
-__attribute__((constructor)) static void tu_best_blas_kernels(void) {
-    const char *better = ms_blas_better_core();
-    if (!better || getenv("OPENBLAS_CORETYPE")) return;
-    static char *argv[64];
-    FILE *f = fopen("/proc/self/cmdline", "r");
-    static char buf[8192];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) fclose(f);
-    int argc = 0;
-    for (size_t i = 0; i < n && argc < 63; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
-    if (argc == 0) return;
-    setenv("OPENBLAS_CORETYPE", better, 1);
-    execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE");
-}
+/* test with the GEMM kernels production uses */
+#include "marsseg_blas_restart.h"
 #endif
 
 #define CHECK(cond, ...)                                                        \
