@@ -28,6 +28,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* SAN_BUILD: built with ASan (make test SAN=1), where valgrind and TSan do not apply and memory
+ * figures include ASan's quarantine. MS_SRC_DIR: the source tree (the Makefile passes it). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_BUILD 1
+#else
+#define SAN_BUILD 0
+#endif
+#ifndef MS_SRC_DIR
+#define MS_SRC_DIR "."
+#endif
+
 /* every helper is static and some tests use only some of them */
 #define SU_FN static __attribute__((unused))
 

@@ -15,12 +15,6 @@
 #include "testutil.h"
 #include "srvutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
 static const char LUA[] =
     "local threads = {}\n"
     "function setup(thread) table.insert(threads, thread) end\n"

@@ -18,15 +18,6 @@
 #include "testutil.h"
 #include "srvutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
-#ifndef MS_SRC_DIR
-#define MS_SRC_DIR "."
-#endif
 #ifndef MS_TSAN_BIN
 #define MS_TSAN_BIN "build-tsan/marsseg"
 #endif

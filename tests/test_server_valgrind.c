@@ -15,16 +15,6 @@
 #include "testutil.h"
 #include "srvutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
-#ifndef MS_SRC_DIR
-#define MS_SRC_DIR "."
-#endif
-
 /* "==123== definitely lost: 1,234 bytes in 5 blocks" -> 1234; -1 if the line is missing */
 static long long vg_bytes(const char *log, const char *what) {
     const char *p = strstr(log, what);
