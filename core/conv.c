@@ -114,6 +114,16 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
     }
 }
 
+/* The direct AVX-512 kernel (conv_direct.c) beats im2col+GEMM on every U-Net shape measured
+ * except wide layers over many pixels, where OpenBLAS's blocking wins (F=32 at batch 32, Cin 256
+ * and 512: 263 vs 250 and 261 vs 196 GFLOP/s; see README, Benchmarks). */
+static int direct_enabled = 1;
+void conv3x3_set_direct(int on) { direct_enabled = on; }
+static int use_direct(int B, int Cin, int Cout, int H, int W) {
+    if (!direct_enabled || !conv3x3_direct_ok(Cout, B, H, W)) return 0;
+    return Cin < 256 || (size_t)B * H * W < 1024;
+}
+
 /* Inference: out = act(w . [im2col(inp); extra] + bias), with the bias, the optional ReLU and
  * the appended rows all applied to each chunk while its column block and output are in cache.
  * With BN folded into w and bias, and the ResBlock's 1x1 shortcut input as `extra` (its weights
@@ -122,6 +132,10 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
 void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), extra (Cextra,B,H,W), w (Cout, Cin*9 + Cextra), out (Cout,B,H,W)
+    if (use_direct(B, Cin, Cout, H, W)) {
+        conv3x3_direct_forward(out, inp, extra, Cextra, w, bias, relu, 0, B, Cin, Cout, H, W);
+        return;
+    }
     const int K = Cin * 9 + Cextra, total = B * H, rows = chunk_rows_k(K, W, total, conv_threads());
     const int nchunks = (total + rows - 1) / rows;
     const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
@@ -158,16 +172,29 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
+    const int nthr = conv_threads(), K = Cin * 9, total = B * H;
+    const size_t N = (size_t)total * W, wslice = (size_t)Cout * K + 16;
+    /* dinp += the 3x3 convolution of dout with w transposed and flipped, computed directly where
+     * the kernel applies (the flipped weights borrow dw_ws before it holds partial sums) */
+    const int direct_dinp = dinp && use_direct(B, Cout, Cin, H, W);
+    if (direct_dinp) {
+        float *wt = dw_ws; // (Cin, Cout*9): wt[c][co*9 + 8-k] = w[co][c*9 + k]
+        for (int co = 0; co < Cout; co++)
+            for (int c = 0; c < Cin; c++)
+                for (int k = 0; k < 9; k++) wt[(size_t)c * Cout * 9 + co * 9 + 8 - k] = w[(size_t)co * K + c * 9 + k];
+        conv3x3_direct_forward(dinp, dout, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+    }
+    const int col2im = dinp && !direct_dinp;
     /* two chunks per thread: the parity passes below each run every other chunk */
-    const int nthr = conv_threads(), K = Cin * 9, total = B * H, rows = chunk_rows(Cin, W, total, 2 * nthr);
-    const int nchunks = (total + rows - 1) / rows;
-    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16, wslice = (size_t)Cout * K + 16;
+    const int rows = chunk_rows(Cin, W, total, 2 * nthr), nchunks = (total + rows - 1) / rows;
+    const size_t slice = (size_t)K * rows * W + 16;
     memset(dw_ws, 0, sizeof(float) * wslice * nthr);
-    /* two passes, even chunks then odd ones: a chunk's col2im touches one row of each
-     * neighbour, and chunks of the same parity are at least 2 rows apart */
-    for (int parity = 0; parity < 2; parity++) {
+    /* with col2im: two passes, even chunks then odd ones: a chunk's col2im touches one row of
+     * each neighbour, and chunks of the same parity are at least 2 rows apart */
+    const int step = col2im ? 2 : 1;
+    for (int parity = 0; parity < step; parity++) {
 #pragma omp parallel for schedule(static) num_threads(nthr)
-        for (int c = parity; c < nchunks; c += 2) {
+        for (int c = parity; c < nchunks; c += step) {
             const int tid = omp_get_thread_num();
             float *col = ws + (size_t)tid * slice, *dwt = dw_ws + (size_t)tid * wslice;
             const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
@@ -176,7 +203,7 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
             // dw_t (Cout,K) += dout_chunk (Cout,ncols) . col^T (ncols,K)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, K, ncols,
                         1.0f, dout_chunk, (int)N, col, ncols, 1.0f, dwt, K);
-            if (!dinp) continue;
+            if (!col2im) continue;
             // dcol (K,ncols) = w^T (K,Cout) . dout_chunk (Cout,ncols), reusing the column buffer
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, Cout,
                         1.0f, w, K, dout_chunk, (int)N, 0.0f, col, ncols);

@@ -29,6 +29,14 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
 void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
+/* conv_direct.c: the same convolution computed directly with AVX-512 (no workspace); only for
+ * shapes where conv3x3_direct_ok(Cout, W) (AVX-512F present, Cout and W multiples of 16).
+ * accumulate=1 adds the result to out instead of overwriting it. */
+int conv3x3_direct_ok(int Cout, int B, int H, int W);
+/* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
+void conv3x3_set_direct(int on);
+void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                            const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);
 /* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */

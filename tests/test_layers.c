@@ -92,8 +92,10 @@ static double conv3_loss(void *p) {
     conv3x3_forward(c->out, c->x, c->w, c->B, c->Cin, c->Cout, c->H, c->W, c->ws);
     return dot(c->out, c->r, (size_t)c->Cout * c->B * c->H * c->W);
 }
-static void test_conv3x3(void) {
-    conv_ctx c = {3, 3, 4, 6, 10, 0, 0, 0, 0, 0};
+static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
+    conv_ctx c = {B, Cin, Cout, H, W, 0, 0, 0, 0, 0};
+    printf("  conv3x3 %dx%dx%dx%d -> %d channels: %s forward, %s dinp\n", B, Cin, H, W, Cout,
+           conv3x3_direct_ok(Cout, B, H, W) ? "direct" : "im2col", conv3x3_direct_ok(Cin, B, H, W) ? "direct" : "col2im");
     size_t nx = (size_t)c.Cin * c.B * c.H * c.W, ny = (size_t)c.Cout * c.B * c.H * c.W, nw = (size_t)c.Cout * c.Cin * 9;
     c.x = rnd(nx, 1); c.w = rnd(nw, 0.5f); c.r = rnd(ny, 1); c.out = malloc(sizeof(float) * ny);
     c.ws = malloc(sizeof(float) * conv3x3_ws_floats(c.B, c.Cin, c.H, c.W));
@@ -104,6 +106,78 @@ static void test_conv3x3(void) {
     fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
     fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
     free(c.x); free(c.w); free(c.r); free(c.out); free(c.ws); free(dx); free(dw);
+}
+
+/* The direct AVX-512 convolution against the im2col+GEMM one, on the shapes that exercise its
+ * edges: 3-vector blocks and a short last block, rows of 16 and 48, W = 8 and 24 (vectors that
+ * straddle rows and images, masks from the per-image table), odd H, appended 1x1 rows, bias,
+ * ReLU, accumulation, and the backward pass that computes dinp with it. */
+static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(a[i] - b[i]) > d) d = fabs(a[i] - b[i]);
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    *scale = m;
+    return d;
+}
+static void test_conv3x3_direct(void) {
+    if (!conv3x3_direct_ok(8, 1, 16, 16)) {
+        printf("  conv3x3 direct: this CPU has no AVX-512F; the im2col path is the only one\n");
+        return;
+    }
+    const int shapes[][6] = {/* B, Cin, Cout, H, W, Cextra */
+                             {2, 3, 8, 6, 16, 0}, {2, 5, 16, 5, 48, 4}, {3, 4, 8, 4, 8, 2},
+                             {1, 8, 24, 8, 24, 0}, {2, 16, 8, 3, 16, 3}, {1, 1, 16, 2, 32, 0}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int B = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][2], H = shapes[si][3], W = shapes[si][4],
+                  Ce = shapes[si][5], K = Cin * 9 + Ce;
+        CHECK(conv3x3_direct_ok(Cout, B, H, W), "shape %zu should take the direct path", si);
+        const size_t N = (size_t)B * H * W;
+        float *x = rnd(N * Cin, 1), *ex = rnd(N * Ce + 1, 1), *w = rnd((size_t)Cout * K, 0.5f), *b = rnd(Cout, 1);
+        float *ref = malloc(sizeof(float) * N * Cout), *got = malloc(sizeof(float) * N * Cout);
+        float *ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(B, Cin, Ce, H, W));
+        for (int relu = 0; relu < 2; relu++) {
+            conv3x3_set_direct(0);
+            conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
+            conv3x3_set_direct(1);
+            conv3x3_fused_forward(got, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
+            double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
+            CHECK(d <= 1e-5 * scale, "direct conv %zu (relu %d): max diff %.3g of %.3g", si, relu, d, scale);
+        }
+        /* accumulate: out += conv */
+        float *acc = rnd(N * Cout, 1);
+        memcpy(got, acc, sizeof(float) * N * Cout);
+        conv3x3_direct_forward(got, x, ex, Ce, w, b, 0, 1, B, Cin, Cout, H, W);
+        conv3x3_set_direct(0);
+        conv3x3_fused_forward(ref, x, ex, Ce, w, b, 0, B, Cin, Cout, H, W, ws);
+        for (size_t i = 0; i < N * Cout; i++) ref[i] += acc[i];
+        double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
+        CHECK(d <= 1e-5 * scale, "direct conv %zu accumulating: max diff %.3g of %.3g", si, d, scale);
+        /* backward with direct dinp (Cin a multiple of 8) against col2im, dinp accumulated */
+        if (Ce == 0 && conv3x3_direct_ok(Cin, B, H, W)) {
+            float *dout = rnd(N * Cout, 1), *dx0 = rnd(N * Cin, 1);
+            float *dx[2], *dw[2];
+            float *bws = malloc(sizeof(float) * conv3x3_ws_floats(B, Cin, H, W));
+            float *dws = malloc(sizeof(float) * conv3x3_dw_floats(Cin, Cout));
+            for (int dir = 0; dir < 2; dir++) {
+                dx[dir] = malloc(sizeof(float) * N * Cin);
+                memcpy(dx[dir], dx0, sizeof(float) * N * Cin);
+                dw[dir] = calloc((size_t)Cout * K, sizeof(float));
+                conv3x3_set_direct(dir);
+                conv3x3_backward(dx[dir], dw[dir], dout, x, w, B, Cin, Cout, H, W, bws, dws);
+            }
+            d = max_abs_diff(dx[1], dx[0], N * Cin, &scale);
+            CHECK(d <= 1e-5 * scale, "direct conv %zu dinp: max diff %.3g of %.3g", si, d, scale);
+            d = max_abs_diff(dw[1], dw[0], (size_t)Cout * K, &scale);
+            CHECK(d <= 1e-5 * scale, "direct conv %zu dw: max diff %.3g of %.3g", si, d, scale);
+            for (int dir = 0; dir < 2; dir++) free(dx[dir]), free(dw[dir]);
+            free(dout); free(dx0); free(bws); free(dws);
+        }
+        conv3x3_set_direct(1);
+        printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (max diff %.2g)\n", B, Cin, H, W, Cout, Ce, d);
+        free(x); free(ex); free(w); free(b); free(ref); free(got); free(ws); free(acc);
+    }
 }
 
 /* ---------------- conv1x1 */
@@ -300,7 +374,9 @@ static void test_unet_fd(void) {
 
 int main(void) {
     ms_rng_seed(&rng, 2024);
-    test_conv3x3();
+    test_conv3x3(3, 3, 4, 6, 10);  /* the im2col path */
+    test_conv3x3(2, 8, 16, 4, 16); /* the direct path where the CPU has it, dinp too */
+    test_conv3x3_direct();
     test_conv1x1();
     test_convt();
     test_bn(0);

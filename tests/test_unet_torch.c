@@ -236,5 +236,6 @@ static void run_fixture(const char *path) {
 int main(void) {
     run_fixture("tests/fixtures/unet_d3_f4.npz");
     run_fixture("tests/fixtures/unet_d2_f4.npz");
+    run_fixture("tests/fixtures/unet_d2_f8.npz"); /* every level on the direct convolution (AVX-512) */
     return TEST_END();
 }

@@ -176,5 +176,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     make("unet_d3_f4.npz", depth=3, base=4, B=2, H=16, W=32, eval_hw=(128, 256), seed=1234)
     make("unet_d2_f4.npz", depth=2, base=4, B=3, H=8, W=12, eval_hw=(12, 20), seed=99)
+    # every level on the direct AVX-512 convolution: 8+ channels, rows of 48 (3-vector blocks),
+    # then 24 and 12 wide (vectors straddling rows, masks from the per-image table)
+    make("unet_d2_f8.npz", depth=2, base=8, B=2, H=16, W=48, eval_hw=(32, 80), seed=4242)
     make_layers("loss_ref.npz", seed=7)
     sys.exit(0)
