@@ -131,6 +131,7 @@ static inline void taps_of(taps16 *t, long p, int H, int W, const taps16 *tab) {
         }                                                                                               \
     }
 DIRECT_BLOCK(direct_8x3, 8, 3)
+DIRECT_BLOCK(direct_8x2, 8, 2) /* the short last block (deep levels at batch 1: 2 vectors in all) */
 DIRECT_BLOCK(direct_8x1, 8, 1)
 #endif
 
@@ -152,9 +153,10 @@ void conv3x3_direct_forward(float *out, const float *inp, const float *extra, in
             const long v0 = pb * 3;
             if (v0 + 3 <= nvec) {
                 direct_8x3(out, inp, extra, Cextra, w, bias, relu, accumulate, N, Cin, H, W, cb * 8, v0 * 16, tab);
+            } else if (v0 + 2 == nvec) {
+                direct_8x2(out, inp, extra, Cextra, w, bias, relu, accumulate, N, Cin, H, W, cb * 8, v0 * 16, tab);
             } else {
-                for (long v = v0; v < nvec; v++)
-                    direct_8x1(out, inp, extra, Cextra, w, bias, relu, accumulate, N, Cin, H, W, cb * 8, v * 16, tab);
+                direct_8x1(out, inp, extra, Cextra, w, bias, relu, accumulate, N, Cin, H, W, cb * 8, v0 * 16, tab);
             }
         }
 #else

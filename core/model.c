@@ -201,6 +201,10 @@ void ms_infer_cache_release(void) {
     }
 }
 
+#ifndef MS_INFER_CHUNK
+#define MS_INFER_CHUNK 4
+#endif
+
 static ms_status cached_acts(const ms_model *m, int B, int H, int W, ms_acts **out) {
     pthread_once(&cache_once, cache_init);
     infer_cache *c = pthread_getspecific(cache_key);
@@ -225,13 +229,29 @@ static ms_status cached_acts(const ms_model *m, int B, int H, int W, ms_acts **o
 ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
                            uint8_t *labels, float *probs) {
     ms_acts *a = NULL;
-    ms_status st = cached_acts(m, B, H, W, &a);
+    if (!m->plan) {
+        ms_status st = cached_acts(m, B, H, W, &a);
+        if (st) return st;
+        /* eval mode reads but never writes the model (no running-stat updates): the cast is
+         * safe, and it is what lets many threads share one immutable model */
+        ms_unet_forward((ms_model *)m, a, x, 0, 0);
+        softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
+        return MS_OK;
+    }
+    /* A frozen model runs a batch MS_INFER_CHUNK images at a time: activations are channel
+     * planes of B*H*W floats, and with B = 32 at 64x128 their 1 MiB power-of-two stride maps every
+     * channel's pixels to the same cache sets, which cost the convolutions 30% (measured: 177 vs
+     * 244 GFLOP/s at B=32 vs 31). 4 images keep the deep levels' blocks busy on both cores. */
+    const int S = B < MS_INFER_CHUNK ? B : MS_INFER_CHUNK, K = m->cfg.classes;
+    const size_t hw = (size_t)H * W;
+    ms_status st = cached_acts(m, S, H, W, &a);
     if (st) return st;
-    /* eval mode reads but never writes the model (no running-stat updates): the cast is safe,
-     * and it is what lets many threads share one immutable model */
-    if (m->plan) ms_unet_forward_infer(m, a, x);
-    else ms_unet_forward((ms_model *)m, a, x, 0, 0);
-    softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
+    for (int b0 = 0; b0 < B; b0 += S) {
+        const int nb = B - b0 < S ? B - b0 : S;
+        ms_unet_forward_infer(m, a, x + (size_t)b0 * hw, nb);
+        softmax_argmax(a->logits, K, nb, hw, labels ? labels + (size_t)b0 * hw : NULL,
+                       probs ? probs + (size_t)b0 * K * hw : NULL);
+    }
     return MS_OK;
 }
 

@@ -507,8 +507,9 @@ static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r
     conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
 }
 
-void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x) {
-    const int D = m->cfg.depth, B = a->B;
+void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B) {
+    const int D = m->cfg.depth;
+    if (B > a->B) B = a->B; /* the buffers hold a->B images */
     const float *P = m->params;
     const float *h = x;
     for (int l = 0; l < D; l++) {

@@ -155,7 +155,7 @@ static void run_fixture(const char *path) {
     compare("eval_logits", ea.logits, elog, n, FWD_TOL);
     /* the inference form (BN folded, shortcut merged into conv2) against PyTorch too */
     CHECK_OK(ms_model_freeze(m));
-    ms_unet_forward_infer(m, &ea, ex);
+    ms_unet_forward_infer(m, &ea, ex, ea.B);
     compare("eval_logits (inference form)", ea.logits, elog, n, FWD_TOL);
     free(m->plan);
     m->plan = NULL;
@@ -220,7 +220,7 @@ static void run_fixture(const char *path) {
     ms_unet_forward(m, &ea, ex, 0, 0);
     memcpy(ref, ea.logits, sizeof(float) * (size_t)K * EH * EW);
     CHECK_OK(ms_model_freeze(m));
-    ms_unet_forward_infer(m, &ea, ex);
+    ms_unet_forward_infer(m, &ea, ex, ea.B);
     compare("trained eval logits (inference form)", ea.logits, ref, (size_t)K * EH * EW, 1e-5);
     ms_acts_free(&ea);
     free(ref);
