@@ -33,6 +33,11 @@ size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
  * shapes where conv3x3_direct_ok(Cout, W) (AVX-512F present, Cout and W multiples of 16).
  * accumulate=1 adds the result to out instead of overwriting it. */
 int conv3x3_direct_ok(int Cout, int B, int H, int W);
+/* Direct weight gradient (used by conv3x3_backward): rows per chunk for a per-thread slice of
+ * slice_floats, 0 where it does not apply; thread t adds into dw_ws + t*wslice. */
+int conv3x3_direct_dw_rows(size_t slice_floats, int Cin, int Cout, int H, int W);
+void conv3x3_direct_dw(float *dw_ws, size_t wslice, float *ws, size_t slice, const float *dout, const float *inp,
+                       int B, int Cin, int Cout, int H, int W, int R);
 /* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
 void conv3x3_set_direct(int on);
 void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
