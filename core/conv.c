@@ -118,10 +118,11 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
  * except wide layers over many pixels, where OpenBLAS's blocking wins (F=32 at batch 32, Cin 256
  * and 512: 263 vs 250 and 261 vs 196 GFLOP/s; see README, Benchmarks). */
 static int direct_enabled = 1;
-/* the direct weight gradient where input + output channels are at most this (measured: it wins
- * over im2col+GEMM at F=16's and F=32's top levels, where GEMM's packing dominates) */
+/* the direct weight gradient where input + output channels are at most this and rows at least
+ * 32 wide: measured to beat im2col+GEMM (whose packing dominates there) by 1.1-2.1x on F=16's
+ * levels 0-2 and F=32's levels 0-1, and to lose (0.8x) on 16-wide rows with 192+ channels */
 #ifndef MS_DIRECT_DW_MAX_C
-#define MS_DIRECT_DW_MAX_C 96
+#define MS_DIRECT_DW_MAX_C 128
 #endif
 void conv3x3_set_direct(int on) { direct_enabled = on; }
 static int use_direct(int B, int Cin, int Cout, int H, int W) {
@@ -194,7 +195,7 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
     const int rows = chunk_rows(Cin, W, total, 2 * nthr), nchunks = (total + rows - 1) / rows;
     const size_t slice = (size_t)K * rows * W + 16;
     memset(dw_ws, 0, sizeof(float) * wslice * nthr);
-    const int dw_rows = direct_enabled && !col2im && Cin + Cout <= MS_DIRECT_DW_MAX_C
+    const int dw_rows = direct_enabled && !col2im && Cin + Cout <= MS_DIRECT_DW_MAX_C && W >= 32
                             ? conv3x3_direct_dw_rows(slice, Cin, Cout, H, W) : 0;
     if (dw_rows) conv3x3_direct_dw(dw_ws, wslice, ws, slice, dout, inp, B, Cin, Cout, H, W, dw_rows);
     /* im2col+GEMM for dw unless done directly; with col2im: two passes, even chunks then odd

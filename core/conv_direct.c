@@ -204,7 +204,8 @@ __attribute__((target("avx512f"))) static void dw_chunk(float *dwt, const float 
                     const float *q = pc + (size_t)r * PW + x0; /* padded (row r+ky, col x0+kx), ky,kx in 0..2 */
 #pragma GCC unroll 9
                     for (int k = 0; k < 9; k++) {
-                        const __m512 xv = _mm512_loadu_ps(q + (k / 3) * PW + k % 3);
+                        __m512 xv = _mm512_loadu_ps(q + (k / 3) * PW + k % 3);
+                        __asm__("" : "+v"(xv)); /* one load for both FMAs: GCC would fold it into each */
                         a0[k] = _mm512_fmadd_ps(g0, xv, a0[k]);
                         a1[k] = _mm512_fmadd_ps(g1, xv, a1[k]);
                     }
