@@ -38,6 +38,18 @@ int conv3x3_direct_ok(int Cout, int B, int H, int W);
 int conv3x3_direct_dw_rows(size_t slice_floats, int Cin, int Cout, int H, int W);
 void conv3x3_direct_dw(float *dw_ws, size_t wslice, float *ws, size_t slice, const float *dout, const float *inp,
                        int B, int Cin, int Cout, int H, int W, int R);
+/* conv_wino.c: Winograd F(2x2,3x3) for inference, U = conv3x3_wino_weights(w) computed once:
+ * out = act(conv(inp; w) + conv1x1(extra) + bias) like conv3x3_fused_forward. _pays: the
+ * channel counts make it cheaper than the direct sum (decided when a model is frozen); _ok: that,
+ * and AVX-512F, even H and W, enough tiles for both cores, and not switched off (tests, bench). */
+int conv3x3_wino_pays(int Cin, int Cextra, int Cout);
+int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W);
+void conv3x3_set_wino(int on);
+size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout);
+size_t conv3x3_wino_ws_floats(int Ct, int Cout);
+void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout);
+void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+                          const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 /* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
 void conv3x3_set_direct(int on);
 void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,

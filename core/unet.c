@@ -338,7 +338,11 @@ ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int
         for (int k = 0; k < 2; k++) {
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->cin, h, w));
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->c, h, w));
-            if (!training) ws = MS_MAX(ws, conv3x3_fused_ws_floats(B, blocks[k]->c, blocks[k]->cin, h, w));
+            if (!training) {
+                ws = MS_MAX(ws, conv3x3_fused_ws_floats(B, blocks[k]->c, blocks[k]->cin, h, w));
+                ws = MS_MAX(ws, conv3x3_wino_ws_floats(blocks[k]->cin, blocks[k]->c));
+                ws = MS_MAX(ws, conv3x3_wino_ws_floats(blocks[k]->c + blocks[k]->cin, blocks[k]->c));
+            }
         }
         if (l < D) ws = MS_MAX(ws, convt2x2_ws_floats(B, m->ch[l], h >> 1, w >> 1));
     }
@@ -471,6 +475,15 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
     *pos += (size_t)c * k2;
     p->b2 = *pos;
     *pos += (size_t)c;
+    p->u1 = p->u2 = MS_NO_WINO;
+    if (conv3x3_wino_pays(cin, 0, c)) {
+        p->u1 = *pos;
+        *pos += conv3x3_wino_weight_floats(cin, 0, c);
+    }
+    if (conv3x3_wino_pays(c, cin, c)) {
+        p->u2 = *pos;
+        *pos += conv3x3_wino_weight_floats(c, cin, c);
+    }
     float *L = m->plan;
     if (!L) return; /* sizing pass */
     for (int co = 0; co < c; co++) {
@@ -482,6 +495,8 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         for (int j = 0; j < cin; j++) L[p->w2 + (size_t)co * k2 + 9 * c + j] = P[o->scw + (size_t)co * cin + j];
         L[p->b2 + co] = P[o->b2b + co] - bf[o->b2rm + co] * s2 + P[o->scb + co];
     }
+    if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, cin, 0, c);
+    if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, c, cin, c);
 }
 
 static size_t fold_all(ms_model *m) {
@@ -503,8 +518,14 @@ ms_status ms_model_freeze(ms_model *m) {
 
 static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r, const float *inp, int B, float *ws) {
     const float *L = m->plan;
-    conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
-    conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+    if (p->u1 != MS_NO_WINO && conv3x3_wino_ok(r->cin, 0, r->c, B, r->h, r->w))
+        conv3x3_wino_forward(r->a1, inp, NULL, 0, L + p->u1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+    else
+        conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+    if (p->u2 != MS_NO_WINO && conv3x3_wino_ok(r->c, r->cin, r->c, B, r->h, r->w))
+        conv3x3_wino_forward(r->out, r->a1, inp, r->cin, L + p->u2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+    else
+        conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
 }
 
 void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B) {

@@ -34,7 +34,9 @@ typedef struct {
  * (w2 (c, c*9 + cin), b2 = bn2 shift + shortcut bias). */
 typedef struct {
     size_t w1, b1, w2, b2;
+    size_t u1, u2; /* Winograd weights of conv1 and conv2 (conv3x3_wino_weights), MS_NO_WINO if not worth it */
 } ms_rb_plan;
+#define MS_NO_WINO ((size_t)-1)
 
 struct ms_model {
     ms_model_config cfg;

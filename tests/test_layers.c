@@ -195,6 +195,44 @@ static void test_conv3x3_direct(void) {
     }
 }
 
+/* Winograd F(2x2,3x3) (inference) against the direct/im2col sum: chunks of 48 tiles with a
+ * short last one, tile vectors that straddle rows and images (W = 8: 4 tiles a row), padding on
+ * every side, appended 1x1 rows as centre-tap channels, bias and ReLU. F(2x2,3x3) adds a few
+ * float32 roundings per output: 1e-5 of the output's range is still 10-100x what it costs. */
+static void test_conv3x3_wino(void) {
+    const int shapes[][6] = {/* B, Cin, Cout, H, W, Cextra */
+                             {1, 32, 32, 16, 32, 0}, {3, 40, 32, 6, 8, 0}, {2, 32, 40, 10, 14, 16}, {1, 64, 32, 12, 36, 0}};
+    if (!conv3x3_wino_ok(32, 0, 32, 1, 16, 32)) {
+        printf("  conv3x3 winograd: this CPU has no AVX-512F; not used\n");
+        return;
+    }
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int B = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][2], H = shapes[si][3], W = shapes[si][4],
+                  Ce = shapes[si][5], K = Cin * 9 + Ce;
+        /* the tile count decides only whether it pays at run time: small shapes test the edges */
+        CHECK(conv3x3_wino_pays(Cin, Ce, Cout), "winograd shape %zu should pay for its channels", si);
+        const size_t N = (size_t)B * H * W;
+        float *x = rnd(N * Cin, 1), *ex = rnd(N * Ce + 1, 1), *w = rnd((size_t)Cout * K, 0.2f), *b = rnd(Cout, 1);
+        float *ref = malloc(sizeof(float) * N * Cout), *got = malloc(sizeof(float) * N * Cout);
+        float *ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(B, Cin, Ce, H, W));
+        float *U = malloc(sizeof(float) * conv3x3_wino_weight_floats(Cin, Ce, Cout));
+        float *wws = malloc(sizeof(float) * conv3x3_wino_ws_floats(Cin + Ce, Cout));
+        conv3x3_wino_weights(U, w, Cin, Ce, Cout);
+        for (int relu = 0; relu < 2; relu++) {
+            conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
+            for (size_t i = 0; i < N * Cout; i++) got[i] = NAN; /* every output must be written */
+            conv3x3_wino_forward(got, x, ex, Ce, U, b, relu, B, Cin, Cout, H, W, wws);
+            size_t unwritten = 0;
+            for (size_t i = 0; i < N * Cout; i++) unwritten += !isfinite(got[i]);
+            CHECK(unwritten == 0, "winograd conv %zu: %zu outputs not written", si, unwritten);
+            double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
+            CHECK(d <= 1e-5 * scale, "winograd conv %zu (relu %d): max diff %.3g of %.3g", si, relu, d, scale);
+            if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): max diff %.2g of %.2g\n", B, Cin, H, W, Cout, Ce, d, scale);
+        }
+        free(x); free(ex); free(w); free(b); free(ref); free(got); free(ws); free(U); free(wws);
+    }
+}
+
 /* ---------------- conv1x1 */
 typedef struct { size_t N; int Cin, Cout; float *x, *w, *b, *r, *out; } c1_ctx;
 static double conv1_loss(void *p) {
@@ -394,6 +432,7 @@ int main(void) {
     test_conv3x3(3, 3, 4, 6, 10);  /* the im2col path */
     test_conv3x3(2, 8, 16, 4, 16); /* the direct path where the CPU has it, dinp too */
     test_conv3x3_direct();
+    test_conv3x3_wino();
     test_conv1x1();
     test_convt();
     test_bn(0);

@@ -237,5 +237,6 @@ int main(void) {
     run_fixture("tests/fixtures/unet_d3_f4.npz");
     run_fixture("tests/fixtures/unet_d2_f4.npz");
     run_fixture("tests/fixtures/unet_d2_f8.npz"); /* every level on the direct convolution (AVX-512) */
+    run_fixture("tests/fixtures/unet_d2_f16.npz"); /* eval form: Winograd convolutions (AVX-512) */
     return TEST_END();
 }

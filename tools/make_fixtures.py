@@ -179,5 +179,7 @@ if __name__ == "__main__":
     # every level on the direct AVX-512 convolution: 8+ channels, rows of 48 (3-vector blocks),
     # then 24 and 12 wide (vectors straddling rows, masks from the per-image table)
     make("unet_d2_f8.npz", depth=2, base=8, B=2, H=16, W=48, eval_hw=(32, 80), seed=4242)
+    # the frozen model's Winograd convolutions: 32+ channels with enough tiles at eval size
+    make("unet_d2_f16.npz", depth=2, base=16, B=1, H=8, W=16, eval_hw=(64, 128), seed=777)
     make_layers("loss_ref.npz", seed=7)
     sys.exit(0)

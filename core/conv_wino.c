@@ -1,0 +1,249 @@
+/* Winograd F(2x2, 3x3) convolution (padding 1) for inference: each 2x2 output tile comes from a
+ * 4x4 input tile through 16 products per channel pair instead of 36, i.e. 2.25x fewer
+ * multiply-adds (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+ *
+ *   U = G g G^T     weights, once per frozen model (conv3x3_wino_weights)   (16, Cout, Ct)
+ *   V = B^T d B     each 4x4 input tile, per chunk of 48 tiles               (16, Ct, 48)
+ *   M[x] = U[x] V[x]  16 small GEMMs, an AVX-512 kernel: 8 output channels x 48 tiles in zmm
+ *   Y = A^T M A     the 2x2 outputs, plus bias, the optional ReLU
+ *
+ * Ct = Cin + Cextra: the appended 1x1 rows (the ResBlock shortcut of the folded inference form)
+ * are channels whose 3x3 kernel is their weight at the centre tap. A chunk's V and M (16 x 48 x
+ * (Ct + Cout) floats) stay in the core's L2 cache; only the deep, wide layers use this path
+ * (conv3x3_wino_ok), where it pays for its transforms. F(2x2,3x3) in float32 keeps the error
+ * within a few units of the direct sum's rounding (tested against it and against PyTorch). */
+#include "layers.h"
+
+#include <omp.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MS_HAVE_WINO 1
+#else
+#define MS_HAVE_WINO 0
+#endif
+
+#define TC 48 /* tiles per chunk: 3 zmm vectors */
+#ifndef MS_WINO_MIN_C
+#define MS_WINO_MIN_C 32
+#endif
+
+static int wino_enabled = 1;
+void conv3x3_set_wino(int on) { wino_enabled = on; }
+
+/* Per output pixel the direct sum costs 9*Cin + Cextra multiply-adds, Winograd 4*(Cin + Cextra)
+ * (16 per 2x2 tile for every channel, the appended 1x1 rows included) plus its transforms,
+ * measured at ~1.4x the GEMM part: with Cextra = 2*Cin (the decoder's shortcut from the
+ * concatenation) the direct sum is cheaper, and below 32 channels the transforms do not pay. */
+int conv3x3_wino_pays(int Cin, int Cextra, int Cout) {
+    const int Ct = Cin + Cextra;
+    return Cout % 8 == 0 && Cout >= MS_WINO_MIN_C && Ct >= MS_WINO_MIN_C && 5.6 * Ct < 9.0 * Cin + Cextra;
+}
+
+int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W) {
+#if MS_HAVE_WINO
+    const long tiles = (long)B * (H / 2) * (W / 2);
+    return wino_enabled && __builtin_cpu_supports("avx512f") && conv3x3_wino_pays(Cin, Cextra, Cout) && H % 2 == 0 &&
+           W % 2 == 0 && tiles >= 2 * TC && (size_t)B * H * W < ((size_t)1 << 31); /* int32 gather indices */
+#else
+    (void)Cin, (void)Cextra, (void)Cout, (void)B, (void)H, (void)W;
+    return 0;
+#endif
+}
+
+size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)16 * Cout * (Cin + Cextra); }
+
+size_t conv3x3_wino_ws_floats(int Ct, int Cout) {
+    return (size_t)omp_get_num_procs() * ((size_t)16 * TC * (Ct + Cout) + 16);
+}
+
+void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout) {
+    // w (Cout, Cin*9 + Cextra) -> U (16, Cout, Ct)
+    const int K = Cin * 9 + Cextra, Ct = Cin + Cextra;
+    const size_t plane = (size_t)Cout * Ct;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++) {
+        for (int c = 0; c < Ct; c++) {
+            float g[3][3] = {{0}};
+            if (c < Cin) {
+                for (int k = 0; k < 9; k++) g[k / 3][k % 3] = w[(size_t)co * K + c * 9 + k];
+            } else {
+                g[1][1] = w[(size_t)co * K + Cin * 9 + (c - Cin)];
+            }
+            float t[4][3]; /* G g, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[0][j];
+                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                t[3][j] = g[2][j];
+            }
+            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                float *u = U + (size_t)i * 4 * plane + (size_t)co * Ct + c;
+                u[0 * plane] = t[i][0];
+                u[1 * plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                u[3 * plane] = t[i][2];
+            }
+        }
+    }
+}
+
+#if MS_HAVE_WINO
+/* Where the tiles of a chunk are, as gather/scatter indices into a channel plane: for each of
+ * its 3 vectors of 16 tiles, the index of each tile's top-left input pixel (row 2ty-1, column
+ * 2tx-1) and, per position (i,j) of the 4x4 input tile, which lanes lie inside the image (the
+ * rest is padding, never read); lanes past the chunk's last tile are off everywhere. */
+typedef struct {
+    __m512i base[3];  /* input: b*H*W + (2ty-1)*W + 2tx-1 */
+    __mmask16 m[3][16];
+    __mmask16 live[3]; /* tiles that exist */
+} chunk_tiles;
+
+__attribute__((target("avx512f"))) static void tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt) {
+    (void)B;
+    const int TH = H / 2, TW = W / 2;
+    for (int v = 0; v < 3; v++) {
+        int base[16];
+        unsigned m[16] = {0}, live = 0;
+        for (int l = 0; l < 16; l++) {
+            const int t = v * 16 + l;
+            base[l] = 0;
+            if (t >= nt) continue;
+            live |= 1u << l;
+            const long tile = t0 + t;
+            const int tx = (int)(tile % TW), ty = (int)((tile / TW) % TH), b = (int)(tile / ((long)TW * TH));
+            base[l] = (b * H + 2 * ty - 1) * W + 2 * tx - 1;
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    const int y = 2 * ty - 1 + i, x = 2 * tx - 1 + j;
+                    if (y >= 0 && y < H && x >= 0 && x < W) m[i * 4 + j] |= 1u << l;
+                }
+        }
+        ct->base[v] = _mm512_loadu_si512(base);
+        for (int k = 0; k < 16; k++) ct->m[v][k] = (__mmask16)m[k];
+        ct->live[v] = (__mmask16)live;
+    }
+}
+
+/* V (16, Ct, TC) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
+__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, const float *extra, int Cin,
+                                                              int Cextra, size_t N, int W, const chunk_tiles *ct) {
+    const size_t plane = (size_t)(Cin + Cextra) * TC;
+    for (int c = 0; c < Cin + Cextra; c++) {
+        const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+        for (int v = 0; v < 3; v++) {
+            __m512 d[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    const __m512i idx = _mm512_add_epi32(ct->base[v], _mm512_set1_epi32(i * W + j));
+                    d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ct->m[v][i * 4 + j], idx, src, 4);
+                }
+            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            float *o = V + (size_t)c * TC + 16 * v;
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
+            }
+        }
+    }
+}
+
+/* M[x] (8 rows from co0, TC) = U[x] (rows co0.., Ct) . V[x] (Ct, TC), for one x of the 16 */
+__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, const float *V, int Ct) {
+    __m512 acc[24];
+#pragma GCC unroll 24
+    for (int j = 0; j < 24; j++) acc[j] = _mm512_setzero_ps();
+    for (int c = 0; c < Ct; c++) {
+        const __m512 v0 = _mm512_loadu_ps(V + (size_t)c * TC), v1 = _mm512_loadu_ps(V + (size_t)c * TC + 16),
+                     v2 = _mm512_loadu_ps(V + (size_t)c * TC + 32);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512 u = _mm512_set1_ps(U[(size_t)j * Ct + c]);
+            acc[3 * j] = _mm512_fmadd_ps(v0, u, acc[3 * j]);
+            acc[3 * j + 1] = _mm512_fmadd_ps(v1, u, acc[3 * j + 1]);
+            acc[3 * j + 2] = _mm512_fmadd_ps(v2, u, acc[3 * j + 2]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        _mm512_storeu_ps(M + (size_t)j * TC, acc[3 * j]);
+        _mm512_storeu_ps(M + (size_t)j * TC + 16, acc[3 * j + 1]);
+        _mm512_storeu_ps(M + (size_t)j * TC + 32, acc[3 * j + 2]);
+    }
+}
+
+/* out <- A^T M A (+ bias, ReLU), A^T = [1 1 1 0; 0 1 -1 -1]; scattered 16 tiles at a time */
+__attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, const float *bias, int relu,
+                                                               int Cout, size_t N, int W, const chunk_tiles *ct) {
+    const size_t plane = (size_t)Cout * TC;
+    const __m512i one = _mm512_set1_epi32(1), wp1 = _mm512_set1_epi32(W + 1);
+    for (int v = 0; v < 3; v++) {
+        if (!ct->live[v]) continue;
+        /* output tile's top-left pixel: input top-left + one row + one column */
+        const __m512i o00 = _mm512_add_epi32(ct->base[v], wp1), o01 = _mm512_add_epi32(o00, one);
+        const __m512i o10 = _mm512_add_epi32(o00, _mm512_set1_epi32(W)), o11 = _mm512_add_epi32(o10, one);
+        for (int co = 0; co < Cout; co++) {
+            const float *m = M + (size_t)co * TC + 16 * v;
+            __m512 s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
+                const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
+                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+            __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
+            __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
+            __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
+            __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+            if (relu) {
+                const __m512 z = _mm512_setzero_ps();
+                y00 = _mm512_max_ps(y00, z), y01 = _mm512_max_ps(y01, z);
+                y10 = _mm512_max_ps(y10, z), y11 = _mm512_max_ps(y11, z);
+            }
+            float *dst = out + (size_t)co * N;
+            _mm512_mask_i32scatter_ps(dst, ct->live[v], o00, y00, 4);
+            _mm512_mask_i32scatter_ps(dst, ct->live[v], o01, y01, 4);
+            _mm512_mask_i32scatter_ps(dst, ct->live[v], o10, y10, 4);
+            _mm512_mask_i32scatter_ps(dst, ct->live[v], o11, y11, 4);
+        }
+    }
+}
+#endif
+
+void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+                          const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, Cin+Cextra), out (Cout,B,H,W)
+#if MS_HAVE_WINO
+    const int Ct = Cin + Cextra;
+    const size_t N = (size_t)B * H * W;
+    const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
+    const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * Ct;
+    const int nthr = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long ch = 0; ch < nchunks; ch++) {
+        float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
+        const long t0 = ch * TC;
+        const int nt = T - t0 < TC ? (int)(T - t0) : TC;
+        chunk_tiles ct;
+        tiles_of(&ct, B, H, W, t0, nt);
+        input_transform(V, inp, extra, Cin, Cextra, N, W, &ct);
+        for (int x = 0; x < 16; x++)
+            for (int co = 0; co < Cout; co += 8)
+                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * Ct, V + (size_t)x * Ct * TC, Ct);
+        output_transform(out, M, bias, relu, Cout, N, W, &ct);
+    }
+#else
+    (void)out, (void)inp, (void)extra, (void)Cextra, (void)U, (void)bias, (void)relu;
+    (void)B, (void)Cin, (void)Cout, (void)H, (void)W, (void)ws;
+#endif
+}
