@@ -78,11 +78,11 @@ ifeq ($(PEER),1)
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  (echo "PEER=1 needs Debian's python3-torch: apt-get install -y python3-torch" >&2; exit 1)
 	/usr/bin/python3 bench/peer.py > $(BUILD)/peer.json
-	./$(BUILD)/bench_unet 3 $(BUILD)/peer.json | tee $(BUILD)/bench.txt
+	./$(BUILD)/bench_unet 5 $(BUILD)/peer.json | tee $(BUILD)/bench.txt
 else
-	./$(BUILD)/bench_unet 3 | tee $(BUILD)/bench.txt
+	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
-	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer: batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
+	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 
 # The bundled default model: trained in two stages on the developers' AI4Mars file

@@ -20,6 +20,17 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* the median of n timings: one descheduled step on a shared machine must not move the figure
+ * (bench/peer.py reports PyTorch's medians the same way) */
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 static double sgemm_gflops(int n) {
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
     for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (i % 1000);
@@ -96,7 +107,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < B * H * W; i++) { x[i] = ms_rng_float(&r); t[i] = (uint8_t)ms_rng_below(&r, 5); }
         float cw[5] = {0.1f, 1, 1, 1, 1};
         ms_adamw_cfg opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f};
-        double tf = 0, tb = 0, to = 0;
+        double tf[64], tb[64], to[64], ts[64];
+        if (steps > 64) steps = 64;
         for (int s = 0; s <= steps; s++) {
             double t0 = now();
             ms_unet_forward(m, &a, x, 1, s);
@@ -107,25 +119,32 @@ int main(int argc, char **argv) {
             double t2 = now();
             adamw_step(m->params, g, m1, v, m->nparams, s + 1, &opt);
             double t3 = now();
-            if (s > 0) { tf += t1 - t0; tb += t2 - t1; to += t3 - t2; }
+            if (s > 0) { tf[s - 1] = t1 - t0; tb[s - 1] = t2 - t1; to[s - 1] = t3 - t2; ts[s - 1] = t3 - t0; }
         }
-        double step = (tf + tb + to) / steps;
-        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (fwd %.0f ms, bwd %.0f ms, adam %.0f ms per step), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
-               bases[bi], gf, B, B / step, tf / steps * 1e3, tb / steps * 1e3, to / steps * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        const double step = median(ts, steps), mf = median(tf, steps), mb = median(tb, steps), mo = median(to, steps);
+        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (median of %d steps: fwd %.0f ms, bwd %.0f ms, adam %.0f ms), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
+               bases[bi], gf, B, B / step, steps, mf * 1e3, mb * 1e3, mo * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
         ratio(bases[bi], "train_img_s", B / step, 1);
         ms_acts_free(&a);
         /* inference, in the form the server uses (ms_model_load freezes: BN folded) */
         if (ms_model_freeze(m)) return 1;
         uint8_t *lab = malloc((size_t)B * H * W);
+        double tt[64];
         ms_model_predict(m, x, 1, H, W, lab, NULL);
-        double t0 = now(); int n1 = 20;
-        for (int i = 0; i < n1; i++) ms_model_predict(m, x, 1, H, W, lab, NULL);
-        double b1 = (now() - t0) / n1;
+        for (int i = 0; i < 40; i++) {
+            const double t0 = now();
+            ms_model_predict(m, x, 1, H, W, lab, NULL);
+            tt[i] = now() - t0;
+        }
+        const double b1 = median(tt, 40);
         ms_model_predict(m, x, B, H, W, lab, NULL); /* allocates the batch-32 activations */
-        t0 = now(); int n32 = 3;
-        for (int i = 0; i < n32; i++) ms_model_predict(m, x, B, H, W, lab, NULL);
-        double b32 = (now() - t0) / n32;
-        printf("F=%d infer: batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
+        for (int i = 0; i < 5; i++) {
+            const double t0 = now();
+            ms_model_predict(m, x, B, H, W, lab, NULL);
+            tt[i] = now() - t0;
+        }
+        const double b32 = median(tt, 5);
+        printf("F=%d infer (medians): batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
                bases[bi], b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
         ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
         ratio(bases[bi], "infer_b32_img_s", B / b32, 1);

@@ -7,6 +7,7 @@ Runs with Debian's python3-torch (1.13, oneDNN); threads = all cores, like marss
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -18,7 +19,7 @@ from make_fixtures import UNet  # noqa: E402
 
 torch.set_num_threads(os.cpu_count() or 1)
 H, W, B = 64, 128, 32
-steps = int(os.environ.get("PEER_STEPS", "3"))
+steps = int(os.environ.get("PEER_STEPS", "5"))  # medians of per-step times, like bench_unet
 out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available()}
 for base in (32, 16):
     torch.manual_seed(0)
@@ -28,27 +29,33 @@ for base in (32, 16):
     t = torch.randint(0, 5, (B, H, W))
     w = torch.tensor([0.1, 1, 1, 1, 1.0])
     model.train()
+    steps_s = []
     for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
         opt.zero_grad()
         loss = Fn.cross_entropy(model(x), t, weight=w)
         loss.backward()
         opt.step()
-    train = B * steps / (time.perf_counter() - t0)
+        if i > 0:
+            steps_s.append(time.perf_counter() - t0)
+    train = B / statistics.median(steps_s)
     model.eval()
     with torch.no_grad():
         x1 = x[:1]
         model(x1)
-        t0 = time.perf_counter()
-        for _ in range(20):
+        b1 = []
+        for _ in range(40):
+            t0 = time.perf_counter()
             model(x1)
-        b1 = (time.perf_counter() - t0) / 20
+            b1.append(time.perf_counter() - t0)
+        b1 = statistics.median(b1)
         model(x)
-        t0 = time.perf_counter()
-        for _ in range(3):
+        b32 = []
+        for _ in range(5):
+            t0 = time.perf_counter()
             model(x)
-        b32 = B * 3 / (time.perf_counter() - t0)
+            b32.append(time.perf_counter() - t0)
+        b32 = B / statistics.median(b32)
     out["F%d" % base] = {"train_img_s": train, "infer_b1_ms": b1 * 1e3, "infer_b32_img_s": b32}
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))

@@ -23,12 +23,13 @@ measure() { # label
   local p50 p99
   p50=$(awk -v n="$n" 'NR == int(n * 0.50 + 0.5) {print}' "$tmp/sorted")
   p99=$(awk -v n="$n" 'NR == int(n * 0.99 + 0.5) {print}' "$tmp/sorted")
-  printf '/segment %-15s %d requests: p50 %.1f ms, p99 %.1f ms, non-200: %d\n' "$1" "$n" "$p50" "$p99" "$bad"
+  # the report goes to stderr (not `tee /dev/stderr`: that reopens a redirected log and truncates it)
+  printf '/segment %-15s %d requests: p50 %.1f ms, p99 %.1f ms, non-200: %d\n' "$1" "$n" "$p50" "$p99" "$bad" >&2
   echo "$p99"
 }
-idle=$(measure idle | tee /dev/stderr | tail -1)
+idle=$(measure idle)
 curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
   -d '{"dataset":"sample","epochs":50,"batch":16,"model":{"depth":4,"base":16},"early_stop":0,"activate":false}' "$url/jobs"
 sleep 3
-busy=$(measure "during training" | tee /dev/stderr | tail -1)
+busy=$(measure "during training")
 awk -v a="$idle" -v b="$busy" 'BEGIN {printf "/segment p99 during training / idle: %.2fx (target <= 3x)\n", b / a}'
