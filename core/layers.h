@@ -20,7 +20,7 @@
 
 /* ---- conv.c ---- */
 /* Scratch floats that conv3x3_forward/backward need for this shape. */
-size_t conv3x3_ws_floats(int B, int Cin, int H, int W);
+size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W);
 /* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws);
@@ -49,7 +49,12 @@ size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout);
 size_t conv3x3_wino_ws_floats(int Ct, int Cout);
 void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout);
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
-                          const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
+                          const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
+                          float *ws);
+/* Training form: U made from w (Cout, Cin*9) on each call in the front of ws. */
+size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
+void conv3x3_wino_conv(float *out, const float *inp, const float *w, int accumulate, int B, int Cin, int Cout, int H,
+                       int W, float *ws);
 /* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
 void conv3x3_set_direct(int on);
 void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,

@@ -336,8 +336,8 @@ ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int
         const int h = H >> l, w = W >> l;
         const ms_rb_off *blocks[2] = {l < D ? &m->enc[l] : &m->bott, l < D ? &m->dec[D - 1 - l] : &m->bott};
         for (int k = 0; k < 2; k++) {
-            ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->cin, h, w));
-            ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->c, h, w));
+            ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->cin, blocks[k]->c, h, w));
+            ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->c, blocks[k]->c, h, w));
             if (!training) {
                 ws = MS_MAX(ws, conv3x3_fused_ws_floats(B, blocks[k]->c, blocks[k]->cin, h, w));
                 ws = MS_MAX(ws, conv3x3_wino_ws_floats(blocks[k]->cin, blocks[k]->c));
@@ -519,11 +519,11 @@ ms_status ms_model_freeze(ms_model *m) {
 static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r, const float *inp, int B, float *ws) {
     const float *L = m->plan;
     if (p->u1 != MS_NO_WINO && conv3x3_wino_ok(r->cin, 0, r->c, B, r->h, r->w))
-        conv3x3_wino_forward(r->a1, inp, NULL, 0, L + p->u1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+        conv3x3_wino_forward(r->a1, inp, NULL, 0, L + p->u1, L + p->b1, 1, 0, B, r->cin, r->c, r->h, r->w, ws);
     else
         conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
     if (p->u2 != MS_NO_WINO && conv3x3_wino_ok(r->c, r->cin, r->c, B, r->h, r->w))
-        conv3x3_wino_forward(r->out, r->a1, inp, r->cin, L + p->u2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+        conv3x3_wino_forward(r->out, r->a1, inp, r->cin, L + p->u2, L + p->b2, 1, 0, B, r->c, r->c, r->h, r->w, ws);
     else
         conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
 }

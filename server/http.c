@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,6 +735,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     (void)version;
+    omp_set_num_threads(1); /* no OpenMP pool in HTTP threads (see cmd_serve) */
     struct http *h = cls;
     struct req *r = *con_cls;
     if (!r) {

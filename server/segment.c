@@ -88,8 +88,8 @@ int infer_pool_create(struct server *srv, struct infer_pool **out) {
     p->nthreads = srv->cfg.threads;
     p->max_wait = srv->cfg.infer_queue;
     /* an equal share of the cores, capped by OMP_NUM_THREADS when the environment sets it
-     * (omp_get_max_threads() reflects it here, in the main thread, before any change) */
-    int share = cpu_count() / (int)p->nthreads, cap = omp_get_max_threads();
+     * (srv->omp_max: read before cmd_serve set its own thread to 1) */
+    int share = cpu_count() / (int)p->nthreads, cap = srv->omp_max;
     if (cap > 0 && share > cap) share = cap;
     p->omp_threads = share > 0 ? (unsigned)share : 1;
     if (!(p->threads = calloc(p->nthreads, sizeof *p->threads))) {

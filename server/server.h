@@ -61,6 +61,7 @@ struct server {
     struct datasets *datasets;
     struct metrics *metrics;
     struct infer_pool *infer;
+    int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
 };
 
 /* ------------------------------------------------------------------ small helpers (util.c) */

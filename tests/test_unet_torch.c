@@ -238,5 +238,6 @@ int main(void) {
     run_fixture("tests/fixtures/unet_d2_f4.npz");
     run_fixture("tests/fixtures/unet_d2_f8.npz"); /* every level on the direct convolution (AVX-512) */
     run_fixture("tests/fixtures/unet_d2_f16.npz"); /* eval form: Winograd convolutions (AVX-512) */
+    run_fixture("tests/fixtures/unet_d1_f32.npz"); /* training through Winograd (forward, dinp) */
     return TEST_END();
 }

@@ -181,5 +181,9 @@ if __name__ == "__main__":
     make("unet_d2_f8.npz", depth=2, base=8, B=2, H=16, W=48, eval_hw=(32, 80), seed=4242)
     # the frozen model's Winograd convolutions: 32+ channels with enough tiles at eval size
     make("unet_d2_f16.npz", depth=2, base=16, B=1, H=8, W=16, eval_hw=(64, 128), seed=777)
+    # training through Winograd: 32+ channels over 256 tiles at the top level (forward and dinp)
+    # (one AdamW step: at this size three steps of lr 1e-2 amplify float32 rounding past the
+    # 3-step bounds whatever the convolution path, im2col included)
+    make("unet_d1_f32.npz", depth=1, base=32, B=2, H=16, W=32, eval_hw=(32, 64), seed=31, steps=1)
     make_layers("loss_ref.npz", seed=7)
     sys.exit(0)
