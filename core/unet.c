@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "util.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,9 +481,16 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         p->u1 = *pos;
         *pos += conv3x3_wino_weight_floats(cin, 0, c);
     }
+    /* conv2 with its shortcut as centre-tap channels where that pays; where the shortcut is too
+     * wide for it (the decoder's, from the 2c-channel concatenation), the 3x3 part alone */
+    p->u2_split = 0;
     if (conv3x3_wino_pays(c, cin, c)) {
         p->u2 = *pos;
         *pos += conv3x3_wino_weight_floats(c, cin, c);
+    } else if (conv3x3_wino_pays(c, 0, c)) {
+        p->u2 = *pos;
+        p->u2_split = 1;
+        *pos += conv3x3_wino_weight_floats(c, 0, c);
     }
     float *L = m->plan;
     if (!L) return; /* sizing pass */
@@ -496,7 +504,18 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         L[p->b2 + co] = P[o->b2b + co] - bf[o->b2rm + co] * s2 + P[o->scb + co];
     }
     if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, cin, 0, c);
-    if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, c, cin, c);
+    if (p->u2 != MS_NO_WINO && !p->u2_split) conv3x3_wino_weights(L + p->u2, L + p->w2, c, cin, c);
+    if (p->u2 != MS_NO_WINO && p->u2_split) {
+        /* U from a copy of the 3x3 part of w2's rows, (c, 9c) */
+        float *w3 = malloc(sizeof(float) * (size_t)c * 9 * c);
+        if (!w3) {
+            p->u2 = MS_NO_WINO; /* no memory for the transform: the direct sum still works */
+            return;
+        }
+        for (int co = 0; co < c; co++) memcpy(w3 + (size_t)co * 9 * c, L + p->w2 + (size_t)co * k2, sizeof(float) * 9 * c);
+        conv3x3_wino_weights(L + p->u2, w3, c, 0, c);
+        free(w3);
+    }
 }
 
 static size_t fold_all(ms_model *m) {
@@ -522,7 +541,13 @@ static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r
         conv3x3_wino_forward(r->a1, inp, NULL, 0, L + p->u1, L + p->b1, 1, 0, B, r->cin, r->c, r->h, r->w, ws);
     else
         conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
-    if (p->u2 != MS_NO_WINO && conv3x3_wino_ok(r->c, r->cin, r->c, B, r->h, r->w))
+    if (p->u2 != MS_NO_WINO && p->u2_split && conv3x3_wino_ok(r->c, 0, r->c, B, r->h, r->w)) {
+        /* out = shortcut (the appended columns of w2 as a 1x1 conv), then += 3x3 + bias, ReLU */
+        const int N = B * r->h * r->w, k2 = 9 * r->c + r->cin;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->c, N, r->cin, 1.0f, L + p->w2 + 9 * r->c, k2, inp, N,
+                    0.0f, r->out, N);
+        conv3x3_wino_forward(r->out, r->a1, NULL, 0, L + p->u2, L + p->b2, 1, 1, B, r->c, r->c, r->h, r->w, ws);
+    } else if (p->u2 != MS_NO_WINO && !p->u2_split && conv3x3_wino_ok(r->c, r->cin, r->c, B, r->h, r->w))
         conv3x3_wino_forward(r->out, r->a1, inp, r->cin, L + p->u2, L + p->b2, 1, 0, B, r->c, r->c, r->h, r->w, ws);
     else
         conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);

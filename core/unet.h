@@ -35,6 +35,7 @@ typedef struct {
 typedef struct {
     size_t w1, b1, w2, b2;
     size_t u1, u2; /* Winograd weights of conv1 and conv2 (conv3x3_wino_weights), MS_NO_WINO if not worth it */
+    int u2_split;  /* u2 covers conv2's 3x3 part only; the shortcut runs as its own 1x1 GEMM first */
 } ms_rb_plan;
 #define MS_NO_WINO ((size_t)-1)
 
