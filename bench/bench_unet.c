@@ -36,7 +36,7 @@ static double sgemm_gflops(int n) {
     for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (i % 1000);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
     double best = 1e30;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < 5; r++) {
         double t = now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         t = now() - t;
@@ -93,12 +93,22 @@ int main(int argc, char **argv) {
     const int H = 64, W = 128, B = 32;
     const double peak = sgemm_gflops(2048);
     printf("sgemm 2048^3: %.1f GFLOP/s\n", peak);
+    /* Like bench/peer.py, the whole sequence runs twice (MS_BENCH_PASSES) and each figure is the
+     * better pass: the machine is shared, and one slow pass should not decide a ratio either way */
+    const char *pe = getenv("MS_BENCH_PASSES");
+    const int passes = pe && atoi(pe) > 0 ? atoi(pe) : 2;
     int bases[2] = {32, 16};
-    for (int bi = 0; bi < 2; bi++) {
+    struct {
+        double gf, step, mf, mb, mo, b1, b32;
+    } best[2];
+    for (int i = 0; i < 2; i++) best[i].step = best[i].b1 = best[i].b32 = 1e30;
+    if (steps > 64) steps = 64;
+    for (int run = 0; run < 2 * passes; run++) {
+        const int bi = run % 2;
         ms_model_config cfg = {4, bases[bi], 5, 0.1f};
         ms_model *m;
         if (ms_model_create(&m, &cfg, 1)) return 1;
-        const double gf = fwd_gflop(m, H, W);
+        best[bi].gf = fwd_gflop(m, H, W);
         ms_acts a;
         if (ms_acts_create(&a, m, B, H, W, 1)) { fprintf(stderr, "%s\n", ms_last_error()); return 1; }
         float *x = malloc(sizeof(float) * B * H * W), *g = calloc(m->nparams, 4), *m1 = calloc(m->nparams, 4), *v = calloc(m->nparams, 4);
@@ -108,7 +118,6 @@ int main(int argc, char **argv) {
         float cw[5] = {0.1f, 1, 1, 1, 1};
         ms_adamw_cfg opt = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f};
         double tf[64], tb[64], to[64], ts[64];
-        if (steps > 64) steps = 64;
         for (int s = 0; s <= steps; s++) {
             double t0 = now();
             ms_unet_forward(m, &a, x, 1, s);
@@ -121,10 +130,11 @@ int main(int argc, char **argv) {
             double t3 = now();
             if (s > 0) { tf[s - 1] = t1 - t0; tb[s - 1] = t2 - t1; to[s - 1] = t3 - t2; ts[s - 1] = t3 - t0; }
         }
-        const double step = median(ts, steps), mf = median(tf, steps), mb = median(tb, steps), mo = median(to, steps);
-        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (median of %d steps: fwd %.0f ms, bwd %.0f ms, adam %.0f ms), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
-               bases[bi], gf, B, B / step, steps, mf * 1e3, mb * 1e3, mo * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
-        ratio(bases[bi], "train_img_s", B / step, 1);
+        const double step = median(ts, steps);
+        if (step < best[bi].step) {
+            best[bi].step = step;
+            best[bi].mf = median(tf, steps), best[bi].mb = median(tb, steps), best[bi].mo = median(to, steps);
+        }
         ms_acts_free(&a);
         /* inference, in the form the server uses (ms_model_load freezes: BN folded) */
         if (ms_model_freeze(m)) return 1;
@@ -144,13 +154,23 @@ int main(int argc, char **argv) {
             tt[i] = now() - t0;
         }
         const double b32 = median(tt, 5);
-        printf("F=%d infer (medians): batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
-               bases[bi], b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
-        ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
-        ratio(bases[bi], "infer_b32_img_s", B / b32, 1);
+        if (b1 < best[bi].b1) best[bi].b1 = b1;
+        if (b32 < best[bi].b32) best[bi].b32 = b32;
         free(x); free(g); free(m1); free(v); free(t); free(lab);
         ms_model_free(m);
     }
+    for (int bi = 0; bi < 2; bi++) {
+        const double gf = best[bi].gf, step = best[bi].step, b1 = best[bi].b1, b32 = best[bi].b32;
+        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (median of %d steps, best of %d passes: fwd %.0f ms, bwd %.0f ms, adam %.0f ms), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
+               bases[bi], gf, B, B / step, steps, passes, best[bi].mf * 1e3, best[bi].mb * 1e3, best[bi].mo * 1e3,
+               3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        ratio(bases[bi], "train_img_s", B / step, 1);
+        printf("F=%d infer (medians, best of %d passes): batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
+               bases[bi], passes, b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
+        ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
+        ratio(bases[bi], "infer_b32_img_s", B / b32, 1);
+    }
+    printf("(effective GFLOP/s count a direct convolution's multiply-adds: Winograd does fewer, so it can pass sgemm's rate)\n");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double rss = ru.ru_maxrss / 1024.0;
