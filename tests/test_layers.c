@@ -277,6 +277,45 @@ static void test_conv1x1(void) {
 }
 
 /* ---------------- transposed conv 2x2/2 */
+/* The 1x1 convolution over many pixels runs in column chunks (one GEMM each, weight gradients
+ * summed per thread): against a double-precision reference, including a short last chunk. */
+static void test_conv1x1_chunked(void) {
+    const size_t N = 16 * 1024 + 300;
+    const int Cin = 5, Cout = 3;
+    float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1), *dout = rnd(N * Cout, 1);
+    float *out = malloc(sizeof(float) * N * Cout), *dx = rnd(N * Cin, 1), *dx0 = malloc(sizeof(float) * N * Cin);
+    float dw[15] = {0}, db[3] = {0};
+    memcpy(dx0, dx, sizeof(float) * N * Cin);
+    conv1x1_forward(out, x, w, b, N, Cin, Cout);
+    conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, 1);
+    double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
+    for (int co = 0; co < Cout; co++) {
+        double sb = 0;
+        for (int ci = 0; ci < Cin; ci++) {
+            double sw = 0;
+            for (size_t i = 0; i < N; i++) sw += (double)dout[co * N + i] * x[ci * N + i];
+            e_dw = fmax(e_dw, fabs(sw - dw[co * Cin + ci]) / (fabs(sw) + 1));
+        }
+        for (size_t i = 0; i < N; i++) {
+            double o = b[co];
+            for (int ci = 0; ci < Cin; ci++) o += (double)w[co * Cin + ci] * x[ci * N + i];
+            e_out = fmax(e_out, fabs(o - out[co * N + i]));
+            sb += dout[co * N + i];
+        }
+        e_db = fmax(e_db, fabs(sb - db[co]) / (fabs(sb) + 1));
+    }
+    for (int ci = 0; ci < Cin; ci++)
+        for (size_t i = 0; i < N; i++) {
+            double g = dx0[ci * N + i];
+            for (int co = 0; co < Cout; co++) g += (double)w[co * Cin + ci] * dout[co * N + i];
+            e_dx = fmax(e_dx, fabs(g - dx[ci * N + i]));
+        }
+    CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
+          "chunked conv1x1: out %.2g dinp %.2g dw %.2g db %.2g", e_out, e_dx, e_dw, e_db);
+    printf("  conv1x1 chunked (N=%zu): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, e_out, e_dx, e_dw, e_db);
+    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0);
+}
+
 typedef struct { int B, Cin, Cout, H, W; float *x, *w, *b, *r, *out, *ws; } ct_ctx;
 static double convt_loss(void *p) {
     ct_ctx *c = p;
@@ -472,6 +511,7 @@ int main(void) {
     seeded(test_conv3x3_direct, 2027);
     seeded(test_conv3x3_wino, 2028);
     seeded(test_conv1x1, 2029);
+    seeded(test_conv1x1_chunked, 2036);
     seeded(test_convt, 2030);
     seeded(bn_plain, 2031);
     seeded(bn_relu, 2032);
