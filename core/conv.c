@@ -179,7 +179,7 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
     if (direct_enabled && conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) {
-        conv3x3_wino_conv(out, inp, w, 0, B, Cin, Cout, H, W, ws);
+        conv3x3_wino_conv(out, inp, w, 0, 0, B, Cin, Cout, H, W, ws);
         return;
     }
     conv3x3_fused_forward(out, inp, NULL, 0, w, NULL, 0, B, Cin, Cout, H, W, ws);
@@ -193,13 +193,14 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
      * the kernel applies (the flipped weights borrow dw_ws before it holds partial sums) */
     const int wino_dinp = dinp && direct_enabled && conv3x3_wino_ok(Cout, 0, Cin, B, H, W);
     const int direct_dinp = dinp && (wino_dinp || use_direct(B, Cout, Cin, H, W));
-    if (direct_dinp) {
+    if (wino_dinp) {
+        conv3x3_wino_conv(dinp, dout, w, 1, 1, B, Cout, Cin, H, W, ws); /* reads w transposed, flipped */
+    } else if (direct_dinp) {
         float *wt = dw_ws; // (Cin, Cout*9): wt[c][co*9 + 8-k] = w[co][c*9 + k]
         for (int co = 0; co < Cout; co++)
             for (int c = 0; c < Cin; c++)
                 for (int k = 0; k < 9; k++) wt[(size_t)c * Cout * 9 + co * 9 + 8 - k] = w[(size_t)co * K + c * 9 + k];
-        if (wino_dinp) conv3x3_wino_conv(dinp, dout, wt, 1, B, Cout, Cin, H, W, ws);
-        else conv3x3_direct_forward(dinp, dout, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+        conv3x3_direct_forward(dinp, dout, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
     }
     const int col2im = dinp && !direct_dinp;
     /* two chunks per thread: the parity passes below each run every other chunk */

@@ -58,11 +58,43 @@ size_t conv3x3_wino_ws_floats(int Ct, int Cout) {
     return (size_t)omp_get_num_procs() * ((size_t)16 * TC * (Ct + Cout) + 16);
 }
 
+/* U[x][o][i] = (G g G^T)[x] for the 3x3 kernel g of output channel o, input channel i, read
+ * from w at o*so + i*si + k (k = 8-k when flipped); vectorised over i. */
+static void wino_weights_strided(float *U, const float *w, int Oc, int Ic, size_t so, size_t si, int flip) {
+    const size_t plane = (size_t)Oc * Ic;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < Oc; o++) {
+        float *u = U + (size_t)o * Ic;
+#pragma omp simd
+        for (int i = 0; i < Ic; i++) {
+            const float *src = w + o * so + i * si;
+            float g[9];
+            for (int k = 0; k < 9; k++) g[k] = src[flip ? 8 - k : k];
+            float t[4][3]; /* G g, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[j];
+                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int r = 0; r < 4; r++) { /* (G g) G^T */
+                u[(size_t)(4 * r + 0) * plane + i] = t[r][0];
+                u[(size_t)(4 * r + 1) * plane + i] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                u[(size_t)(4 * r + 2) * plane + i] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                u[(size_t)(4 * r + 3) * plane + i] = t[r][2];
+            }
+        }
+    }
+}
+
 void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout) {
-    // w (Cout, Cin*9 + Cextra) -> U (16, Cout, Ct)
+    // w (Cout, Cin*9 + Cextra) -> U (16, Cout, Ct); the appended 1x1 rows are centre taps
     const int K = Cin * 9 + Cextra, Ct = Cin + Cextra;
     const size_t plane = (size_t)Cout * Ct;
-#pragma omp parallel for schedule(static)
+    if (!Cextra) {
+        wino_weights_strided(U, w, Cout, Cin, (size_t)K, 9, 0);
+        return;
+    }
     for (int co = 0; co < Cout; co++) {
         for (int c = 0; c < Ct; c++) {
             float g[3][3] = {{0}};
@@ -71,14 +103,14 @@ void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cou
             } else {
                 g[1][1] = w[(size_t)co * K + Cin * 9 + (c - Cin)];
             }
-            float t[4][3]; /* G g, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
+            float t[4][3];
             for (int j = 0; j < 3; j++) {
                 t[0][j] = g[0][j];
                 t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
                 t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
                 t[3][j] = g[2][j];
             }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+            for (int i = 0; i < 4; i++) {
                 float *u = U + (size_t)i * 4 * plane + (size_t)co * Ct + c;
                 u[0 * plane] = t[i][0];
                 u[1 * plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
@@ -264,10 +296,12 @@ size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout) {
     return conv3x3_wino_weight_floats(Cin, 0, Cout) + conv3x3_wino_ws_floats(Cin, Cout) + 16;
 }
 
-void conv3x3_wino_conv(float *out, const float *inp, const float *w, int accumulate, int B, int Cin, int Cout, int H,
-                       int W, float *ws) {
-    // inp (Cin,B,H,W), w (Cout,Cin,3,3), out (Cout,B,H,W) (+)= conv3x3(inp; w)
+void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
+                       int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), out (Cout,B,H,W) (+)= conv3x3(inp; w): w (Cout,Cin,3,3), or with transposed
+    // the input gradient of a layer whose w is (Cin,Cout,3,3), i.e. w transposed and flipped
     float *U = ws, *slices = ws + conv3x3_wino_weight_floats(Cin, 0, Cout);
-    conv3x3_wino_weights(U, w, Cin, 0, Cout);
+    if (transposed) wino_weights_strided(U, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
+    else wino_weights_strided(U, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
     conv3x3_wino_forward(out, inp, NULL, 0, U, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
 }

@@ -51,10 +51,11 @@ void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cou
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);
-/* Training form: U made from w (Cout, Cin*9) on each call in the front of ws. */
+/* Training form: U made from w (Cout, Cin*9) on each call in the front of ws; transposed=1 takes
+ * w as (Cin, Cout*9) and flips it: the input gradient of that layer. */
 size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
-void conv3x3_wino_conv(float *out, const float *inp, const float *w, int accumulate, int B, int Cin, int Cout, int H,
-                       int W, float *ws);
+void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
+                       int Cout, int H, int W, float *ws);
 /* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
 void conv3x3_set_direct(int on);
 void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
