@@ -202,7 +202,7 @@ void ms_infer_cache_release(void) {
 }
 
 #ifndef MS_INFER_CHUNK
-#define MS_INFER_CHUNK 4
+#define MS_INFER_CHUNK 32
 #endif
 
 static ms_status cached_acts(const ms_model *m, int B, int H, int W, ms_acts **out) {
@@ -238,10 +238,10 @@ ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int 
         softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
         return MS_OK;
     }
-    /* A frozen model runs a batch MS_INFER_CHUNK images at a time: activations are channel
-     * planes of B*H*W floats, and with B = 32 at 64x128 their 1 MiB power-of-two stride maps every
-     * channel's pixels to the same cache sets, which cost the convolutions 30% (measured: 177 vs
-     * 244 GFLOP/s at B=32 vs 31). 4 images keep the deep levels' blocks busy on both cores. */
+    /* A frozen model runs a batch MS_INFER_CHUNK images at a time, which bounds the activation
+     * memory of a large batch (eval). Measured at 64x128, F=32, batch 32: chunks of 4 / 8 / 16 /
+     * 32 images took 355 / 321 / 312 / 300 ms (4 had paid before the Winograd path, when B=32's
+     * 1 MiB power-of-two plane stride made the direct kernel's loads alias in the caches). */
     const int S = B < MS_INFER_CHUNK ? B : MS_INFER_CHUNK, K = m->cfg.classes;
     const size_t hw = (size_t)H * W;
     ms_status st = cached_acts(m, S, H, W, &a);
