@@ -105,7 +105,7 @@ all: $(BIN)
 $(BIN): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h $(LIB) $(BIN)
+$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h tests/srvutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
@@ -114,7 +114,7 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the reliability tests of issue 8 share tests/srvutil.h
+# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
 $(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)

@@ -1,7 +1,10 @@
-/* Convolutions as GEMMs (darknet-style im2col + cblas_sgemm) on channel-major (C,B,H,W) data.
- *  - 3x3, padding 1: im2col of a chunk of images into the shared workspace, one GEMM per chunk.
- *    Chunking bounds the workspace and keeps the column block warm in cache for the GEMM.
- *  - 1x1: the input already is the column matrix; no im2col.
+/* Convolutions on channel-major (C,B,H,W) data, and the choice of algorithm for each 3x3 one.
+ *  - 3x3, padding 1: the direct AVX-512 kernel (conv_direct.c) or Winograd F(2x2,3x3)
+ *    (conv_wino.c) where they apply and were measured to win (use_direct, conv3x3_wino_ok,
+ *    MS_DIRECT_DW_MAX_C); otherwise darknet-style im2col of a chunk of rows into the shared
+ *    workspace and one cblas_sgemm per chunk (chunking bounds the workspace and keeps the column
+ *    block warm in cache for the GEMM). conv3x3_set_direct(0) forces the im2col path (tests).
+ *  - 1x1: the input already is the column matrix; no im2col (column chunks for many pixels).
  *  - transposed 2x2 stride 2: one GEMM into the workspace, then a scatter (each output pixel
  *    comes from exactly one input pixel, so there is no overlap to add up). */
 #include "layers.h"

@@ -1,7 +1,7 @@
-/* Helpers of the service's reliability tests (test_server_crash, _load, _valgrind, _tsan): the
- * real `marsseg serve` in a child process on an ephemeral port with a temp data dir, libcurl
- * requests, small fixtures, and a mixed request workload. Header-only: each test includes it
- * once (after testutil.h).
+/* Helpers of the service's integration tests (test_server and the reliability tests
+ * test_server_crash, _load, _valgrind, _tsan): the real `marsseg serve` in a child process on an
+ * ephemeral port with a temp data dir, libcurl requests, small fixtures, and a mixed request
+ * workload. Header-only: each test includes it once (after testutil.h).
  *
  * The server binary is build/tests/../marsseg (next to the test's directory) or $MARSSEG_BIN. */
 #ifndef MS_SRVUTIL_H
@@ -185,6 +185,7 @@ struct srv_opts {
     const char *const *extra;
     const char *const *env;
     const char *model, *dataset;
+    const char *token; /* MARSSEG_TOKEN for the server, or none */
     double start_timeout;
 };
 
@@ -215,7 +216,8 @@ SU_FN int srv_start_opts(struct srv *s, const char *data_dir, const struct srv_o
             dup2(fd, 2);
             close(fd);
         }
-        unsetenv("MARSSEG_TOKEN");
+        if (o->token) setenv("MARSSEG_TOKEN", o->token, 1);
+        else unsetenv("MARSSEG_TOKEN");
         for (int i = 0; o->env && o->env[i]; i++) putenv((char *)o->env[i]);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
@@ -274,15 +276,27 @@ SU_FN int log_has(const struct srv *s, const char *needle) {
 /* ------------------------------------------------------------------ HTTP */
 
 struct resp {
+    const uint8_t *up; /* chunked upload source */
+    size_t up_left;
     long status;
     char *body;
     size_t len;
-    char ctype[128], xmodel[64], retry_after[16], location[128];
+    char ctype[128], xmodel[64], retry_after[16], location[128], allow[64], etag[64];
 };
 
 SU_FN void resp_free(struct resp *r) {
     free(r->body);
     memset(r, 0, sizeof *r);
+}
+
+SU_FN size_t on_read(char *dst, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t k = sz * n < r->up_left ? sz * n : r->up_left;
+    if (k > 65536) k = 65536;
+    memcpy(dst, r->up, k);
+    r->up += k;
+    r->up_left -= k;
+    return k;
 }
 
 SU_FN size_t on_body(char *p, size_t sz, size_t n, void *ud) {
@@ -316,6 +330,8 @@ SU_FN size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     header_value(p, len, "X-Model", r->xmodel, sizeof r->xmodel);
     header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
     header_value(p, len, "Location", r->location, sizeof r->location);
+    header_value(p, len, "Allow", r->allow, sizeof r->allow);
+    header_value(p, len, "ETag", r->etag, sizeof r->etag);
     return len;
 }
 
@@ -324,20 +340,24 @@ struct reqopt {
     const void *body;
     size_t len;
     int has_body;
+    const char *token;    /* Authorization: Bearer */
     const char *mp_field; /* multipart field name instead of a raw body */
+    const char *extra_header;
+    int chunked;          /* send the raw body chunked (no length) */
     long timeout_s;       /* 0: 120 */
 };
 
-/* One request; r->status is the HTTP status, or -(curl error) if there was no answer. */
-SU_FN int http(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r) {
+/* A ready easy handle for one request (the caller performs it, alone or in a multi handle, then
+ * frees it and *hdrs, *mime). Paths are sent as they are (no dot-segment folding). */
+SU_FN CURL *http_setup(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r,
+                       struct curl_slist **hdrs, curl_mime **mime) {
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
-    if (!c) return -1;
-    struct curl_slist *hdrs = NULL;
-    curl_mime *mime = NULL;
+    if (!c) return NULL;
     char url[2048];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -345,23 +365,47 @@ SU_FN int http(const char *method, int port, const char *path, const struct reqo
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, o && o->timeout_s ? o->timeout_s : 120L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (strcmp(method, "HEAD") == 0) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    *hdrs = curl_slist_append(*hdrs, "Expect:");
+    if (o && o->token) {
+        char h[512];
+        snprintf(h, sizeof h, "Authorization: Bearer %s", o->token);
+        *hdrs = curl_slist_append(*hdrs, h);
+    }
+    if (o && o->extra_header) *hdrs = curl_slist_append(*hdrs, o->extra_header);
     if (o && o->mp_field) {
-        mime = curl_mime_init(c);
-        curl_mimepart *part = curl_mime_addpart(mime);
+        *mime = curl_mime_init(c);
+        curl_mimepart *part = curl_mime_addpart(*mime);
         curl_mime_name(part, o->mp_field);
         curl_mime_data(part, o->body, o->len);
         curl_mime_filename(part, "upload.bin");
         curl_mime_type(part, "application/octet-stream");
-        curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, *mime);
     } else if (o && (o->has_body || o->body)) {
         char h[256];
         snprintf(h, sizeof h, "Content-Type: %s", o->ctype ? o->ctype : "application/json");
-        hdrs = curl_slist_append(hdrs, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+        *hdrs = curl_slist_append(*hdrs, h);
+        if (o->chunked) { /* no length known to curl: it sends the body chunked */
+            r->up = o->body;
+            r->up_left = o->len;
+            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(c, CURLOPT_READDATA, r);
+        } else {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+        }
     }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+    return c;
+}
+
+/* One request; r->status is the HTTP status, or -(curl error) if there was no answer. */
+SU_FN int http(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r) {
+    struct curl_slist *hdrs = NULL;
+    curl_mime *mime = NULL;
+    CURL *c = http_setup(method, port, path, o, r, &hdrs, &mime);
+    if (!c) return -1;
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     else r->status = -(long)rc;
@@ -373,10 +417,16 @@ SU_FN int http(const char *method, int port, const char *path, const struct reqo
 
 SU_FN long get(int port, const char *path, struct resp *r) { return http("GET", port, path, NULL, r), r->status; }
 
-SU_FN long send_json(const char *method, int port, const char *path, const char *json, struct resp *r) {
-    struct reqopt o = {.ctype = "application/json", .body = json, .len = json ? strlen(json) : 0, .has_body = json != NULL};
+/* A JSON body (or none) with an optional bearer token. */
+SU_FN long send_json_tok(const char *method, int port, const char *path, const char *json, const char *token,
+                         struct resp *r) {
+    struct reqopt o = {.ctype = "application/json", .body = json, .len = json ? strlen(json) : 0,
+                       .has_body = json != NULL, .token = token};
     http(method, port, path, &o, r);
     return r->status;
+}
+SU_FN long send_json(const char *method, int port, const char *path, const char *json, struct resp *r) {
+    return send_json_tok(method, port, path, json, NULL, r);
 }
 
 SU_FN cJSON *parse(const struct resp *r) { return r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL; }
@@ -608,21 +658,39 @@ SU_FN struct mixed mixed_load(const struct mixed *tmpl, int threads, int total) 
     return sum;
 }
 
-/* The static dir the server is started with (g_tmp/static): index.html and app.js. */
+SU_FN int write_file(const char *path, const void *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(buf, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+/* The static dir the server is started with (g_tmp/static): a few files of different types, a
+ * subdirectory, and a symlink that points outside it (at g_tmp/secret.txt). */
 SU_FN int make_static(void) {
     char p[PATH_MAX];
+    static const struct {
+        const char *name, *text;
+    } files[] = {
+        {"static/index.html", "<!doctype html><title>marsseg</title>"},
+        {"static/app.js", "console.log('hi');"},
+        {"static/style.css", "body{}"},
+        {"static/icon.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"},
+        {"static/sub/data.json", "{}"},
+        {"secret.txt", "TOP SECRET"},
+    };
     path_in_tmp(p, sizeof p, "static");
-    if (mkdir(p, 0755) != 0) return -1;
-    static const char *const names[][2] = {{"static/index.html", "<!doctype html><title>marsseg</title>"},
-                                           {"static/app.js", "console.log('hi');"}};
-    for (int i = 0; i < 2; i++) {
-        path_in_tmp(p, sizeof p, names[i][0]);
-        FILE *f = fopen(p, "w");
-        if (!f) return -1;
-        fputs(names[i][1], f);
-        if (fclose(f) != 0) return -1;
+    if (mkdir(p, 0755)) return -1;
+    path_in_tmp(p, sizeof p, "static/sub");
+    if (mkdir(p, 0755)) return -1;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        path_in_tmp(p, sizeof p, files[i].name);
+        if (write_file(p, files[i].text, strlen(files[i].text))) return -1;
     }
-    return 0;
+    char target[PATH_MAX];
+    path_in_tmp(target, sizeof target, "secret.txt");
+    path_in_tmp(p, sizeof p, "static/escape.txt");
+    return symlink(target, p);
 }
 
 #endif

@@ -15,6 +15,7 @@
 #include "marsseg.h"
 #include "marsseg_npz.h"
 #include "testutil.h"
+#include "srvutil.h"
 
 #include <cJSON.h>
 #include <curl/curl.h>
@@ -37,63 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char g_tmp[256], g_bin[PATH_MAX];
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void path_in_tmp(char *dst, size_t cap, const char *name) { snprintf(dst, cap, "%s/%s", g_tmp, name); }
-
-static int write_file(const char *path, const void *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(buf, 1, len, f);
-    return (fclose(f) == 0 && w == len) ? 0 : -1;
-}
-
 /* ------------------------------------------------------------------ fixtures */
-
-/* A labelled dataset whose masks are all different (dedup keeps them) and whose images
- * correlate with the masks, so that a couple of epochs learn something. */
-static int make_dataset(const char *path, int n, int h, int w) {
-    uint8_t *d = malloc((size_t)n * 2 * h * w);
-    if (!d) return -1;
-    uint32_t rng = 12345;
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                uint8_t m = (uint8_t)(((x + i) / 16 + y / 16) % MS_NUM_CLASSES);
-                rng = rng * 1664525u + 1013904223u;
-                d[((size_t)i * 2 * h + y) * w + x] = (uint8_t)(m * 50 + (rng >> 28));
-                d[((size_t)(i * 2 + 1) * h + y) * w + x] = m;
-            }
-    ms_npz_writer *wr = NULL;
-    int64_t shape[4] = {n, 2, h, w};
-    int rc = ms_npz_writer_open(&wr, path) == MS_OK && ms_npz_writer_add(wr, "training_set", MS_DT_U1, 4, shape, d) == MS_OK &&
-                     ms_npz_writer_commit(wr) == MS_OK
-                 ? 0
-                 : -1;
-    if (rc && wr) ms_npz_writer_abort(wr);
-    free(d);
-    return rc;
-}
-
-static int make_model(const char *path, int depth, int base) {
-    ms_model_config mc = {depth, base, MS_NUM_CLASSES, 0.0f};
-    ms_model *m = NULL;
-    if (ms_model_create(&m, &mc, 7) != MS_OK) return -1;
-    int rc = ms_model_save(m, path, "{\"note\":\"test model\"}") == MS_OK ? 0 : -1;
-    ms_model_free(m);
-    return rc;
-}
 
 struct membuf {
     uint8_t *p;
@@ -146,253 +91,25 @@ static uint8_t *make_png(int w, int h, int bit_depth, int color_type, int interl
     return b.p;
 }
 
-static uint8_t *gray_png(int w, int h, size_t *len) {
-    uint8_t *g = malloc((size_t)w * h), *out = NULL;
-    if (!g) return NULL;
-    for (int i = 0; i < w * h; i++) g[i] = (uint8_t)(i * 13);
-    if (ms_png_encode_gray(g, w, h, &out, len) != MS_OK) out = NULL;
-    free(g);
-    return out;
-}
-
 /* ------------------------------------------------------------------ the server process */
 
-struct srv {
-    pid_t pid;
-    int port;
-    char data[PATH_MAX];
-    char log[PATH_MAX];
-};
-
-static int g_runs;
-
-/* Starts build/marsseg serve with the given extra arguments (NULL-terminated) and token. */
+/* Starts build/marsseg serve on the tiny dataset with small limits, the given model, token and
+ * extra arguments (NULL-terminated). */
 static int srv_start(struct srv *s, const char *data_dir, const char *model, const char *token, const char *const *extra) {
-    char port_file[PATH_MAX], dataset[PATH_MAX], stat_dir[PATH_MAX];
-    memset(s, 0, sizeof *s);
-    snprintf(s->data, sizeof s->data, "%s", data_dir);
-    snprintf(s->log, sizeof s->log, "%s/server-%d.log", g_tmp, ++g_runs);
-    snprintf(port_file, sizeof port_file, "%s/port-%d", g_tmp, g_runs);
+    char dataset[PATH_MAX];
     path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(stat_dir, sizeof stat_dir, "static");
-    unlink(port_file);
-    const char *argv[64] = {g_bin, "serve", "--port", "0", "--port-file", port_file, "--data-dir", data_dir,
-                            "--model", model, "--dataset", dataset, "--static-dir", stat_dir, "--max-body", "1M",
-                            "--max-pixels", "300000", "--max-upload", "4M"};
-    int argc = 20;
-    for (int i = 0; extra && extra[i] && argc < 62; i++) argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (token) setenv("MARSSEG_TOKEN", token, 1);
-        else unsetenv("MARSSEG_TOKEN");
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    for (double t0 = now_s(); now_s() - t0 < 60;) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &s->port) == 1;
-            fclose(f);
-            if (ok && s->port > 0) return 0;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "server exited during start-up (see %s)\n", s->log);
-            s->pid = 0;
-            return -1;
-        }
-        sleep_ms(20);
-    }
-    fprintf(stderr, "server did not start within 60 s (see %s)\n", s->log);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    s->pid = 0;
-    return -1;
+    const char *args[48] = {"--max-body", "1M", "--max-pixels", "300000", "--max-upload", "4M"};
+    int n = 6;
+    for (int i = 0; extra && extra[i] && n < 46; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    struct srv_opts o = {.extra = args, .model = model, .dataset = dataset, .token = token};
+    return srv_start_opts(s, data_dir, &o);
 }
 
 /* Sends sig and waits; returns the exit status (or 128+signal), -1 on timeout. */
-static int srv_stop(struct srv *s, int sig) {
-    if (!s->pid) return -1;
-    kill(s->pid, sig);
-    int st = 0;
-    for (double t0 = now_s(); now_s() - t0 < 60; sleep_ms(20)) {
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-    return -1;
-}
+static int srv_stop(struct srv *s, int sig) { return srv_stop_wait(s, sig, 60); }
 
 /* ------------------------------------------------------------------ HTTP */
-
-struct resp {
-    const uint8_t *up; /* chunked upload source */
-    size_t up_left;
-    long status;
-    char *body;
-    size_t len;
-    char ctype[128], xmodel[64], retry_after[16], location[128], allow[64], etag[64];
-};
-
-static void resp_free(struct resp *r) {
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-static size_t on_read(char *dst, size_t sz, size_t n, void *ud) {
-    struct resp *r = ud;
-    size_t k = sz * n < r->up_left ? sz * n : r->up_left;
-    if (k > 65536) k = 65536;
-    memcpy(dst, r->up, k);
-    r->up += k;
-    r->up_left -= k;
-    return k;
-}
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-    struct resp *r = ud;
-    size_t len = sz * n;
-    char *nb = realloc(r->body, r->len + len + 1);
-    if (!nb) return 0;
-    memcpy(nb + r->len, p, len);
-    r->body = nb;
-    r->len += len;
-    r->body[r->len] = 0;
-    return len;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *dst, size_t cap) {
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
-    const char *v = line + nl + 1;
-    size_t vl = n - nl - 1;
-    while (vl && (*v == ' ')) v++, vl--;
-    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
-    if (vl >= cap) vl = cap - 1;
-    memcpy(dst, v, vl);
-    dst[vl] = 0;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
-    struct resp *r = ud;
-    size_t len = sz * n;
-    header_value(p, len, "Content-Type", r->ctype, sizeof r->ctype);
-    header_value(p, len, "X-Model", r->xmodel, sizeof r->xmodel);
-    header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
-    header_value(p, len, "Location", r->location, sizeof r->location);
-    header_value(p, len, "Allow", r->allow, sizeof r->allow);
-    header_value(p, len, "ETag", r->etag, sizeof r->etag);
-    return len;
-}
-
-struct reqopt {
-    const char *ctype;      /* Content-Type of a raw body */
-    const void *body;
-    size_t len;
-    int has_body;
-    const char *token;      /* Authorization: Bearer */
-    const char *mp_field;   /* multipart field name instead of a raw body */
-    const char *extra_header;
-    int chunked;
-};
-
-static CURL *setup(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r,
-                   struct curl_slist **hdrs, curl_mime **mime) {
-    memset(r, 0, sizeof *r);
-    CURL *c = curl_easy_init();
-    if (!c) return NULL;
-    char url[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (strcmp(method, "HEAD") == 0) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    *hdrs = curl_slist_append(*hdrs, "Expect:");
-    if (o && o->token) {
-        char h[512];
-        snprintf(h, sizeof h, "Authorization: Bearer %s", o->token);
-        *hdrs = curl_slist_append(*hdrs, h);
-    }
-    if (o && o->extra_header) *hdrs = curl_slist_append(*hdrs, o->extra_header);
-    if (o && o->mp_field) {
-        *mime = curl_mime_init(c);
-        curl_mimepart *part = curl_mime_addpart(*mime);
-        curl_mime_name(part, o->mp_field);
-        curl_mime_data(part, o->body, o->len);
-        curl_mime_filename(part, "upload.bin");
-        curl_mime_type(part, "application/octet-stream");
-        curl_easy_setopt(c, CURLOPT_MIMEPOST, *mime);
-    } else if (o && (o->has_body || o->body)) {
-        char h[256];
-        snprintf(h, sizeof h, "Content-Type: %s", o->ctype ? o->ctype : "application/json");
-        *hdrs = curl_slist_append(*hdrs, h);
-        if (o->chunked) { /* no length known to curl: it sends the body chunked */
-            r->up = o->body;
-            r->up_left = o->len;
-            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-            curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(c, CURLOPT_READDATA, r);
-        } else {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
-        }
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
-    return c;
-}
-
-static int http(const char *method, int port, const char *path, const struct reqopt *o, struct resp *r) {
-    struct curl_slist *hdrs = NULL;
-    curl_mime *mime = NULL;
-    CURL *c = setup(method, port, path, o, r, &hdrs, &mime);
-    if (!c) return -1;
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    else r->status = -(long)rc;
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    curl_mime_free(mime);
-    return rc == CURLE_OK ? 0 : -1;
-}
-
-static long get(int port, const char *path, struct resp *r) { return http("GET", port, path, NULL, r), r->status; }
-
-static long send_json(const char *method, int port, const char *path, const char *json, const char *token, struct resp *r) {
-    struct reqopt o = {.ctype = "application/json", .body = json, .len = json ? strlen(json) : 0, .has_body = json != NULL, .token = token};
-    http(method, port, path, &o, r);
-    return r->status;
-}
-
-static cJSON *parse(const struct resp *r) { return r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL; }
-
-static const char *jstr(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
 
 /* Every error body is {"error": "...", "code": "..."}. */
 static int is_json_error(const struct resp *r, const char *code) {
@@ -555,7 +272,7 @@ static void test_errors(int port) {
     EXPECT_ERROR(r, 405, "method_not_allowed");
     CHECK(strstr(r.allow, "POST") != NULL, "Allow: %s", r.allow);
     resp_free(&r);
-    send_json("DELETE", port, "/models", NULL, NULL, &r);
+    send_json_tok("DELETE", port, "/models", NULL, NULL, &r);
     EXPECT_ERROR(r, 405, "method_not_allowed");
     resp_free(&r);
     get(port, "/jobs/j999999", &r);
@@ -581,7 +298,7 @@ static void test_errors(int port) {
     jbig[0] = '{';
     jbig[sizeof jbig - 2] = '}';
     jbig[sizeof jbig - 1] = 0;
-    send_json("POST", port, "/jobs", jbig, NULL, &r);
+    send_json_tok("POST", port, "/jobs", jbig, NULL, &r);
     EXPECT_ERROR(r, 413, "body_too_large");
     resp_free(&r);
     free(blob);
@@ -612,14 +329,14 @@ static void test_errors(int port) {
         {"{\"epochs\": ", "bad_json"},
     };
     for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
-        send_json("POST", port, "/jobs", bad_json[i][0], NULL, &r);
+        send_json_tok("POST", port, "/jobs", bad_json[i][0], NULL, &r);
         EXPECT_ERROR(r, 400, bad_json[i][1]);
         resp_free(&r);
     }
-    send_json("PUT", port, "/models/active", "{\"id\": 5}", NULL, &r);
+    send_json_tok("PUT", port, "/models/active", "{\"id\": 5}", NULL, &r);
     EXPECT_ERROR(r, 400, "invalid_argument");
     resp_free(&r);
-    send_json("PUT", port, "/models/active", "{\"id\": \"nope\"}", NULL, &r);
+    send_json_tok("PUT", port, "/models/active", "{\"id\": \"nope\"}", NULL, &r);
     EXPECT_ERROR(r, 404, NULL);
     resp_free(&r);
     free(png);
@@ -757,36 +474,6 @@ static const char *tiny_config(char *buf, size_t cap, const char *dataset, int e
     return buf;
 }
 
-static cJSON *job_get(int port, const char *id) {
-    char path[64];
-    snprintf(path, sizeof path, "/jobs/%s", id);
-    struct resp r;
-    get(port, path, &r);
-    cJSON *j = r.status == 200 ? parse(&r) : NULL;
-    resp_free(&r);
-    return j;
-}
-
-/* Polls until the job's state is one of `states` ('|'-separated); returns 1 if reached. */
-static int wait_state(int port, const char *id, const char *states, double timeout_s, char *last, size_t cap) {
-    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
-        cJSON *j = job_get(port, id);
-        const char *s = jstr(j, "state");
-        snprintf(last, cap, "%s", s);
-        int hit = 0;
-        if (s[0]) {
-            char want[128];
-            snprintf(want, sizeof want, "|%s|", states);
-            char me[40];
-            snprintf(me, sizeof me, "|%s|", s);
-            hit = strstr(want, me) != NULL;
-        }
-        cJSON_Delete(j);
-        if (hit) return 1;
-    }
-    return 0;
-}
-
 /* Waits until the running job has reported a batch: by then its "running" state is on disk. */
 static int wait_progress(int port, const char *id, double timeout_s) {
     for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
@@ -798,9 +485,10 @@ static int wait_progress(int port, const char *id, double timeout_s) {
     return 0;
 }
 
-static char *post_job(int port, const char *json, const char *token) {
+/* POST /jobs that must succeed: 202 with the job's id in Location. */
+static char *post_job_ok(int port, const char *json, const char *token) {
     struct resp r;
-    send_json("POST", port, "/jobs", json, token, &r);
+    send_json_tok("POST", port, "/jobs", json, token, &r);
     cJSON *j = parse(&r);
     char *id = NULL;
     CHECK(r.status == 202, "POST /jobs: %ld %s", r.status, r.body);
@@ -849,7 +537,7 @@ static void test_jobs(int port) {
         load[i].png = gray_png(128, 64, &load[i].len);
         pthread_create(&th[i], NULL, segment_loop, &load[i]);
     }
-    char *id = post_job(port, tiny_config(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2, 0), NULL);
+    char *id = post_job_ok(port, tiny_config(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2, 0), NULL);
     if (!id) {
         atomic_store(&stop, 1);
         for (int i = 0; i < 2; i++) pthread_join(th[i], NULL), free(load[i].png);
@@ -918,33 +606,33 @@ static void test_jobs(int port) {
     test_segment(port, id);
 
     /* cancelling: a running job and a queued one */
-    char *run = post_job(port, tiny_config(cfg, sizeof cfg, "sample", 10000, 1), NULL);
-    char *queued = post_job(port, tiny_config(cfg, sizeof cfg, "sample", 2, 0), NULL);
+    char *run = post_job_ok(port, tiny_config(cfg, sizeof cfg, "sample", 10000, 1), NULL);
+    char *queued = post_job_ok(port, tiny_config(cfg, sizeof cfg, "sample", 2, 0), NULL);
     if (run && queued) {
         CHECK(wait_state(port, run, "running", 60, last, sizeof last), "long job running (%s)", last);
         j = job_get(port, queued);
         CHECK(strcmp(jstr(j, "state"), "queued") == 0, "second job queued (%s)", jstr(j, "state"));
         cJSON_Delete(j);
         snprintf(path, sizeof path, "/jobs/%s", queued);
-        send_json("DELETE", port, path, NULL, NULL, &r);
+        send_json_tok("DELETE", port, path, NULL, NULL, &r);
         j = parse(&r);
         CHECK(r.status == 200 && strcmp(jstr(j, "state"), "cancelled") == 0, "cancel queued: %ld %s", r.status, r.body);
         cJSON_Delete(j);
         resp_free(&r);
         sleep_ms(300);
         snprintf(path, sizeof path, "/jobs/%s", run);
-        send_json("DELETE", port, path, NULL, NULL, &r);
+        send_json_tok("DELETE", port, path, NULL, NULL, &r);
         CHECK(r.status == 202 || r.status == 200, "cancel running: %ld %s", r.status, r.body);
         resp_free(&r);
         CHECK(wait_state(port, run, "cancelled", 60, last, sizeof last), "running job cancelled (%s)", last);
         snprintf(g_job_cancelled, sizeof g_job_cancelled, "%s", run);
         /* a finished job cannot be cancelled or resumed */
         snprintf(path, sizeof path, "/jobs/%s", id);
-        send_json("DELETE", port, path, NULL, NULL, &r);
+        send_json_tok("DELETE", port, path, NULL, NULL, &r);
         EXPECT_ERROR(r, 409, "conflict");
         resp_free(&r);
         snprintf(path, sizeof path, "/jobs/%s/resume", id);
-        send_json("POST", port, path, NULL, NULL, &r);
+        send_json_tok("POST", port, path, NULL, NULL, &r);
         EXPECT_ERROR(r, 409, "conflict");
         resp_free(&r);
         /* the queued-then-cancelled job never ran: its model never appears */
@@ -953,7 +641,7 @@ static void test_jobs(int port) {
         cJSON_Delete(j);
     }
     /* a job that cannot train fails with its reason (a batch larger than the training set) */
-    char *impossible = post_job(port, "{\"dataset\": \"sample\", \"epochs\": 1, \"batch\": 512, \"limit\": 32,"
+    char *impossible = post_job_ok(port, "{\"dataset\": \"sample\", \"epochs\": 1, \"batch\": 512, \"limit\": 32,"
                                " \"model\": {\"depth\": 2, \"base\": 4}}", NULL);
     if (impossible) {
         CHECK(wait_state(port, impossible, "failed", 60, last, sizeof last), "impossible job failed (%s)", last);
@@ -973,7 +661,7 @@ static void test_jobs(int port) {
     cJSON_Delete(j);
     resp_free(&r);
     /* switch back to the default model */
-    send_json("PUT", port, "/models/active", "{\"id\": \"default\"}", NULL, &r);
+    send_json_tok("PUT", port, "/models/active", "{\"id\": \"default\"}", NULL, &r);
     j = parse(&r);
     CHECK(r.status == 200 && strcmp(jstr(j, "id"), "default") == 0, "activate default: %ld %s", r.status, r.body);
     cJSON_Delete(j);
@@ -1011,7 +699,7 @@ static void test_after_restart(int port) {
     resp_free(&r);
     /* the cancelled job resumes from its checkpoint */
     snprintf(path, sizeof path, "/jobs/%s/resume", g_job_cancelled);
-    send_json("POST", port, path, NULL, NULL, &r);
+    send_json_tok("POST", port, path, NULL, NULL, &r);
     CHECK(r.status == 202, "resume cancelled: %ld %s", r.status, r.body);
     resp_free(&r);
     char last[32];
@@ -1033,7 +721,7 @@ static void test_interrupted(const char *data_dir, const char *model) {
     struct resp r;
     char path[128], last[32];
     snprintf(path, sizeof path, "/jobs/%s/resume", g_job_cancelled);
-    send_json("POST", s.port, path, NULL, NULL, &r);
+    send_json_tok("POST", s.port, path, NULL, NULL, &r);
     CHECK(r.status == 202, "resume interrupted: %ld %s", r.status, r.body);
     resp_free(&r);
     CHECK(wait_state(s.port, g_job_cancelled, "running", 60, last, sizeof last), "resumed (%s)", last);
@@ -1043,7 +731,7 @@ static void test_interrupted(const char *data_dir, const char *model) {
     if (srv_start(&s, data_dir, model, NULL, NULL) == 0) {
         CHECK(wait_state(s.port, g_job_cancelled, "running", 60, last, sizeof last), "paused job continues after restart (%s)", last);
         snprintf(path, sizeof path, "/jobs/%s", g_job_cancelled);
-        send_json("DELETE", s.port, path, NULL, NULL, &r);
+        send_json_tok("DELETE", s.port, path, NULL, NULL, &r);
         resp_free(&r);
         CHECK(wait_state(s.port, g_job_cancelled, "cancelled", 60, last, sizeof last), "cancelled again (%s)", last);
         CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
@@ -1068,11 +756,11 @@ static void test_token(const char *model) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         for (int k = 0; k < 3; k++) {
             const char *tok = k == 0 ? NULL : k == 1 ? "wrong" : "s3cret-token-and-more";
-            send_json(routes[i][0], s.port, routes[i][1], routes[i][2], tok, &r);
+            send_json_tok(routes[i][0], s.port, routes[i][1], routes[i][2], tok, &r);
             EXPECT_ERROR(r, 401, "unauthorized");
             resp_free(&r);
         }
-        send_json(routes[i][0], s.port, routes[i][1], routes[i][2], "s3cret-token", &r);
+        send_json_tok(routes[i][0], s.port, routes[i][1], routes[i][2], "s3cret-token", &r);
         CHECK(r.status != 401, "%s %s with the token: %ld", routes[i][0], routes[i][1], r.status);
         resp_free(&r);
     }
@@ -1093,7 +781,7 @@ static void test_token(const char *model) {
     char cfg[512];
     int full = 0;
     for (int i = 0; i < 4 && !full; i++) {
-        send_json("POST", s.port, "/jobs", tiny_config(cfg, sizeof cfg, "sample", 10000, 1), "s3cret-token", &r);
+        send_json_tok("POST", s.port, "/jobs", tiny_config(cfg, sizeof cfg, "sample", 10000, 1), "s3cret-token", &r);
         if (r.status == 503) {
             full = 1;
             CHECK(r.retry_after[0] != 0, "queue full has Retry-After");
@@ -1145,7 +833,7 @@ static void test_unavailable(const char *big_model) {
     curl_mime *mimes[N] = {0};
     struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
     for (int i = 0; i < N; i++) {
-        easy[i] = setup("POST", s.port, "/segment", &o, &rs[i], &hdrs[i], &mimes[i]);
+        easy[i] = http_setup("POST", s.port, "/segment", &o, &rs[i], &hdrs[i], &mimes[i]);
         curl_multi_add_handle(multi, easy[i]);
     }
     int running = 1;
@@ -1253,63 +941,9 @@ static void test_hostile(int port) {
 
 /* ------------------------------------------------------------------ main */
 
-static int make_static(void) {
-    char p[PATH_MAX];
-    static const struct {
-        const char *name, *text;
-    } files[] = {
-        {"static/index.html", "<!doctype html><title>marsseg</title>"},
-        {"static/app.js", "console.log('hi');"},
-        {"static/style.css", "body{}"},
-        {"static/icon.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"},
-        {"static/sub/data.json", "{}"},
-        {"secret.txt", "TOP SECRET"},
-    };
-    path_in_tmp(p, sizeof p, "static");
-    if (mkdir(p, 0755)) return -1;
-    path_in_tmp(p, sizeof p, "static/sub");
-    if (mkdir(p, 0755)) return -1;
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        path_in_tmp(p, sizeof p, files[i].name);
-        if (write_file(p, files[i].text, strlen(files[i].text))) return -1;
-    }
-    /* a symlink inside static/ that points outside it */
-    char target[PATH_MAX];
-    path_in_tmp(target, sizeof target, "secret.txt");
-    path_in_tmp(p, sizeof p, "static/escape.txt");
-    return symlink(target, p);
-}
-
-static void rm_rf(const char *path) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", path, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0) waitpid(pid, NULL, 0);
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    signal(SIGPIPE, SIG_IGN);
-    const char *bin = getenv("MARSSEG_BIN");
-    if (bin) {
-        snprintf(g_bin, sizeof g_bin, "%s", bin);
-    } else {
-        char self[PATH_MAX];
-        snprintf(self, sizeof self, "%s", argv[0]);
-        snprintf(g_bin, sizeof g_bin, "%s/../marsseg", dirname(self));
-    }
-    if (access(g_bin, X_OK) != 0) {
-        fprintf(stderr, "server binary %s not found (build it, or set MARSSEG_BIN)\n", g_bin);
-        return 1;
-    }
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/marsseg-test-server-XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (su_init(argv[0], "test-server")) return 1;
     char model[PATH_MAX], big_model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
     path_in_tmp(model, sizeof model, "model.npz");
     path_in_tmp(big_model, sizeof big_model, "big-model.npz");
@@ -1344,8 +978,6 @@ int main(int argc, char **argv) {
     }
     test_token(model);
     test_unavailable(big_model);
-    curl_global_cleanup();
-    if (tu_failures || getenv("MARSSEG_TEST_KEEP")) fprintf(stderr, "logs and data kept in %s\n", g_tmp);
-    else rm_rf(g_tmp);
+    su_done();
     return TEST_END();
 }
