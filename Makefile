@@ -179,7 +179,7 @@ FUZZ_LIBS    := $(shell pkg-config --libs libpng zlib libcjson 2>/dev/null) -lm
 FUZZ_SRC_npz       := core/npz.c core/data.c core/fileio.c core/status.c
 FUZZ_SRC_png       := core/png.c core/status.c
 FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
-FUZZ_SRC_config    := core/config.c core/status.c
+FUZZ_SRC_config    := core/config.c core/status.c server/jobreq.c
 FUZZ_LEN_npz       := 32768
 FUZZ_LEN_png       := 65536
 FUZZ_LEN_multipart := 16384
@@ -205,5 +205,5 @@ $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULES,$(t))))
 fuzz:
 	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-$$t || exit 1; done
 
-# The replay test #includes the harnesses and server/multipart.c.
-$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h
+# The replay test #includes the harnesses, server/multipart.c and server/jobreq.c.
+$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h server/jobreq.c server/jobreq.h

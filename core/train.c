@@ -6,6 +6,7 @@
  * augmentation) plus a dropout seed derived from (seed, step), all saved in checkpoints; with the
  * same seed and thread count a run, or a resumed run, is bit-identical. */
 #include "checkpoint.h"
+#include "marsseg_npz.h"
 #include "data.h"
 #include "layers.h"
 #include "rng.h"
@@ -210,7 +211,11 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
  * architecture; dropout may differ). The optimiser moments start at zero. */
 static ms_status warm_start(ms_model *m, const char *path) {
     ms_model *src = NULL;
-    ms_status st = ms_model_load(&src, path);
+    ms_npz *z = NULL;
+    /* read, not ms_model_load: only the parameters are wanted, not the inference form */
+    ms_status st = ms_npz_open(&z, path);
+    if (!st) st = ms_model_read_npz(z, path, &src);
+    ms_npz_close(z);
     if (st) {
         char why[512];
         snprintf(why, sizeof why, "%s", ms_last_error()); /* ms_fail rewrites that buffer */

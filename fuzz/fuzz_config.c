@@ -6,76 +6,23 @@
  *     files use). A failure must leave the config untouched and name the problem; a success
  *     must give a config that validates, and whose ms_train_config_to_json text is accepted
  *     again and prints the same (a fixed point after one round).
- *  2. The request body of POST /jobs, as server/http.c:req_json_object and
- *     server/jobs.c:h_jobs_create/resolve_config/display_config handle it. Those are static
- *     functions tied to libmicrohttpd, so their JSON steps are mirrored here (keep in sync).
+ *  2. The request body of POST /jobs through the same functions the service runs
+ *     (server/jobreq.c: json_body_object, job_request_fields, job_config_resolve,
+ *     job_config_display; server/http.c and server/jobs.c add only the HTTP replies around them).
  *     An accepted request must give a stored config that run_job's resolve_config accepts
  *     and resolves to the same training config: a job that was queued can always start. */
 #include "marsseg.h"
 #include "fuzz_common.h"
+#include "../server/jobreq.h"
 
 #include <cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CFG_JSON_MAX_DEPTH 32 /* server/http.c JSON_MAX_DEPTH */
-
-/* server/http.c:json_too_deep */
-static int cfg_json_too_deep(const uint8_t *s, size_t n, int limit) {
-    int depth = 0, in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return 1;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return 0;
-}
-
-/* server/util.c:is_safe_id */
-static int cfg_safe_id(const char *s, size_t max) {
-    size_t n = 0;
-    if (!s) return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= max) return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return 0;
-    }
-    return n > 0;
-}
-
-/* server/jobs.c:resolve_config, with a fixed dataset path and thread count */
+/* server/jobs.c:resolve_config with a fixed dataset path and thread count */
 static ms_status cfg_resolve(const cJSON *obj, ms_train_config *cfg) {
-    ms_train_config_default(cfg);
-    snprintf(cfg->data, sizeof cfg->data, "/var/lib/marsseg/datasets/fuzz.npz");
-    snprintf(cfg->key, sizeof cfg->key, "training_set");
-    cfg->threads = 2;
-    char *text = cJSON_PrintUnformatted(obj);
-    if (!text) return MS_ERR_NOMEM;
-    ms_status st = ms_train_config_from_json(cfg, text, strlen(text));
-    free(text);
-    return st;
-}
-
-/* server/jobs.c:display_config */
-static cJSON *cfg_display(const ms_train_config *cfg) {
-    char *text = ms_train_config_to_json(cfg);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (j) {
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "data");
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "key");
-    }
-    return j;
+    return job_config_resolve(obj, "/var/lib/marsseg/datasets/fuzz.npz", 2, cfg);
 }
 
 static void cfg_core(const uint8_t *data, size_t size) {
@@ -111,38 +58,26 @@ static void cfg_core(const uint8_t *data, size_t size) {
 
 static void cfg_server(const uint8_t *data, size_t size) {
     /* req_json_object */
-    size_t skip = 0;
-    while (skip < size && (data[skip] == ' ' || data[skip] == '\n' || data[skip] == '\r' || data[skip] == '\t')) skip++;
-    cJSON *body;
-    if (skip == size) {
-        body = cJSON_CreateObject();
-    } else {
-        if (cfg_json_too_deep(data, size, CFG_JSON_MAX_DEPTH)) return;
-        const char *end = NULL;
-        body = cJSON_ParseWithLengthOpts((const char *)data, size, &end, 0);
-        if (!body) {
-            FUZZ_CHECK(!end || (end >= (const char *)data && end <= (const char *)data + size),
-                       "parse error position outside the body");
-            return;
-        }
-        for (const char *p = end ? end : (const char *)data + size; p < (const char *)data + size; p++)
-            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') { /* 400 bad_json */
-                cJSON_Delete(body);
-                return;
-            }
+    struct jr_error e;
+    cJSON *body = json_body_object(data, size, &e);
+    if (!body) {
+        FUZZ_CHECK((e.status == 400 && strcmp(e.code, "bad_json") == 0) || e.status == 503,
+                   "a refused body answers %d %s", e.status, e.code);
+        return;
     }
-    if (!body) return;
-    if (!cJSON_IsObject(body)) goto out;
     /* h_jobs_create */
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset"), *a = cJSON_GetObjectItemCaseSensitive(body, "activate");
-    if (cJSON_GetObjectItemCaseSensitive(body, "data") || cJSON_GetObjectItemCaseSensitive(body, "key")) goto out;
-    if (d && (!cJSON_IsString(d) || !cfg_safe_id(d->valuestring, 31))) goto out;
-    if (a && !cJSON_IsBool(a)) goto out;
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "dataset");
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "activate");
+    char dataset[32];
+    int activate;
+    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e)) {
+        FUZZ_CHECK(e.status == 400 && e.msg[0], "a refused job request answers %d without a message", e.status);
+        goto out;
+    }
+    FUZZ_CHECK(is_safe_id(dataset, sizeof dataset - 1), "an accepted dataset id is not safe: %s", dataset);
+    FUZZ_CHECK(!cJSON_GetObjectItemCaseSensitive(body, "init") && !cJSON_GetObjectItemCaseSensitive(body, "data"),
+               "a server-side path got through");
     ms_train_config cfg;
     if (cfg_resolve(body, &cfg) != MS_OK) goto out;
-    cJSON *stored = cfg_display(&cfg);
+    cJSON *stored = job_config_display(&cfg);
     if (!stored) goto out;
     /* job.json holds the stored config; run_job resolves it again when the job starts */
     char *persisted = cJSON_PrintUnformatted(stored);

@@ -41,7 +41,6 @@
 /* Concurrent streamed uploads (each ends in a validation that loads the dataset). */
 #define MAX_UPLOADS 2
 /* JSON bodies nested deeper than this are refused before parsing. */
-#define JSON_MAX_DEPTH 32
 
 static const struct route routes[] = {
     {"GET", "/healthz", h_healthz, "healthz", BODY_NONE, 0},
@@ -386,60 +385,13 @@ enum MHD_Result reply_status(struct req *r, ms_status st, const char *what) {
     }
 }
 
-/* Depth of [ and { nesting outside strings; stops counting past limit. */
-static int json_too_deep(const uint8_t *s, size_t n, int limit) {
-    int depth = 0, in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return 1;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return 0;
-}
-
 cJSON *req_json_object(struct req *r, enum MHD_Result *res) {
     size_t len;
     const uint8_t *body = req_body(r, &len);
-    size_t skip = 0;
-    while (skip < len && (body[skip] == ' ' || body[skip] == '\n' || body[skip] == '\r' || body[skip] == '\t')) skip++;
-    if (skip == len) { /* an empty body means "all defaults" */
-        cJSON *o = cJSON_CreateObject();
-        if (!o) *res = reply_error_retry(r, 503, 5, "nomem", "out of memory");
-        return o;
-    }
-    if (json_too_deep(body, len, JSON_MAX_DEPTH)) {
-        *res = reply_error(r, 400, "bad_json", "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
-        return NULL;
-    }
-    const char *end = NULL;
-    cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
-    if (!o) {
-        size_t at = end && end >= (const char *)body ? (size_t)(end - (const char *)body) : 0;
-        *res = reply_error(r, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
-        return NULL;
-    }
-    /* cJSON stops after the first value: '{"epochs": 3} {"epochs": 400}' or '{...} junk' would
-     * pass as the first object (found by fuzz/fuzz_config.c). Only whitespace may follow. */
-    for (const char *p = end ? end : (const char *)body + len; p < (const char *)body + len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            cJSON_Delete(o);
-            *res = reply_error(r, 400, "bad_json", "request body is not valid JSON (unexpected data at byte %zu)",
-                               (size_t)(p - (const char *)body));
-            return NULL;
-        }
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        *res = reply_error(r, 400, "bad_json", "request body must be a JSON object");
-        return NULL;
-    }
+    struct jr_error e;
+    cJSON *o = json_body_object(body, len, &e);
+    if (!o) *res = e.retry_after ? reply_error_retry(r, (unsigned)e.status, (unsigned)e.retry_after, e.code, "%s", e.msg)
+                                 : reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
     return o;
 }
 

@@ -297,33 +297,14 @@ static struct job *find_job(struct jobs *js, const char *id) {
     return NULL;
 }
 
-/* Turns the client's (or job.json's) config object into an ms_train_config: defaults, the
- * dataset's path (never from the client), the service's default thread count, then the
- * object's fields. On failure ms_last_error() names the field. */
+/* The client's (or job.json's) config object as an ms_train_config (job_config_resolve) with
+ * the dataset's path, never the client's, and the service's default thread count. On failure
+ * ms_last_error() names the field. */
 static ms_status resolve_config(struct jobs *js, const char *dataset, const cJSON *obj, ms_train_config *cfg) {
-    ms_train_config_default(cfg);
-    ms_status st = datasets_path(js->srv->datasets, dataset, cfg->data, sizeof cfg->data);
+    char path[sizeof cfg->data];
+    ms_status st = datasets_path(js->srv->datasets, dataset, path, sizeof path);
     if (st) return st;
-    snprintf(cfg->key, sizeof cfg->key, "training_set");
-    cfg->threads = js->default_threads;
-    char *text = cJSON_PrintUnformatted(obj);
-    if (!text) return ms_fail(MS_ERR_NOMEM, "config: out of memory");
-    st = ms_train_config_from_json(cfg, text, strlen(text));
-    free(text);
-    return st;
-}
-
-/* The config as clients see it: every field, minus the server-side path. */
-static cJSON *display_config(const ms_train_config *cfg) {
-    char *text = ms_train_config_to_json(cfg);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (j) {
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "data");
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "key");
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "init");
-    }
-    return j;
+    return job_config_resolve(obj, path, js->default_threads, cfg);
 }
 
 /* ------------------------------------------------------------------ the worker */
@@ -775,38 +756,13 @@ enum MHD_Result h_jobs_create(struct req *r) {
     enum MHD_Result res;
     cJSON *body = req_json_object(r, &res);
     if (!body) return res;
-    char dataset[32] = "sample";
-    int activate = 1;
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset"), *a = cJSON_GetObjectItemCaseSensitive(body, "activate");
-    if (cJSON_GetObjectItemCaseSensitive(body, "data") || cJSON_GetObjectItemCaseSensitive(body, "key")) {
+    char dataset[32];
+    int activate;
+    struct jr_error e;
+    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e)) {
         cJSON_Delete(body);
-        return reply_error(r, 400, "invalid_argument",
-                           "'data' and 'key' cannot be set through the API: name an uploaded dataset with \"dataset\": \"<id>\"");
+        return reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
     }
-    if (cJSON_GetObjectItemCaseSensitive(body, "init")) { /* a server-side path: CLI only */
-        cJSON_Delete(body);
-        return reply_error(r, 400, "invalid_argument", "'init' (a weights file path) cannot be set through the API");
-    }
-    if (d) {
-        if (!cJSON_IsString(d)) {
-            cJSON_Delete(body);
-            return reply_error(r, 400, "invalid_argument", "dataset: must be a dataset id (a string)");
-        }
-        if (!is_safe_id(d->valuestring, sizeof dataset - 1)) {
-            cJSON_Delete(body);
-            return reply_error(r, 400, "unknown_dataset", "dataset: no such dataset");
-        }
-        snprintf(dataset, sizeof dataset, "%s", d->valuestring);
-    }
-    if (a) {
-        if (!cJSON_IsBool(a)) {
-            cJSON_Delete(body);
-            return reply_error(r, 400, "invalid_argument", "activate: must be true or false");
-        }
-        activate = cJSON_IsTrue(a);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "dataset");
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "activate");
     ms_train_config cfg;
     ms_status st = resolve_config(js, dataset, body, &cfg);
     cJSON_Delete(body);
@@ -815,7 +771,7 @@ enum MHD_Result h_jobs_create(struct req *r) {
     if (st) return reply_error(r, 400, "invalid_config", "%s", ms_last_error());
 
     struct job *jb = calloc(1, sizeof *jb);
-    if (!jb || !(jb->config = display_config(&cfg))) {
+    if (!jb || !(jb->config = job_config_display(&cfg))) {
         free_job(jb);
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }

@@ -8,6 +8,7 @@
 #define MS_SERVER_H
 
 #include "marsseg.h"
+#include "jobreq.h" /* request JSON, job requests, is_safe_id */
 #include "util.h" /* core/util.h: ms_fail, so our failures read like the core's in ms_last_error() */
 
 #include <cJSON.h>
@@ -81,9 +82,8 @@ int remove_tmp_files(const char *dir);
 ms_status write_json_atomic(const char *path, const cJSON *json);
 /* Read and parse a JSON file of at most max_bytes; NULL (and a log line) on any failure. */
 cJSON *read_json_file(const char *path, size_t max_bytes);
-/* Whether s is a safe identifier: 1..max chars of [A-Za-z0-9_-]. Every id that reaches a path
- * (job, dataset, model) is checked with this, so none can name ".." or contain "/". */
-int is_safe_id(const char *s, size_t max);
+/* is_safe_id (jobreq.h) checks every id that reaches a path (job, dataset, model), so none can
+ * name ".." or contain "/". */
 /* One log line to stderr, prefixed with a UTC timestamp; thread-safe (one fprintf). */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse "123", "64k", "16M", "2G" (binary units) into *out. 0 on success. */

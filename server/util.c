@@ -94,19 +94,6 @@ cJSON *read_json_file(const char *path, size_t max_bytes) {
     return j;
 }
 
-int is_safe_id(const char *s, size_t max) {
-    size_t n = 0;
-    if (!s) return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= max) return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '-'))
-            return 0;
-    }
-    return n > 0;
-}
-
 void log_msg(const char *fmt, ...) {
     char line[1024];
     struct timespec ts;

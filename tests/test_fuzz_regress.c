@@ -9,6 +9,7 @@
 #include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npz.c"
 #include "../fuzz/fuzz_png.c"
+#include "../server/jobreq.c"
 #include "../server/multipart.c"
 
 #include "testutil.h"

@@ -1,0 +1,149 @@
+/* Request-body JSON and job requests without HTTP (see jobreq.h). */
+#include "jobreq.h"
+#include "util.h" /* core/util.h: ms_fail */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int is_safe_id(const char *s, size_t max) {
+    size_t n = 0;
+    if (!s) return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= max) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+int json_too_deep(const uint8_t *s, size_t n, int limit) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return 1;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+static void refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->retry_after = status == 503 ? 5 : 0;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e) {
+    size_t skip = 0;
+    while (skip < len && is_ws((char)body[skip])) skip++;
+    if (skip == len) { /* an empty body means "all defaults" */
+        cJSON *o = cJSON_CreateObject();
+        if (!o) refuse(e, 503, "nomem", "out of memory");
+        return o;
+    }
+    if (json_too_deep(body, len, JSON_MAX_DEPTH)) {
+        refuse(e, 400, "bad_json", "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
+    if (!o) {
+        size_t at = end && end >= (const char *)body ? (size_t)(end - (const char *)body) : 0;
+        refuse(e, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
+        return NULL;
+    }
+    /* cJSON stops after the first value: '{"epochs": 3} {"epochs": 400}' or '{...} junk' would
+     * pass as the first object (found by fuzz/fuzz_config.c). Only whitespace may follow. */
+    for (const char *p = end ? end : (const char *)body + len; p < (const char *)body + len; p++)
+        if (!is_ws(*p)) {
+            cJSON_Delete(o);
+            refuse(e, 400, "bad_json", "request body is not valid JSON (unexpected data at byte %zu)",
+                   (size_t)(p - (const char *)body));
+            return NULL;
+        }
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        refuse(e, 400, "bad_json", "request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+int job_request_fields(cJSON *body, char *dataset, size_t cap, int *activate, struct jr_error *e) {
+    snprintf(dataset, cap, "sample");
+    *activate = 1;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset"), *a = cJSON_GetObjectItemCaseSensitive(body, "activate");
+    if (cJSON_GetObjectItemCaseSensitive(body, "data") || cJSON_GetObjectItemCaseSensitive(body, "key")) {
+        refuse(e, 400, "invalid_argument",
+               "'data' and 'key' cannot be set through the API: name an uploaded dataset with \"dataset\": \"<id>\"");
+        return -1;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(body, "init")) { /* a server-side path: CLI only */
+        refuse(e, 400, "invalid_argument", "'init' (a weights file path) cannot be set through the API");
+        return -1;
+    }
+    if (d) {
+        if (!cJSON_IsString(d)) {
+            refuse(e, 400, "invalid_argument", "dataset: must be a dataset id (a string)");
+            return -1;
+        }
+        if (!is_safe_id(d->valuestring, cap - 1)) {
+            refuse(e, 400, "unknown_dataset", "dataset: no such dataset");
+            return -1;
+        }
+        snprintf(dataset, cap, "%s", d->valuestring);
+    }
+    if (a) {
+        if (!cJSON_IsBool(a)) {
+            refuse(e, 400, "invalid_argument", "activate: must be true or false");
+            return -1;
+        }
+        *activate = cJSON_IsTrue(a);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "dataset");
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "activate");
+    return 0;
+}
+
+ms_status job_config_resolve(const cJSON *obj, const char *data_path, int threads, ms_train_config *cfg) {
+    ms_train_config_default(cfg);
+    snprintf(cfg->data, sizeof cfg->data, "%s", data_path);
+    snprintf(cfg->key, sizeof cfg->key, "training_set");
+    cfg->threads = threads;
+    char *text = cJSON_PrintUnformatted(obj);
+    if (!text) return ms_fail(MS_ERR_NOMEM, "config: out of memory");
+    ms_status st = ms_train_config_from_json(cfg, text, strlen(text));
+    free(text);
+    return st;
+}
+
+cJSON *job_config_display(const ms_train_config *cfg) {
+    char *text = ms_train_config_to_json(cfg);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (j) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "data");
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "key");
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "init");
+    }
+    return j;
+}
