@@ -8,12 +8,12 @@
  *  - transposed 2x2 stride 2: one GEMM into the workspace, then a scatter (each output pixel
  *    comes from exactly one input pixel, so there is no overlap to add up). */
 #include "layers.h"
+#include "util.h"
 
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
-static inline int MS_MIN_INT(int a, int b) { return a < b ? a : b; }
 
 /* The 3x3 convolution works on chunks of whole rows of the flattened (B*H, W) row sequence:
  * each thread builds the im2col block of its chunk in its own slice of the workspace, small
@@ -50,7 +50,7 @@ static int chunk_rows(int Cin, int W, int total_rows, int nthr) { return chunk_r
 /* Workspaces are sized for one slice per processor; a region never runs more threads than
  * that, whatever omp_set_num_threads said after the workspace was allocated. */
 static int max_threads(void) { return omp_get_num_procs(); }
-static int conv_threads(void) {
+int conv_threads(void) {
     const int t = omp_get_max_threads(), p = omp_get_num_procs();
     return t < p ? t : p;
 }
@@ -61,10 +61,12 @@ size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W) {
     return (size_t)max_threads() * ((size_t)K * rows * W + 16);
 }
 
+/* im2col chunks, and Winograd's weights and tiles where the forward or input-gradient pass
+ * takes it */
 size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W) {
     size_t n = conv3x3_fused_ws_floats(B, Cin, 0, H, W);
-    if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = n > conv3x3_wino_conv_ws_floats(Cin, Cout) ? n : conv3x3_wino_conv_ws_floats(Cin, Cout);
-    if (conv3x3_wino_ok(Cout, 0, Cin, B, H, W)) n = n > conv3x3_wino_conv_ws_floats(Cout, Cin) ? n : conv3x3_wino_conv_ws_floats(Cout, Cin);
+    if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cin, Cout));
+    if (conv3x3_wino_ok(Cout, 0, Cin, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cout, Cin));
     return n;
 }
 
@@ -126,17 +128,17 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
  * except wide layers over many pixels, where OpenBLAS's blocking wins (F=32 at batch 32, Cin 256
  * and 512: 263 vs 250 and 261 vs 196 GFLOP/s; see README, Benchmarks). */
 static int direct_enabled = 1;
+void conv3x3_set_direct(int on) { direct_enabled = on; }
+static int use_direct(int B, int Cin, int Cout, int H, int W) {
+    if (!direct_enabled || !conv3x3_direct_ok(Cout, H, W)) return 0;
+    return Cin < 256 || (size_t)B * H * W < 1024;
+}
 /* the direct weight gradient where input + output channels are at most this and rows at least
  * 32 wide: measured to beat im2col+GEMM (whose packing dominates there) by 1.1-2.1x on F=16's
  * levels 0-2 and F=32's levels 0-1, and to lose (0.8x) on 16-wide rows with 192+ channels */
 #ifndef MS_DIRECT_DW_MAX_C
 #define MS_DIRECT_DW_MAX_C 128
 #endif
-void conv3x3_set_direct(int on) { direct_enabled = on; }
-static int use_direct(int B, int Cin, int Cout, int H, int W) {
-    if (!direct_enabled || !conv3x3_direct_ok(Cout, B, H, W)) return 0;
-    return Cin < 256 || (size_t)B * H * W < 1024;
-}
 
 /* Inference: out = act(w . [im2col(inp); extra] + bias), with the bias, the optional ReLU and
  * the appended rows all applied to each chunk while its column block and output are in cache.
@@ -156,7 +158,7 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (int c = 0; c < nchunks; c++) {
         float *col = ws + (size_t)omp_get_thread_num() * slice;
-        const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
+        const int g0 = c * rows, nr = MS_MIN(rows, total - g0), ncols = nr * W;
         im2col_rows(col, inp, B, Cin, H, W, g0, nr);
         for (int e = 0; e < Cextra; e++)
             memcpy(col + (size_t)(Cin * 9 + e) * ncols, extra + (size_t)e * N + (size_t)g0 * W, sizeof(float) * ncols);
@@ -192,10 +194,11 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
                       int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
     const int nthr = conv_threads(), K = Cin * 9, total = B * H;
     const size_t N = (size_t)total * W, wslice = (size_t)Cout * K + 16;
-    /* dinp += the 3x3 convolution of dout with w transposed and flipped, computed directly where
-     * the kernel applies (the flipped weights borrow dw_ws before it holds partial sums) */
+    /* dinp += the 3x3 convolution of dout with w transposed and flipped: by Winograd or the
+     * direct kernel where they apply (the direct kernel's flipped weights borrow dw_ws before it
+     * holds partial sums), else by col2im below */
     const int wino_dinp = dinp && direct_enabled && conv3x3_wino_ok(Cout, 0, Cin, B, H, W);
-    const int direct_dinp = dinp && (wino_dinp || use_direct(B, Cout, Cin, H, W));
+    const int direct_dinp = dinp && !wino_dinp && use_direct(B, Cout, Cin, H, W);
     if (wino_dinp) {
         conv3x3_wino_conv(dinp, dout, w, 1, 1, B, Cout, Cin, H, W, ws); /* reads w transposed, flipped */
     } else if (direct_dinp) {
@@ -205,7 +208,7 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
                 for (int k = 0; k < 9; k++) wt[(size_t)c * Cout * 9 + co * 9 + 8 - k] = w[(size_t)co * K + c * 9 + k];
         conv3x3_direct_forward(dinp, dout, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
     }
-    const int col2im = dinp && !direct_dinp;
+    const int col2im = dinp && !wino_dinp && !direct_dinp;
     /* two chunks per thread: the parity passes below each run every other chunk */
     const int rows = chunk_rows(Cin, W, total, 2 * nthr), nchunks = (total + rows - 1) / rows;
     const size_t slice = (size_t)K * rows * W + 16;
@@ -222,7 +225,7 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
         for (int c = parity; c < nchunks; c += step) {
             const int tid = omp_get_thread_num();
             float *col = ws + (size_t)tid * slice, *dwt = dw_ws + (size_t)tid * wslice;
-            const int g0 = c * rows, nr = MS_MIN_INT(rows, total - g0), ncols = nr * W;
+            const int g0 = c * rows, nr = MS_MIN(rows, total - g0), ncols = nr * W;
             const float *dout_chunk = dout + (size_t)g0 * W;
             im2col_rows(col, inp, B, Cin, H, W, g0, nr);
             // dw_t (Cout,K) += dout_chunk (Cout,ncols) . col^T (ncols,K)
@@ -288,6 +291,7 @@ void conv1x1_forward(float *out, const float *inp, const float *w, const float *
     }
 }
 
+/* db[c] += sum over the row c of x (C,N) */
 static void add_row_sums(float *db, const float *x, int C, size_t N) {
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {

@@ -27,12 +27,12 @@
 /* vector positions per image for which taps are tabulated (W < 16): 64x16 pixels */
 #define MS_DIRECT_TAB 64
 
-int conv3x3_direct_ok(int Cout, int B, int H, int W) {
+int conv3x3_direct_ok(int Cout, int H, int W) {
 #if MS_HAVE_DIRECT
-    (void)B; /* __builtin_cpu_supports also checks that the OS saves the AVX-512 state */
+    /* __builtin_cpu_supports also checks that the OS saves the AVX-512 state */
     return __builtin_cpu_supports("avx512f") && Cout % 8 == 0 && (W % 16 == 0 || (H * W % 16 == 0 && H * W / 16 <= MS_DIRECT_TAB));
 #else
-    (void)Cout, (void)B, (void)H, (void)W;
+    (void)Cout, (void)H, (void)W;
     return 0;
 #endif
 }
@@ -146,9 +146,8 @@ void conv3x3_direct_forward(float *out, const float *inp, const float *extra, in
     taps16 tab[MS_DIRECT_TAB]; /* W < 16 only: the taps of each vector position in an image */
     if (W % 16)
         for (int i = 0; i < H * W / 16; i++) taps_of_lanes(&tab[i], 16L * i, H, W);
-    const int nthr = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
     /* pixel blocks outermost: a thread's pixels share their input across all channel blocks */
-#pragma omp parallel for schedule(static) collapse(2) num_threads(nthr)
+#pragma omp parallel for schedule(static) collapse(2) num_threads(conv_threads())
     for (long pb = 0; pb < nblk; pb++)
         for (int cb = 0; cb < ncb; cb++) {
             const long v0 = pb * 3;
@@ -227,8 +226,8 @@ void conv3x3_direct_dw(float *dw_ws, size_t wslice, float *ws, size_t slice, con
 #if MS_HAVE_DIRECT
     const size_t N = (size_t)B * H * W;
     const int per_img = (H + R - 1) / R, nchunks = B * per_img, PW = W + 2;
-    const int nthr = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
-#pragma omp parallel for schedule(static) num_threads(nthr)
+    /* as many threads as conv3x3_backward has dw_ws slices for */
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (int ch = 0; ch < nchunks; ch++) {
         const int t = omp_get_thread_num(), b = ch / per_img, y0 = (ch % per_img) * R;
         const int rows = H - y0 < R ? H - y0 : R;

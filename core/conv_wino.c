@@ -58,13 +58,14 @@ size_t conv3x3_wino_ws_floats(int Ct, int Cout) {
     return (size_t)omp_get_num_procs() * ((size_t)16 * TC * (Ct + Cout) + 16);
 }
 
-/* U[x][o][i] = (G g G^T)[x] for the 3x3 kernel g of output channel o, input channel i, read
- * from w at o*so + i*si + k (k = 8-k when flipped); vectorised over i. */
-static void wino_weights_strided(float *U, const float *w, int Oc, int Ic, size_t so, size_t si, int flip) {
-    const size_t plane = (size_t)Oc * Ic;
+/* U[x][o][i] (row stride ldu, plane stride Oc*ldu) = (G g G^T)[x] for the 3x3 kernel g of output
+ * channel o, input channel i, read from w at o*so + i*si + k (k = 8-k when flipped); vectorised
+ * over i. */
+static void wino_weights_strided(float *U, size_t ldu, const float *w, int Oc, int Ic, size_t so, size_t si, int flip) {
+    const size_t plane = (size_t)Oc * ldu;
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < Oc; o++) {
-        float *u = U + (size_t)o * Ic;
+        float *u = U + (size_t)o * ldu;
 #pragma omp simd
         for (int i = 0; i < Ic; i++) {
             const float *src = w + o * so + i * si;
@@ -87,38 +88,19 @@ static void wino_weights_strided(float *U, const float *w, int Oc, int Ic, size_
     }
 }
 
-void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout) {
-    // w (Cout, Cin*9 + Cextra) -> U (16, Cout, Ct); the appended 1x1 rows are centre taps
-    const int K = Cin * 9 + Cextra, Ct = Cin + Cextra;
+void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
+    // w (Cout, ldw >= Cin*9 + Cextra) -> U (16, Cout, Ct = Cin + Cextra)
+    const int Ct = Cin + Cextra;
     const size_t plane = (size_t)Cout * Ct;
-    if (!Cextra) {
-        wino_weights_strided(U, w, Cout, Cin, (size_t)K, 9, 0);
-        return;
-    }
-    for (int co = 0; co < Cout; co++) {
-        for (int c = 0; c < Ct; c++) {
-            float g[3][3] = {{0}};
-            if (c < Cin) {
-                for (int k = 0; k < 9; k++) g[k / 3][k % 3] = w[(size_t)co * K + c * 9 + k];
-            } else {
-                g[1][1] = w[(size_t)co * K + Cin * 9 + (c - Cin)];
-            }
-            float t[4][3];
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[0][j];
-                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                t[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) {
-                float *u = U + (size_t)i * 4 * plane + (size_t)co * Ct + c;
-                u[0 * plane] = t[i][0];
-                u[1 * plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[3 * plane] = t[i][2];
-            }
+    wino_weights_strided(U, (size_t)Ct, w, Cout, Cin, ldw, 9, 0);
+    /* an appended 1x1 row is a kernel with weight s at the centre tap only: G g G^T is s times
+     * the outer product of G's middle column (0 .5 -.5 0) with itself */
+    static const float centre[16] = {0, 0, 0, 0, 0, 0.25f, -0.25f, 0, 0, -0.25f, 0.25f, 0, 0, 0, 0, 0};
+    for (int co = 0; co < Cout; co++)
+        for (int e = 0; e < Cextra; e++) {
+            const float sw = w[(size_t)co * ldw + (size_t)Cin * 9 + e];
+            for (int x = 0; x < 16; x++) U[x * plane + (size_t)co * Ct + Cin + e] = centre[x] * sw;
         }
-    }
 }
 
 #if MS_HAVE_WINO
@@ -269,8 +251,7 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
     const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * Ct;
-    const int nthr = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
-#pragma omp parallel for schedule(static) num_threads(nthr)
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
         const long t0 = ch * TC;
@@ -301,7 +282,7 @@ void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transpo
     // inp (Cin,B,H,W), out (Cout,B,H,W) (+)= conv3x3(inp; w): w (Cout,Cin,3,3), or with transposed
     // the input gradient of a layer whose w is (Cin,Cout,3,3), i.e. w transposed and flipped
     float *U = ws, *slices = ws + conv3x3_wino_weight_floats(Cin, 0, Cout);
-    if (transposed) wino_weights_strided(U, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
-    else wino_weights_strided(U, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
+    if (transposed) wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
+    else wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
     conv3x3_wino_forward(out, inp, NULL, 0, U, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
 }

@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 /* ---- conv.c ---- */
+/* Threads of a convolution's parallel loops: the caller's OpenMP setting, at most one per
+ * processor (what the workspaces are sized for). */
+int conv_threads(void);
 /* Scratch floats that conv3x3_forward/backward need for this shape. */
 size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W);
 /* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
@@ -30,9 +33,9 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
 /* conv_direct.c: the same convolution computed directly with AVX-512 (no workspace); only for
- * shapes where conv3x3_direct_ok(Cout, W) (AVX-512F present, Cout and W multiples of 16).
- * accumulate=1 adds the result to out instead of overwriting it. */
-int conv3x3_direct_ok(int Cout, int B, int H, int W);
+ * shapes where conv3x3_direct_ok (AVX-512F present, Cout a multiple of 8, W a multiple of 16 or
+ * a few 16-pixel vectors per image). accumulate=1 adds the result to out instead of overwriting. */
+int conv3x3_direct_ok(int Cout, int H, int W);
 /* Direct weight gradient (used by conv3x3_backward): rows per chunk for a per-thread slice of
  * slice_floats, 0 where it does not apply; thread t adds into dw_ws + t*wslice. */
 int conv3x3_direct_dw_rows(size_t slice_floats, int Cin, int Cout, int H, int W);
@@ -47,7 +50,9 @@ int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W);
 void conv3x3_set_wino(int on);
 size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout);
 size_t conv3x3_wino_ws_floats(int Ct, int Cout);
-void conv3x3_wino_weights(float *U, const float *w, int Cin, int Cextra, int Cout);
+/* U (16, Cout, Cin + Cextra) from w's rows (Cout, row stride ldw): Cin 3x3 kernels, then Cextra
+ * 1x1 weights (centre taps); ldw > Cin*9 + Cextra skips what follows in each row. */
+void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout);
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);

@@ -503,19 +503,9 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         for (int j = 0; j < cin; j++) L[p->w2 + (size_t)co * k2 + 9 * c + j] = P[o->scw + (size_t)co * cin + j];
         L[p->b2 + co] = P[o->b2b + co] - bf[o->b2rm + co] * s2 + P[o->scb + co];
     }
-    if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, cin, 0, c);
-    if (p->u2 != MS_NO_WINO && !p->u2_split) conv3x3_wino_weights(L + p->u2, L + p->w2, c, cin, c);
-    if (p->u2 != MS_NO_WINO && p->u2_split) {
-        /* U from a copy of the 3x3 part of w2's rows, (c, 9c) */
-        float *w3 = malloc(sizeof(float) * (size_t)c * 9 * c);
-        if (!w3) {
-            p->u2 = MS_NO_WINO; /* no memory for the transform: the direct sum still works */
-            return;
-        }
-        for (int co = 0; co < c; co++) memcpy(w3 + (size_t)co * 9 * c, L + p->w2 + (size_t)co * k2, sizeof(float) * 9 * c);
-        conv3x3_wino_weights(L + p->u2, w3, c, 0, c);
-        free(w3);
-    }
+    if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, (size_t)k1, cin, 0, c);
+    /* split: the 3x3 part of w2's rows only */
+    if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, (size_t)k2, c, p->u2_split ? 0 : cin, c);
 }
 
 static size_t fold_all(ms_model *m) {

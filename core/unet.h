@@ -92,8 +92,9 @@ void ms_acts_free(ms_acts *a);
  * drawn from dropout_seed; training=0 is eval mode. Result in a->logits (K,B,H,W). */
 void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint64_t dropout_seed);
 /* Eval-mode forward of a frozen model (m->plan set): the same logits as ms_unet_forward with
- * training=0 up to float rounding, in fewer passes over memory (conv3x3_fused_forward). Runs the
- * first B <= a->B images of x; logits (K,B,H,W). */
+ * training=0 up to float rounding, in fewer passes over memory (conv3x3_fused_forward, or
+ * Winograd with the plan's transformed weights). Runs the first B <= a->B images of x; logits
+ * (K,B,H,W). */
 void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B);
 /* Accumulates parameter gradients into grads (same layout as m->params) from a->d_logits. */
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *grads);

@@ -107,8 +107,8 @@ static double conv3_loss(void *p) {
 static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
     conv_ctx c = {B, Cin, Cout, H, W, 0, 0, 0, 0, 0};
     printf("  conv3x3 %dx%dx%dx%d -> %d channels: %s forward, %s dinp\n", B, Cin, H, W, Cout,
-           conv3x3_wino_ok(Cin, 0, Cout, B, H, W) ? "winograd" : conv3x3_direct_ok(Cout, B, H, W) ? "direct" : "im2col",
-           conv3x3_wino_ok(Cout, 0, Cin, B, H, W) ? "winograd" : conv3x3_direct_ok(Cin, B, H, W) ? "direct" : "col2im");
+           conv3x3_wino_ok(Cin, 0, Cout, B, H, W) ? "winograd" : conv3x3_direct_ok(Cout, H, W) ? "direct" : "im2col",
+           conv3x3_wino_ok(Cout, 0, Cin, B, H, W) ? "winograd" : conv3x3_direct_ok(Cin, H, W) ? "direct" : "col2im");
     size_t nx = (size_t)c.Cin * c.B * c.H * c.W, ny = (size_t)c.Cout * c.B * c.H * c.W, nw = (size_t)c.Cout * c.Cin * 9;
     c.x = rnd(nx, 1); c.w = rnd(nw, 0.5f); c.r = rnd(ny, 1); c.out = malloc(sizeof(float) * ny);
     c.ws = malloc(sizeof(float) * conv3x3_ws_floats(c.B, c.Cin, c.Cout, c.H, c.W));
@@ -135,7 +135,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *sca
     return d;
 }
 static void test_conv3x3_direct(void) {
-    if (!conv3x3_direct_ok(8, 1, 16, 16)) {
+    if (!conv3x3_direct_ok(8, 16, 16)) {
         printf("  conv3x3 direct: this CPU has no AVX-512F; the im2col path is the only one\n");
         return;
     }
@@ -147,7 +147,7 @@ static void test_conv3x3_direct(void) {
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const int B = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][2], H = shapes[si][3], W = shapes[si][4],
                   Ce = shapes[si][5], K = Cin * 9 + Ce;
-        CHECK(conv3x3_direct_ok(Cout, B, H, W), "shape %zu should take the direct path", si);
+        CHECK(conv3x3_direct_ok(Cout, H, W), "shape %zu should take the direct path", si);
         const size_t N = (size_t)B * H * W;
         float *x = rnd(N * Cin, 1), *ex = rnd(N * Ce + 1, 1), *w = rnd((size_t)Cout * K, 0.5f), *b = rnd(Cout, 1);
         float *ref = malloc(sizeof(float) * N * Cout), *got = malloc(sizeof(float) * N * Cout);
@@ -219,7 +219,7 @@ static void test_conv3x3_wino(void) {
         float *ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(B, Cin, Ce, H, W));
         float *U = malloc(sizeof(float) * conv3x3_wino_weight_floats(Cin, Ce, Cout));
         float *wws = malloc(sizeof(float) * conv3x3_wino_ws_floats(Cin + Ce, Cout));
-        conv3x3_wino_weights(U, w, Cin, Ce, Cout);
+        conv3x3_wino_weights(U, w, (size_t)K, Cin, Ce, Cout);
         for (int relu = 0; relu < 2; relu++) {
             conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
             for (size_t i = 0; i < N * Cout; i++) got[i] = NAN; /* every output must be written */
