@@ -125,15 +125,6 @@ static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
  * edges: 3-vector blocks and a short last block, rows of 16 and 48, W = 8 and 24 (vectors that
  * straddle rows and images, masks from the per-image table), odd H, appended 1x1 rows, bias,
  * ReLU, accumulation, and the backward pass that computes dinp with it. */
-static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (fabs(a[i] - b[i]) > d) d = fabs(a[i] - b[i]);
-        if (fabs(b[i]) > m) m = fabs(b[i]);
-    }
-    *scale = m;
-    return d;
-}
 static void test_conv3x3_direct(void) {
     if (!conv3x3_direct_ok(8, 16, 16)) {
         printf("  conv3x3 direct: this CPU has no AVX-512F; the im2col path is the only one\n");
@@ -157,8 +148,8 @@ static void test_conv3x3_direct(void) {
             conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
             conv3x3_set_direct(1);
             conv3x3_fused_forward(got, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
-            double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
-            CHECK(d <= 1e-5 * scale, "direct conv %zu (relu %d): max diff %.3g of %.3g", si, relu, d, scale);
+            double d = tu_normwise_err(got, ref, N * Cout);
+            CHECK(d <= 1e-5, "direct conv %zu (relu %d): normwise error %.3g", si, relu, d);
         }
         /* accumulate: out += conv */
         float *acc = rnd(N * Cout, 1);
@@ -167,8 +158,8 @@ static void test_conv3x3_direct(void) {
         conv3x3_set_direct(0);
         conv3x3_fused_forward(ref, x, ex, Ce, w, b, 0, B, Cin, Cout, H, W, ws);
         for (size_t i = 0; i < N * Cout; i++) ref[i] += acc[i];
-        double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
-        CHECK(d <= 1e-5 * scale, "direct conv %zu accumulating: max diff %.3g of %.3g", si, d, scale);
+        double d = tu_normwise_err(got, ref, N * Cout);
+        CHECK(d <= 1e-5, "direct conv %zu accumulating: normwise error %.3g", si, d);
         /* backward with whatever applies directly (dinp: Cin a multiple of 8; dw: W a multiple
          * of 16 and dinp direct too) against im2col/col2im, dinp accumulated */
         if (Ce == 0) {
@@ -183,15 +174,15 @@ static void test_conv3x3_direct(void) {
                 conv3x3_set_direct(dir);
                 conv3x3_backward(dx[dir], dw[dir], dout, x, w, B, Cin, Cout, H, W, bws, dws);
             }
-            d = max_abs_diff(dx[1], dx[0], N * Cin, &scale);
-            CHECK(d <= 1e-5 * scale, "direct conv %zu dinp: max diff %.3g of %.3g", si, d, scale);
-            d = max_abs_diff(dw[1], dw[0], (size_t)Cout * K, &scale);
-            CHECK(d <= 1e-5 * scale, "direct conv %zu dw: max diff %.3g of %.3g", si, d, scale);
+            d = tu_normwise_err(dx[1], dx[0], N * Cin);
+            CHECK(d <= 1e-5, "direct conv %zu dinp: normwise error %.3g", si, d);
+            d = tu_normwise_err(dw[1], dw[0], (size_t)Cout * K);
+            CHECK(d <= 1e-5, "direct conv %zu dw: normwise error %.3g", si, d);
             for (int dir = 0; dir < 2; dir++) free(dx[dir]), free(dw[dir]);
             free(dout); free(dx0); free(bws); free(dws);
         }
         conv3x3_set_direct(1);
-        printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (max diff %.2g)\n", B, Cin, H, W, Cout, Ce, d);
+        printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (normwise error %.2g)\n", B, Cin, H, W, Cout, Ce, d);
         free(x); free(ex); free(w); free(b); free(ref); free(got); free(ws); free(acc);
     }
 }
@@ -227,9 +218,9 @@ static void test_conv3x3_wino(void) {
             size_t unwritten = 0;
             for (size_t i = 0; i < N * Cout; i++) unwritten += !isfinite(got[i]);
             CHECK(unwritten == 0, "winograd conv %zu: %zu outputs not written", si, unwritten);
-            double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
-            CHECK(d <= 1e-5 * scale, "winograd conv %zu (relu %d): max diff %.3g of %.3g", si, relu, d, scale);
-            if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): max diff %.2g of %.2g\n", B, Cin, H, W, Cout, Ce, d, scale);
+            double d = tu_normwise_err(got, ref, N * Cout);
+            CHECK(d <= 1e-5, "winograd conv %zu (relu %d): normwise error %.3g", si, relu, d);
+            if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): normwise error %.2g\n", B, Cin, H, W, Cout, Ce, d);
         }
         /* training form (U made on each call): conv3x3_forward and the backward's dinp against
          * the direct path, where the tile count makes them take it */
@@ -245,10 +236,10 @@ static void test_conv3x3_wino(void) {
                 dw[wino] = calloc((size_t)Cout * K, sizeof(float));
                 conv3x3_backward(dx[wino], dw[wino], dout, x, w, B, Cin, Cout, H, W, tws, dws);
             }
-            double scale, d = max_abs_diff(got, ref, N * Cout, &scale);
-            CHECK(d <= 1e-5 * scale, "winograd conv3x3_forward %zu: max diff %.3g of %.3g", si, d, scale);
-            d = max_abs_diff(dx[1], dx[0], N * Cin, &scale);
-            CHECK(d <= 1e-5 * scale, "winograd dinp %zu: max diff %.3g of %.3g", si, d, scale);
+            double d = tu_normwise_err(got, ref, N * Cout);
+            CHECK(d <= 1e-5, "winograd conv3x3_forward %zu: normwise error %.3g", si, d);
+            d = tu_normwise_err(dx[1], dx[0], N * Cin);
+            CHECK(d <= 1e-5, "winograd dinp %zu: normwise error %.3g", si, d);
             printf("  conv3x3 winograd training form %dx%dx%dx%d -> %d: forward and dinp match\n", B, Cin, H, W, Cout);
             for (int i = 0; i < 2; i++) free(dx[i]), free(dw[i]);
             free(tws); free(dws); free(dout); free(dx0);

@@ -33,19 +33,8 @@ static float *read_all(ms_npz *z, const char *key, size_t *n) {
     return v;
 }
 
-/* normwise relative error max|a-b| / max|b| (tensors of exact zeros compare absolutely) */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= num)) num = d;
-        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
-    }
-    return den > 0 ? num / den : num;
-}
-
 static void compare(const char *what, const float *got, const float *want, size_t n, double tol) {
-    double e = rel_err(got, want, n);
+    double e = tu_normwise_err(got, want, n);
     CHECK(e <= tol, "%s: worst relative error %.3g > %.1g", what, e, tol);
 }
 

@@ -47,4 +47,16 @@ static inline double tu_max_rel_err(const float *a, const float *b, size_t n, do
     return worst;
 }
 
+/* Normwise relative error max|a-b| / max|b|, NaN propagating as the worst (a reference of
+ * exact zeros compares absolutely). */
+static inline double tu_normwise_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num)) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
 #endif
