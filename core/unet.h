@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MS_MAX_DEPTH 6
-
 typedef enum { MS_T_PARAM, MS_T_BUFFER, MS_T_COUNTER } ms_tensor_kind;
 
 /* One named tensor: PARAMs live in the params block (and have gradients/moments at the same
