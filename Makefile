@@ -95,8 +95,9 @@ model: $(BIN)
 fixtures:
 	/usr/bin/python3 tools/make_fixtures.py
 
-# The marsseg binary (server/: HTTP service + CLI) and its integration tests (libcurl, only there).
-SERVER_SRC := $(wildcard server/*.c)
+# The marsseg binary (cli/: main.c and the subcommands; server/: the HTTP service that `serve`
+# runs) and its integration tests (libcurl, only there).
+SERVER_SRC := $(wildcard cli/*.c server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 BIN        := $(BUILD)/marsseg
 .PHONY: run
