@@ -36,8 +36,8 @@ static const field fields[] = {
     STR("key", key, "training_set", NULL, "--key", "array key in the npz"),
     NUM("val_frac", val_frac, 0.0, 0.9, 0.1, "--val-frac", "held-out validation fraction"),
     INT("split_group", split_group, 1, 1000, 2, NULL, "consecutive tiles kept on one side of the split"),
-    INT("limit", limit, 0, 1e9, 0, "--limit", "use only the first N samples (0 = all)"),
-    INT("dedup_k", dedup_k, 0, 1e9, 100, NULL, "drop samples whose mask recurs more than k times (0 = off)"),
+    INT("limit", limit, 0, 1e9, 0, "--limit", "use only the first N samples, 0 = all"),
+    INT("dedup_k", dedup_k, 0, 1e9, 100, NULL, "drop samples whose mask recurs more than k times, 0 = off"),
     INT("oversample", oversample, 1, 20, 2, NULL, "big-rock tiles appear this many times per epoch"),
     BOOL("hflip", hflip, 1, "augmentation: random horizontal flip"),
     NUM("brightness", brightness, 0.0, 0.5, 0.1, NULL, "augmentation: brightness jitter"),
@@ -53,7 +53,7 @@ static const field fields[] = {
     {"class_weights", F_WEIGHTS, OFF(class_weights), 0, 0.0, 1000.0, 1.0, NULL, NULL, NULL,
      "explicit class weights (with auto_weights false)"},
     NUM("weight_power", weight_power, 0.0, 2.0, 0.5, NULL, "auto weights ~ pixel count^-power"),
-    NUM("bg_weight", bg_weight, -1.0, 100.0, -1.0, NULL, "background weight with auto weights (-1 = same rule)"),
+    NUM("bg_weight", bg_weight, -1.0, 100.0, -1.0, NULL, "background weight with auto weights, -1 = by the same rule"),
     NUM("lr", lr, 1e-7, 1.0, 1e-3, "--lr", "AdamW learning rate"),
     NUM("beta1", beta1, 0.0, 0.9999, 0.9, NULL, "AdamW beta1"),
     NUM("beta2", beta2, 0.0, 0.999999, 0.999, NULL, "AdamW beta2"),
@@ -65,11 +65,11 @@ static const field fields[] = {
     INT("plateau_patience", plateau_patience, 1, 1000, 3, NULL, "epochs without a val mIoU gain before lr *= plateau_factor"),
     NUM("plateau_factor", plateau_factor, 0.01, 0.99, 0.5, NULL, "lr factor of the plateau schedule"),
     NUM("min_lr", min_lr, 0.0, 1.0, 1e-6, NULL, "lowest learning rate of the schedules"),
-    INT("early_stop", early_stop, 0, 10000, 8, NULL, "stop after that many epochs without a val mIoU gain (0 = off)"),
+    INT("early_stop", early_stop, 0, 10000, 8, NULL, "stop after that many epochs without a val mIoU gain, 0 = off"),
     BOOL("restore_best", restore_best, 1, "finish with the best-validation weights"),
     {"seed", F_U64, OFF(seed), 0, 0, 9007199254740991.0 /* 2^53-1: exact in JSON */, 42, NULL, NULL, "--seed",
      "seed of every random choice"},
-    INT("threads", threads, 0, 256, 0, "--threads", "threads (0 = all cores)"),
+    INT("threads", threads, 0, 256, 0, "--threads", "threads, 0 = all cores"),
 };
 #define NFIELDS (sizeof fields / sizeof *fields)
 
