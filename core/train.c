@@ -461,9 +461,7 @@ static char *model_meta(ms_trainer *t, const ms_epoch_stats *e, double total_s) 
     cJSON_AddItemToObject(root, "val_loss", num_or_null(e ? e->val_loss : NAN));
     cJSON_AddNumberToObject(root, "train_seconds", total_s);
     cJSON_AddNumberToObject(root, "steps", (double)t->step);
-    char *cfg = ms_train_config_to_json(&t->cfg);
-    cJSON *cj = cfg ? cJSON_Parse(cfg) : NULL;
-    free(cfg);
+    cJSON *cj = ms_train_config_to_cjson(&t->cfg);
     if (cj) cJSON_AddItemToObject(root, "config", cj);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
