@@ -31,7 +31,8 @@ ifeq ($(TSAN),1)
 SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 OPT      := -O1
 endif
-CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -Iinclude -Icore $(SANFLAGS) \
+# -Wmissing-prototypes: every global function has a prototype in a header (or is static).
+CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wmissing-prototypes -fopenmp -Iinclude -Icore $(SANFLAGS) \
             -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  := -fopenmp $(SANFLAGS)
@@ -173,7 +174,7 @@ FUZZ_OPTS    ?= -use_value_profile=1
 FUZZ_BUILD   := build/fuzz
 FUZZ_ALL     := npz png multipart config
 FUZZ_TARGETS ?= $(FUZZ_ALL)
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Icore \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wmissing-prototypes -Iinclude -Icore \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags libpng zlib libcjson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs libpng zlib libcjson 2>/dev/null) -lm

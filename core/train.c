@@ -356,8 +356,8 @@ static void set_lr_for_step(ms_trainer *t, int batches) {
 
 /* Eval-mode pass over samples idx[0..n-1] (all if idx is NULL): confusion matrix, and the
  * weighted CE loss when class_w is given (not with tta). */
-ms_status ms_evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
-                           const float *class_w, double *loss_out, ms_confusion *cm) {
+static ms_status evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
+                               const float *class_w, double *loss_out, ms_confusion *cm) {
     if (!ds->mask) return ms_fail(MS_ERR_ARG, "evaluate: the dataset has no masks");
     if (n <= 0) return MS_OK;
     const int H = ds->h, W = ds->w, K = m->cfg.classes, copies = tta ? 2 : 1;
@@ -428,7 +428,7 @@ done:
 }
 
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch, ms_confusion *cm) {
-    return ms_evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
+    return evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
 }
 
 /* ------------------------------------------------------------------ the loop */
@@ -583,7 +583,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         if (t->nval > 0) {
             ms_confusion cm;
             memset(&cm, 0, sizeof cm);
-            st = ms_evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
+            st = evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
             if (st) return st;
             ms_confusion_scores(&cm, &s);
             e.val_miou = s.miou;

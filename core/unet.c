@@ -230,7 +230,6 @@ const ms_model_config *ms_model_get_config(const ms_model *m) { return &m->cfg; 
 size_t ms_model_num_params(const ms_model *m) { return m->nparams; }
 const char *ms_model_meta(const ms_model *m) { return m->meta_json ? m->meta_json : "{}"; }
 
-/* Exposed for model.c (weights file I/O) */
 ms_status ms_model_alloc_internal(ms_model **out, const ms_model_config *cfg) { return model_alloc(out, cfg); }
 
 /* ------------------------------------------------------------------ activations */
