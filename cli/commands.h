@@ -1,6 +1,6 @@
 /* The `marsseg` subcommands. Each is `int cmd_x(int argc, char **argv)` with argv[0] the
  * command name; it handles its own --help and returns the process exit status
- * (0 ok, 1 failure, 2 usage error). To add one: write cli/cli_x.c and add a line to the
+ * (0 ok, 1 failure, 2 usage error). To add one: write cli/cli_<name>.c and add a line to the
  * table in cli/main.c. (tests/test_docs.c checks that every file named here exists.) */
 #ifndef MS_COMMANDS_H
 #define MS_COMMANDS_H

@@ -1,4 +1,4 @@
-/* NumPy .npz / .npy reading and writing (see npz.h).
+/* NumPy .npz / .npy reading and writing (see marsseg_npz.h).
  *
  * Reader layout: ms_npz_open/ms_npz_open_mem read the end-of-central-directory record (plain or
  * zip64) and the central directory only, validating every offset and size against the file
