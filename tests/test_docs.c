@@ -3,6 +3,7 @@
  *    ms_train_config_schema): the same fields in the same order, each with its default, range
  *    and CLI flag. `test_docs --table` prints the rows as they should be (the meaning column
  *    from the table's help lines) to paste into the README and edit.
+ *  - include/marsseg.h's "(default X)" comments are the table's defaults.
  *  - Every source path named in the sources' comments and in the README exists (a file that
  *    moved or never existed, as three of the files commands.h named once, fails here).
  * Reads the tree at MS_SRC_DIR (the Makefile passes the repository's directory). */
@@ -143,6 +144,41 @@ out:
     cJSON_Delete(schema);
 }
 
+/* include/marsseg.h's "(default X)" comments on config members (it once said base's default
+ * was 32; the table's is 16) */
+static void test_header_defaults(void) {
+    char *h = slurp("include/marsseg.h");
+    cJSON *schema = ms_train_config_schema();
+    CHECK(h && schema, "include/marsseg.h, schema");
+    int seen = 0;
+    for (char *line = h; h && schema && line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        const size_t len = strcspn(line, "\n");
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+        char *def = strstr(buf, "(default "), *semi = strchr(buf, ';'), *comment = strstr(buf, "/*");
+        if (!def || !semi || !comment || semi > comment) continue;
+        /* the member: the identifier just before ';' */
+        char *e = semi;
+        while (e > buf && (isalnum((unsigned char)e[-1]) || e[-1] == '_')) e--;
+        char member[64];
+        snprintf(member, sizeof member, "%.*s", (int)(semi - e), e);
+        const cJSON *row, *found = NULL;
+        cJSON_ArrayForEach(row, schema) {
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(row, "name"));
+            if (!strcmp(name, member) || (!strncmp(name, "model.", 6) && !strcmp(name + 6, member))) found = row;
+        }
+        CHECK(found != NULL, "include/marsseg.h: '%s' has a default but no row in the config table", member);
+        if (!found) continue;
+        const cJSON *d = cJSON_GetObjectItem(found, "default");
+        const double want = cJSON_IsBool(d) ? cJSON_IsTrue(d) : cJSON_GetNumberValue(d), got = strtod(def + 9, NULL);
+        CHECK(fabs(got - want) <= 1e-9 * fabs(want), "include/marsseg.h says %s's default is %g, the table's is %g", member, got, want);
+        seen++;
+    }
+    CHECK(seen >= 10, "%d defaults in include/marsseg.h", seen);
+    cJSON_Delete(schema);
+    free(h);
+}
+
 /* ------------------------------------------------------------------ paths named in the text */
 
 static const char *const tops[] = {"core", "server", "cli", "include", "tests", "fuzz", "bench", "static", "tools", "models", "datasets", "examples"};
@@ -257,6 +293,7 @@ static void test_paths(void) {
 
 int main(int argc, char **argv) {
     test_config_table(argc > 1 && !strcmp(argv[1], "--table"));
+    test_header_defaults();
     test_paths();
     return TEST_END();
 }
