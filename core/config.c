@@ -111,7 +111,7 @@ static ms_status check_field(const ms_train_config *c, const field *f) {
     case F_INT:
     case F_BOOL: v = *(const int *)base; break;
     case F_FLOAT: v = *(const float *)base; break;
-    case F_U64: return MS_OK;
+    case F_U64: v = (double)*(const uint64_t *)base; break; /* 2^53 + 1 rounds to 2^53: still refused */
     case F_STR:
         if (!memchr(base, 0, f->size)) return ms_fail(MS_ERR_ARG, "%s: too long", f->name);
         if (f->choices && !choice_ok(f->choices, base))

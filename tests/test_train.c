@@ -337,6 +337,11 @@ static void test_config_cjson(void) {
     CHECK(ms_model_create(&m, &too_wide, 1) == MS_ERR_ARG && ms_model_create(&m, &too_deep, 1) == MS_ERR_ARG,
           "the model builder accepts what the config refuses");
     CHECK(ms_train_config_from_cjson(&c, NULL) == MS_ERR_ARG, "NULL object accepted");
+    ms_train_config_default(&c);
+    c.seed = (1ull << 53) + 1; /* set in C: the validator holds the table's range too */
+    CHECK(ms_train_config_validate(&c) == MS_ERR_ARG && strstr(ms_last_error(), "seed"), "seed 2^53+1 validates");
+    c.seed = (1ull << 53) - 1;
+    CHECK_OK(ms_train_config_validate(&c));
 }
 
 /* the default architecture (depth 4) drives the loss on one fixed batch towards zero */
