@@ -14,6 +14,7 @@
 #define _FILE_OFFSET_BITS 64
 #define ZLIB_CONST
 
+#include "marsseg_io.h"
 #include "marsseg_npz.h"
 #include "util.h"
 
@@ -1080,20 +1081,17 @@ typedef struct {
 } wentry;
 
 struct ms_npz_writer {
-    char *path, *tmp;
-    FILE *f;
+    char *path;
+    ms_atomic_file *f;
     uint64_t off;   /* bytes written so far */
     wentry *e;
     size_t n, cap;
-    int broken;     /* an I/O error happened: commit must fail */
 };
 
 static void writer_free(ms_npz_writer *w) {
-    if (w->f) fclose(w->f);
     for (size_t i = 0; i < w->n; i++) free(w->e[i].name);
     free(w->e);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
@@ -1101,24 +1099,12 @@ ms_status ms_npz_writer_open(ms_npz_writer **out, const char *path) {
     if (!out || !path || !*path) return ms_fail(MS_ERR_ARG, "ms_npz_writer_open: missing path");
     *out = NULL;
     ms_npz_writer *w = calloc(1, sizeof *w);
-    size_t pl = strlen(path);
-    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(pl + 5))) {
+    if (!w || !(w->path = strdup(path))) {
         if (w) writer_free(w);
         return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
     }
-    memcpy(w->tmp, path, pl);
-    memcpy(w->tmp + pl, ".tmp", 5);
-    int fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ms_status st = ms_fail(MS_ERR_IO, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
-        writer_free(w);
-        return st;
-    }
-    w->f = fdopen(fd, "wb");
-    if (!w->f) {
-        ms_status st = ms_fail(MS_ERR_IO, "%s: fdopen failed: %s", path, strerror(errno));
-        close(fd);
-        unlink(w->tmp);
+    ms_status st = ms_atomic_open(&w->f, path);
+    if (st) {
         writer_free(w);
         return st;
     }
@@ -1126,20 +1112,17 @@ ms_status ms_npz_writer_open(ms_npz_writer **out, const char *path) {
     return MS_OK;
 }
 
+/* A failed write marks the temp file broken: later adds fail, and so does the commit. */
 static ms_status wput(ms_npz_writer *w, const void *buf, size_t len) {
-    if (len && fwrite(buf, 1, len, w->f) != len) {
-        w->broken = 1;
-        return ms_fail(MS_ERR_IO, "%s: write to %s failed: %s", w->path, w->tmp, strerror(errno));
-    }
-    w->off += len;
-    return MS_OK;
+    ms_status st = ms_atomic_write(w->f, buf, len);
+    if (!st) w->off += len;
+    return st;
 }
 
 ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim,
                             const int64_t *shape, const void *data) {
     if (!w || !key) return ms_fail(MS_ERR_ARG, "ms_npz_writer_add: NULL argument");
     const char *p = w->path;
-    if (w->broken) return ms_fail(MS_ERR_IO, "%s: an earlier write failed", p);
     size_t klen = strlen(key);
     if (klen > U16_MAX_FIELD - 4) return ms_fail(MS_ERR_ARG, "%s: key of %zu bytes is too long", p, klen);
     if ((unsigned)dtype >= MS_DT_COUNT) return ms_fail(MS_ERR_ARG, "%s: array '%s': invalid dtype %d", p, key, (int)dtype);
@@ -1222,33 +1205,9 @@ ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, i
     return MS_OK;
 }
 
-/* fsync the directory holding path so that the rename itself is durable */
-static ms_status fsync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
-    ms_status st = MS_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        st = ms_fail(MS_ERR_IO, "%s: written, but cannot open directory %s to fsync: %s", path, dir, strerror(errno));
-    } else {
-        if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) /* some filesystems cannot */
-            st = ms_fail(MS_ERR_IO, "%s: written, but fsync of directory %s failed: %s", path, dir, strerror(errno));
-        close(fd);
-    }
-    free(dir);
-    return st;
-}
-
 ms_status ms_npz_writer_commit(ms_npz_writer *w) {
     if (!w) return ms_fail(MS_ERR_ARG, "ms_npz_writer_commit: NULL writer");
-    const char *p = w->path;
     ms_status st = MS_OK;
-    int renamed = 0;
-    if (w->broken) {
-        st = ms_fail(MS_ERR_IO, "%s: an earlier write failed; nothing was written", p);
-        goto cleanup;
-    }
     uint64_t cd_off = w->off;
     for (size_t i = 0; i < w->n; i++) {
         const wentry *e = &w->e[i];
@@ -1318,38 +1277,16 @@ ms_status ms_npz_writer_commit(ms_npz_writer *w) {
     wr16(eo + 20, 0);
     if ((st = wput(w, end, el + EOCD_LEN))) goto cleanup;
 
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: flushing %s failed: %s", p, w->tmp, strerror(errno));
-        goto cleanup;
-    }
-    int rc = fclose(w->f);
+    st = ms_atomic_commit(w->f); /* an earlier failed write makes this fail too */
     w->f = NULL;
-    if (rc != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: closing %s failed: %s", p, w->tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (rename(w->tmp, p) != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: renaming %s into place failed: %s", p, w->tmp, strerror(errno));
-        goto cleanup;
-    }
-    renamed = 1;
-    st = fsync_dir(p);
 cleanup:
-    if (w->f) {
-        fclose(w->f);
-        w->f = NULL;
-    }
-    if (!renamed) unlink(w->tmp);
+    ms_atomic_abort(w->f);
     writer_free(w);
     return st;
 }
 
 void ms_npz_writer_abort(ms_npz_writer *w) {
     if (!w) return;
-    if (w->f) {
-        fclose(w->f);
-        w->f = NULL;
-    }
-    unlink(w->tmp);
+    ms_atomic_abort(w->f);
     writer_free(w);
 }
