@@ -764,6 +764,108 @@ static void test_headers(void) {
     free(n.b);
 }
 
+/* ------------------------------------------------------------------ Fortran order */
+/* numpy's fortran_stored/_deflated.npz: every dtype array of the dtype fixtures, as '<key>_3d'
+ * (3, 4, 5) and '<key>_2d' (6, 10) in Fortran order; read back in C order they must give the
+ * C-order pattern of dval(), as numpy.load does. */
+static void check_fortran(ms_npz *z, const char *label) {
+    CHECK(ms_npz_count(z) == 32, "%s: %d arrays", label, ms_npz_count(z));
+    for (int c = 0; c < 9; c++)
+        for (int be = 0; be < 2; be++)
+            for (int d3 = 0; d3 < 2; d3++) {
+                char key[24];
+                if (c < 2 && be) continue;
+                snprintf(key, sizeof key, c < 2 ? "%s%s" : be ? "%s_be%s" : "%s_le%s", CODES[c], d3 ? "_3d" : "_2d");
+                ms_npy_info info;
+                CHECK_OK(ms_npz_info(z, key, &info));
+                int shape_ok = d3 ? info.ndim == 3 && info.shape[0] == 3 && info.shape[1] == 4 && info.shape[2] == 5
+                                  : info.ndim == 2 && info.shape[0] == 6 && info.shape[1] == 10;
+                CHECK(shape_ok && info.dtype == CODE_T[c] && info.big_endian == be && info.count == 60, "%s %s info",
+                      label, key);
+                double d[60];
+                float f[60];
+                int64_t q[60];
+                uint8_t u[60];
+                int bad = 0;
+                CHECK_OK(ms_npz_read_f64(z, key, d, 60));
+                CHECK_OK(ms_npz_read_f32(z, key, f, 60));
+                for (int i = 0; i < 60; i++) bad += !same_d(d[i], dval(c, i)) + !same_d(f[i], (float)dval(c, i));
+                if (c <= 5) {
+                    CHECK_OK(ms_npz_read_i64(z, key, q, 60));
+                    for (int i = 0; i < 60; i++) bad += q[i] != ival(c, i);
+                }
+                if (c == 0) {
+                    CHECK_OK(ms_npz_read_u8(z, key, u, 60));
+                    for (int i = 0; i < 60; i++) bad += u[i] != ival(c, i);
+                }
+                stream_acc a = {0};
+                CHECK_OK(ms_npz_stream(z, key, acc_cb, &a));
+                double want = 0;
+                for (int i = 0; i < 60; i++)
+                    if (!isnan(dval(c, i)) && !isinf(dval(c, i))) want += dval(c, i);
+                CHECK(!bad && a.next == 60 && a.sum == want, "%s %s: %d values differ (d[1]=%g), stream sum %g vs %g",
+                      label, key, bad, d[1], a.sum, want);
+            }
+}
+
+/* A stored "a.npy" in Fortran order, u2 (rows, cols), whose C-order element i holds i & 0xFFFF. */
+static buf_t fortran_u2(int rows, int cols) {
+    char hdr[120];
+    snprintf(hdr, sizeof hdr, "{'descr': '<u2', 'fortran_order': True, 'shape': (%d, %d), }", rows, cols);
+    buf_t n = npy(1, hdr, 0);
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++) put16(&n, (uint32_t)(r * cols + c) & 0xFFFF);
+    buf_t z = zip1(n.b, n.len);
+    free(n.b);
+    return z;
+}
+
+static void test_fortran(void) {
+    const char *files[] = {FIX "fortran_stored.npz", FIX "fortran_deflated.npz"};
+    for (int k = 0; k < 2; k++) {
+        ms_npz *z = NULL;
+        CHECK_OK(ms_npz_open(&z, files[k]));
+        if (z) check_fortran(z, files[k]);
+        ms_npz_close(z);
+    }
+    /* larger than one conversion and one stream chunk: C order across chunk boundaries */
+    enum { R = 70, C = 1000 };
+    buf_t zb = fortran_u2(R, C);
+    ms_npz *z = NULL;
+    CHECK_OK(ms_npz_open_mem(&z, zb.b, zb.len, "fortran-mem"));
+    if (z) {
+        int64_t *q = malloc(R * C * sizeof *q);
+        double *d = malloc(R * C * sizeof *d);
+        int bad = 0;
+        CHECK_OK(ms_npz_read_i64(z, "a", q, R * C));
+        CHECK_OK(ms_npz_read_f64(z, "a", d, R * C));
+        for (int i = 0; i < R * C; i++) bad += q[i] != (i & 0xFFFF) || d[i] != (i & 0xFFFF);
+        CHECK(!bad, "fortran (70, 1000): %d values out of C order", bad);
+        stream_acc a = {0};
+        double want = 0;
+        for (int i = 0; i < R * C; i++) want += i & 0xFFFF;
+        CHECK_OK(ms_npz_stream(z, "a", acc_cb, &a));
+        CHECK(a.next == R * C && a.calls == 2 && a.sum == want, "fortran stream: %d calls, sum %g vs %g", a.calls,
+              a.sum, want);
+        free(q);
+        free(d);
+    }
+    ms_npz_close(z);
+    /* a corrupt Fortran-order array fails its CRC before anything is delivered */
+    zb.b[zb.len - 200] ^= 1; /* inside the payload, before the central directory */
+    z = NULL;
+    CHECK_OK(ms_npz_open_mem(&z, zb.b, zb.len, "fortran-crc"));
+    if (z) {
+        stream_acc a = {0};
+        CHECK_ERR(ms_npz_stream(z, "a", acc_cb, &a), MS_ERR_CHECKSUM, "fortran-crc");
+        CHECK(a.calls == 0, "corrupt Fortran array delivered %d chunks", a.calls);
+        double d[4];
+        CHECK_ERR(ms_npz_read_f64(z, "a", d, 4), MS_ERR_SHAPE, "fortran-crc"); /* checks before reading */
+    }
+    ms_npz_close(z);
+    free(zb.b);
+}
+
 /* ------------------------------------------------------------------ writer */
 static void test_writer(void) {
     char path[128], tmp[200];
@@ -941,6 +1043,7 @@ int main(void) {
     test_crc_stored();
     test_crc_deflated();
     test_headers();
+    test_fortran();
     test_writer();
     rm_tmpdir();
     return TEST_END();
