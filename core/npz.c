@@ -327,33 +327,19 @@ done:
 }
 
 /* ------------------------------------------------------------------ writer */
-struct ms_npz_writer {
-    ms_zip_writer *zip;
-    char *path;
-};
-
+/* An npz writer is a zip writer whose members are "<key>.npy" (the opaque types convert). */
 ms_status ms_npz_writer_open(ms_npz_writer **out, const char *path) {
-    if (!out || !path || !*path) return ms_fail(MS_ERR_ARG, "ms_npz_writer_open: missing path");
-    *out = NULL;
-    ms_npz_writer *w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path))) {
-        free(w);
-        return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    ms_status st = ms_zip_writer_open(&w->zip, path);
-    if (st) {
-        free(w->path);
-        free(w);
-        return st;
-    }
-    *out = w;
-    return MS_OK;
+    if (!out) return ms_fail(MS_ERR_ARG, "ms_npz_writer_open: NULL argument");
+    ms_zip_writer *zw = NULL;
+    ms_status st = ms_zip_writer_open(&zw, path);
+    *out = (ms_npz_writer *)zw;
+    return st;
 }
 
 ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim,
                             const int64_t *shape, const void *data) {
     if (!w || !key) return ms_fail(MS_ERR_ARG, "ms_npz_writer_add: NULL argument");
-    const char *p = w->path;
+    const char *p = ms_zip_writer_path((ms_zip_writer *)w);
     size_t klen = strlen(key);
     if (klen > ZIP_U16_MAX_FIELD - 4) return ms_fail(MS_ERR_ARG, "%s: key of %zu bytes is too long", p, klen);
     if ((unsigned)dtype >= MS_DT_COUNT) return ms_fail(MS_ERR_ARG, "%s: array '%s': invalid dtype %d", p, key, (int)dtype);
@@ -374,22 +360,10 @@ ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, i
     memcpy(name + klen, ".npy", 5);
     const void *piece[2] = {hdr, data};
     size_t len[2] = {ms_npy_print_header(hdr, dtype, ndim, shape), bytes};
-    ms_status st = ms_zip_writer_add(w->zip, name, piece, len, 2);
+    ms_status st = ms_zip_writer_add((ms_zip_writer *)w, name, piece, len, 2);
     free(name);
     return st;
 }
 
-ms_status ms_npz_writer_commit(ms_npz_writer *w) {
-    if (!w) return ms_fail(MS_ERR_ARG, "ms_npz_writer_commit: NULL writer");
-    ms_status st = ms_zip_writer_commit(w->zip);
-    free(w->path);
-    free(w);
-    return st;
-}
-
-void ms_npz_writer_abort(ms_npz_writer *w) {
-    if (!w) return;
-    ms_zip_writer_abort(w->zip);
-    free(w->path);
-    free(w);
-}
+ms_status ms_npz_writer_commit(ms_npz_writer *w) { return ms_zip_writer_commit((ms_zip_writer *)w); }
+void ms_npz_writer_abort(ms_npz_writer *w) { ms_zip_writer_abort((ms_zip_writer *)w); }

@@ -79,6 +79,7 @@ void ms_zip_reader_close(ms_zip_reader *r);
 /* Writing: ms_zip_writer_add stores one member made of n pieces laid end to end. */
 typedef struct ms_zip_writer ms_zip_writer;
 ms_status ms_zip_writer_open(ms_zip_writer **out, const char *path);
+const char *ms_zip_writer_path(const ms_zip_writer *w);
 ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *const *piece,
                             const size_t *piece_len, int n);
 /* Central directory, end records, then commit (fsync, rename, fsync dir). Frees w. */

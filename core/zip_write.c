@@ -65,6 +65,8 @@ ms_status ms_zip_writer_open(ms_zip_writer **out, const char *path) {
     return MS_OK;
 }
 
+const char *ms_zip_writer_path(const ms_zip_writer *w) { return w->path; }
+
 /* A failed write marks the temp file broken: later writes fail, and so does the commit. */
 static ms_status wput(ms_zip_writer *w, const void *buf, size_t len) {
     ms_status st = ms_atomic_write(w->f, buf, len);

@@ -200,10 +200,7 @@ static void test_stream(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     test_write_all();
     test_fsync_dir();
     test_stream();

@@ -182,18 +182,23 @@ static void check_dtypes(ms_npz *z, const char *label) {
           "float16 specials wrong");
 }
 
+/* Open the fixture at path and run check on it. */
+static void check_file(const char *path, void (*check)(ms_npz *z, const char *label)) {
+    ms_npz *z = NULL;
+    CHECK_OK(ms_npz_open(&z, path));
+    if (z) check(z, path);
+    ms_npz_close(z);
+}
+
 static void test_dtypes(void) {
     const char *files[] = {FIX "dtypes_stored.npz", FIX "dtypes_deflated.npz"};
     for (int k = 0; k < 2; k++) {
-        ms_npz *z = NULL;
-        CHECK_OK(ms_npz_open(&z, files[k]));
-        if (z) check_dtypes(z, files[k]);
-        ms_npz_close(z);
+        check_file(files[k], check_dtypes);
         size_t len;
         uint8_t *b = slurp(files[k], &len);
         CHECK(b, "cannot read %s", files[k]);
         if (!b) continue;
-        z = NULL;
+        ms_npz *z = NULL;
         CHECK_OK(ms_npz_open_mem(&z, b, len, "mem-dtypes"));
         if (z) check_dtypes(z, "mem-dtypes");
         ms_npz_close(z);
@@ -821,13 +826,8 @@ static buf_t fortran_u2(int rows, int cols) {
 }
 
 static void test_fortran(void) {
-    const char *files[] = {FIX "fortran_stored.npz", FIX "fortran_deflated.npz"};
-    for (int k = 0; k < 2; k++) {
-        ms_npz *z = NULL;
-        CHECK_OK(ms_npz_open(&z, files[k]));
-        if (z) check_fortran(z, files[k]);
-        ms_npz_close(z);
-    }
+    check_file(FIX "fortran_stored.npz", check_fortran);
+    check_file(FIX "fortran_deflated.npz", check_fortran);
     /* larger than one conversion and one stream chunk: C order across chunk boundaries */
     enum { R = 70, C = 1000 };
     buf_t zb = fortran_u2(R, C);
