@@ -83,14 +83,16 @@ ms_status ms_npz_open(ms_npz **out, const char *path) {
     if (!out) return ms_fail(MS_ERR_ARG, "ms_npz_open: NULL argument");
     *out = NULL;
     ms_zip *zip = NULL;
-    return npz_wrap(out, zip, ms_zip_open(&zip, path));
+    ms_status st = ms_zip_open(&zip, path); /* before npz_wrap reads zip */
+    return npz_wrap(out, zip, st);
 }
 
 ms_status ms_npz_open_mem(ms_npz **out, const void *data, size_t len, const char *label) {
     if (!out) return ms_fail(MS_ERR_ARG, "%s: ms_npz_open_mem: NULL argument", label ? label : "<memory>");
     *out = NULL;
     ms_zip *zip = NULL;
-    return npz_wrap(out, zip, ms_zip_open_mem(&zip, data, len, label));
+    ms_status st = ms_zip_open_mem(&zip, data, len, label);
+    return npz_wrap(out, zip, st);
 }
 
 void ms_npz_close(ms_npz *z) {
