@@ -1,5 +1,6 @@
 /* The model as users see it: weights files (npz with PyTorch state_dict names) and inference. */
 #include "marsseg_npz.h"
+#include "marsseg_predict.h"
 #include "unet.h"
 #include "util.h"
 
@@ -253,47 +254,89 @@ ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int 
     return MS_OK;
 }
 
-ms_status ms_model_segment(const ms_model *m, const uint8_t *gray, int H, int W, int tta,
-                           uint8_t *labels) {
+/* Flip TTA, the one implementation (segment, predict, rank and reports): the B images and their
+ * mirrors run as one batch of 2B; each image's probabilities are averaged with its mirror's,
+ * mirrored back. 0.5 (a + b) is exact, so the argmax is that of the sum that segment used. */
+ms_status ms_model_predict_tta(const ms_model *m, const float *x, int B, int H, int W, int tta,
+                               uint8_t *labels, float *probs) {
+    if (!tta) return ms_model_predict(m, x, B, H, W, labels, probs);
+    const int K = m->cfg.classes;
+    const size_t hw = (size_t)H * W, n = (size_t)B * hw;
+    float *xx = malloc(sizeof(float) * 2 * n), *pp = malloc(sizeof(float) * 2 * n * K);
+    ms_status st = MS_OK;
+    if (!xx || !pp) {
+        st = ms_fail(MS_ERR_NOMEM, "predict: flip TTA buffers for %d images of %dx%d", B, W, H);
+        goto done;
+    }
+    memcpy(xx, x, sizeof(float) * n);
+    for (size_t r = 0; r < (size_t)B * H; r++) /* image rows: (b, y) */
+        for (int c = 0; c < W; c++) xx[n + r * W + (W - 1 - c)] = x[r * W + c];
+    if ((st = ms_model_predict(m, xx, 2 * B, H, W, NULL, pp))) goto done;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const size_t b = i / hw, y = i % hw / W, c = i % W;
+        const float *pa = pp + b * K * hw + y * W + c, *pb = pp + ((size_t)B + b) * K * hw + y * W + (W - 1 - c);
+        int best = 0;
+        float bv = -1.0f;
+        for (int k = 0; k < K; k++) {
+            const float v = 0.5f * (pa[(size_t)k * hw] + pb[(size_t)k * hw]);
+            if (probs) probs[b * K * hw + (size_t)k * hw + y * W + c] = v;
+            if (v > bv) {
+                bv = v;
+                best = k;
+            }
+        }
+        if (labels) labels[i] = (uint8_t)best;
+    }
+done:
+    free(xx);
+    free(pp);
+    return st;
+}
+
+ms_status ms_model_segment_ex(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
+                              float *entropy, ms_tile_score *score) {
     if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
     const int q = 1 << m->cfg.depth, K = m->cfg.classes;
     const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
-    const int B = tta ? 2 : 1;
     const size_t hw = (size_t)Hp * Wp;
-    float *x = malloc(sizeof(float) * hw * B);
-    float *probs = malloc(sizeof(float) * hw * K * B);
+    float *x = malloc(sizeof(float) * hw);
+    float *probs = malloc(sizeof(float) * hw * K);
+    uint8_t *lab = malloc(hw);
     ms_status st = MS_OK;
-    if (!x || !probs) {
+    if (!x || !probs || !lab) {
         st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
         goto done;
     }
     /* pad by edge replication (reflection would need H, W >= pad; replication always works) */
     for (int y = 0; y < Hp; y++) {
         const uint8_t *row = gray + (size_t)MS_MIN(y, H - 1) * W;
-        for (int xx = 0; xx < Wp; xx++) {
-            const float v = row[MS_MIN(xx, W - 1)] * (1.0f / 255.0f);
-            x[(size_t)y * Wp + xx] = v;
-            if (tta) x[hw + (size_t)y * Wp + (Wp - 1 - xx)] = v;
+        for (int xx = 0; xx < Wp; xx++) x[(size_t)y * Wp + xx] = row[MS_MIN(xx, W - 1)] * (1.0f / 255.0f);
+    }
+    if ((st = ms_model_predict_tta(m, x, 1, Hp, Wp, tta, lab, probs))) goto done;
+    double sc = 0, se = 0; /* scores over the image's own pixels, not the padding */
+    for (int y = 0; y < H; y++) {
+        memcpy(labels + (size_t)y * W, lab + (size_t)y * Wp, (size_t)W);
+        if (!entropy && !score) continue;
+        for (int xx = 0; xx < W; xx++) {
+            float top;
+            const float h = ms_pixel_entropy(probs + (size_t)y * Wp + xx, hw, K, &top);
+            if (entropy) entropy[(size_t)y * W + xx] = h;
+            sc += top;
+            se += h;
         }
     }
-    if ((st = ms_model_predict(m, x, B, Hp, Wp, NULL, probs))) goto done;
-    for (int y = 0; y < H; y++) {
-        for (int xx = 0; xx < W; xx++) {
-            int best = 0;
-            float bv = -1.0f;
-            for (int k = 0; k < K; k++) {
-                float p = probs[(size_t)k * hw + (size_t)y * Wp + xx];
-                if (tta) p += probs[((size_t)K + k) * hw + (size_t)y * Wp + (Wp - 1 - xx)];
-                if (p > bv) {
-                    bv = p;
-                    best = k;
-                }
-            }
-            labels[(size_t)y * W + xx] = (uint8_t)best;
-        }
+    if (score) {
+        score->confidence = (float)(sc / ((double)H * W));
+        score->entropy = (float)(se / ((double)H * W));
     }
 done:
     free(x);
     free(probs);
+    free(lab);
     return st;
+}
+
+ms_status ms_model_segment(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels) {
+    return ms_model_segment_ex(m, gray, H, W, tta, labels, NULL, NULL);
 }

@@ -338,8 +338,9 @@ ms_status ms_npz_writer_open(ms_npz_writer **out, const char *path) {
     return st;
 }
 
-ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim,
-                            const int64_t *shape, const void *data) {
+/* The member name "<key>.npy" (malloc'd) and npy header of an array, its data size in *bytes. */
+static ms_status npy_member(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim, const int64_t *shape,
+                            char **name, char hdr[MS_NPY_PRINT_MAX], size_t *hlen, size_t *bytes) {
     if (!w || !key) return ms_fail(MS_ERR_ARG, "ms_npz_writer_add: NULL argument");
     const char *p = ms_zip_writer_path((ms_zip_writer *)w);
     size_t klen = strlen(key);
@@ -347,25 +348,50 @@ ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, i
     if ((unsigned)dtype >= MS_DT_COUNT) return ms_fail(MS_ERR_ARG, "%s: array '%s': invalid dtype %d", p, key, (int)dtype);
     if (ndim < 0 || ndim > MS_NPY_MAXDIM || (ndim > 0 && !shape))
         return ms_fail(MS_ERR_ARG, "%s: array '%s': invalid ndim %d", p, key, ndim);
-    size_t count = 1, bytes;
+    size_t count = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return ms_fail(MS_ERR_ARG, "%s: array '%s': negative dimension", p, key);
         if ((uint64_t)shape[i] > SIZE_MAX || !ms_mul_size(count, (size_t)shape[i], &count))
             return ms_fail(MS_ERR_LIMIT, "%s: array '%s': element count overflows", p, key);
     }
-    if (!ms_mul_size(count, ms_dtype_size(dtype), &bytes) || bytes > SIZE_MAX - 4096)
+    if (!ms_mul_size(count, ms_dtype_size(dtype), bytes) || *bytes > SIZE_MAX - 4096)
         return ms_fail(MS_ERR_LIMIT, "%s: array '%s': too large", p, key);
-    if (bytes && !data) return ms_fail(MS_ERR_ARG, "%s: array '%s': NULL data", p, key);
-    char *name = malloc(klen + 5), hdr[MS_NPY_PRINT_MAX];
-    if (!name) return ms_fail(MS_ERR_NOMEM, "%s: out of memory", p);
-    memcpy(name, key, klen);
-    memcpy(name + klen, ".npy", 5);
+    if (!(*name = malloc(klen + 5))) return ms_fail(MS_ERR_NOMEM, "%s: out of memory", p);
+    memcpy(*name, key, klen);
+    memcpy(*name + klen, ".npy", 5);
+    *hlen = ms_npy_print_header(hdr, dtype, ndim, shape);
+    return MS_OK;
+}
+
+ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim,
+                            const int64_t *shape, const void *data) {
+    char *name = NULL, hdr[MS_NPY_PRINT_MAX];
+    size_t len[2] = {0, 0};
+    ms_status st = npy_member(w, key, dtype, ndim, shape, &name, hdr, &len[0], &len[1]);
+    if (st) return st;
+    if (len[1] && !data) st = ms_fail(MS_ERR_ARG, "%s: array '%s': NULL data", ms_zip_writer_path((ms_zip_writer *)w), key);
     const void *piece[2] = {hdr, data};
-    size_t len[2] = {ms_npy_print_header(hdr, dtype, ndim, shape), bytes};
-    ms_status st = ms_zip_writer_add((ms_zip_writer *)w, name, piece, len, 2);
+    if (!st) st = ms_zip_writer_add((ms_zip_writer *)w, name, piece, len, 2);
     free(name);
     return st;
 }
+
+ms_status ms_npz_writer_begin(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim, const int64_t *shape) {
+    char *name = NULL, hdr[MS_NPY_PRINT_MAX];
+    size_t hlen = 0, bytes = 0;
+    ms_status st = npy_member(w, key, dtype, ndim, shape, &name, hdr, &hlen, &bytes);
+    if (st) return st;
+    st = ms_zip_writer_begin((ms_zip_writer *)w, name, (uint64_t)hlen + bytes);
+    if (!st) st = ms_zip_writer_write((ms_zip_writer *)w, hdr, hlen);
+    free(name);
+    return st;
+}
+
+ms_status ms_npz_writer_write(ms_npz_writer *w, const void *data, size_t bytes) {
+    return ms_zip_writer_write((ms_zip_writer *)w, data, bytes);
+}
+
+ms_status ms_npz_writer_end(ms_npz_writer *w) { return ms_zip_writer_end((ms_zip_writer *)w); }
 
 ms_status ms_npz_writer_commit(ms_npz_writer *w) { return ms_zip_writer_commit((ms_zip_writer *)w); }
 void ms_npz_writer_abort(ms_npz_writer *w) { ms_zip_writer_abort((ms_zip_writer *)w); }

@@ -82,6 +82,12 @@ ms_status ms_zip_writer_open(ms_zip_writer **out, const char *path);
 const char *ms_zip_writer_path(const ms_zip_writer *w);
 ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *const *piece,
                             const size_t *piece_len, int n);
+/* A member streamed in pieces (no other member until _end): its size is given up front, its
+ * CRC patched into the local header at _end. Writing more or fewer bytes than `size` fails, and
+ * so does the commit after any failure of these three. */
+ms_status ms_zip_writer_begin(ms_zip_writer *w, const char *name, uint64_t size);
+ms_status ms_zip_writer_write(ms_zip_writer *w, const void *buf, size_t len);
+ms_status ms_zip_writer_end(ms_zip_writer *w);
 /* Central directory, end records, then commit (fsync, rename, fsync dir). Frees w. */
 ms_status ms_zip_writer_commit(ms_zip_writer *w);
 void ms_zip_writer_abort(ms_zip_writer *w); /* frees w, removes the temp file; NULL is fine */

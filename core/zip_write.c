@@ -8,8 +8,10 @@
 #include "marsseg_npz.h" /* ms_crc32 */
 #include "util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void wr16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void wr32(uint8_t *p, uint32_t v) { wr16(p, v & 0xFFFF); wr16(p + 2, v >> 16); }
@@ -39,6 +41,10 @@ struct ms_zip_writer {
     uint64_t off; /* bytes written so far */
     wentry *e;
     size_t n, cap;
+    /* a member being streamed (ms_zip_writer_begin .. _end): its bytes still to come, and a
+     * failure that must fail the commit even if the caller ignored the piece's status */
+    int streaming, broken;
+    uint64_t left;
 };
 
 static void writer_free(ms_zip_writer *w) {
@@ -74,9 +80,10 @@ static ms_status wput(ms_zip_writer *w, const void *buf, size_t len) {
     return st;
 }
 
-ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *const *piece,
-                            const size_t *piece_len, int n) {
-    if (!w || !name || (n > 0 && (!piece || !piece_len))) return ms_fail(MS_ERR_ARG, "zip writer: NULL argument");
+/* Registers member `name` of `size` bytes (its CRC known, or patched later by _end) and writes
+ * its local header. */
+static ms_status start_member(ms_zip_writer *w, const char *name, uint64_t size, uint32_t crc) {
+    if (w->streaming) return ms_fail(MS_ERR_ARG, "%s: '%s' started before the streamed member ended", w->path, name);
     size_t nlen = strlen(name);
     if (nlen > ZIP_U16_MAX_FIELD) return ms_fail(MS_ERR_ARG, "%s: entry name of %zu bytes is too long", w->path, nlen);
     for (size_t i = 0; i < w->n; i++)
@@ -96,10 +103,8 @@ ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *cons
     for (size_t i = 0; i < nlen; i++)
         if ((unsigned char)name[i] >= 0x80) e->utf8 = 1; /* general purpose flag bit 11 */
     e->off = w->off;
-    for (int i = 0; i < n; i++) {
-        e->size += piece_len[i];
-        e->crc = ms_crc32(e->crc, piece[i], piece_len[i]);
-    }
+    e->size = size;
+    e->crc = crc;
     w->n++; /* from here on an I/O failure breaks the temp file; the entry is freed with w */
 
     int z64 = e->size >= MS_NPZ_ZIP64_LIMIT;
@@ -125,8 +130,67 @@ ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *cons
     if ((st = wput(w, lh, ZIP_LOCAL_LEN)) || (st = wput(w, e->name, e->name_len)) ||
         (z64 && (st = wput(w, lh + ZIP_LOCAL_LEN, 20))))
         return st;
-    for (int i = 0; i < n; i++)
-        if ((st = wput(w, piece[i], piece_len[i]))) return st;
+    return MS_OK;
+}
+
+ms_status ms_zip_writer_add(ms_zip_writer *w, const char *name, const void *const *piece,
+                            const size_t *piece_len, int n) {
+    if (!w || !name || (n > 0 && (!piece || !piece_len))) return ms_fail(MS_ERR_ARG, "zip writer: NULL argument");
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    for (int i = 0; i < n; i++) {
+        size += piece_len[i];
+        crc = ms_crc32(crc, piece[i], piece_len[i]);
+    }
+    ms_status st = start_member(w, name, size, crc);
+    for (int i = 0; i < n && !st; i++) st = wput(w, piece[i], piece_len[i]);
+    return st;
+}
+
+/* Streamed members: the size is known up front (an array's shape), so the local header is
+ * final except for the CRC, which is computed on the way and written over its field at the end:
+ * no data descriptor, and the archive is byte for byte what ms_zip_writer_add would write. */
+ms_status ms_zip_writer_begin(ms_zip_writer *w, const char *name, uint64_t size) {
+    if (!w || !name) return ms_fail(MS_ERR_ARG, "zip writer: NULL argument");
+    ms_status st = start_member(w, name, size, 0);
+    if (st) return w->broken = 1, st;
+    w->streaming = 1;
+    w->left = size;
+    return MS_OK;
+}
+
+ms_status ms_zip_writer_write(ms_zip_writer *w, const void *buf, size_t len) {
+    if (!w || !w->streaming || (!buf && len)) return ms_fail(MS_ERR_ARG, "zip writer: no member is being streamed");
+    wentry *e = &w->e[w->n - 1];
+    ms_status st = len > w->left ? ms_fail(MS_ERR_ARG, "%s: '%s': %zu bytes more than its size of %llu", w->path,
+                                            e->name, len, (unsigned long long)e->size)
+                                 : wput(w, buf, len);
+    if (st) return w->broken = 1, st;
+    e->crc = ms_crc32(e->crc, buf, len);
+    w->left -= len;
+    return MS_OK;
+}
+
+ms_status ms_zip_writer_end(ms_zip_writer *w) {
+    if (!w || !w->streaming) return ms_fail(MS_ERR_ARG, "zip writer: no member is being streamed");
+    wentry *e = &w->e[w->n - 1];
+    w->streaming = 0;
+    if (w->left) {
+        w->broken = 1;
+        return ms_fail(MS_ERR_ARG, "%s: '%s' ended %llu bytes short of its size", w->path, e->name,
+                       (unsigned long long)w->left);
+    }
+    uint8_t crc[4];
+    wr32(crc, e->crc);
+    const off_t at = (off_t)(e->off + 14);
+    ssize_t r;
+    do r = pwrite(ms_atomic_fd(w->f), crc, sizeof crc, at);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof crc) {
+        w->broken = 1;
+        return ms_fail(MS_ERR_IO, "%s: cannot write the CRC of '%s': %s", w->path, e->name,
+                       r < 0 ? strerror(errno) : "short write");
+    }
     return MS_OK;
 }
 
@@ -202,6 +266,11 @@ static size_t end_records(uint8_t end[ZIP_EOCD64_LEN + ZIP_LOC64_LEN + ZIP_EOCD_
 ms_status ms_zip_writer_commit(ms_zip_writer *w) {
     if (!w) return ms_fail(MS_ERR_ARG, "ms_npz_writer_commit: NULL writer");
     ms_status st = MS_OK;
+    if (w->streaming || w->broken) {
+        st = ms_fail(MS_ERR_IO, "%s: a streamed member %s; nothing was written", w->path,
+                     w->streaming ? "was never ended" : "failed");
+        goto cleanup;
+    }
     uint64_t cd_off = w->off;
     for (size_t i = 0; i < w->n; i++) {
         uint8_t ch[ZIP_CENTRAL_LEN + 28];

@@ -71,6 +71,14 @@ typedef struct ms_npz_writer ms_npz_writer;
 ms_status ms_npz_writer_open(ms_npz_writer **out, const char *path);
 ms_status ms_npz_writer_add(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim,
                             const int64_t *shape, const void *data);
+/* An array written in pieces, for arrays too big to hold (a prediction's float16 probs): begin
+ * with its shape, write its elements' bytes in C order in pieces of any size, end. No other array
+ * may be added in between; the byte count must match the shape exactly (else the piece, the end
+ * and the commit fail). The archive is the one ms_npz_writer_add would write (the CRC is
+ * computed on the way and patched into the zip header at the end). */
+ms_status ms_npz_writer_begin(ms_npz_writer *w, const char *key, ms_dtype dtype, int ndim, const int64_t *shape);
+ms_status ms_npz_writer_write(ms_npz_writer *w, const void *data, size_t bytes);
+ms_status ms_npz_writer_end(ms_npz_writer *w);
 /* Finish the zip, fsync, rename into place. Frees w whatever the outcome. */
 ms_status ms_npz_writer_commit(ms_npz_writer *w);
 /* Drop the temp file. Frees w. */
