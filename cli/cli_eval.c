@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "marsseg.h"
+#include "marsseg_predict.h"
 
 #include <cJSON.h>
 
@@ -14,11 +15,19 @@
 
 static const char *usage_text =
     "usage: marsseg eval --model M.npz --data FILE.npz [--key training_set] [--tta] [--batch N]\n"
-    "       marsseg eval --model M.npz --split-of CONFIG.json [--tta]\n\n"
+    "                    [--report DIR [--worst K]] [--json] [--threads N]\n"
+    "       marsseg eval --model M.npz --split-of CONFIG.json [--tta] [--report DIR [--worst K]]\n\n"
     "Prints the confusion matrix (rows truth, columns prediction), per-class IoU, mean IoU over\n"
     "soil/bedrock/sand/big rock (background excluded, its pixels still counted) and pixel accuracy.\n"
     "--split-of evaluates on exactly the validation tiles a training run with that config held out.\n"
-    "--tta averages each prediction with that of the mirrored tile. --json prints JSON instead.\n";
+    "--tta averages each prediction with that of the mirrored tile. --json prints JSON instead.\n"
+    "--report DIR also writes DIR/report.json (the confusion matrix as counts and row-normalised,\n"
+    "per-class IoU, precision and recall, mIoU, pixel accuracy, mean confidence and entropy, the\n"
+    "worst tiles by their own mIoU) and, for each of the K worst tiles (--worst, default 16),\n"
+    "NNNNN_image.png, NNNNN_truth.png, NNNNN_pred.png (class colours) and NNNNN_uncertainty.png\n"
+    "(normalised softmax entropy, 0 = certain, 255 = uniform). Written atomically (built in\n"
+    "DIR.tmp); an existing DIR is replaced only if it holds a report.json, or nothing. With\n"
+    "--report, --tta averages probabilities (as segment and predict do), not logits.\n";
 
 /* The --json result, printed by cJSON: paths with quotes or backslashes stay valid JSON, and
  * an IoU that is NaN (a class absent from truth and prediction) prints as null. 0, or -1 when
@@ -48,8 +57,8 @@ static int print_json(const char *model, const char *data, int n, int tta, const
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *cmd = "eval", *model = NULL, *data = NULL, *key = "training_set", *split_of = NULL;
-    int tta = 0, batch = 32, json = 0, threads = 0;
+    const char *cmd = "eval", *model = NULL, *data = NULL, *key = "training_set", *split_of = NULL, *report = NULL;
+    int tta = 0, batch = 32, json = 0, threads = 0, worst = 16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage_text, stdout), 0;
@@ -59,6 +68,11 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--data")) { if (!(data = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--key")) { if (!(key = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--split-of")) { if (!(split_of = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--report")) { if (!(report = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--worst")) {
+            const char *v = cli_value(cmd, argc, argv, &i);
+            if (!v || !cli_int(cmd, a, v, 0, 100000, &worst)) return 2;
+        }
         else if (!strcmp(a, "--batch")) {
             const char *v = cli_value(cmd, argc, argv, &i);
             if (!v || !cli_int(cmd, a, v, 1, 512, &batch)) return 2;
@@ -95,11 +109,30 @@ int cmd_eval(int argc, char **argv) {
         ms_dataset_free(&ds);
         return 1;
     }
+    if ((st = ms_check_labels_fit(m, &ds, idx, n))) { /* a model trained for other labels */
+        fprintf(stderr, "marsseg eval: %s: %s\n", split_of ? cfg.data : data, ms_last_error());
+        ms_model_free(m);
+        ms_dataset_free(&ds);
+        free(idx);
+        return 1;
+    }
     ms_confusion cm;
     memset(&cm, 0, sizeof cm);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    st = ms_evaluate(m, &ds, idx, n, tta, batch, &cm);
+    if (report) {
+        char what[1200];
+        snprintf(what, sizeof what, "%s%s%s%s", split_of ? cfg.data : data, split_of ? " (validation split of " : "[",
+                 split_of ? split_of : key, split_of ? ")" : "]");
+        cli_pass_view view = {.label = "eval"};
+        cli_progress_init(&view.bar, json);
+        ms_report_opts ro = {.tta = tta, .batch = batch < MS_PREDICT_MAX_BATCH ? batch : MS_PREDICT_MAX_BATCH, .worst = worst, .model_label = model,
+                             .data_label = what, .progress = cli_pass_progress, .user = &view};
+        st = ms_eval_report(m, &ds, idx, idx ? n : 0, &ro, report, NULL, &cm);
+        cli_progress_clear(&view.bar);
+    } else {
+        st = ms_evaluate(m, &ds, idx, n, tta, batch, &cm);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     if (st) {
@@ -126,6 +159,7 @@ int cmd_eval(int argc, char **argv) {
             printf("\nIoU:");
             for (int k = 0; k < MS_NUM_CLASSES; k++) printf("  %s %.4f", ms_class_names[k], s.iou[k]);
             printf("\nmIoU (classes 1-4): %.4f\npixel accuracy: %.4f\n", s.miou, s.pixel_acc);
+            if (report) printf("report: %s/report.json (and PNGs of the worst tiles)\n", report);
         }
     }
     free(idx);

@@ -2,17 +2,22 @@
 #include "cli.h"
 #include "commands.h"
 #include "marsseg.h"
+#include "marsseg_predict.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *usage_text =
-    "usage: marsseg segment --model M.npz IN.png OUT.png [--format color|overlay|index] [--tta]\n\n"
+    "usage: marsseg segment --model M.npz IN.png OUT.png [--format color|overlay|index|uncertainty] [--tta]\n\n"
     "Any image size (padded to a multiple of 2^depth, cropped back). Formats:\n"
     "  color    palette PNG: pixel values are class ids, the palette colours them (default)\n"
     "  overlay  RGB: the class colours blended over the input\n"
-    "  index    8-bit gray PNG of class ids 0..4\n";
+    "  index    8-bit gray PNG of class ids 0..4\n"
+    "  uncertainty  8-bit gray PNG of each pixel's normalised softmax entropy: round(255 H),\n"
+    "           0 = certain, 255 = all classes equally likely\n"
+    "Prints the class fractions and the image's confidence (mean top softmax probability) and\n"
+    "entropy (mean normalised entropy).\n";
 
 int cmd_segment(int argc, char **argv) {
     const char *cmd = "segment", *model = NULL, *in = NULL, *out = NULL, *format = "color";
@@ -29,21 +34,27 @@ int cmd_segment(int argc, char **argv) {
         else return fprintf(stderr, "marsseg segment: one input and one output, got '%s' too\n", a), 2;
     }
     if (!model || !in || !out) return fprintf(stderr, "marsseg segment: need --model, IN.png and OUT.png (see --help)\n"), 2;
-    if (strcmp(format, "color") && strcmp(format, "overlay") && strcmp(format, "index"))
-        return fprintf(stderr, "marsseg segment: --format is color, overlay or index, not '%s'\n", format), 2;
+    if (strcmp(format, "color") && strcmp(format, "overlay") && strcmp(format, "index") && strcmp(format, "uncertainty"))
+        return fprintf(stderr, "marsseg segment: --format is color, overlay, index or uncertainty, not '%s'\n", format), 2;
     ms_model *m = NULL;
     uint8_t *file = NULL, *gray = NULL, *labels = NULL, *png = NULL;
+    float *entropy = NULL;
+    ms_tile_score score = {0, 0};
     size_t len = 0, plen = 0;
     int w = 0, h = 0, rc = 1;
     ms_status st = ms_model_load(&m, model);
     if (!st) st = ms_read_file(in, (size_t)256 << 20, &file, &len);
     if (!st) st = ms_png_decode_gray(file, len, (size_t)64 << 20, &gray, &w, &h);
-    if (!st && !(labels = malloc((size_t)w * h))) st = MS_ERR_NOMEM;
-    if (!st) st = ms_model_segment(m, gray, h, w, tta, labels);
+    if (!st && (!(labels = malloc((size_t)w * h)) || !(entropy = malloc(sizeof(float) * w * h)))) st = MS_ERR_NOMEM;
+    if (!st) st = ms_model_segment_ex(m, gray, h, w, tta, labels, entropy, &score);
     if (!st) {
         if (!strcmp(format, "color")) st = ms_png_encode_labels(labels, w, h, &png, &plen);
         else if (!strcmp(format, "overlay")) st = ms_png_encode_overlay(gray, labels, w, h, 0.5f, &png, &plen);
-        else st = ms_png_encode_gray(labels, w, h, &png, &plen);
+        else if (!strcmp(format, "index")) st = ms_png_encode_gray(labels, w, h, &png, &plen);
+        else {
+            ms_entropy_to_gray(entropy, (size_t)w * h, gray); /* gray is not needed any more */
+            st = ms_png_encode_gray(gray, w, h, &png, &plen);
+        }
     }
     if (!st) st = ms_write_file_atomic(out, png, plen);
     if (st) {
@@ -53,13 +64,14 @@ int cmd_segment(int argc, char **argv) {
         for (size_t i = 0; i < (size_t)w * h; i++) counts[labels[i]]++;
         printf("%s: %dx%d (HxW) ->", out, h, w);
         for (int k = 0; k < MS_NUM_CLASSES; k++) printf(" %s %.1f%%", ms_class_names[k], 100.0 * counts[k] / ((size_t)w * h));
-        printf("\n");
+        printf("; confidence %.4f, entropy %.4f\n", score.confidence, score.entropy);
         rc = 0;
     }
     ms_model_free(m);
     free(file);
     free(gray);
     free(labels);
+    free(entropy);
     free(png);
     return rc;
 }

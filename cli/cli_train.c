@@ -129,11 +129,6 @@ static int set_override(cJSON *overrides, const char *name, cJSON *v) {
     return 0;
 }
 
-typedef struct {
-    int tty, quiet, last_pct;
-    double last_draw;
-} view;
-
 static volatile sig_atomic_t interrupted;
 static ms_trainer *running;
 static void on_signal(int sig) {
@@ -142,47 +137,17 @@ static void on_signal(int sig) {
     if (running) ms_trainer_pause(running); /* async-signal-safe: an atomic store */
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (!isfinite(s) || s < 0) s = 0;
-    const long t = (long)s;
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
-
 static void on_batch(void *u, const ms_progress *p) {
-    view *v = u;
-    if (v->quiet) return;
-    char eta[32];
-    fmt_eta(eta, sizeof eta, p->eta_s);
-    if (v->tty) {
-        const double t = now();
-        if (t - v->last_draw < 0.2 && p->batch != p->batches) return;
-        v->last_draw = t;
-        char bar[31];
-        const int fill = p->batches ? 30 * p->batch / p->batches : 0;
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = 0;
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.4f %.1f img/s ETA %s", p->epoch, p->epochs, bar, p->batch,
-                p->batches, p->loss, p->images_per_s, eta);
-    } else {
-        const int pct = p->batches ? 100 * p->batch / p->batches : 100;
-        if (pct / 10 == v->last_pct / 10 && p->batch != 1) return;
-        v->last_pct = pct;
-        fprintf(stderr, "epoch %d/%d batch %d/%d loss %.4f %.1f img/s ETA %s\n", p->epoch, p->epochs, p->batch, p->batches,
-                p->loss, p->images_per_s, eta);
-    }
+    cli_progress *v = u;
+    char prefix[48], suffix[96], eta[32];
+    cli_fmt_eta(eta, sizeof eta, p->eta_s);
+    snprintf(prefix, sizeof prefix, "epoch %d/%d", p->epoch, p->epochs);
+    snprintf(suffix, sizeof suffix, "loss %.4f %.1f img/s ETA %s", p->loss, p->images_per_s, eta);
+    cli_progress_draw(v, prefix, "batch", p->batch, p->batches, suffix);
 }
 
 static void on_epoch(void *u, const ms_epoch_stats *e) {
-    view *v = u;
-    if (v->tty && !v->quiet) fprintf(stderr, "\r\033[K");
-    v->last_pct = -10;
+    cli_progress_clear(u);
     fprintf(stderr,
             "epoch %d: loss %.4f val_loss %.4f train_mIoU %.4f val_mIoU %.4f (bg %.3f soil %.3f bedrock %.3f sand %.3f "
             "bigrock %.3f) lr %.3g %.0fs %.1f img/s\n",
@@ -191,7 +156,7 @@ static void on_epoch(void *u, const ms_epoch_stats *e) {
 }
 
 static void on_log(void *u, const char *line) {
-    view *v = u;
+    cli_progress *v = u;
     if (v->tty && !v->quiet) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "%s\n", line);
 }
@@ -272,7 +237,8 @@ int cmd_train(int argc, char **argv) {
     if (parsed != GO_ON) return parsed;
     const char *out = args.out, *resume = args.resume; /* cfg is valid: parse_args validated it */
     const int quiet = args.quiet;
-    view v = {isatty(2), quiet, -10, 0};
+    cli_progress v;
+    cli_progress_init(&v, quiet);
     ms_train_callbacks cb = {&v, on_batch, on_epoch, on_log};
     ms_trainer *t = NULL;
     ms_status st;

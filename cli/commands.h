@@ -9,6 +9,8 @@ int cmd_serve(int argc, char **argv);   /* server/serve.c */
 int cmd_train(int argc, char **argv);   /* cli/cli_train.c */
 int cmd_eval(int argc, char **argv);    /* cli/cli_eval.c */
 int cmd_segment(int argc, char **argv); /* cli/cli_segment.c */
+int cmd_predict(int argc, char **argv); /* cli/cli_predict.c */
+int cmd_rank(int argc, char **argv);    /* cli/cli_predict.c */
 int cmd_inspect(int argc, char **argv); /* cli/cli_data.c */
 int cmd_export(int argc, char **argv);  /* cli/cli_data.c */
 int cmd_pack(int argc, char **argv);    /* cli/cli_data.c */

@@ -15,6 +15,8 @@ static const struct {
     {"train", cmd_train, "train a model from a training config"},
     {"eval", cmd_eval, "evaluate a model on a labelled dataset"},
     {"segment", cmd_segment, "segment PNG images with a model"},
+    {"predict", cmd_predict, "predict a whole dataset: labels, confidence, probabilities, Kaggle CSV"},
+    {"rank", cmd_rank, "the tiles a model is least sure of, to label next"},
     {"inspect", cmd_inspect, "describe a dataset or a model file"},
     {"export", cmd_export, "export the tiles of a dataset npz as PNG files"},
     {"pack", cmd_pack, "pack image and mask PNGs into a dataset npz"},
