@@ -74,7 +74,11 @@ test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
 $(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
-bench: $(BUILD)/bench_unet $(BIN)
+# issue 14: `marsseg predict`'s rate against the batch-32 inference rate (bench/bench_predict.c)
+$(BUILD)/bench_predict: bench/bench_predict.c $(LIB)
+	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: $(BUILD)/bench_unet $(BUILD)/bench_predict $(BIN)
 ifeq ($(PEER),1)
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  (echo "PEER=1 needs Debian's python3-torch: apt-get install -y python3-torch" >&2; exit 1)
@@ -83,6 +87,7 @@ ifeq ($(PEER),1)
 else
 	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
+	./$(BUILD)/bench_predict 640 2 | tee -a $(BUILD)/bench.txt
 	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 

@@ -147,9 +147,14 @@ ms_status ms_model_load(ms_model **out, const char *path) {
 
 /* ------------------------------------------------------------------ inference */
 
-/* logits (K, B*H*W) -> labels (B*H*W) and probs (B,K,H,W) */
-static void softmax_argmax(const float *logits, int K, int B, size_t hw, uint8_t *labels, float *probs) {
+/* logits (K, B*H*W) -> labels, probs (B,K,H,W), normalised entropy and top probability (B*H*W),
+ * each optional. The uncertainty comes straight from the logits: with d_k = l_k - max, e_k =
+ * exp(d_k) and s = sum e_k, the top probability is 1/s and the entropy in nats is
+ * log s - sum e_k d_k / s: one logarithm per pixel instead of one per class. */
+static void softmax_argmax(const float *logits, int K, int B, size_t hw, const ms_pixel_out *o) {
     const size_t N = (size_t)B * hw;
+    const int soft = o->probs || o->entropy || o->top;
+    const float inv_log_k = K > 1 ? 1.0f / logf((float)K) : 0.0f;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < N; i++) {
         int best = 0;
@@ -161,12 +166,22 @@ static void softmax_argmax(const float *logits, int K, int B, size_t hw, uint8_t
                 best = k;
             }
         }
-        if (labels) labels[i] = (uint8_t)best;
-        if (probs) {
+        if (o->labels) o->labels[i] = (uint8_t)best;
+        if (!soft) continue;
+        float s = 0.0f, t = 0.0f, e[64];
+        for (int k = 0; k < K; k++) {
+            const float d = logits[(size_t)k * N + i] - mx;
+            s += (e[k] = expf(d));
+            t += e[k] * d;
+        }
+        if (o->probs) {
             const size_t b = i / hw, px = i % hw;
-            float s = 0.0f, e[64];
-            for (int k = 0; k < K; k++) s += (e[k] = expf(logits[(size_t)k * N + i] - mx));
-            for (int k = 0; k < K; k++) probs[(b * K + k) * hw + px] = e[k] / s;
+            for (int k = 0; k < K; k++) o->probs[(b * K + k) * hw + px] = e[k] / s;
+        }
+        if (o->top) o->top[i] = 1.0f / s;
+        if (o->entropy) {
+            const float h = (logf(s) - t / s) * inv_log_k;
+            o->entropy[i] = h < 0.0f ? 0.0f : h > 1.0f ? 1.0f : h;
         }
     }
 }
@@ -225,8 +240,8 @@ static ms_status cached_acts(const ms_model *m, int B, int H, int W, ms_acts **o
     return MS_OK;
 }
 
-ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
-                           uint8_t *labels, float *probs) {
+/* One pass of the model (no TTA), per-pixel outputs as o asks. */
+static ms_status predict_pass(const ms_model *m, const float *x, int B, int H, int W, const ms_pixel_out *o) {
     ms_acts *a = NULL;
     if (!m->plan) {
         ms_status st = cached_acts(m, B, H, W, &a);
@@ -234,7 +249,7 @@ ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int 
         /* eval mode reads but never writes the model (no running-stat updates): the cast is
          * safe, and it is what lets many threads share one immutable model */
         ms_unet_forward((ms_model *)m, a, x, 0, 0);
-        softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, labels, probs);
+        softmax_argmax(a->logits, m->cfg.classes, B, (size_t)H * W, o);
         return MS_OK;
     }
     /* A frozen model runs a batch MS_INFER_CHUNK images at a time, which bounds the activation
@@ -248,18 +263,26 @@ ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int 
     for (int b0 = 0; b0 < B; b0 += S) {
         const int nb = B - b0 < S ? B - b0 : S;
         ms_unet_forward_infer(m, a, x + (size_t)b0 * hw, nb);
-        softmax_argmax(a->logits, K, nb, hw, labels ? labels + (size_t)b0 * hw : NULL,
-                       probs ? probs + (size_t)b0 * K * hw : NULL);
+        const size_t px = (size_t)b0 * hw;
+        const ms_pixel_out ob = {o->labels ? o->labels + px : NULL, o->probs ? o->probs + px * K : NULL,
+                                 o->entropy ? o->entropy + px : NULL, o->top ? o->top + px : NULL};
+        softmax_argmax(a->logits, K, nb, hw, &ob);
     }
     return MS_OK;
 }
 
+ms_status ms_model_predict(const ms_model *m, const float *x, int B, int H, int W,
+                           uint8_t *labels, float *probs) {
+    const ms_pixel_out o = {labels, probs, NULL, NULL};
+    return predict_pass(m, x, B, H, W, &o);
+}
+
 /* Flip TTA, the one implementation (segment, predict, rank and reports): the B images and their
  * mirrors run as one batch of 2B; each image's probabilities are averaged with its mirror's,
- * mirrored back. 0.5 (a + b) is exact, so the argmax is that of the sum that segment used. */
-ms_status ms_model_predict_tta(const ms_model *m, const float *x, int B, int H, int W, int tta,
-                               uint8_t *labels, float *probs) {
-    if (!tta) return ms_model_predict(m, x, B, H, W, labels, probs);
+ * mirrored back, and the uncertainty comes from the averaged probabilities. 0.5 (a + b) is
+ * exact, so the argmax is that of the sum that segment used before. */
+ms_status ms_model_predict_ex(const ms_model *m, const float *x, int B, int H, int W, int tta, const ms_pixel_out *o) {
+    if (!tta) return predict_pass(m, x, B, H, W, o);
     const int K = m->cfg.classes;
     const size_t hw = (size_t)H * W, n = (size_t)B * hw;
     float *xx = malloc(sizeof(float) * 2 * n), *pp = malloc(sizeof(float) * 2 * n * K);
@@ -271,22 +294,26 @@ ms_status ms_model_predict_tta(const ms_model *m, const float *x, int B, int H, 
     memcpy(xx, x, sizeof(float) * n);
     for (size_t r = 0; r < (size_t)B * H; r++) /* image rows: (b, y) */
         for (int c = 0; c < W; c++) xx[n + r * W + (W - 1 - c)] = x[r * W + c];
-    if ((st = ms_model_predict(m, xx, 2 * B, H, W, NULL, pp))) goto done;
+    const ms_pixel_out both = {NULL, pp, NULL, NULL};
+    if ((st = predict_pass(m, xx, 2 * B, H, W, &both))) goto done;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         const size_t b = i / hw, y = i % hw / W, c = i % W;
         const float *pa = pp + b * K * hw + y * W + c, *pb = pp + ((size_t)B + b) * K * hw + y * W + (W - 1 - c);
+        float avg[64];
         int best = 0;
-        float bv = -1.0f;
         for (int k = 0; k < K; k++) {
-            const float v = 0.5f * (pa[(size_t)k * hw] + pb[(size_t)k * hw]);
-            if (probs) probs[b * K * hw + (size_t)k * hw + y * W + c] = v;
-            if (v > bv) {
-                bv = v;
-                best = k;
-            }
+            avg[k] = 0.5f * (pa[(size_t)k * hw] + pb[(size_t)k * hw]);
+            if (o->probs) o->probs[b * K * hw + (size_t)k * hw + y * W + c] = avg[k];
+            if (avg[k] > avg[best]) best = k;
         }
-        if (labels) labels[i] = (uint8_t)best;
+        if (o->labels) o->labels[i] = (uint8_t)best;
+        if (o->entropy || o->top) {
+            float top;
+            const float h = ms_pixel_entropy(avg, 1, K, &top);
+            if (o->entropy) o->entropy[i] = h;
+            if (o->top) o->top[i] = top;
+        }
     }
 done:
     free(xx);
@@ -297,14 +324,15 @@ done:
 ms_status ms_model_segment_ex(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
                               float *entropy, ms_tile_score *score) {
     if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
-    const int q = 1 << m->cfg.depth, K = m->cfg.classes;
+    const int q = 1 << m->cfg.depth;
     const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
     const size_t hw = (size_t)Hp * Wp;
-    float *x = malloc(sizeof(float) * hw);
-    float *probs = malloc(sizeof(float) * hw * K);
+    const int unc = entropy || score;
+    float *x = malloc(sizeof(float) * hw), *ent = unc ? malloc(sizeof(float) * hw) : NULL;
+    float *top = unc ? malloc(sizeof(float) * hw) : NULL;
     uint8_t *lab = malloc(hw);
     ms_status st = MS_OK;
-    if (!x || !probs || !lab) {
+    if (!x || !lab || (unc && (!ent || !top))) {
         st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
         goto done;
     }
@@ -313,18 +341,13 @@ ms_status ms_model_segment_ex(const ms_model *m, const uint8_t *gray, int H, int
         const uint8_t *row = gray + (size_t)MS_MIN(y, H - 1) * W;
         for (int xx = 0; xx < Wp; xx++) x[(size_t)y * Wp + xx] = row[MS_MIN(xx, W - 1)] * (1.0f / 255.0f);
     }
-    if ((st = ms_model_predict_tta(m, x, 1, Hp, Wp, tta, lab, probs))) goto done;
+    const ms_pixel_out o = {lab, NULL, ent, top};
+    if ((st = ms_model_predict_ex(m, x, 1, Hp, Wp, tta, &o))) goto done;
     double sc = 0, se = 0; /* scores over the image's own pixels, not the padding */
     for (int y = 0; y < H; y++) {
         memcpy(labels + (size_t)y * W, lab + (size_t)y * Wp, (size_t)W);
-        if (!entropy && !score) continue;
-        for (int xx = 0; xx < W; xx++) {
-            float top;
-            const float h = ms_pixel_entropy(probs + (size_t)y * Wp + xx, hw, K, &top);
-            if (entropy) entropy[(size_t)y * W + xx] = h;
-            sc += top;
-            se += h;
-        }
+        if (entropy) memcpy(entropy + (size_t)y * W, ent + (size_t)y * Wp, sizeof(float) * W);
+        for (int xx = 0; unc && xx < W; xx++) sc += top[(size_t)y * Wp + xx], se += ent[(size_t)y * Wp + xx];
     }
     if (score) {
         score->confidence = (float)(sc / ((double)H * W));
@@ -332,7 +355,8 @@ ms_status ms_model_segment_ex(const ms_model *m, const uint8_t *gray, int H, int
     }
 done:
     free(x);
-    free(probs);
+    free(ent);
+    free(top);
     free(lab);
     return st;
 }

@@ -172,13 +172,37 @@ static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int 
     return MS_OK;
 }
 
-/* One batch: tiles order[0..nb-1] through the model -> labels (nb,hw), probs (nb,K,hw) (the
- * caller's buffer), and the uncertainty the caller wants. x holds nb*hw floats. */
-static ms_status run_batch(const ms_model *m, const ms_dataset *ds, const int *order, int nb, int tta, float *x,
-                           float *probs, uint8_t *labels, float *pixel_ent, float *conf, float *ent) {
-    ms_batch_fill(ds, order, nb, x, NULL, NULL, NULL); /* exactly what eval feeds the model */
-    ms_status st = ms_model_predict_tta(m, x, nb, ds->h, ds->w, tta, labels, probs);
-    if (!st) ms_uncertainty(probs, nb, ms_model_get_config(m)->classes, (size_t)ds->h * ds->w, pixel_ent, conf, ent);
+/* Per-batch float buffers: one batch, whatever the number of tiles. */
+typedef struct {
+    float *x;     /* (B,hw) input */
+    float *probs; /* (B,K,hw), only when probabilities are written */
+    float *ent, *top; /* (B,hw) per-pixel uncertainty */
+} batch_bufs;
+
+static ms_status bufs_alloc(batch_bufs *b, int B, int K, size_t hw, int probs) {
+    memset(b, 0, sizeof *b);
+    b->x = malloc(sizeof(float) * hw * B);
+    b->ent = malloc(sizeof(float) * hw * B);
+    b->top = malloc(sizeof(float) * hw * B);
+    if (probs) b->probs = malloc(sizeof(float) * hw * K * B);
+    return b->x && b->ent && b->top && (!probs || b->probs) ? MS_OK : ms_fail(MS_ERR_NOMEM, "predict: buffers for a batch of %d", B);
+}
+
+static void bufs_free(batch_bufs *b) {
+    free(b->x);
+    free(b->probs);
+    free(b->ent);
+    free(b->top);
+}
+
+/* One batch: tiles order[0..nb-1] through the model -> labels (nb,hw), b->probs when allocated,
+ * per-pixel entropy and top probability into b, the tiles' scores into conf/ent. */
+static ms_status run_batch(const ms_model *m, const ms_dataset *ds, const int *order, int nb, int tta, batch_bufs *b,
+                           uint8_t *labels, float *conf, float *ent) {
+    ms_batch_fill(ds, order, nb, b->x, NULL, NULL, NULL); /* exactly what eval feeds the model */
+    const ms_pixel_out o = {labels, b->probs, b->ent, b->top};
+    ms_status st = ms_model_predict_ex(m, b->x, nb, ds->h, ds->w, tta, &o);
+    if (!st) ms_tile_scores(b->ent, b->top, nb, (size_t)ds->h * ds->w, conf, ent);
     return st;
 }
 
@@ -257,7 +281,8 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
     const size_t hw = (size_t)H * W;
     const int B = o->batch >= 1 && o->batch <= MS_PREDICT_MAX_BATCH ? o->batch : MS_PREDICT_MAX_BATCH;
     const int want_probs = o->npz_path && o->probs;
-    float *x = malloc(sizeof(float) * hw * B), *probs = malloc(sizeof(float) * hw * K * B);
+    batch_bufs bb;
+    st = bufs_alloc(&bb, B, K, hw, want_probs);
     uint16_t *half = want_probs ? malloc(sizeof(uint16_t) * hw * K * B) : NULL;
     int order[MS_PREDICT_MAX_BATCH];
     ms_npz_writer *zw = NULL;
@@ -266,7 +291,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
     out->labels = malloc(hw * (size_t)n);
     out->confidence = malloc(sizeof(float) * (size_t)n);
     out->entropy = malloc(sizeof(float) * (size_t)n);
-    if (!x || !probs || (want_probs && !half) || !out->labels || !out->confidence || !out->entropy) {
+    if (st || (want_probs && !half) || !out->labels || !out->confidence || !out->entropy) {
         st = ms_fail(MS_ERR_NOMEM, "predict: buffers for %d tiles of %dx%d", n, W, H);
         goto done;
     }
@@ -283,11 +308,11 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
         }
         const int nb = MS_MIN(B, n - i0);
         for (int i = 0; i < nb; i++) order[i] = idx ? idx[i0 + i] : i0 + i;
-        if ((st = run_batch(m, ds, order, nb, o->tta, x, probs, out->labels + (size_t)i0 * hw, NULL,
-                            out->confidence + i0, out->entropy + i0)))
+        if ((st = run_batch(m, ds, order, nb, o->tta, &bb, out->labels + (size_t)i0 * hw, out->confidence + i0,
+                            out->entropy + i0)))
             goto done;
         if (want_probs) {
-            ms_f32_to_f16_n(probs, half, (size_t)nb * K * hw);
+            ms_f32_to_f16_n(bb.probs, half, (size_t)nb * K * hw);
             if ((st = ms_npz_writer_write(zw, half, sizeof(uint16_t) * (size_t)nb * K * hw))) goto done;
         }
         if (o->progress) o->progress(o->user, i0 + nb, n, now_s() - t0);
@@ -323,8 +348,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
 done:
     if (zw) ms_npz_writer_abort(zw);
     ms_atomic_abort(csv);
-    free(x);
-    free(probs);
+    bufs_free(&bb);
     free(half);
     if (st) ms_predictions_free(out);
     return st;
@@ -337,21 +361,20 @@ ms_status ms_predict_tiles(const ms_model *m, const ms_dataset *ds, const int *i
     ms_status st = check_input(m, ds, idx, n);
     if (st) return st;
     if (!idx) n = ds->n;
-    const int K = ms_model_get_config(m)->classes, B = MS_MIN(n, MS_PREDICT_MAX_BATCH);
+    const int B = MS_MIN(n, MS_PREDICT_MAX_BATCH);
     const size_t hw = (size_t)ds->h * ds->w;
-    float *x = malloc(sizeof(float) * hw * B), *probs = malloc(sizeof(float) * hw * K * B);
     float conf[MS_PREDICT_MAX_BATCH], ent[MS_PREDICT_MAX_BATCH];
     int order[MS_PREDICT_MAX_BATCH];
-    if (!x || !probs) st = ms_fail(MS_ERR_NOMEM, "predict: buffers for %d tiles", B);
+    batch_bufs bb;
+    st = bufs_alloc(&bb, B, ms_model_get_config(m)->classes, hw, 0);
     for (int i0 = 0; i0 < n && !st; i0 += B) {
         const int nb = MS_MIN(B, n - i0);
         for (int i = 0; i < nb; i++) order[i] = idx ? idx[i0 + i] : i0 + i;
-        st = run_batch(m, ds, order, nb, tta, x, probs, labels ? labels + (size_t)i0 * hw : NULL,
-                       entropy ? entropy + (size_t)i0 * hw : NULL, conf, ent);
+        st = run_batch(m, ds, order, nb, tta, &bb, labels ? labels + (size_t)i0 * hw : NULL, conf, ent);
+        if (!st && entropy) memcpy(entropy + (size_t)i0 * hw, bb.ent, sizeof(float) * hw * nb);
         for (int i = 0; i < nb && !st && score; i++) score[i0 + i] = (ms_tile_score){conf[i], ent[i]};
     }
-    free(x);
-    free(probs);
+    bufs_free(&bb);
     return st;
 }
 

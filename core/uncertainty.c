@@ -18,20 +18,11 @@ float ms_pixel_entropy(const float *p, size_t stride, int K, float *top) {
     return h < 0.0f ? 0.0f : h > 1.0f ? 1.0f : h;
 }
 
-void ms_uncertainty(const float *probs, int B, int K, size_t hw, float *pixel_entropy, float *confidence,
+void ms_tile_scores(const float *pixel_entropy, const float *pixel_top, int B, size_t hw, float *confidence,
                     float *entropy) {
-    for (int b = 0; b < B; b++) { /* pixels in parallel: one tile (segment, batch 1) uses every thread too */
-        const float *pb = probs + (size_t)b * K * hw;
-        float *eb = pixel_entropy ? pixel_entropy + (size_t)b * hw : NULL;
+    for (int b = 0; b < B; b++) { /* in double, in order: a tile's score does not depend on threads */
         double sc = 0, se = 0;
-#pragma omp parallel for schedule(static) reduction(+ : sc, se)
-        for (size_t px = 0; px < hw; px++) {
-            float top;
-            const float h = ms_pixel_entropy(pb + px, hw, K, &top);
-            if (eb) eb[px] = h;
-            sc += top;
-            se += h;
-        }
+        for (size_t i = 0; i < hw; i++) sc += pixel_top[(size_t)b * hw + i], se += pixel_entropy[(size_t)b * hw + i];
         if (confidence) confidence[b] = (float)(sc / (double)hw);
         if (entropy) entropy[b] = (float)(se / (double)hw);
     }

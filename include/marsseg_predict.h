@@ -29,9 +29,9 @@ extern "C" {
 /* Normalised entropy of the K probabilities p[0], p[stride], ... p[(K-1)*stride], in [0,1];
  * *top (may be NULL) gets the largest probability. K = 1 gives 0. */
 float ms_pixel_entropy(const float *p, size_t stride, int K, float *top);
-/* probs (B,K,hw) as ms_model_predict writes them -> pixel_entropy (B,hw) (NULL: not wanted),
- * per-tile confidence[B] and entropy[B] (either NULL). */
-void ms_uncertainty(const float *probs, int B, int K, size_t hw, float *pixel_entropy, float *confidence,
+/* Per-tile means of per-pixel maps (B,hw) (as ms_model_predict_ex writes them): confidence[b]
+ * the mean top probability, entropy[b] the mean normalised entropy (either output may be NULL). */
+void ms_tile_scores(const float *pixel_entropy, const float *pixel_top, int B, size_t hw, float *confidence,
                     float *entropy);
 /* An entropy map as 8-bit gray: round(255 * H), 0 = certain, 255 = uniform. */
 void ms_entropy_to_gray(const float *h, size_t n, uint8_t *gray);
@@ -43,11 +43,19 @@ void ms_f32_to_f16_n(const float *src, uint16_t *dst, size_t n);
 
 /* ------------------------------------------------------------------ inference with TTA (core/model.c) */
 
-/* ms_model_predict with optional flip TTA (tta=1: each image's probabilities averaged with
- * those of its mirror, mirrored back; labels are their argmax). x (B,H,W) in [0,1], H and W
- * multiples of 2^depth; labels (B,H,W) and probs (B,K,H,W) may each be NULL. */
-ms_status ms_model_predict_tta(const ms_model *m, const float *x, int B, int H, int W, int tta,
-                               uint8_t *labels, float *probs);
+/* Per-pixel outputs of an inference; each pointer may be NULL (not wanted). */
+typedef struct {
+    uint8_t *labels; /* (B,H,W) argmax classes */
+    float *probs;    /* (B,K,H,W) softmax probabilities */
+    float *entropy;  /* (B,H,W) normalised entropy */
+    float *top;      /* (B,H,W) top probability */
+} ms_pixel_out;
+
+/* ms_model_predict with uncertainty and optional flip TTA (tta=1: each image's probabilities
+ * averaged with those of its mirror, mirrored back; labels and uncertainty from the average).
+ * x (B,H,W) in [0,1], H and W multiples of 2^depth. Without TTA the uncertainty comes from the
+ * logits in the softmax pass itself (one logarithm per pixel). */
+ms_status ms_model_predict_ex(const ms_model *m, const float *x, int B, int H, int W, int tta, const ms_pixel_out *o);
 
 typedef struct {
     float confidence; /* mean top softmax probability over the image's pixels */

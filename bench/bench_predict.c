@@ -1,0 +1,67 @@
+/* make bench, issue 14: the rate of `marsseg predict` (core/predict.c: batches of 32 through the
+ * model, softmax probabilities, per-tile confidence and entropy, the labels npz written
+ * atomically) against the model's own batch-32 inference rate (ms_model_predict, labels only, as
+ * bench_unet measures it), on the default architecture (depth 4, base 16) at 64x128.
+ * usage: bench_predict [TILES] [PASSES] */
+#include "marsseg.h"
+#include "marsseg_blas_restart.h" /* the kernels production uses */
+#include "marsseg_predict.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    const int n = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 640, passes = argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 2;
+    const int H = 64, W = 128, B = 32;
+    const size_t hw = (size_t)H * W;
+    ms_model_config cfg = {4, 16, 5, 0.1f};
+    ms_model *m = NULL;
+    if (ms_model_create(&m, &cfg, 1) || ms_model_freeze(m)) return fprintf(stderr, "%s\n", ms_last_error()), 1;
+    ms_dataset ds = {.n = n, .h = H, .w = W, .img = malloc(hw * n)};
+    float *x = malloc(sizeof(float) * hw * B);
+    uint8_t *lab = malloc(hw * B);
+    if (!ds.img || !x || !lab) return 1;
+    for (size_t i = 0; i < hw * n; i++) ds.img[i] = (uint8_t)((i * 2654435761u) >> 24);
+    for (size_t i = 0; i < hw * B; i++) x[i] = ds.img[i] / 255.0f;
+    char out[64];
+    snprintf(out, sizeof out, "/tmp/bench_predict_%d.npz", (int)getpid());
+    double infer = 0, pred = 0, pred_tta = 0;
+    ms_model_predict(m, x, B, H, W, lab, NULL); /* allocates the batch-32 activations */
+    for (int p = 0; p < passes; p++) {
+        /* the same number of tiles through the bare model, batch 32 */
+        double t0 = now();
+        for (int i = 0; i < n; i += B) ms_model_predict(m, x, B, H, W, lab, NULL);
+        const double r = (double)(n + B - 1) / B * B / (now() - t0);
+        if (r > infer) infer = r;
+        ms_predictions pr;
+        ms_predict_opts o = {.npz_path = out};
+        if (ms_predict(m, &ds, NULL, 0, &o, &pr)) return fprintf(stderr, "%s\n", ms_last_error()), 1;
+        if (n / pr.seconds > pred) pred = n / pr.seconds;
+        ms_predictions_free(&pr);
+        o.tta = 1;
+        if (ms_predict(m, &ds, NULL, 0, &o, &pr)) return fprintf(stderr, "%s\n", ms_last_error()), 1;
+        if (n / pr.seconds > pred_tta) pred_tta = n / pr.seconds;
+        ms_predictions_free(&pr);
+    }
+    unlink(out);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("F=16 predict (%d tiles, best of %d passes): %.1f tiles/s = %.0f%% of batch-32 inference %.1f img/s "
+           "(target >= 90%%); with flip TTA %.1f tiles/s; peak RSS %.0f MB\n",
+           n, passes, pred, 100 * pred / infer, infer, pred_tta, ru.ru_maxrss / 1024.0);
+    ms_model_free(m);
+    ms_dataset_free(&ds);
+    free(x);
+    free(lab);
+    return 0;
+}
