@@ -1,16 +1,22 @@
 /* The marsseg CLI end to end (the binary built beside this test): export -> pack round trip,
  * inspect, a short train run with resume refusal, eval (plain, --tta, --split-of, --json),
- * segment in every format at an odd size, and clear errors for bad usage. */
+ * segment in every format at an odd size, and clear errors for bad usage; issue 14's predict,
+ * rank, eval --report and segment --format uncertainty on the bundled model and sample. */
 #include "marsseg.h"
 #include "marsseg_npz.h"
 #include "testutil.h"
 
 #include <cJSON.h>
 
+#include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char bin[512], tmp[256], out[65536];
@@ -30,6 +36,274 @@ static int run(const char *fmt, ...) {
     out[n] = 0;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs argv (argv[0] the binary) with output to /dev/null; its exit status and peak RSS in KB.
+ * With interrupt_after > 0, sends SIGINT after that many seconds. */
+static int spawn(char *const argv[], long *maxrss_kb, double interrupt_after) {
+    fflush(stdout); /* or the child would print our buffered lines again */
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (interrupt_after > 0) {
+        struct timespec ts = {(time_t)interrupt_after, (long)((interrupt_after - (time_t)interrupt_after) * 1e9)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGINT);
+    }
+    int st = 0;
+    struct rusage ru;
+    if (wait4(pid, &st, 0, &ru) != pid) return -1;
+    if (maxrss_kb) *maxrss_kb = ru.ru_maxrss;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_entries(const char *dir) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls -A %s 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/* The model's normalised entropy of every pixel of one 64x128 tile, by the test's own loop over
+ * ms_model_predict's probabilities (the input scaled as segment scales it). */
+static void own_entropy_map(const ms_model *m, const uint8_t *g, int h, int w, double *ent) {
+    const size_t hw = (size_t)h * w;
+    float *x = malloc(sizeof(float) * hw), *pr = malloc(sizeof(float) * hw * 5);
+    for (size_t i = 0; i < hw; i++) x[i] = g[i] * (1.0f / 255.0f);
+    CHECK_OK(ms_model_predict(m, x, 1, h, w, NULL, pr));
+    for (size_t i = 0; i < hw; i++) {
+        double e = 0;
+        for (int k = 0; k < 5; k++) {
+            const double v = pr[(size_t)k * hw + i];
+            if (v > 0) e -= v * log(v);
+        }
+        ent[i] = e / log(5.0);
+    }
+    free(x);
+    free(pr);
+}
+
+static void test_issue14(void) {
+    const char *model = "models/default.npz", *sample = "datasets/sample.npz";
+    char p[700], q[700];
+    for (int i = 0; i < 2; i++) {
+        const char *c = i ? "rank" : "predict";
+        CHECK(run("%s %s --help", bin, c) == 0 && strstr(out, "usage") && strstr(out, "--top") == (i ? strstr(out, "--top") : NULL),
+              "%s --help: %s", c, out);
+    }
+    CHECK(run("%s eval --help", bin) == 0 && strstr(out, "--report") && strstr(out, "--worst"), "eval --help: %s", out);
+    CHECK(run("%s segment --help", bin) == 0 && strstr(out, "uncertainty"), "segment --help: %s", out);
+
+    /* predict: the sample's test_set (the default key) to npz + CSV; the CSV read back = labels */
+    CHECK(run("%s predict --model %s %s --out %s/preds.npz --csv %s/sub.csv --probs --batch 20", bin, model, sample, tmp, tmp) == 0 &&
+              strstr(out, "[test_set]: 64 tiles of 64x128") && strstr(out, "mean confidence"),
+          "predict: %s", out);
+    snprintf(p, sizeof p, "%s/preds.npz", tmp);
+    ms_npz *z = NULL;
+    CHECK_OK(ms_npz_open(&z, p));
+    const size_t hw = 64 * 128;
+    uint8_t *labels = malloc(64 * hw);
+    float conf[64];
+    ms_npy_info info;
+    if (z) {
+        CHECK(ms_npz_count(z) == 4 && ms_npz_info(z, "probs", &info) == MS_OK && info.dtype == MS_DT_F2 && info.shape[0] == 64 &&
+                  info.shape[1] == 5,
+              "preds.npz arrays");
+        CHECK_OK(ms_npz_read_u8(z, "labels", labels, 64 * hw));
+        CHECK_OK(ms_npz_read_f32(z, "confidence", conf, 64));
+        ms_npz_close(z);
+    }
+    snprintf(p, sizeof p, "%s/sub.csv", tmp);
+    FILE *f = fopen(p, "r");
+    char *line = malloc(64 * hw);
+    int rows = 0, bad = 0;
+    if (f && fgets(line, 64 * hw, f)) {
+        bad += strncmp(line, "id,0,1,", 7) != 0 || !strstr(line, ",8191\n");
+        while (fgets(line, 64 * hw, f)) {
+            char *s = line, *end;
+            bad += strtol(s, &end, 10) != rows;
+            for (size_t i = 0; i < hw; i++) bad += *end != ',' || strtol(end + 1, &end, 10) != labels[rows * hw + i];
+            rows++;
+        }
+    }
+    if (f) fclose(f);
+    CHECK(rows == 64 && bad == 0, "CSV: %d rows, %d differences from labels", rows, bad);
+    free(line);
+    /* a folder of PNGs: export writes NNNNN.png + NNNNN_mask.png; predict reads them in name order */
+    CHECK(run("%s export %s --key test_set --out %s/test-tiles --limit 10 && %s predict --model %s %s/test-tiles --out %s/dir.npz",
+              bin, sample, tmp, bin, model, tmp, tmp) == 0 && strstr(out, "10 tiles"),
+          "predict a folder: %s", out);
+    snprintf(p, sizeof p, "%s/dir.npz", tmp);
+    uint8_t *dl = malloc(10 * hw);
+    CHECK_OK(ms_npz_open(&z, p));
+    if (z) {
+        CHECK_OK(ms_npz_read_u8(z, "labels", dl, 10 * hw));
+        ms_npz_close(z);
+    }
+    CHECK(!memcmp(dl, labels, 10 * hw), "a folder's labels differ from the npz's");
+    free(dl);
+
+    /* segment --format uncertainty against entropies computed here */
+    ms_model *m = NULL;
+    CHECK_OK(ms_model_load(&m, model));
+    uint8_t *buf = NULL, *g = NULL, *u = NULL;
+    size_t len = 0;
+    int w = 0, h = 0, uw = 0, uh = 0;
+    CHECK_OK(ms_read_file("examples/tile1.png", 1 << 20, &buf, &len));
+    CHECK_OK(ms_png_decode_gray(buf, len, 0, &g, &w, &h));
+    free(buf);
+    CHECK(run("%s segment --model %s examples/tile1.png %s/unc.png --format uncertainty", bin, model, tmp) == 0 && strstr(out, "confidence"),
+          "segment --format uncertainty: %s", out);
+    snprintf(p, sizeof p, "%s/unc.png", tmp);
+    CHECK_OK(ms_read_file(p, 1 << 20, &buf, &len));
+    CHECK_OK(ms_png_decode_gray(buf, len, 0, &u, &uw, &uh));
+    free(buf);
+    if (m && g && u && uw == w && uh == h && w == 128 && h == 64) {
+        double *ent = malloc(sizeof(double) * hw), mean = 0;
+        own_entropy_map(m, g, h, w, ent);
+        int off1 = 0, worse = 0, lo = 255, hi = 0;
+        for (size_t i = 0; i < hw; i++) {
+            const int want = (int)floor(255.0 * ent[i] + 0.5), d = abs(u[i] - want);
+            off1 += d == 1, worse += d > 1;
+            lo = u[i] < lo ? u[i] : lo, hi = u[i] > hi ? u[i] : hi;
+            mean += ent[i] / hw;
+        }
+        /* a value within float rounding of a .5 step may round either way: at most a few */
+        CHECK(worse == 0 && off1 <= 8 && hi > lo, "uncertainty PNG: %d pixels off by 1, %d by more (range %d..%d)", off1, worse, lo, hi);
+        char want[64];
+        snprintf(want, sizeof want, "entropy %.4f", mean);
+        CHECK(strstr(out, want), "segment's entropy (want %s): %s", want, out);
+        free(ent);
+    } else CHECK(0, "uncertainty PNG is %dx%d, input %dx%d", uw, uh, w, h);
+    free(g);
+    free(u);
+
+    /* rank: the 5 least-confident test tiles; index.csv in the order of predict's confidences */
+    CHECK(run("%s rank --model %s %s --top 5 --out %s/rank", bin, model, sample, tmp) == 0 && strstr(out, "5 least-confident of 64"),
+          "rank: %s", out);
+    snprintf(p, sizeof p, "%s/rank", tmp);
+    CHECK(count_entries(p) == 16, "rank dir holds %d files", count_entries(p));
+    snprintf(p, sizeof p, "%s/rank/index.csv", tmp);
+    f = fopen(p, "r");
+    char l2[256];
+    int r = 0, prev = -1, ok = f && fgets(l2, sizeof l2, f) && !strncmp(l2, "rank,index,confidence", 21);
+    while (ok && f && fgets(l2, sizeof l2, f)) {
+        int rk, idx;
+        float c;
+        ok &= sscanf(l2, "%d,%d,%f", &rk, &idx, &c) == 3 && rk == ++r && idx >= 0 && idx < 64 && fabsf(c - conf[idx]) < 1e-5;
+        int below = 0;
+        for (int i = 0; ok && i < 64; i++) below += conf[i] < conf[idx];
+        ok &= below == r - 1 && idx != prev;
+        snprintf(q, sizeof q, "%s/rank/%05d_uncertainty.png", tmp, idx);
+        ok &= access(q, F_OK) == 0;
+        prev = idx;
+    }
+    if (f) fclose(f);
+    CHECK(ok && r == 5, "index.csv: %d rows", r);
+    free(labels);
+
+    /* eval --report */
+    CHECK(run("%s eval --model %s --data %s --report %s/report --worst 4", bin, model, sample, tmp) == 0 && strstr(out, "report.json"),
+          "eval --report: %s", out);
+    snprintf(p, sizeof p, "%s/report/report.json", tmp);
+    buf = NULL;
+    CHECK_OK(ms_read_file(p, 1 << 22, &buf, &len));
+    cJSON *rep = buf ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
+    free(buf);
+    const cJSON *worst = cJSON_GetObjectItem(rep, "worst");
+    CHECK(cJSON_GetArraySize(worst) == 4 && cJSON_GetArraySize(cJSON_GetObjectItem(rep, "confusion_normalized")) == 5 &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(rep, "precision")) == 5 && cJSON_GetObjectItem(rep, "tiles")->valuedouble == 256,
+          "report.json content");
+    snprintf(p, sizeof p, "%s/report", tmp);
+    CHECK(count_entries(p) == 17, "report dir holds %d files", count_entries(p));
+    cJSON_Delete(rep);
+
+    /* bad input, each with a message naming it */
+    snprintf(p, sizeof p, "%s/bad.npz", tmp);
+    ms_npz_writer *wr = NULL;
+    uint8_t zeros[2 * 64 * 128] = {0};
+    int64_t s1[2] = {2, 8192}, s2[3] = {2, 64, 128};
+    CHECK_OK(ms_npz_writer_open(&wr, p));
+    CHECK_OK(ms_npz_writer_add(wr, "flat", MS_DT_U1, 2, s1, zeros));
+    float big[16];
+    for (int i = 0; i < 16; i++) big[i] = 1000.0f;
+    int64_t s3[3] = {1, 4, 4};
+    CHECK_OK(ms_npz_writer_add(wr, "floats", MS_DT_F4, 3, s3, big));
+    CHECK_OK(ms_npz_writer_add(wr, "unlabelled", MS_DT_U1, 3, s2, zeros));
+    CHECK_OK(ms_npz_writer_commit(wr));
+    struct { const char *args; int rc; const char *says; } badin[] = {
+        {"predict --model models/default.npz datasets/sample.npz --key nope --out X/o.npz", 1, "no array 'nope' (available: training_set, test_set)"},
+        {"predict --model models/default.npz BAD --key flat --out X/o.npz", 1, "has shape (2,8192); want"},
+        {"predict --model models/default.npz BAD --key floats --out X/o.npz", 1, "outside 0..255"},
+        {"predict --model models/default.npz datasets/sample.npz", 2, "nothing to write"},
+        {"rank --model models/default.npz datasets/sample.npz --top 65 --out X/r", 2, "--top 65 is more than the 64 tiles"},
+        {"eval --model models/default.npz --data BAD --key unlabelled --report X/rep", 1, "no masks"},
+        {"eval --model X/three.npz --data datasets/sample.npz", 1, "the model predicts only 3 classes"},
+        {"eval --model X/three.npz --data datasets/sample.npz --report X/rep", 1, "the model predicts only 3 classes"},
+        {"segment --model models/default.npz a.png b.png --format entropy", 2, "uncertainty"},
+    };
+    ms_model_config c3 = {2, 4, 3, 0.0f};
+    ms_model *m3 = NULL;
+    snprintf(q, sizeof q, "%s/three.npz", tmp);
+    CHECK_OK(ms_model_create(&m3, &c3, 3));
+    CHECK_OK(ms_model_save(m3, q, NULL));
+    ms_model_free(m3);
+    for (size_t i = 0; i < sizeof badin / sizeof *badin; i++) {
+        char args[600], *o = args;
+        for (const char *s = badin[i].args; *s && o < args + sizeof args - 300; s++) { /* X: tmp, BAD: bad.npz */
+            if (*s == 'X' && s[1] == '/') o += sprintf(o, "%s", tmp);
+            else if (!strncmp(s, "BAD", 3)) o += sprintf(o, "%s", p), s += 2;
+            else *o++ = *s;
+        }
+        *o = 0;
+        CHECK(run("%s %s", bin, args) == badin[i].rc && strstr(out, badin[i].says), "%s: want exit %d and '%s': %s", args,
+              badin[i].rc, badin[i].says, out);
+    }
+    snprintf(q, sizeof q, "%s/rep", tmp);
+    CHECK(access(q, F_OK) != 0 && access(strcat(q, ".tmp"), F_OK) != 0, "a refused report left a directory");
+
+    /* bounded memory: 2000 tiles with --probs through a small model. Its activations are a few MB;
+     * the probabilities of all tiles as float32 would be 328 MB (float16: 164 MB), the input
+     * as float32 66 MB: the peak stays far under the first */
+    snprintf(p, sizeof p, "%s/big.npz", tmp);
+    const int N = 2000;
+    uint8_t *tiles = malloc((size_t)N * hw);
+    for (size_t i = 0; i < (size_t)N * hw; i++) tiles[i] = (uint8_t)((i * 2654435761u) >> 24);
+    int64_t sb[3] = {N, 64, 128};
+    CHECK_OK(ms_npz_writer_open(&wr, p));
+    CHECK_OK(ms_npz_writer_add(wr, "test_set", MS_DT_U1, 3, sb, tiles));
+    CHECK_OK(ms_npz_writer_commit(wr));
+    free(tiles);
+    ms_model_config c16 = {4, 4, 5, 0.0f};
+    CHECK_OK(ms_model_create(&m3, &c16, 5));
+    snprintf(q, sizeof q, "%s/small.npz", tmp);
+    CHECK_OK(ms_model_save(m3, q, NULL));
+    ms_model_free(m3);
+    char o1[600], o2[600];
+    snprintf(o1, sizeof o1, "%s/bigpreds.npz", tmp);
+    snprintf(o2, sizeof o2, "%s/big.csv", tmp);
+    char *av[] = {bin, "predict", "--model", q, p, "--out", o1, "--probs", "--csv", o2, "--quiet", NULL};
+    long rss = 0;
+    CHECK(spawn(av, &rss, 0) == 0, "predict 2000 tiles failed");
+    struct stat st;
+    CHECK(stat(o1, &st) == 0 && (size_t)st.st_size > (size_t)N * 5 * hw * 2, "bigpreds.npz: %lld bytes", (long long)st.st_size);
+    printf("predict --probs of %d tiles (small model): peak RSS %.1f MB\n", N, rss / 1024.0);
+    CHECK(rss > 0 && rss < 160 * 1024, "predict of %d tiles peaked at %.1f MB: not bounded by one batch", N, rss / 1024.0);
+    /* Ctrl-C in mid-pass: exit 1, and neither output nor a temp file */
+    unlink(o1);
+    unlink(o2);
+    char *avi[] = {bin, "predict", "--model", (char *)model, p, "--out", o1, "--probs", "--csv", o2, "--batch", "1", NULL};
+    CHECK(spawn(avi, NULL, 1.5) == 1, "an interrupted predict must exit 1");
+    snprintf(q, sizeof q, "%s.tmp", o1);
+    CHECK(access(o1, F_OK) && access(o2, F_OK) && access(q, F_OK), "an interrupted predict left output");
+    ms_model_free(m);
 }
 
 int main(int argc, char **argv) {
@@ -52,7 +326,7 @@ int main(int argc, char **argv) {
     const char *export_line = strstr(out, "\n  export ");
     CHECK(export_line && !memmem(export_line, strcspn(export_line + 1, "\n"), "model", 5),
           "export exports datasets only, its summary says otherwise: %s", out);
-    const char *cmds[] = {"train", "eval", "segment", "inspect", "export", "pack", "serve"};
+    const char *cmds[] = {"train", "eval", "segment", "predict", "rank", "inspect", "export", "pack", "serve"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         CHECK(run("%s %s --help", bin, cmds[i]) == 0 && strstr(out, "usage"), "%s --help: %s", cmds[i], out);
     CHECK(run("%s frobnicate", bin) == 2 && strstr(out, "unknown command"), "unknown command: %s", out);
@@ -193,6 +467,8 @@ int main(int argc, char **argv) {
           "segment a non-PNG: %s", out);
     CHECK(run("%s segment --model %s/run/model.npz a.png b.png --format jpeg", bin, tmp) == 2 && strstr(out, "--format"),
           "bad format: %s", out);
+
+    test_issue14();
 
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf %s", tmp);
