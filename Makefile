@@ -87,7 +87,7 @@ ifeq ($(PEER),1)
 else
 	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
-	./$(BUILD)/bench_predict 640 2 | tee -a $(BUILD)/bench.txt
+	./$(BUILD)/bench_predict 128 9 | tee -a $(BUILD)/bench.txt
 	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 
