@@ -50,6 +50,7 @@ static int common_opt(const char *cmd, int argc, char **argv, int *i, common_arg
 /* Model and tiles; prints the error and returns 1 on failure. used_key: the key read. */
 static int load_inputs(const char *cmd, const common_args *a, ms_model **m, ms_dataset *ds, char *used_key, size_t cap) {
     ms_set_threads(a->threads);
+    catch_signals(); /* from here on Ctrl-C cancels (before the first batch if it comes early) */
     if (ms_model_load(m, a->model)) return fprintf(stderr, "marsseg %s: %s\n", cmd, ms_last_error()), 1;
     if (ms_predict_load(ds, a->input, a->key, 0, used_key, cap)) {
         fprintf(stderr, "marsseg %s: %s\n", cmd, ms_last_error());
@@ -108,7 +109,6 @@ int cmd_predict(int argc, char **argv) {
     ms_predict_opts o = {.tta = a.tta, .batch = a.batch, .npz_path = a.out, .probs = probs, .csv_path = csv,
                          .progress = cli_pass_progress, .user = &view, .cancel = &stop};
     ms_predictions p;
-    catch_signals();
     ms_status st = ms_predict(m, &ds, NULL, 0, &o, &p);
     cli_progress_clear(&view.bar);
     int rc = 0;
@@ -169,7 +169,6 @@ int cmd_rank(int argc, char **argv) {
     cli_progress_init(&view.bar, a.quiet);
     ms_rank_opts o = {.tta = a.tta, .batch = a.batch, .top = top, .progress = cli_pass_progress, .user = &view, .cancel = &stop};
     cJSON *list = NULL;
-    catch_signals();
     ms_status st = ms_rank(m, &ds, NULL, 0, &o, a.out, &list);
     cli_progress_clear(&view.bar);
     if (st) {

@@ -295,7 +295,9 @@ static void test_issue14(void) {
     struct stat st;
     CHECK(stat(o1, &st) == 0 && (size_t)st.st_size > (size_t)N * 5 * hw * 2, "bigpreds.npz: %lld bytes", (long long)st.st_size);
     printf("predict --probs of %d tiles (small model): peak RSS %.1f MB\n", N, rss / 1024.0);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's shadow memory and quarantine say nothing about ours */
     CHECK(rss > 0 && rss < 160 * 1024, "predict of %d tiles peaked at %.1f MB: not bounded by one batch", N, rss / 1024.0);
+#endif
     /* Ctrl-C in mid-pass: exit 1, and neither output nor a temp file */
     unlink(o1);
     unlink(o2);
