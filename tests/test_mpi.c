@@ -325,7 +325,7 @@ int main(void) {
         return 77;
     }
     snprintf(mpibin, sizeof mpibin, "%s/marsseg", MS_MPI_BUILD);
-    snprintf(plainbin, sizeof plainbin, "%s/build/marsseg", MS_SRC_DIR);
+    snprintf(plainbin, sizeof plainbin, "%s", MS_PLAIN_BIN); /* this build's own marsseg: one process */
     char dist[600];
     snprintf(dist, sizeof dist, "%s/tests/mpi_dist", MS_MPI_BUILD);
     if (access(mpibin, X_OK) || access(dist, X_OK)) {
