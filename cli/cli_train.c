@@ -329,7 +329,7 @@ static int train(int argc, char **argv) {
     }
     running = t;
     if (nranks > 1)
-        snprintf(signal_note, sizeof signal_note, "marsseg train: rank %d of %d: signal received, stopping after this step\n", rank,
+        snprintf(signal_note, sizeof signal_note, "marsseg train: rank %d of %d: signal received, stopping at the next batch\n", rank,
                  nranks);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -785,7 +785,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         e.train_miou = s.miou;
         e.lr = t->lr;
         if (t->nranks > 1 && batches > first_batch)
-            logf_cb(t, "epoch %d: %.1f ms per step, of which %.1f ms in the gradient all-reduce", t->epoch + 1,
+            logf_cb(t, "epoch %d: %.1f ms per step, of which %.1f ms in the gradient all-reduce (waiting for the slowest rank included)", t->epoch + 1,
                     1e3 * train_s / (batches - first_batch), 1e3 * t->comm_s / (batches - first_batch));
         if (t->nval > 0) {
             /* each rank evaluates its share of the validation tiles; the counts are summed */

@@ -7,8 +7,9 @@
  *     differ measurably;
  *  3. ranks that do not hold the same config, or the same weights (a different --init file per
  *     rank), stop at once with "ranks diverged" on every rank;
- *  4. SIGTERM to mpirun mid-epoch: rank 0 writes one checkpoint, --resume under the same N ends
- *     bit-identical to an uninterrupted 2-rank run; the same checkpoint resumes in one process;
+ *  4. SIGUSR1 to mpirun mid-epoch (forwarded to every rank): rank 0 writes one checkpoint,
+ *     --resume under the same N ends bit-identical to an uninterrupted 2-rank run; the same
+ *     checkpoint resumes in one process; SIGTERM (Ctrl-C) leaves a mid-epoch checkpoint too;
  *  5. SIGKILL of rank 1 mid-epoch: the job ends non-zero with Open MPI's message naming the rank,
  *     the last checkpoint reads with every CRC right, and --resume continues from it to the same
  *     final weights as the uninterrupted run. */
@@ -28,7 +29,8 @@
 
 static char out[1 << 16], tmp[256], mpibin[600], plainbin[600];
 /* loopback only: shared memory between the ranks, the launcher's own channel on lo */
-#define MPIRUN "timeout 120 mpirun --oversubscribe --bind-to none --mca btl self,vader --mca oob_tcp_if_include lo"
+#define MPIRUN_ARGS "mpirun --oversubscribe --bind-to none --mca btl self,vader --mca oob_tcp_if_include lo"
+#define MPIRUN "timeout 120 " MPIRUN_ARGS /* in run(): a hang fails the test instead of blocking it */
 
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...) {
@@ -63,10 +65,18 @@ static pid_t spawn(const char *log, const char *fmt, ...) {
     return pid;
 }
 
+/* exit status of a spawned mpirun; killed (and -1) after 120 s */
 static int wait_exit(pid_t pid) {
     int st = 0;
-    if (waitpid(pid, &st, 0) != pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    for (int i = 0; i < 2400; i++) {
+        const pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0) return -1;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
 }
 
 static void read_text(const char *path, char *buf, size_t cap) {
@@ -76,11 +86,14 @@ static void read_text(const char *path, char *buf, size_t cap) {
     if (f) fclose(f);
 }
 
-static int wait_file(const char *path, double seconds) {
-    struct stat sb;
-    for (double t = 0; t < seconds; t += 0.05) {
-        if (stat(path, &sb) == 0) return 1;
-        usleep(50000);
+/* Wait until the log of a spawned run says `what` (rank 0's progress lines: "epoch 2/2 batch"
+ * appears after the first tenth of epoch 2, so a signal then lands in mid-epoch). */
+static int wait_text(const char *log, const char *what, double seconds) {
+    static char buf[1 << 16];
+    for (double t = 0; t < seconds; t += 0.02) {
+        read_text(log, buf, sizeof buf);
+        if (strstr(buf, what)) return 1;
+        usleep(20000);
     }
     return 0;
 }
@@ -248,10 +261,11 @@ static int same_weights(const char *pa, const char *pb) {
 }
 
 static void stop_kill_resume(void) {
-    char cfg[300], json[1024], ra[300], rb[300], rb1[300], rc_[300], log[320], ck[320], pa[320], pb[320], text[1 << 16];
+    char cfg[300], json[1024], ra[300], rb[300], rb1[300], rc_[300], rd[300], log[320], ck[320], pa[320], pb[320];
+    static char text[1 << 16];
     snprintf(cfg, sizeof cfg, "%s/run.json", tmp);
     snprintf(json, sizeof json,
-             "{\"data\":\"%s/datasets/sample.npz\",\"model\":{\"depth\":2,\"base\":4,\"dropout\":0.1},\"batch\":8,\"epochs\":2,"
+             "{\"data\":\"%s/datasets/sample.npz\",\"limit\":160,\"model\":{\"depth\":2,\"base\":4,\"dropout\":0.1},\"batch\":4,\"epochs\":2,"
              "\"threads\":1,\"dedup_k\":0,\"restore_best\":false,\"seed\":3}",
              MS_SRC_DIR);
     write_config(cfg, json);
@@ -259,40 +273,68 @@ static void stop_kill_resume(void) {
     snprintf(rb, sizeof rb, "%s/rb", tmp);
     snprintf(rb1, sizeof rb1, "%s/rb1", tmp);
     snprintf(rc_, sizeof rc_, "%s/rc", tmp);
+    snprintf(rd, sizeof rd, "%s/rd", tmp);
     snprintf(pa, sizeof pa, "%s/model.npz", ra);
 
     /* the uninterrupted 2-rank run */
     int rc = run(MPIRUN " -np 2 %s train --config %s --out %s --quiet", mpibin, cfg, ra);
     CHECK(rc == 0, "uninterrupted run: rc %d: %s", rc, out);
 
-    /* 4: SIGTERM to mpirun in the second epoch; mpirun sends SIGTERM to every rank */
+    /* 4: SIGUSR1 to mpirun in the second epoch (mpirun forwards it to every rank and waits for
+     * them, output included): one checkpoint, by rank 0; resumed under 2 ranks, bit-identical */
     snprintf(log, sizeof log, "%s/rb.log", tmp);
     snprintf(ck, sizeof ck, "%s/checkpoint.npz", rb);
-    pid_t pid = spawn(log, MPIRUN " -np 2 %s train --config %s --out %s --quiet", mpibin, cfg, rb);
-    CHECK(wait_file(ck, 60), "no checkpoint after the first epoch");
-    usleep(300000);
-    kill(pid, SIGTERM);
+    pid_t pid = spawn(log, MPIRUN_ARGS " -np 2 %s train --config %s --out %s", mpibin, cfg, rb);
+    CHECK(wait_text(log, "epoch 2/2 batch", 60), "no progress in the second epoch");
+    kill(pid, SIGUSR1);
     rc = wait_exit(pid);
     read_text(log, text, sizeof text);
-    CHECK(rc != 0 && strstr(text, "paused at epoch 2 batch") && strstr(text, "--resume"), "SIGTERM: rc %d: %s", rc, text);
-    CHECK(strstr(text, "rank 1 of 2: signal received"), "every rank says it got the signal: %s", text);
+    CHECK(rc == 130 && strstr(text, "paused at epoch 2 batch") && strstr(text, "--resume"), "SIGUSR1: rc %d: %s", rc, text);
+    CHECK(strstr(text, "rank 0 of 2: signal received") && strstr(text, "rank 1 of 2: signal received"),
+          "every rank says it got the signal: %s", text);
     const char *first = strstr(text, "paused at epoch");
     CHECK(first && !strstr(first + 1, "paused at epoch"), "one checkpoint, by rank 0: %s", text);
     rc = run("cp -r %s %s", rb, rb1);
     rc = run(MPIRUN " -np 2 %s train --resume %s --quiet", mpibin, rb);
-    CHECK(rc == 0 && strstr(out, "resumed"), "resume under 2 ranks: rc %d: %s", rc, out);
+    CHECK(rc == 0 && strstr(out, "resumed") && !strstr(out, "batch 0 (step"), "resume under 2 ranks, mid-epoch: rc %d: %s", rc, out);
     snprintf(pb, sizeof pb, "%s/model.npz", rb);
     CHECK(same_weights(pa, pb), "a 2-rank run paused mid-epoch and resumed under 2 ranks is bit-identical to an uninterrupted one");
     /* the same mid-epoch checkpoint in one process (the plain build): it trains on, not bit-identically */
     rc = run("%s train --resume %s --quiet", plainbin, rb1);
     CHECK(rc == 0 && strstr(out, "trained 2 epochs"), "resume in one process: rc %d: %s", rc, out);
 
+    /* SIGTERM to mpirun (Ctrl-C): mpirun sends SIGTERM to every rank and kills them 1 s later;
+     * the ranks agree on the next batch and rank 0 writes the mid-epoch checkpoint first (mpirun
+     * may leave their last output unforwarded: the checkpoint itself is the evidence) */
+    snprintf(log, sizeof log, "%s/rd.log", tmp);
+    snprintf(ck, sizeof ck, "%s/checkpoint.npz", rd);
+    pid = spawn(log, MPIRUN_ARGS " -np 2 %s train --config %s --out %s", mpibin, cfg, rd);
+    CHECK(wait_text(log, "epoch 2/2 batch", 60), "no progress in the second epoch");
+    kill(pid, SIGTERM);
+    rc = wait_exit(pid);
+    CHECK(rc != 0, "SIGTERM: rc %d", rc);
+    {
+        ms_train_config c;
+        ms_checkpoint_state cs;
+        ms_model *model = NULL, *best = NULL;
+        float *m1 = NULL, *v = NULL;
+        ms_epoch_stats *curves = NULL;
+        int ncurves = 0;
+        CHECK_OK(ms_checkpoint_load(ck, &c, &cs, &model, &best, &m1, &v, &curves, &ncurves));
+        CHECK(cs.epoch == 1 && cs.batch_in_epoch > 0, "SIGTERM: a mid-epoch checkpoint (epoch %d batch %d)", cs.epoch,
+              cs.batch_in_epoch);
+        ms_model_free(model);
+        ms_model_free(best);
+        free(m1);
+        free(v);
+        free(curves);
+    }
+
     /* 5: SIGKILL of rank 1 in the second epoch */
     snprintf(log, sizeof log, "%s/rc.log", tmp);
     snprintf(ck, sizeof ck, "%s/checkpoint.npz", rc_);
-    pid = spawn(log, MPIRUN " -np 2 %s train --config %s --out %s --quiet", mpibin, cfg, rc_);
-    CHECK(wait_file(ck, 60), "no checkpoint after the first epoch");
-    usleep(300000);
+    pid = spawn(log, MPIRUN_ARGS " -np 2 %s train --config %s --out %s", mpibin, cfg, rc_);
+    CHECK(wait_text(log, "epoch 2/2 batch", 60), "no progress in the second epoch");
     const pid_t victim = rank_pid(1, rc_);
     CHECK(victim > 0, "rank 1 not found");
     if (victim > 0) kill(victim, SIGKILL);
