@@ -1,7 +1,7 @@
 /* make bench (bench/mpi.sh): a data-parallel training step of the default architecture (F=16,
  * depth 4, 64x128) under mpirun, as core/train.c runs it: each rank's share of a global batch
  * forward, weighted CE, backward, the gradient all-reduce (parameters + BN running stats in one
- * block), AdamW. Reports per rank-0 the median step time and the all-reduce's part of it, split
+ * block), AdamW. Reports the median step time and the all-reduce's part of it, split
  * into waiting for the slower rank (a barrier first) and the transfer itself, and the transfer
  * of the same block alone (ranks already in step).
  *
@@ -89,10 +89,11 @@ int main(int argc, char **argv) {
         ms_dist_sum_f32(g, np + nb);
         tx[i] = now() - t0;
     }
+    ms_dist_sum_f64(tw, (size_t)steps); /* the faster rank is the one that waits: the sum is the skew */
     if (rank == 0) {
         const double step = median(ts, steps), wait = median(tw, steps), red = median(tr, steps), alone = median(tx, 20);
         printf("mpi: %d rank%s x %d thread%s, F=%d batch %d (shares of %d), %zu parameters (%.1f MB of gradients + BN stats):\n"
-               "  step %.1f ms (%.1f img/s); in it: waiting for the slower rank %.1f ms, all-reduce %.2f ms (%.1f%% of the step);\n"
+               "  step %.1f ms (%.1f img/s); in it: one rank waiting for the other %.1f ms, all-reduce %.2f ms (%.1f%% of the step);\n"
                "  the all-reduce alone, ranks in step: %.2f ms = %.2f GB/s of gradient block\n",
                size, size > 1 ? "s" : "", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "", F, B, q, np,
                4.0 * (double)(np + nb) / 1e6, 1e3 * step, B / step, 1e3 * wait, 1e3 * red, 100 * red / step, 1e3 * alone,
