@@ -19,6 +19,7 @@
  * the 600 requests per phase. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "reliability.h"
 
 #ifndef MS_TSAN_BIN
 #define MS_TSAN_BIN "build-tsan/marsseg"
@@ -51,16 +52,9 @@ int main(int argc, char **argv) {
     const char *e = getenv("TSAN_REQUESTS");
     const int per_phase = e ? atoi(e) : 600;
     char model[PATH_MAX], dataset[PATH_MAX], upload[PATH_MAX], data[PATH_MAX], tsan_env[PATH_MAX + 128];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "sample.npz");
-    path_in_tmp(upload, sizeof upload, "upload.npz");
-    path_in_tmp(data, sizeof data, "data");
     snprintf(tsan_env, sizeof tsan_env, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=%s/tests/tsan.supp",
              MS_SRC_DIR);
-    CHECK(make_model(model, 2, 4) == 0, "model fixture");
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture");
-    CHECK(make_dataset(upload, 8, 32, 64) == 0, "upload fixture");
-    CHECK(make_static() == 0, "static fixture");
+    rel_fixtures(PATH_MAX, model, dataset, upload, data, 2, 4, 32, 64, 128, 8);
     uint8_t *npz = NULL;
     size_t npz_len = 0, png_len = 0;
     CHECK(ms_read_file(upload, 0, &npz, &npz_len) == MS_OK, "read upload fixture");
@@ -79,9 +73,7 @@ int main(int argc, char **argv) {
         return TEST_END();
     }
     char cfg[512], last[32];
-    snprintf(cfg, sizeof cfg,
-             "{\"dataset\": \"sample\", \"epochs\": 2, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"threads\": 1}");
+    rel_job_cfg(cfg, sizeof cfg, 2, 4, 32, ", \"threads\": 1");
     char *job = post_job(s.port, cfg);
     CHECK(job != NULL, "POST /jobs");
     struct mixed tmpl = {.port = s.port, .png = png, .png_len = png_len, .npz = npz, .npz_len = npz_len};
@@ -91,9 +83,7 @@ int main(int argc, char **argv) {
           "first job ends %s", last);
     /* phase 2: a second job trains while the model flips under the inferences */
     char long_cfg[512];
-    snprintf(long_cfg, sizeof long_cfg,
-             "{\"dataset\": \"sample\", \"epochs\": 1000, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"threads\": 1, \"early_stop\": 0, \"activate\": false}");
+    rel_job_cfg(long_cfg, sizeof long_cfg, 1000, 4, 32, ", \"threads\": 1, \"early_stop\": 0, \"activate\": false");
     char *second = post_job(s.port, long_cfg);
     CHECK(second && wait_state(s.port, second, "running", 120, last, sizeof last), "second job running (%s)", last);
     if (job) snprintf(tmpl.alt_model, sizeof tmpl.alt_model, "%s", job);
