@@ -21,6 +21,19 @@ static inline void rel_fixtures(size_t cap, char *model, char *dataset, char *up
     CHECK(make_static() == 0, "static fixture");
 }
 
+/* The bodies a mixed session sends, into a mixed_load template: the upload fixture's bytes and
+ * a 128x64 gray PNG (rel_bodies_free releases them). */
+static inline void rel_bodies(struct mixed *t, const char *upload) {
+    uint8_t *npz = NULL;
+    CHECK(ms_read_file(upload, 0, &npz, &t->npz_len) == MS_OK, "read upload fixture");
+    t->npz = npz;
+    t->png = gray_png(128, 64, &t->png_len);
+}
+static inline void rel_bodies_free(struct mixed *t) {
+    free((void *)t->npz);
+    free((void *)t->png);
+}
+
 /* POST /jobs body of a depth-2, base-4 job on the "sample" dataset; `extra` (may be "") is
  * appended inside the object, e.g. ", \"threads\": 1". */
 static inline void rel_job_cfg(char *buf, size_t cap, int epochs, int batch, int limit, const char *extra) {
@@ -28,6 +41,23 @@ static inline void rel_job_cfg(char *buf, size_t cap, int epochs, int batch, int
              "{\"dataset\": \"sample\", \"epochs\": %d, \"batch\": %d, \"limit\": %d, \"model\": {\"depth\": 2, \"base\": 4},"
              "%s}",
              epochs, batch, limit, extra);
+}
+
+/* Posts the session's first job and points the template at the server and at that job (its
+ * curves are among the polled routes); the job's id (malloc'd) or NULL. */
+static inline char *rel_first_job(struct mixed *t, int port, const char *cfg) {
+    char *job = post_job(port, cfg);
+    CHECK(job != NULL, "POST /jobs");
+    t->port = port;
+    if (job) snprintf(t->job, sizeof t->job, "%s", job);
+    return job;
+}
+
+/* CHECKs that the job ends "succeeded" within timeout_s seconds. */
+static inline void rel_check_succeeds(int port, const char *job, double timeout_s) {
+    char last[32] = "";
+    CHECK(job && wait_state(port, job, "succeeded|failed|cancelled", timeout_s, last, sizeof last) && strcmp(last, "succeeded") == 0,
+          "job %s ends %s", job ? job : "(none)", last);
 }
 
 #endif

@@ -55,10 +55,8 @@ int main(int argc, char **argv) {
     snprintf(tsan_env, sizeof tsan_env, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=%s/tests/tsan.supp",
              MS_SRC_DIR);
     rel_fixtures(PATH_MAX, model, dataset, upload, data, 2, 4, 32, 64, 128, 8);
-    uint8_t *npz = NULL;
-    size_t npz_len = 0, png_len = 0;
-    CHECK(ms_read_file(upload, 0, &npz, &npz_len) == MS_OK, "read upload fixture");
-    uint8_t *png = gray_png(128, 64, &png_len);
+    struct mixed tmpl = {0};
+    rel_bodies(&tmpl, upload);
     if (tu_failures) return TEST_END();
 
     const char *env[] = {"OMP_NUM_THREADS=1", tsan_env, NULL};
@@ -74,13 +72,9 @@ int main(int argc, char **argv) {
     }
     char cfg[512], last[32];
     rel_job_cfg(cfg, sizeof cfg, 2, 4, 32, ", \"threads\": 1");
-    char *job = post_job(s.port, cfg);
-    CHECK(job != NULL, "POST /jobs");
-    struct mixed tmpl = {.port = s.port, .png = png, .png_len = png_len, .npz = npz, .npz_len = npz_len};
-    if (job) snprintf(tmpl.job, sizeof tmpl.job, "%s", job);
+    char *job = rel_first_job(&tmpl, s.port, cfg);
     struct mixed a = mixed_load(&tmpl, 6, per_phase);
-    CHECK(job && wait_state(s.port, job, "succeeded|failed|cancelled", 600, last, sizeof last) && strcmp(last, "succeeded") == 0,
-          "first job ends %s", last);
+    rel_check_succeeds(s.port, job, 600);
     /* phase 2: a second job trains while the model flips under the inferences */
     char long_cfg[512];
     rel_job_cfg(long_cfg, sizeof long_cfg, 1000, 4, 32, ", \"threads\": 1, \"early_stop\": 0, \"activate\": false");
@@ -115,8 +109,7 @@ int main(int argc, char **argv) {
     printf("ThreadSanitizer: %s\n", rc == 0 && !log_has(&s, "ThreadSanitizer") ? "no report" : "REPORTED (see the log)");
     free(job);
     free(second);
-    free(npz);
-    free(png);
+    rel_bodies_free(&tmpl);
     su_done();
     return TEST_END();
 }

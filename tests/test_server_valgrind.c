@@ -53,10 +53,8 @@ int main(int argc, char **argv) {
     snprintf(suppopt, sizeof suppopt, "--suppressions=%s", supp);
     CHECK(access(supp, R_OK) == 0, "suppressions file %s", supp);
     rel_fixtures(PATH_MAX, model, dataset, upload, data, 2, 4, 16, 32, 32, 8); /* small tiles: training under memcheck is slow */
-    uint8_t *npz = NULL;
-    size_t npz_len = 0, png_len = 0;
-    CHECK(ms_read_file(upload, 0, &npz, &npz_len) == MS_OK, "read upload fixture");
-    uint8_t *png = gray_png(128, 64, &png_len);
+    struct mixed tmpl = {0};
+    rel_bodies(&tmpl, upload);
     if (tu_failures) return TEST_END();
 
     const char *prefix[] = {"valgrind", "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite,indirect",
@@ -78,14 +76,10 @@ int main(int argc, char **argv) {
     printf("server up under valgrind in %.1f s\n", now_s() - t0);
     char cfg[512], last[32];
     rel_job_cfg(cfg, sizeof cfg, 1, 2, 8, ", \"threads\": 1, \"val_frac\": 0.25");
-    char *job = post_job(s.port, cfg);
-    CHECK(job != NULL, "POST /jobs");
-    struct mixed tmpl = {.port = s.port, .png = png, .png_len = png_len, .npz = npz, .npz_len = npz_len};
-    if (job) snprintf(tmpl.job, sizeof tmpl.job, "%s", job);
+    char *job = rel_first_job(&tmpl, s.port, cfg);
     /* the first half while the job trains, the second with its model in the switches */
     struct mixed a = mixed_load(&tmpl, 4, total / 2);
-    CHECK(job && wait_state(s.port, job, "succeeded|failed|cancelled", 600, last, sizeof last) && strcmp(last, "succeeded") == 0,
-          "job ends %s", last);
+    rel_check_succeeds(s.port, job, 600);
     if (job) snprintf(tmpl.alt_model, sizeof tmpl.alt_model, "%s", job);
     /* a job cancelled while it runs */
     char long_cfg[512];
@@ -148,8 +142,7 @@ int main(int argc, char **argv) {
     free(job);
     free(cancel);
     free(paused);
-    free(npz);
-    free(png);
+    rel_bodies_free(&tmpl);
     su_done();
     return TEST_END();
 }
