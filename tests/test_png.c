@@ -16,9 +16,9 @@
 
 /* ------------------------------------------------------------------ an RGB reader for tests */
 
+/* libpng reads from a memory stream (fmemopen): no read callback of the test's own */
 typedef struct {
-    const uint8_t *buf;
-    size_t len, pos;
+    FILE *f;
     png_structp png;
     png_infop info;
     uint8_t *pix;
@@ -28,16 +28,9 @@ typedef struct {
     int npal;
 } rd_ctx;
 
-static void rd_read(png_structp png, png_bytep out, size_t n) {
-    rd_ctx *c = png_get_io_ptr(png);
-    if (n > c->len - c->pos) png_error(png, "eof");
-    memcpy(out, c->buf + c->pos, n);
-    c->pos += n;
-}
-
 static int rd_inner(rd_ctx *c, int want_color) {
     if (setjmp(png_jmpbuf(c->png))) return 1;
-    png_set_read_fn(c->png, c, rd_read);
+    png_init_io(c->png, c->f);
     png_read_info(c->png, c->info);
     if (png_get_color_type(c->png, c->info) != want_color || png_get_bit_depth(c->png, c->info) != 8) return 1;
     c->w = (int)png_get_image_width(c->png, c->info);
@@ -58,8 +51,8 @@ static uint8_t *rd_png(const uint8_t *buf, size_t len, int want_color, int *w, i
                        int *npal) {
     rd_ctx c;
     memset(&c, 0, sizeof c);
-    c.buf = buf;
-    c.len = len;
+    c.f = fmemopen((void *)buf, len, "rb");
+    if (!c.f) return NULL;
     c.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     c.info = png_create_info_struct(c.png);
     int r = rd_inner(&c, want_color);
@@ -68,6 +61,7 @@ static uint8_t *rd_png(const uint8_t *buf, size_t len, int want_color, int *w, i
         for (int i = 0; i < c.npal && i < 256; i++) pal_out[i] = c.pal[i];
     }
     png_destroy_read_struct(&c.png, &c.info, NULL);
+    fclose(c.f);
     free(c.rows);
     if (r) {
         free(c.pix);
