@@ -79,6 +79,26 @@ static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
     free(c.x); free(c.w); free(c.r); free(c.out); free(c.ws); free(dx); free(dw);
 }
 
+/* One case of the direct/Winograd comparisons below: a shape (Ce 1x1 rows appended to the
+ * 3x3 columns), random input, extra rows, weights (K = Cin*9 + Ce per output) and bias, the
+ * reference and tested outputs, the fused path's workspace. */
+typedef struct { int B, Cin, Cout, H, W, Ce; } conv_shape;
+typedef struct { int K; size_t N; float *x, *ex, *w, *b, *ref, *got, *ws; } conv_case;
+static conv_case conv_case_new(conv_shape s, float wscale) {
+    conv_case c = {s.Cin * 9 + s.Ce, (size_t)s.B * s.H * s.W, 0, 0, 0, 0, 0, 0, 0};
+    c.x = rnd(c.N * s.Cin, 1);
+    c.ex = rnd(c.N * s.Ce + 1, 1);
+    c.w = rnd((size_t)s.Cout * c.K, wscale);
+    c.b = rnd(s.Cout, 1);
+    c.ref = malloc(sizeof(float) * c.N * s.Cout);
+    c.got = malloc(sizeof(float) * c.N * s.Cout);
+    c.ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(s.B, s.Cin, s.Ce, s.H, s.W));
+    return c;
+}
+static void conv_case_free(conv_case *c) {
+    free(c->x); free(c->ex); free(c->w); free(c->b); free(c->ref); free(c->got); free(c->ws);
+}
+
 /* The direct AVX-512 convolution against the im2col+GEMM one, on the shapes that exercise its
  * edges: 3-vector blocks and a short last block, rows of 16 and 48, W = 8 and 24 (vectors that
  * straddle rows and images, masks from the per-image table), odd H, appended 1x1 rows, bias,
@@ -88,60 +108,57 @@ static void test_conv3x3_direct(void) {
         printf("  conv3x3 direct: this CPU has no AVX-512F; the im2col path is the only one\n");
         return;
     }
-    const int shapes[][6] = {/* B, Cin, Cout, H, W, Cextra */
+    const conv_shape shapes[] = {/* B, Cin, Cout, H, W, Cextra */
                              {2, 3, 8, 6, 16, 0}, {2, 5, 16, 5, 48, 4}, {3, 4, 8, 4, 8, 2},
                              {1, 8, 24, 8, 24, 0}, {2, 16, 8, 3, 16, 3}, {1, 1, 16, 2, 32, 0},
                              /* direct dw too: one chunk per image, and two (32 + 8 rows) */
                              {2, 8, 16, 6, 32, 0}, {1, 8, 8, 40, 128, 0}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        const int B = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][2], H = shapes[si][3], W = shapes[si][4],
-                  Ce = shapes[si][5], K = Cin * 9 + Ce;
-        CHECK(conv3x3_direct_ok(Cout, H, W), "shape %zu should take the direct path", si);
-        const size_t N = (size_t)B * H * W;
-        float *x = rnd(N * Cin, 1), *ex = rnd(N * Ce + 1, 1), *w = rnd((size_t)Cout * K, 0.5f), *b = rnd(Cout, 1);
-        float *ref = malloc(sizeof(float) * N * Cout), *got = malloc(sizeof(float) * N * Cout);
-        float *ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(B, Cin, Ce, H, W));
+        const conv_shape s = shapes[si];
+        CHECK(conv3x3_direct_ok(s.Cout, s.H, s.W), "shape %zu should take the direct path", si);
+        conv_case c = conv_case_new(s, 0.5f);
         for (int relu = 0; relu < 2; relu++) {
             conv3x3_set_direct(0);
-            conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
+            conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
             conv3x3_set_direct(1);
-            conv3x3_fused_forward(got, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
-            double d = tu_normwise_err(got, ref, N * Cout);
+            conv3x3_fused_forward(c.got, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
+            double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "direct conv %zu (relu %d): normwise error %.3g", si, relu, d);
         }
         /* accumulate: out += conv */
-        float *acc = rnd(N * Cout, 1);
-        memcpy(got, acc, sizeof(float) * N * Cout);
-        conv3x3_direct_forward(got, x, ex, Ce, w, b, 0, 1, B, Cin, Cout, H, W);
+        float *acc = rnd(c.N * s.Cout, 1);
+        memcpy(c.got, acc, sizeof(float) * c.N * s.Cout);
+        conv3x3_direct_forward(c.got, c.x, c.ex, s.Ce, c.w, c.b, 0, 1, s.B, s.Cin, s.Cout, s.H, s.W);
         conv3x3_set_direct(0);
-        conv3x3_fused_forward(ref, x, ex, Ce, w, b, 0, B, Cin, Cout, H, W, ws);
-        for (size_t i = 0; i < N * Cout; i++) ref[i] += acc[i];
-        double d = tu_normwise_err(got, ref, N * Cout);
+        conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, 0, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
+        for (size_t i = 0; i < c.N * s.Cout; i++) c.ref[i] += acc[i];
+        double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
         CHECK(d <= 1e-5, "direct conv %zu accumulating: normwise error %.3g", si, d);
         /* backward with whatever applies directly (dinp: Cin a multiple of 8; dw: W a multiple
          * of 16 and dinp direct too) against im2col/col2im, dinp accumulated */
-        if (Ce == 0) {
-            float *dout = rnd(N * Cout, 1), *dx0 = rnd(N * Cin, 1);
+        if (s.Ce == 0) {
+            float *dout = rnd(c.N * s.Cout, 1), *dx0 = rnd(c.N * s.Cin, 1);
             float *dx[2], *dw[2];
-            float *bws = malloc(sizeof(float) * conv3x3_ws_floats(B, Cin, Cout, H, W));
-            float *dws = malloc(sizeof(float) * conv3x3_dw_floats(Cin, Cout));
+            float *bws = malloc(sizeof(float) * conv3x3_ws_floats(s.B, s.Cin, s.Cout, s.H, s.W));
+            float *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));
             for (int dir = 0; dir < 2; dir++) {
-                dx[dir] = malloc(sizeof(float) * N * Cin);
-                memcpy(dx[dir], dx0, sizeof(float) * N * Cin);
-                dw[dir] = calloc((size_t)Cout * K, sizeof(float));
+                dx[dir] = malloc(sizeof(float) * c.N * s.Cin);
+                memcpy(dx[dir], dx0, sizeof(float) * c.N * s.Cin);
+                dw[dir] = calloc((size_t)s.Cout * c.K, sizeof(float));
                 conv3x3_set_direct(dir);
-                conv3x3_backward(dx[dir], dw[dir], dout, x, w, B, Cin, Cout, H, W, bws, dws);
+                conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws);
             }
-            d = tu_normwise_err(dx[1], dx[0], N * Cin);
+            d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);
             CHECK(d <= 1e-5, "direct conv %zu dinp: normwise error %.3g", si, d);
-            d = tu_normwise_err(dw[1], dw[0], (size_t)Cout * K);
+            d = tu_normwise_err(dw[1], dw[0], (size_t)s.Cout * c.K);
             CHECK(d <= 1e-5, "direct conv %zu dw: normwise error %.3g", si, d);
             for (int dir = 0; dir < 2; dir++) free(dx[dir]), free(dw[dir]);
             free(dout); free(dx0); free(bws); free(dws);
         }
         conv3x3_set_direct(1);
-        printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (normwise error %.2g)\n", B, Cin, H, W, Cout, Ce, d);
-        free(x); free(ex); free(w); free(b); free(ref); free(got); free(ws); free(acc);
+        printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (normwise error %.2g)\n", s.B, s.Cin, s.H, s.W, s.Cout, s.Ce, d);
+        conv_case_free(&c);
+        free(acc);
     }
 }
 
@@ -150,7 +167,7 @@ static void test_conv3x3_direct(void) {
  * every side, appended 1x1 rows as centre-tap channels, bias and ReLU. F(2x2,3x3) adds a few
  * float32 roundings per output: 1e-5 of the output's range is still 10-100x what it costs. */
 static void test_conv3x3_wino(void) {
-    const int shapes[][6] = {/* B, Cin, Cout, H, W, Cextra */
+    const conv_shape shapes[] = {/* B, Cin, Cout, H, W, Cextra */
                              {1, 32, 32, 16, 32, 0}, {3, 40, 32, 6, 8, 0}, {2, 32, 40, 10, 14, 16}, {1, 64, 32, 12, 36, 0},
                              {2, 32, 40, 10, 24, 0}};
     if (!conv3x3_wino_ok(32, 0, 32, 1, 16, 32)) {
@@ -158,51 +175,48 @@ static void test_conv3x3_wino(void) {
         return;
     }
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        const int B = shapes[si][0], Cin = shapes[si][1], Cout = shapes[si][2], H = shapes[si][3], W = shapes[si][4],
-                  Ce = shapes[si][5], K = Cin * 9 + Ce;
+        const conv_shape s = shapes[si];
         /* the tile count decides only whether it pays at run time: small shapes test the edges */
-        CHECK(conv3x3_wino_pays(Cin, Ce, Cout), "winograd shape %zu should pay for its channels", si);
-        const size_t N = (size_t)B * H * W;
-        float *x = rnd(N * Cin, 1), *ex = rnd(N * Ce + 1, 1), *w = rnd((size_t)Cout * K, 0.2f), *b = rnd(Cout, 1);
-        float *ref = malloc(sizeof(float) * N * Cout), *got = malloc(sizeof(float) * N * Cout);
-        float *ws = malloc(sizeof(float) * conv3x3_fused_ws_floats(B, Cin, Ce, H, W));
-        float *U = malloc(sizeof(float) * conv3x3_wino_weight_floats(Cin, Ce, Cout));
-        float *wws = malloc(sizeof(float) * conv3x3_wino_ws_floats(Cin + Ce, Cout));
-        conv3x3_wino_weights(U, w, (size_t)K, Cin, Ce, Cout);
+        CHECK(conv3x3_wino_pays(s.Cin, s.Ce, s.Cout), "winograd shape %zu should pay for its channels", si);
+        conv_case c = conv_case_new(s, 0.2f);
+        float *U = malloc(sizeof(float) * conv3x3_wino_weight_floats(s.Cin, s.Ce, s.Cout));
+        float *wws = malloc(sizeof(float) * conv3x3_wino_ws_floats(s.Cin + s.Ce, s.Cout));
+        conv3x3_wino_weights(U, c.w, (size_t)c.K, s.Cin, s.Ce, s.Cout);
         for (int relu = 0; relu < 2; relu++) {
-            conv3x3_fused_forward(ref, x, ex, Ce, w, b, relu, B, Cin, Cout, H, W, ws);
-            for (size_t i = 0; i < N * Cout; i++) got[i] = NAN; /* every output must be written */
-            conv3x3_wino_forward(got, x, ex, Ce, U, b, relu, 0, B, Cin, Cout, H, W, wws);
+            conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
+            for (size_t i = 0; i < c.N * s.Cout; i++) c.got[i] = NAN; /* every output must be written */
+            conv3x3_wino_forward(c.got, c.x, c.ex, s.Ce, U, c.b, relu, 0, s.B, s.Cin, s.Cout, s.H, s.W, wws);
             size_t unwritten = 0;
-            for (size_t i = 0; i < N * Cout; i++) unwritten += !isfinite(got[i]);
+            for (size_t i = 0; i < c.N * s.Cout; i++) unwritten += !isfinite(c.got[i]);
             CHECK(unwritten == 0, "winograd conv %zu: %zu outputs not written", si, unwritten);
-            double d = tu_normwise_err(got, ref, N * Cout);
+            double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "winograd conv %zu (relu %d): normwise error %.3g", si, relu, d);
-            if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): normwise error %.2g\n", B, Cin, H, W, Cout, Ce, d);
+            if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): normwise error %.2g\n", s.B, s.Cin, s.H, s.W, s.Cout, s.Ce, d);
         }
         /* training form (U made on each call): conv3x3_forward and the backward's dinp against
          * the direct path, where the tile count makes them take it */
-        if (Ce == 0 && conv3x3_wino_ok(Cin, 0, Cout, B, H, W) && conv3x3_wino_ok(Cout, 0, Cin, B, H, W)) {
-            float *tws = malloc(sizeof(float) * conv3x3_ws_floats(B, Cin, Cout, H, W));
-            float *dws = malloc(sizeof(float) * conv3x3_dw_floats(Cin, Cout));
-            float *dout = rnd(N * Cout, 1), *dx0 = rnd(N * Cin, 1), *dx[2], *dw[2];
+        if (s.Ce == 0 && conv3x3_wino_ok(s.Cin, 0, s.Cout, s.B, s.H, s.W) && conv3x3_wino_ok(s.Cout, 0, s.Cin, s.B, s.H, s.W)) {
+            float *tws = malloc(sizeof(float) * conv3x3_ws_floats(s.B, s.Cin, s.Cout, s.H, s.W));
+            float *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));
+            float *dout = rnd(c.N * s.Cout, 1), *dx0 = rnd(c.N * s.Cin, 1), *dx[2], *dw[2];
             for (int wino = 0; wino < 2; wino++) {
                 conv3x3_set_wino(wino);
-                conv3x3_forward(wino ? got : ref, x, w, B, Cin, Cout, H, W, tws);
-                dx[wino] = malloc(sizeof(float) * N * Cin);
-                memcpy(dx[wino], dx0, sizeof(float) * N * Cin);
-                dw[wino] = calloc((size_t)Cout * K, sizeof(float));
-                conv3x3_backward(dx[wino], dw[wino], dout, x, w, B, Cin, Cout, H, W, tws, dws);
+                conv3x3_forward(wino ? c.got : c.ref, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws);
+                dx[wino] = malloc(sizeof(float) * c.N * s.Cin);
+                memcpy(dx[wino], dx0, sizeof(float) * c.N * s.Cin);
+                dw[wino] = calloc((size_t)s.Cout * c.K, sizeof(float));
+                conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws);
             }
-            double d = tu_normwise_err(got, ref, N * Cout);
+            double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "winograd conv3x3_forward %zu: normwise error %.3g", si, d);
-            d = tu_normwise_err(dx[1], dx[0], N * Cin);
+            d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);
             CHECK(d <= 1e-5, "winograd dinp %zu: normwise error %.3g", si, d);
-            printf("  conv3x3 winograd training form %dx%dx%dx%d -> %d: forward and dinp match\n", B, Cin, H, W, Cout);
+            printf("  conv3x3 winograd training form %dx%dx%dx%d -> %d: forward and dinp match\n", s.B, s.Cin, s.H, s.W, s.Cout);
             for (int i = 0; i < 2; i++) free(dx[i]), free(dw[i]);
             free(tws); free(dws); free(dout); free(dx0);
         }
-        free(x); free(ex); free(w); free(b); free(ref); free(got); free(ws); free(U); free(wws);
+        conv_case_free(&c);
+        free(U); free(wws);
     }
 }
 
