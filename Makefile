@@ -117,6 +117,7 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 # the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
 $(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/reliability.h
 $(BUILD)/tests/test_png: tests/pngmake.h
+$(BUILD)/tests/test_layers: tests/unet_ref.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
