@@ -137,7 +137,7 @@ clean:
 # ThreadSanitizer: the server (core included) built with -fsanitize=thread -O1 into $(BUILD)-tsan;
 # tests/test_server_tsan (an ordinary build) drives it with concurrent /segment, jobs, model
 # switches and uploads, TSAN_OPTIONS=halt_on_error=1 (suppressions: tests/tsan.supp).
-# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 1000 mixed
+# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 480 mixed
 # requests (suppressions: tests/valgrind.supp). Load: tests/test_server_load (wrk, LOAD_S
 # seconds, default 60). Crash consistency: tests/test_server_crash (CRASH_ITERS, CRASH_SEED).
 TSAN_BUILD := $(BUILD)-tsan

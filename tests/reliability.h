@@ -38,8 +38,7 @@ static inline void rel_bodies_free(struct mixed *t) {
  * appended inside the object, e.g. ", \"threads\": 1". */
 static inline void rel_job_cfg(char *buf, size_t cap, int epochs, int batch, int limit, const char *extra) {
     snprintf(buf, cap,
-             "{\"dataset\": \"sample\", \"epochs\": %d, \"batch\": %d, \"limit\": %d, \"model\": {\"depth\": 2, \"base\": 4},"
-             "%s}",
+             "{\"dataset\": \"sample\", \"epochs\": %d, \"batch\": %d, \"limit\": %d, \"model\": {\"depth\": 2, \"base\": 4}%s}",
              epochs, batch, limit, extra);
 }
 
