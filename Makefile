@@ -117,7 +117,9 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
 # the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/reliability.h
+$(BUILD)/tests/test_png: tests/pngmake.h
+$(BUILD)/tests/test_layers: tests/unet_ref.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
@@ -140,7 +142,7 @@ clean:
 # ThreadSanitizer: the server (core included) built with -fsanitize=thread -O1 into $(BUILD)-tsan;
 # tests/test_server_tsan (an ordinary build) drives it with concurrent /segment, jobs, model
 # switches and uploads, TSAN_OPTIONS=halt_on_error=1 (suppressions: tests/tsan.supp).
-# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 1000 mixed
+# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 480 mixed
 # requests (suppressions: tests/valgrind.supp). Load: tests/test_server_load (wrk, LOAD_S
 # seconds, default 60). Crash consistency: tests/test_server_crash (CRASH_ITERS, CRASH_SEED).
 TSAN_BUILD := $(BUILD)-tsan
