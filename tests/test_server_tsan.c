@@ -14,7 +14,7 @@
  * barriers that order accesses between OpenMP threads; with a team of one there are none.
  * tests/tsan.supp holds no suppression: with a team of one nothing is left to suppress; an entry
  * added there must say why in a comment above it, and this comment must change with it
- * (tests/test_harness checks both).
+ * (tests/test_harness.c checks both).
  * Under SAN=1 it skips (exit 77: the TSan binary is not built then). TSAN_REQUESTS overrides
  * the 600 requests per phase. */
 #include "testutil.h"

@@ -10,7 +10,7 @@
  * OMP_NUM_THREADS=1 so that no OpenMP pool threads exist (their per-thread allocations are not
  * ours). tests/valgrind.supp holds no suppression: none is needed (only definitely and
  * indirectly lost bytes count, and no library leaves any); an entry added there must say why in
- * a comment above it, and this comment must change with it (tests/test_harness checks both).
+ * a comment above it, and this comment must change with it (tests/test_harness.c checks both).
  *
  * Not under SAN=1 (ASan's shadow memory and valgrind cannot share a process): it then skips
  * (exit 77); `make test` (without SAN) always runs it. VG_REQUESTS overrides 480: 60 requests per
