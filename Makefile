@@ -98,6 +98,8 @@ fixtures:
 # The marsseg binary (server/: HTTP service + CLI) and its integration tests (libcurl, only there).
 SERVER_SRC := $(wildcard server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# the server sees only the public headers of include/: core/ stays private to the core
+$(SERVER_OBJ): CFLAGS := $(filter-out -Icore,$(CFLAGS))
 BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
