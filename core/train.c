@@ -357,8 +357,8 @@ static void set_lr_for_step(ms_trainer *t, int batches) {
 
 /* Eval-mode pass over samples idx[0..n-1] (all if idx is NULL): confusion matrix, and the
  * weighted CE loss when class_w is given (not with tta). */
-ms_status ms_evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
-                           const float *class_w, double *loss_out, ms_confusion *cm) {
+static ms_status evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
+                               const float *class_w, double *loss_out, ms_confusion *cm) {
     if (!ds->mask) return ms_fail(MS_ERR_ARG, "evaluate: the dataset has no masks");
     if (n <= 0) return MS_OK;
     const int H = ds->h, W = ds->w, K = m->cfg.classes, copies = tta ? 2 : 1;
@@ -429,7 +429,7 @@ done:
 }
 
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch, ms_confusion *cm) {
-    return ms_evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
+    return evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
 }
 
 /* ------------------------------------------------------------------ the loop */
@@ -460,9 +460,7 @@ static char *model_meta(ms_trainer *t, const ms_epoch_stats *e, double total_s) 
     cJSON_AddItemToObject(root, "val_loss", ms_json_number(e ? e->val_loss : NAN));
     cJSON_AddNumberToObject(root, "train_seconds", total_s);
     cJSON_AddNumberToObject(root, "steps", (double)t->step);
-    char *cfg = ms_train_config_to_json(&t->cfg);
-    cJSON *cj = cfg ? cJSON_Parse(cfg) : NULL;
-    free(cfg);
+    cJSON *cj = ms_train_config_to_cjson(&t->cfg);
     if (cj) cJSON_AddItemToObject(root, "config", cj);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -584,7 +582,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         if (t->nval > 0) {
             ms_confusion cm;
             memset(&cm, 0, sizeof cm);
-            st = ms_evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
+            st = evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
             if (st) return st;
             ms_confusion_scores(&cm, &s);
             e.val_miou = s.miou;

@@ -10,6 +10,7 @@
 #ifndef MARSSEG_H
 #define MARSSEG_H
 
+#include <cJSON.h> /* the training-config API is cJSON-level */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,9 +104,15 @@ void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t 
 
 
 /* ------------------------------------------------------------------ the model (core/unet.c, core/model.c) */
+/* Architecture limits, the one home of each: the training config's ranges (core/config.c) and
+ * the model builder's checks (core/unet.c, also for loaded weights files) both use them. */
+#define MS_MAX_DEPTH 6     /* encoder levels */
+#define MS_MAX_BASE 128    /* channels at level 0 */
+#define MS_MAX_WIDTH 4096  /* channels at the bottleneck: base * 2^depth */
+
 typedef struct {
     int depth;      /* D: encoder levels (default 4) */
-    int base;       /* F: channels at level 0; level l has F*2^l (default 32) */
+    int base;       /* F: channels at level 0; level l has F*2^l (default 16) */
     int classes;    /* output classes (5) */
     float dropout;  /* p after the bottleneck and every decoder block (train only) */
 } ms_model_config;
@@ -199,10 +206,20 @@ typedef struct {
 void ms_train_config_default(ms_train_config *c);
 /* Validate every field; MS_ERR_ARG with "field: what is wrong" otherwise. */
 ms_status ms_train_config_validate(const ms_train_config *c);
-/* Apply a JSON object's fields over *c (unknown fields and wrong types are errors naming the
- * field). The result is validated. */
+/* Parse a config object (fields as the README table) on top of *c; names the field on error.
+ * Unknown fields and wrong types are errors; the result is validated; *c changes only on
+ * success. */
+ms_status ms_train_config_from_cjson(ms_train_config *c, const cJSON *obj);
+/* The config as a new cJSON object (every field), NULL on allocation failure. */
+cJSON *ms_train_config_to_cjson(const ms_train_config *c);
+/* The table itself as JSON: [{"name":"lr","type":"number"|"integer"|"boolean"|"string"|"weights",
+ *   "default":..., "min":..., "max":..., "choices":[...] (strings only), "help":"one line",
+ *   "flag":"--lr" (absent when the CLI has no flag)}...] in table order. NULL on allocation
+ * failure. "min"/"max" are absent for strings and booleans; for weights they bound each one. */
+cJSON *ms_train_config_schema(void);
+/* Text forms of the two above (config files, checkpoints): one JSON object and nothing but
+ * whitespace after it (at most 1 MiB); malloc'd text of every field. */
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len);
-/* malloc'd JSON text of every field. */
 char *ms_train_config_to_json(const ms_train_config *c);
 
 /* One point of the training curves (one per finished epoch). */

@@ -5,7 +5,7 @@
  * Signals are blocked before any thread exists, so every thread (MHD's, the workers', OpenMP's)
  * inherits the mask and the main thread alone receives them, synchronously, with sigwait: no
  * async-signal-safety concerns and no flag polling. */
-#include "commands.h"
+#include "../cli/commands.h"
 #include "http.h"
 
 #include <errno.h>
