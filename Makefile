@@ -180,7 +180,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wex
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags libpng zlib libcjson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs libpng zlib libcjson 2>/dev/null) -lm
-FUZZ_SRC_npz       := core/npz.c core/data.c core/fileio.c core/status.c
+FUZZ_SRC_npz       := core/npz.c core/npy.c core/zip.c core/zip_write.c core/data.c core/fileio.c core/status.c
 FUZZ_SRC_png       := core/png.c core/status.c
 FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
 FUZZ_SRC_config    := core/config.c core/status.c server/jobreq.c

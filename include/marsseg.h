@@ -71,9 +71,10 @@ ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uin
 ms_status ms_png_encode_overlay(const uint8_t *gray, const uint8_t *labels, int width, int height,
                                 float alpha, uint8_t **out, size_t *len);
 ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t **out, size_t *len);
-/* Whole-file helpers. ms_write_file_atomic writes <path>.tmp, fsyncs, renames (and fsyncs the dir). */
+/* Whole-file read (bounded); the durable writes (ms_write_file_atomic, ms_atomic_*) are in
+ * marsseg_io.h. */
 ms_status ms_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
-ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len);
+#include "marsseg_io.h"
 
 /* ------------------------------------------------------------------ datasets (core/data.c) */
 typedef struct {
