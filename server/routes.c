@@ -10,6 +10,7 @@ static const struct route routes[] = {
     {"GET", "/healthz", h_healthz, "healthz", BODY_NONE, 0},
     {"GET", "/readyz", h_readyz, "readyz", BODY_NONE, 0},
     {"GET", "/metrics", h_metrics, "metrics", BODY_NONE, 0},
+    {"GET", "/schema", h_schema, "schema", BODY_NONE, 0},
     {"POST", "/segment", h_segment, "segment", BODY_IMAGE, 0},
     {"GET", "/models", h_models_list, "models_list", BODY_NONE, 0},
     {"GET", "/models/active", h_models_active_get, "models_active", BODY_NONE, 0},

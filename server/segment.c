@@ -193,18 +193,12 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         ok &= jset_num(j, "pixels", (double)n);
         ok &= jset_str(j, "model", snap->id);
         for (int c = 0; c < MS_NUM_CLASSES && ok; c++) {
-            cJSON *o = cJSON_CreateObject();
+            cJSON *o = class_json(c);
             ok &= o && cJSON_AddItemToArray(classes, o);
             if (!ok) {
                 cJSON_Delete(o);
                 break;
             }
-            ok &= jset_num(o, "id", c);
-            ok &= jset_str(o, "name", ms_class_names[c]);
-            char color[8];
-            snprintf(color, sizeof color, "#%02x%02x%02x", ms_class_colors[c][0], ms_class_colors[c][1],
-                     ms_class_colors[c][2]);
-            ok &= jset_str(o, "color", color);
             ok &= jset_num(o, "pixels", (double)counts[c]);
             ok &= jset_num(o, "fraction", n ? round_to((double)counts[c] / (double)n, 6) : 0.0);
         }
