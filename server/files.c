@@ -1,6 +1,8 @@
 /* The service's files: paths, directories, the temp files crashes leave, durable JSON files. */
 #include "server.h"
 
+#include "marsseg_io.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,13 +28,6 @@ int ensure_dir(const char *path) {
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
 }
 
-void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    (void)fsync(fd); /* best effort: some file systems refuse it, the data is safe anyway */
-    close(fd);
-}
-
 int remove_tmp_files(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 0;
@@ -47,7 +42,7 @@ int remove_tmp_files(const char *dir) {
         }
     }
     closedir(d);
-    if (removed) fsync_dir(dir);
+    if (removed && ms_fsync_dir(dir) != 0) log_msg("cannot sync %s: %s", dir, strerror(errno));
     return removed;
 }
 

@@ -18,6 +18,8 @@
 #include "http.h"
 
 #include "handlers.h"
+#include "marsseg_io.h"
+#include "multipart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,11 +78,8 @@ struct req {
     int upload_slot;
     int write_errno;
     char upload_path[PATH_MAX];
-    struct MHD_PostProcessor *pp;
-    int multipart, mp_bad;
-    enum { MP_NONE, MP_WRITING, MP_DONE } mp_state;
-    char mp_field[64]; /* name of the file field being written */
-    size_t len_written;
+    struct multipart *mp; /* a multipart/form-data upload: its file field is streamed */
+    int mp_status;        /* the reader's MP_* so far */
 };
 
 struct server *req_server(struct req *r) { return r->srv; }
@@ -167,44 +166,17 @@ static void media_type(struct req *r, char *buf, size_t cap) {
     buf[n] = 0;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
+/* The file field of a multipart dataset upload goes straight to the temp file: the first part
+ * that carries a filename, or is named "file" or "dataset", is taken; the rest of the body is
+ * not read (multipart.h). */
+static int upload_select(void *user, const char *name, int has_filename) {
+    (void)user;
+    return has_filename || strcmp(name, "file") == 0 || strcmp(name, "dataset") == 0;
 }
 
-/* The multipart file field of a dataset upload goes straight to the temp file. The first field
- * that carries a filename (or is named "file"/"dataset") is taken; any later field is ignored. */
-static enum MHD_Result pp_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                               const char *content_type, const char *transfer_encoding, const char *data,
-                               uint64_t off, size_t size) {
-    (void)kind;
-    (void)content_type;
-    (void)transfer_encoding;
-    struct req *r = cls;
-    if (!key || r->mp_state == MP_DONE) return MHD_YES;
-    if (r->mp_state == MP_NONE) {
-        if (!filename && strcmp(key, "file") != 0 && strcmp(key, "dataset") != 0) return MHD_YES;
-        snprintf(r->mp_field, sizeof r->mp_field, "%s", key);
-        r->mp_state = MP_WRITING;
-    } else if (strcmp(key, r->mp_field) != 0 || (off == 0 && r->len_written > 0)) {
-        /* MHD signals no end of field: another key, or the same one starting over, is the sign */
-        r->mp_state = MP_DONE;
-        return MHD_YES;
-    }
-    if (size && !r->write_errno) {
-        if (write_all(r->fd, data, size) != 0) r->write_errno = errno;
-        r->len_written += size;
-    }
-    return MHD_YES;
+static void upload_data(void *user, const uint8_t *data, size_t n) {
+    struct req *r = user;
+    if (n && !r->write_errno && ms_write_all(r->fd, data, n) != 0) r->write_errno = errno;
 }
 
 static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
@@ -247,9 +219,9 @@ static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
         r->body[r->len] = 0;
         return MHD_YES;
     case BODY_FILE:
-        if (r->multipart) {
-            if (!r->mp_bad && MHD_post_process(r->pp, data, n) != MHD_YES) r->mp_bad = 1;
-        } else if (!r->write_errno && write_all(r->fd, data, n) != 0) {
+        if (r->mp) {
+            if (r->mp_status == MP_OK) r->mp_status = multipart_feed(r->mp, (const uint8_t *)data, n);
+        } else if (!r->write_errno && ms_write_all(r->fd, data, n) != 0) {
             r->write_errno = errno;
         }
         r->len += n;
@@ -327,9 +299,10 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
             return reply_error(r, 500, "io", "cannot create an upload file: %s", strerror(e));
         }
         if (strcmp(mt, "multipart/form-data") == 0) {
-            r->multipart = 1;
-            r->pp = MHD_create_post_processor(r->conn, 64 * 1024, pp_iter, r);
-            if (!r->pp) return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
+            if (!(r->mp = malloc(sizeof *r->mp)))
+                return reply_error_retry(r, 503, 5, "nomem", "out of memory for a multipart upload");
+            if (multipart_begin(r->mp, req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), upload_select, upload_data, r) != MP_OK)
+                return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
         }
     }
     return MHD_YES;
@@ -343,12 +316,10 @@ static enum MHD_Result finish_request(struct req *r) {
         return reply_error(r, 413, "body_too_large", "request body exceeds the limit of %zu bytes for %s", r->limit,
                            r->log_path);
     if (r->body_kind == BODY_FILE) {
-        if (r->multipart && r->pp) {
-            if (MHD_destroy_post_processor(r->pp) != MHD_YES) r->mp_bad = 1;
-            r->pp = NULL;
-            if (r->mp_bad) return reply_error(r, 400, "bad_multipart", "malformed multipart/form-data body");
-            if (r->mp_state == MP_NONE)
-                return reply_error(r, 400, "bad_multipart", "multipart body without a file field");
+        if (r->mp) {
+            int rc = r->mp_status == MP_OK ? multipart_end(r->mp) : r->mp_status;
+            if (rc == MP_NOT_FOUND) return reply_error(r, 400, "bad_multipart", "multipart body without a file field");
+            if (rc != MP_OK) return reply_error(r, 400, "bad_multipart", "malformed multipart/form-data body");
         }
         if (!r->write_errno && fsync(r->fd) != 0) r->write_errno = errno;
         if (close(r->fd) != 0 && !r->write_errno) r->write_errno = errno;
@@ -413,7 +384,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     else
         log_msg("%s %s - 0 %.1fms (aborted: %d)", r->method, r->log_path, s * 1e3, (int)toe);
     metrics_request_end(h->srv->metrics, r->route_idx, r->replied ? r->status : 0, s, r->bytes);
-    if (r->pp) MHD_destroy_post_processor(r->pp);
+    free(r->mp);
     if (r->fd >= 0) close(r->fd);
     if (r->upload_path[0]) unlink(r->upload_path);
     if (r->upload_slot) atomic_fetch_sub(&h->uploads, 1);

@@ -4,6 +4,7 @@
 #include "jobs.h"
 
 #include "marsseg_curves.h"
+#include "marsseg_io.h"
 
 #include <errno.h>
 #include <math.h>
@@ -115,7 +116,7 @@ enum MHD_Result h_jobs_create(struct req *r) {
         job_free(jb);
         return reply_error(r, 500, "io", "cannot create the job directory: %s", strerror(e));
     }
-    fsync_dir(js->dir);
+    if (ms_fsync_dir(js->dir) != 0) log_msg("job %s: cannot sync %s: %s", jb->id, js->dir, strerror(errno));
     /* on disk before it is visible, so an accepted job is never lost */
     cJSON *snap = job_json(jb, VIEW_PERSIST);
     char path[PATH_MAX];

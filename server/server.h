@@ -66,13 +66,11 @@ struct server {
     int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
 };
 
-/* ------------------------------------------------------------------ files.c */
+/* ------------------------------------------------------------------ files.c (durable writes: marsseg_io.h) */
 /* snprintf into a fixed buffer; returns 0 if the result was truncated (callers refuse it). */
 int fmt_path(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* mkdir -p for one level (EEXIST is fine). 0 on success. */
 int ensure_dir(const char *path);
-/* fsync a directory so that a rename/unlink/mkdir in it is durable. */
-void fsync_dir(const char *path);
 /* Deletes the *.tmp files in dir: the temp files of atomic writes (ms_write_file_atomic, the npz
  * writer) that a crash left behind. Only at start-up, before anything writes there, and only in
  * directories that belong to the service (a job's). Returns how many were removed. */
