@@ -107,16 +107,6 @@ static char *read_text(ms_npz *z, const char *path, const char *key, ms_status *
     return txt;
 }
 
-static double jnum(const cJSON *o, const char *k, int *ok) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (cJSON_IsNull(v)) return NAN;
-    if (!cJSON_IsNumber(v)) {
-        *ok = 0;
-        return 0;
-    }
-    return v->valuedouble;
-}
-
 static void jrng(const cJSON *o, const char *k, ms_rng *r, int *ok) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsString(v) || strlen(v->valuestring) != 64) {
@@ -198,17 +188,17 @@ ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoi
     so = cJSON_Parse(sj);
     int ok = cJSON_IsObject(so);
     if (ok) {
-        s->epoch = (int)jnum(so, "epoch", &ok);
-        s->batch_in_epoch = (int)jnum(so, "batch_in_epoch", &ok);
-        s->step = (int64_t)jnum(so, "step", &ok);
-        s->lr = (float)jnum(so, "lr", &ok);
-        s->best_miou = jnum(so, "best_miou", &ok);
-        s->plateau_best = jnum(so, "plateau_best", &ok);
-        s->best_epoch = (int)jnum(so, "best_epoch", &ok);
-        s->bad_epochs = (int)jnum(so, "bad_epochs", &ok);
-        s->plateau_wait = (int)jnum(so, "plateau_wait", &ok);
-        s->loss_sum = jnum(so, "loss_sum", &ok);
-        s->seconds_in_epoch = jnum(so, "seconds_in_epoch", &ok);
+        s->epoch = (int)ms_json_get_number(so, "epoch", &ok);
+        s->batch_in_epoch = (int)ms_json_get_number(so, "batch_in_epoch", &ok);
+        s->step = (int64_t)ms_json_get_number(so, "step", &ok);
+        s->lr = (float)ms_json_get_number(so, "lr", &ok);
+        s->best_miou = ms_json_get_number(so, "best_miou", &ok);
+        s->plateau_best = ms_json_get_number(so, "plateau_best", &ok);
+        s->best_epoch = (int)ms_json_get_number(so, "best_epoch", &ok);
+        s->bad_epochs = (int)ms_json_get_number(so, "bad_epochs", &ok);
+        s->plateau_wait = (int)ms_json_get_number(so, "plateau_wait", &ok);
+        s->loss_sum = ms_json_get_number(so, "loss_sum", &ok);
+        s->seconds_in_epoch = ms_json_get_number(so, "seconds_in_epoch", &ok);
         jrng(so, "order_rng", &s->order_rng, &ok);
         jrng(so, "aug_rng", &s->aug_rng, &ok);
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(so, "train_cm");

@@ -36,8 +36,7 @@ cJSON *ms_epoch_stats_to_cjson(const ms_epoch_stats *e) {
     return j;
 }
 
-/* number or null (NaN) under k; *ok = 0 otherwise */
-static double get_num(const cJSON *o, const char *k, int *ok) {
+double ms_json_get_number(const cJSON *o, const char *k, int *ok) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (cJSON_IsNull(v)) return NAN;
     if (!cJSON_IsNumber(v)) {
@@ -49,15 +48,15 @@ static double get_num(const cJSON *o, const char *k, int *ok) {
 
 int ms_epoch_stats_from_cjson(const cJSON *j, ms_epoch_stats *e) {
     int ok = cJSON_IsObject(j);
-    e->epoch = (int)get_num(j, "epoch", &ok);
-    e->train_loss = get_num(j, "train_loss", &ok);
-    e->val_loss = get_num(j, "val_loss", &ok);
-    e->train_miou = get_num(j, "train_miou", &ok);
-    e->val_miou = get_num(j, "val_miou", &ok);
-    e->pixel_acc = get_num(j, "pixel_acc", &ok);
-    e->lr = get_num(j, "lr", &ok);
-    e->seconds = get_num(j, "seconds", &ok);
-    e->images_per_s = get_num(j, "images_per_s", &ok);
+    e->epoch = (int)ms_json_get_number(j, "epoch", &ok);
+    e->train_loss = ms_json_get_number(j, "train_loss", &ok);
+    e->val_loss = ms_json_get_number(j, "val_loss", &ok);
+    e->train_miou = ms_json_get_number(j, "train_miou", &ok);
+    e->val_miou = ms_json_get_number(j, "val_miou", &ok);
+    e->pixel_acc = ms_json_get_number(j, "pixel_acc", &ok);
+    e->lr = ms_json_get_number(j, "lr", &ok);
+    e->seconds = ms_json_get_number(j, "seconds", &ok);
+    e->images_per_s = ms_json_get_number(j, "images_per_s", &ok);
     const cJSON *iou = cJSON_GetObjectItemCaseSensitive(j, "val_iou");
     ok = ok && cJSON_IsArray(iou) && cJSON_GetArraySize(iou) == MS_NUM_CLASSES;
     for (int k = 0; ok && k < MS_NUM_CLASSES; k++) {

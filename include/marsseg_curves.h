@@ -17,6 +17,8 @@ extern "C" {
 
 /* A JSON number, or null when v is not finite (JSON has no NaN). NULL on allocation failure. */
 cJSON *ms_json_number(double v);
+/* Read back: the number under key, NaN for null; *ok = 0 when it is missing or not a number. */
+double ms_json_get_number(const cJSON *o, const char *key, int *ok);
 /* {"epoch", "train_loss", "val_loss", "train_miou", "val_miou", "pixel_acc", "val_iou": [5],
  * "lr", "seconds", "images_per_s"}; NULL on allocation failure. */
 cJSON *ms_epoch_stats_to_cjson(const ms_epoch_stats *e);
