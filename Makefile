@@ -118,8 +118,9 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
+# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures) and
+# tests/srvmixed.h (the mixed workload of the reliability tests)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)

@@ -17,6 +17,7 @@
  * overrides the 600 requests per phase. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "srvmixed.h"
 
 #ifndef MS_TSAN_BIN
 #define MS_TSAN_BIN "build-tsan/marsseg"

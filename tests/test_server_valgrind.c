@@ -14,6 +14,7 @@
  * SKIP and passes; `make test` (without SAN) always runs it. VG_REQUESTS overrides 1000. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "srvmixed.h"
 
 /* "==123== definitely lost: 1,234 bytes in 5 blocks" -> 1234; -1 if the line is missing */
 static long long vg_bytes(const char *log, const char *what) {
