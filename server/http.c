@@ -169,12 +169,12 @@ static void media_type(struct req *r, char *buf, size_t cap) {
 /* The file field of a multipart dataset upload goes straight to the temp file: the first part
  * that carries a filename, or is named "file" or "dataset", is taken; the rest of the body is
  * not read (multipart.h). */
-static int upload_select(void *user, const char *name, int has_filename) {
+static int upload_take_part(void *user, const char *name, int has_filename) {
     (void)user;
     return has_filename || strcmp(name, "file") == 0 || strcmp(name, "dataset") == 0;
 }
 
-static void upload_data(void *user, const uint8_t *data, size_t n) {
+static void upload_write(void *user, const uint8_t *data, size_t n) {
     struct req *r = user;
     if (n && !r->write_errno && ms_write_all(r->fd, data, n) != 0) r->write_errno = errno;
 }
@@ -301,7 +301,7 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
         if (strcmp(mt, "multipart/form-data") == 0) {
             if (!(r->mp = malloc(sizeof *r->mp)))
                 return reply_error_retry(r, 503, 5, "nomem", "out of memory for a multipart upload");
-            if (multipart_begin(r->mp, req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), upload_select, upload_data, r) != MP_OK)
+            if (multipart_begin(r->mp, req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), upload_take_part, upload_write, r) != MP_OK)
                 return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
         }
     }
