@@ -100,6 +100,8 @@ fixtures:
 # runs) and its integration tests (libcurl, only there).
 SERVER_SRC := $(wildcard cli/*.c server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# the server sees only the public headers of include/: core/ stays private to the core
+$(SERVER_OBJ): CFLAGS := $(filter-out -Icore,$(CFLAGS))
 BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
@@ -116,8 +118,9 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/reliability.h
+# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
+# tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
 $(BUILD)/tests/test_png: tests/pngmake.h
 $(BUILD)/tests/test_layers: tests/unet_ref.h
 

@@ -42,6 +42,10 @@ const char *ms_strerror(ms_status s);
 const char *ms_status_code(ms_status s);
 /* Detail of the last failure in this thread ("" if none). */
 const char *ms_last_error(void);
+/* Record a printf-style detail for ms_last_error() and return s, so that
+ * `return ms_fail(MS_ERR_FORMAT, "%s: bad header", path);` reads as one step. Public so that code
+ * built on the core (the service) reports its failures the same way. */
+ms_status ms_fail(ms_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ classes */
 #define MS_NUM_CLASSES 5

@@ -19,6 +19,7 @@
  * the 600 requests per phase. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "srvmixed.h"
 #include "reliability.h"
 
 #ifndef MS_TSAN_BIN

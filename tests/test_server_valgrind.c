@@ -19,6 +19,7 @@
  * nothing more and cost twice the time. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "srvmixed.h"
 #include "reliability.h"
 
 /* "==123== definitely lost: 1,234 bytes in 5 blocks" -> 1234; -1 if the line is missing */
