@@ -3,7 +3,7 @@
  * Sapphire Rapids Xeon reported as "Intel(R) Xeon(R) Processor") falls back to the SSE3
  * "Prescott" kernels, which run this U-Net about 2x slower than the AVX-512 ones the CPU has.
  * The choice can only be overridden by OPENBLAS_CORETYPE before the library loads, so the core
- * only says what would be better; programs (server/main.c, bench) set it and re-exec. */
+ * only says what would be better; programs (cli/main.c, bench) set it and re-exec. */
 #include "marsseg.h"
 
 #include <cblas.h>

@@ -1,6 +1,7 @@
-/* The training configuration: defaults (the seed's recipe, improved where measured), validation
- * with a message naming the field, and JSON in/out. One table describes every field, so the
- * parser, the printer and the validator cannot drift apart. */
+/* The training configuration: one table describes every field (name, type, range, choices,
+ * default, one line of help, CLI flag), so the defaults, the validator, JSON in and out, the
+ * schema served to the dashboard, `marsseg train`'s flags and its --help cannot drift apart
+ * (tests/test_docs.c holds the README's table to it too). */
 #include "marsseg.h"
 #include "util.h"
 
@@ -11,90 +12,85 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ms_train_config_default(ms_train_config *c) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->key, "training_set");
-    c->val_frac = 0.1f;
-    c->split_group = 2;
-    c->dedup_k = 100;
-    c->oversample = 2;
-    c->hflip = 1;
-    c->brightness = 0.1f;
-    c->contrast = 0.1f;
-    c->max_shift = 8;
-    c->model = (ms_model_config){4, 16, MS_NUM_CLASSES, 0.1f};
-    strcpy(c->loss, "wce");
-    c->focal_gamma = 2.0f;
-    c->auto_weights = 1;
-    for (int k = 0; k < MS_NUM_CLASSES; k++) c->class_weights[k] = 1.0f;
-    c->weight_power = 0.5f;
-    c->bg_weight = -1.0f;
-    c->lr = 1e-3f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
-    c->weight_decay = 1e-4f;
-    c->batch = 32;
-    c->epochs = 20;
-    strcpy(c->schedule, "plateau");
-    c->plateau_patience = 3;
-    c->plateau_factor = 0.5f;
-    c->min_lr = 1e-6f;
-    c->early_stop = 8;
-    c->restore_best = 1;
-    c->seed = 42;
-    c->threads = 0;
-}
-
 typedef enum { F_INT, F_FLOAT, F_STR, F_BOOL, F_U64, F_WEIGHTS } ftype;
 typedef struct {
-    const char *name;   /* JSON name; "model.x" lives in the nested "model" object */
+    const char *name;    /* JSON name; "model.x" lives in the nested "model" object */
     ftype type;
-    size_t off, size;
-    double lo, hi;      /* inclusive numeric range */
-    const char *choices; /* F_STR: '|'-separated allowed values, NULL = any (non-empty) */
+    size_t off, size;    /* where in ms_train_config; size: F_STR's capacity */
+    double lo, hi;       /* inclusive numeric range (F_WEIGHTS: of each weight) */
+    double def;          /* default of a number (F_WEIGHTS: of each weight) */
+    const char *sdef;    /* default of an F_STR */
+    const char *choices; /* F_STR: '|'-separated allowed values, NULL = any */
+    const char *flag;    /* `marsseg train` flag, NULL = none */
+    const char *help;    /* one line */
 } field;
 
-#define OFF(f) offsetof(ms_train_config, f)
+#define OFF(m) offsetof(ms_train_config, m)
+#define SIZE(m) sizeof(((ms_train_config *)0)->m)
+#define INT(n, m, lo, hi, d, flag, help) {n, F_INT, OFF(m), 0, lo, hi, d, NULL, NULL, flag, help}
+#define NUM(n, m, lo, hi, d, flag, help) {n, F_FLOAT, OFF(m), 0, lo, hi, d, NULL, NULL, flag, help}
+#define BOOL(n, m, d, help) {n, F_BOOL, OFF(m), 0, 0, 1, d, NULL, NULL, NULL, help}
+#define STR(n, m, d, choices, flag, help) {n, F_STR, OFF(m), SIZE(m), 0, 0, 0, d, choices, flag, help}
 static const field fields[] = {
-    {"data", F_STR, OFF(data), sizeof(((ms_train_config *)0)->data), 0, 0, NULL},
-    {"key", F_STR, OFF(key), sizeof(((ms_train_config *)0)->key), 0, 0, NULL},
-    {"val_frac", F_FLOAT, OFF(val_frac), 0, 0.0, 0.9, NULL},
-    {"split_group", F_INT, OFF(split_group), 0, 1, 1000, NULL},
-    {"limit", F_INT, OFF(limit), 0, 0, 1e9, NULL},
-    {"dedup_k", F_INT, OFF(dedup_k), 0, 0, 1e9, NULL},
-    {"oversample", F_INT, OFF(oversample), 0, 1, 20, NULL},
-    {"hflip", F_BOOL, OFF(hflip), 0, 0, 1, NULL},
-    {"brightness", F_FLOAT, OFF(brightness), 0, 0.0, 0.5, NULL},
-    {"contrast", F_FLOAT, OFF(contrast), 0, 0.0, 0.9, NULL},
-    {"max_shift", F_INT, OFF(max_shift), 0, 0, 32, NULL},
-    {"model.depth", F_INT, OFF(model.depth), 0, 1, 6, NULL},
-    {"model.base", F_INT, OFF(model.base), 0, 1, 128, NULL},
-    {"model.dropout", F_FLOAT, OFF(model.dropout), 0, 0.0, 0.9, NULL},
-    {"init", F_STR, OFF(init), sizeof(((ms_train_config *)0)->init), 0, 0, NULL},
-    {"loss", F_STR, OFF(loss), sizeof(((ms_train_config *)0)->loss), 0, 0, "wce|dice|focal|wce+dice"},
-    {"focal_gamma", F_FLOAT, OFF(focal_gamma), 0, 0.0, 10.0, NULL},
-    {"auto_weights", F_BOOL, OFF(auto_weights), 0, 0, 1, NULL},
-    {"class_weights", F_WEIGHTS, OFF(class_weights), 0, 0.0, 1000.0, NULL},
-    {"weight_power", F_FLOAT, OFF(weight_power), 0, 0.0, 2.0, NULL},
-    {"bg_weight", F_FLOAT, OFF(bg_weight), 0, -1.0, 100.0, NULL},
-    {"lr", F_FLOAT, OFF(lr), 0, 1e-7, 1.0, NULL},
-    {"beta1", F_FLOAT, OFF(beta1), 0, 0.0, 0.9999, NULL},
-    {"beta2", F_FLOAT, OFF(beta2), 0, 0.0, 0.999999, NULL},
-    {"eps", F_FLOAT, OFF(eps), 0, 1e-12, 1e-2, NULL},
-    {"weight_decay", F_FLOAT, OFF(weight_decay), 0, 0.0, 1.0, NULL},
-    {"batch", F_INT, OFF(batch), 0, 1, 512, NULL},
-    {"epochs", F_INT, OFF(epochs), 0, 1, 10000, NULL},
-    {"schedule", F_STR, OFF(schedule), sizeof(((ms_train_config *)0)->schedule), 0, 0, "plateau|cosine|none"},
-    {"plateau_patience", F_INT, OFF(plateau_patience), 0, 1, 1000, NULL},
-    {"plateau_factor", F_FLOAT, OFF(plateau_factor), 0, 0.01, 0.99, NULL},
-    {"min_lr", F_FLOAT, OFF(min_lr), 0, 0.0, 1.0, NULL},
-    {"early_stop", F_INT, OFF(early_stop), 0, 0, 10000, NULL},
-    {"restore_best", F_BOOL, OFF(restore_best), 0, 0, 1, NULL},
-    {"seed", F_U64, OFF(seed), 0, 0, 9007199254740991.0, NULL},
-    {"threads", F_INT, OFF(threads), 0, 0, 256, NULL},
+    STR("data", data, "", NULL, "--data", "dataset npz: (N,2,H,W) image+mask stacks"),
+    STR("key", key, "training_set", NULL, "--key", "array key in the npz"),
+    NUM("val_frac", val_frac, 0.0, 0.9, 0.1, "--val-frac", "held-out validation fraction"),
+    INT("split_group", split_group, 1, 1000, 2, NULL, "consecutive tiles kept on one side of the split"),
+    INT("limit", limit, 0, 1e9, 0, "--limit", "use only the first N samples, 0 = all"),
+    INT("dedup_k", dedup_k, 0, 1e9, 100, NULL, "drop samples whose mask recurs more than k times, 0 = off"),
+    INT("oversample", oversample, 1, 20, 2, NULL, "big-rock tiles appear this many times per epoch"),
+    BOOL("hflip", hflip, 1, "augmentation: random horizontal flip"),
+    NUM("brightness", brightness, 0.0, 0.5, 0.1, NULL, "augmentation: brightness jitter"),
+    NUM("contrast", contrast, 0.0, 0.9, 0.1, NULL, "augmentation: contrast jitter"),
+    INT("max_shift", max_shift, 0, 32, 8, NULL, "augmentation: random shift in pixels"),
+    INT("model.depth", model.depth, 1, MS_MAX_DEPTH, 4, "--depth", "U-Net levels"),
+    INT("model.base", model.base, 1, MS_MAX_BASE, 16, "--base", "channels at level 0 (level l has base*2^l)"),
+    NUM("model.dropout", model.dropout, 0.0, 0.9, 0.1, "--dropout", "dropout after the bottleneck and each decoder block"),
+    STR("init", init, "", NULL, "--init", "warm start: weights file of the same architecture"),
+    STR("loss", loss, "wce", "wce|dice|focal|wce+dice", "--loss", "training loss"),
+    NUM("focal_gamma", focal_gamma, 0.0, 10.0, 2.0, NULL, "focal loss exponent"),
+    BOOL("auto_weights", auto_weights, 1, "class weights from the training pixel counts"),
+    {"class_weights", F_WEIGHTS, OFF(class_weights), 0, 0.0, 1000.0, 1.0, NULL, NULL, NULL,
+     "explicit class weights (with auto_weights false)"},
+    NUM("weight_power", weight_power, 0.0, 2.0, 0.5, NULL, "auto weights ~ pixel count^-power"),
+    NUM("bg_weight", bg_weight, -1.0, 100.0, -1.0, NULL, "background weight with auto weights, -1 = by the same rule"),
+    NUM("lr", lr, 1e-7, 1.0, 1e-3, "--lr", "AdamW learning rate"),
+    NUM("beta1", beta1, 0.0, 0.9999, 0.9, NULL, "AdamW beta1"),
+    NUM("beta2", beta2, 0.0, 0.999999, 0.999, NULL, "AdamW beta2"),
+    NUM("eps", eps, 1e-12, 1e-2, 1e-8, NULL, "AdamW epsilon"),
+    NUM("weight_decay", weight_decay, 0.0, 1.0, 1e-4, NULL, "AdamW weight decay"),
+    INT("batch", batch, 1, 512, 32, "--batch", "batch size"),
+    INT("epochs", epochs, 1, 10000, 20, "--epochs", "epochs"),
+    STR("schedule", schedule, "plateau", "plateau|cosine|none", NULL, "learning-rate schedule"),
+    INT("plateau_patience", plateau_patience, 1, 1000, 3, NULL, "epochs without a val mIoU gain before lr *= plateau_factor"),
+    NUM("plateau_factor", plateau_factor, 0.01, 0.99, 0.5, NULL, "lr factor of the plateau schedule"),
+    NUM("min_lr", min_lr, 0.0, 1.0, 1e-6, NULL, "lowest learning rate of the schedules"),
+    INT("early_stop", early_stop, 0, 10000, 8, NULL, "stop after that many epochs without a val mIoU gain, 0 = off"),
+    BOOL("restore_best", restore_best, 1, "finish with the best-validation weights"),
+    {"seed", F_U64, OFF(seed), 0, 0, 9007199254740991.0 /* 2^53-1: exact in JSON */, 42, NULL, NULL, "--seed",
+     "seed of every random choice"},
+    INT("threads", threads, 0, 256, 0, "--threads", "threads, 0 = all cores"),
 };
 #define NFIELDS (sizeof fields / sizeof *fields)
+
+void ms_train_config_default(ms_train_config *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        const field *f = &fields[i];
+        char *p = (char *)c + f->off;
+        switch (f->type) {
+        case F_INT:
+        case F_BOOL: *(int *)p = (int)f->def; break;
+        case F_FLOAT: *(float *)p = (float)f->def; break;
+        case F_U64: *(uint64_t *)p = (uint64_t)f->def; break;
+        case F_STR: snprintf(p, f->size, "%s", f->sdef); break;
+        case F_WEIGHTS:
+            for (int k = 0; k < MS_NUM_CLASSES; k++) ((float *)p)[k] = (float)f->def;
+            break;
+        }
+    }
+    c->model.classes = MS_NUM_CLASSES; /* not a choice: the classes are the project's */
+}
 
 static int choice_ok(const char *choices, const char *v) {
     const size_t n = strlen(v);
@@ -141,8 +137,9 @@ ms_status ms_train_config_validate(const ms_train_config *c) {
     }
     if (c->model.classes != MS_NUM_CLASSES)
         return ms_fail(MS_ERR_ARG, "model.classes: must be %d", MS_NUM_CLASSES);
-    if ((long)c->model.base << c->model.depth > 4096)
-        return ms_fail(MS_ERR_ARG, "model: base * 2^depth must be <= 4096 (got %ld)", (long)c->model.base << c->model.depth);
+    if ((long)c->model.base << c->model.depth > MS_MAX_WIDTH)
+        return ms_fail(MS_ERR_ARG, "model: base * 2^depth must be <= %d (got %ld)", MS_MAX_WIDTH,
+                       (long)c->model.base << c->model.depth);
     if (c->min_lr > c->lr) return ms_fail(MS_ERR_ARG, "min_lr: %g is above lr %g", (double)c->min_lr, (double)c->lr);
     if (!c->auto_weights) {
         float s = 0;
@@ -224,6 +221,15 @@ static ms_status apply_object(ms_train_config *c, const cJSON *obj, const char *
     return MS_OK;
 }
 
+ms_status ms_train_config_from_cjson(ms_train_config *c, const cJSON *obj) {
+    if (!cJSON_IsObject(obj)) return ms_fail(MS_ERR_ARG, "config: expected a JSON object");
+    ms_train_config tmp = *c;
+    ms_status st = apply_object(&tmp, obj, "");
+    if (st == MS_OK) st = ms_train_config_validate(&tmp);
+    if (st == MS_OK) *c = tmp;
+    return st;
+}
+
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len) {
     if (len > (1 << 20)) return ms_fail(MS_ERR_LIMIT, "config: JSON larger than 1 MiB");
     /* cJSON_ParseWithLength stops after the first value and ignores whatever follows, so
@@ -239,15 +245,7 @@ ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t
             return ms_fail(MS_ERR_ARG, "config: not valid JSON (unexpected data after the object at byte %zu)",
                            (size_t)(p - json));
         }
-    ms_status st;
-    if (!cJSON_IsObject(root)) {
-        st = ms_fail(MS_ERR_ARG, "config: expected a JSON object");
-    } else {
-        ms_train_config tmp = *c;
-        st = apply_object(&tmp, root, "");
-        if (st == MS_OK) st = ms_train_config_validate(&tmp);
-        if (st == MS_OK) *c = tmp;
-    }
+    ms_status st = ms_train_config_from_cjson(c, root);
     cJSON_Delete(root);
     return st;
 }
@@ -259,38 +257,100 @@ static double tidy(float f) {
     return strtod(buf, NULL);
 }
 
-char *ms_train_config_to_json(const ms_train_config *c) {
+/* The JSON value of field f stored at p (NULL on allocation failure). */
+static cJSON *field_value(const field *f, const char *p) {
+    switch (f->type) {
+    case F_INT: return cJSON_CreateNumber(*(const int *)p);
+    case F_BOOL: return cJSON_CreateBool(*(const int *)p);
+    case F_FLOAT: return cJSON_CreateNumber(tidy(*(const float *)p));
+    case F_U64: return cJSON_CreateNumber((double)*(const uint64_t *)p);
+    case F_STR: return cJSON_CreateString(p);
+    case F_WEIGHTS: {
+        cJSON *arr = cJSON_CreateArray();
+        for (int k = 0; arr && k < MS_NUM_CLASSES; k++) {
+            cJSON *w = cJSON_CreateNumber(tidy(((const float *)p)[k]));
+            if (!w || !cJSON_AddItemToArray(arr, w)) {
+                cJSON_Delete(w);
+                cJSON_Delete(arr);
+                return NULL;
+            }
+        }
+        return arr;
+    }
+    }
+    return NULL;
+}
+
+/* Adds item under key to obj, or frees it; 0 when either is missing (allocation failure). */
+static int add(cJSON *obj, const char *key, cJSON *item) {
+    if (item && cJSON_AddItemToObject(obj, key, item)) return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+
+cJSON *ms_train_config_to_cjson(const ms_train_config *c) {
     cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject();
-    if (!root || !model) {
-        cJSON_Delete(root);
-        cJSON_Delete(model);
-        return NULL;
-    }
-    for (size_t i = 0; i < NFIELDS; i++) {
+    int ok = root && model;
+    for (size_t i = 0; ok && i < NFIELDS; i++) {
         const field *f = &fields[i];
-        const char *base = (const char *)c + f->off;
-        cJSON *dst = root;
-        const char *name = f->name;
-        if (strncmp(name, "model.", 6) == 0) {
-            dst = model;
-            name += 6;
-        }
-        switch (f->type) {
-        case F_INT: cJSON_AddNumberToObject(dst, name, *(const int *)base); break;
-        case F_BOOL: cJSON_AddBoolToObject(dst, name, *(const int *)base); break;
-        case F_FLOAT: cJSON_AddNumberToObject(dst, name, tidy(*(const float *)base)); break;
-        case F_U64: cJSON_AddNumberToObject(dst, name, (double)*(const uint64_t *)base); break;
-        case F_STR: cJSON_AddStringToObject(dst, name, base); break;
-        case F_WEIGHTS: {
-            cJSON *arr = cJSON_AddArrayToObject(dst, name);
-            for (int k = 0; k < MS_NUM_CLASSES; k++)
-                cJSON_AddItemToArray(arr, cJSON_CreateNumber(tidy(((const float *)base)[k])));
-            break;
-        }
-        }
+        const int nested = strncmp(f->name, "model.", 6) == 0;
+        ok = add(nested ? model : root, f->name + (nested ? 6 : 0), field_value(f, (const char *)c + f->off));
     }
-    cJSON_AddItemToObject(root, "model", model);
-    char *s = cJSON_Print(root);
+    if (ok && add(root, "model", model)) return root;
+    if (!ok) cJSON_Delete(model);
+    cJSON_Delete(root);
+    return NULL;
+}
+
+char *ms_train_config_to_json(const ms_train_config *c) {
+    cJSON *root = ms_train_config_to_cjson(c);
+    char *s = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     return s;
+}
+
+static const char *const type_names[] = {
+    [F_INT] = "integer", [F_FLOAT] = "number", [F_STR] = "string",
+    [F_BOOL] = "boolean", [F_U64] = "integer", [F_WEIGHTS] = "weights",
+};
+
+/* One row of the schema: {"name", "type", "default", "min", "max", "choices", "help", "flag"}. */
+static cJSON *schema_row(const field *f, const ms_train_config *def) {
+    cJSON *row = cJSON_CreateObject();
+    if (!row) return NULL;
+    int ok = add(row, "name", cJSON_CreateString(f->name)) && add(row, "type", cJSON_CreateString(type_names[f->type])) &&
+             add(row, "default", field_value(f, (const char *)def + f->off));
+    if (ok && f->type != F_STR && f->type != F_BOOL)
+        ok = add(row, "min", cJSON_CreateNumber(f->lo)) && add(row, "max", cJSON_CreateNumber(f->hi));
+    if (ok && f->choices) {
+        cJSON *arr = cJSON_CreateArray();
+        ok = add(row, "choices", arr);
+        for (const char *p = f->choices; ok && *p;) {
+            const size_t len = strcspn(p, "|");
+            char one[32];
+            snprintf(one, sizeof one, "%.*s", (int)len, p);
+            ok = cJSON_AddItemToArray(arr, cJSON_CreateString(one));
+            p += len + (p[len] == '|');
+        }
+    }
+    if (ok) ok = add(row, "help", cJSON_CreateString(f->help));
+    if (ok && f->flag) ok = add(row, "flag", cJSON_CreateString(f->flag));
+    if (ok) return row;
+    cJSON_Delete(row);
+    return NULL;
+}
+
+cJSON *ms_train_config_schema(void) {
+    ms_train_config def;
+    ms_train_config_default(&def);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < NFIELDS; i++) {
+        cJSON *row = schema_row(&fields[i], &def);
+        if (!row || !cJSON_AddItemToArray(arr, row)) {
+            cJSON_Delete(row);
+            cJSON_Delete(arr);
+            return NULL;
+        }
+    }
+    return arr;
 }

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-ms_status ms_model_alloc_internal(ms_model **out, const ms_model_config *cfg);
-
 static char *config_json(const ms_model *m, const char *meta_json) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;

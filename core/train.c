@@ -6,6 +6,7 @@
  * augmentation) plus a dropout seed derived from (seed, step), all saved in checkpoints; with the
  * same seed and thread count a run, or a resumed run, is bit-identical. */
 #include "checkpoint.h"
+#include "marsseg_curves.h"
 #include "marsseg_npz.h"
 #include "data.h"
 #include "layers.h"
@@ -356,8 +357,8 @@ static void set_lr_for_step(ms_trainer *t, int batches) {
 
 /* Eval-mode pass over samples idx[0..n-1] (all if idx is NULL): confusion matrix, and the
  * weighted CE loss when class_w is given (not with tta). */
-ms_status ms_evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
-                           const float *class_w, double *loss_out, ms_confusion *cm) {
+static ms_status evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
+                               const float *class_w, double *loss_out, ms_confusion *cm) {
     if (!ds->mask) return ms_fail(MS_ERR_ARG, "evaluate: the dataset has no masks");
     if (n <= 0) return MS_OK;
     const int H = ds->h, W = ds->w, K = m->cfg.classes, copies = tta ? 2 : 1;
@@ -428,7 +429,7 @@ done:
 }
 
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch, ms_confusion *cm) {
-    return ms_evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
+    return evaluate_into(m, ds, idx, n, tta, batch, NULL, NULL, cm);
 }
 
 /* ------------------------------------------------------------------ the loop */
@@ -446,24 +447,20 @@ static ms_status save_checkpoint(ms_trainer *t) {
     return ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
-
 /* The "meta" JSON stored with saved models: where they came from and how good they are. */
 static char *model_meta(ms_trainer *t, const ms_epoch_stats *e, double total_s) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     cJSON_AddStringToObject(root, "source", "train");
     cJSON_AddNumberToObject(root, "epoch", e ? e->epoch : 0);
-    cJSON_AddItemToObject(root, "val_miou", num_or_null(e ? e->val_miou : NAN));
+    cJSON_AddItemToObject(root, "val_miou", ms_json_number(e ? e->val_miou : NAN));
     cJSON *iou = cJSON_AddArrayToObject(root, "val_iou");
-    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, num_or_null(e ? e->val_iou[k] : NAN));
-    cJSON_AddItemToObject(root, "pixel_acc", num_or_null(e ? e->pixel_acc : NAN));
-    cJSON_AddItemToObject(root, "val_loss", num_or_null(e ? e->val_loss : NAN));
+    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, ms_json_number(e ? e->val_iou[k] : NAN));
+    cJSON_AddItemToObject(root, "pixel_acc", ms_json_number(e ? e->pixel_acc : NAN));
+    cJSON_AddItemToObject(root, "val_loss", ms_json_number(e ? e->val_loss : NAN));
     cJSON_AddNumberToObject(root, "train_seconds", total_s);
     cJSON_AddNumberToObject(root, "steps", (double)t->step);
-    char *cfg = ms_train_config_to_json(&t->cfg);
-    cJSON *cj = cfg ? cJSON_Parse(cfg) : NULL;
-    free(cfg);
+    cJSON *cj = ms_train_config_to_cjson(&t->cfg);
     if (cj) cJSON_AddItemToObject(root, "config", cj);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -585,7 +582,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         if (t->nval > 0) {
             ms_confusion cm;
             memset(&cm, 0, sizeof cm);
-            st = ms_evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
+            st = evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
             if (st) return st;
             ms_confusion_scores(&cm, &s);
             e.val_miou = s.miou;

@@ -101,10 +101,10 @@ static void add_resblock(table_builder *tb, ms_rb_off *rb, const char *prefix, i
 static ms_status validate_config(const ms_model_config *c) {
     if (c->depth < 1 || c->depth > MS_MAX_DEPTH)
         return ms_fail(MS_ERR_ARG, "model: depth must be 1..%d (got %d)", MS_MAX_DEPTH, c->depth);
-    if (c->base < 1 || c->base > 256)
-        return ms_fail(MS_ERR_ARG, "model: base must be 1..256 (got %d)", c->base);
-    if ((long)c->base << c->depth > 8192)
-        return ms_fail(MS_ERR_ARG, "model: base*2^depth must be <= 8192 (got %ld)", (long)c->base << c->depth);
+    if (c->base < 1 || c->base > MS_MAX_BASE)
+        return ms_fail(MS_ERR_ARG, "model: base must be 1..%d (got %d)", MS_MAX_BASE, c->base);
+    if ((long)c->base << c->depth > MS_MAX_WIDTH)
+        return ms_fail(MS_ERR_ARG, "model: base*2^depth must be <= %d (got %ld)", MS_MAX_WIDTH, (long)c->base << c->depth);
     if (c->classes < 2 || c->classes > 64)
         return ms_fail(MS_ERR_ARG, "model: classes must be 2..64 (got %d)", c->classes);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
@@ -230,7 +230,6 @@ const ms_model_config *ms_model_get_config(const ms_model *m) { return &m->cfg; 
 size_t ms_model_num_params(const ms_model *m) { return m->nparams; }
 const char *ms_model_meta(const ms_model *m) { return m->meta_json ? m->meta_json : "{}"; }
 
-/* Exposed for model.c (weights file I/O) */
 ms_status ms_model_alloc_internal(ms_model **out, const ms_model_config *cfg) { return model_alloc(out, cfg); }
 
 /* ------------------------------------------------------------------ activations */

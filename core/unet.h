@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MS_MAX_DEPTH 6
-
 typedef enum { MS_T_PARAM, MS_T_BUFFER, MS_T_COUNTER } ms_tensor_kind;
 
 /* One named tensor: PARAMs live in the params block (and have gradients/moments at the same
@@ -84,6 +82,11 @@ typedef struct {
     float *d_pool[MS_MAX_DEPTH], *d_cat[MS_MAX_DEPTH], *d_bott, *d_bott_drop;
     float *d_dec[MS_MAX_DEPTH], *d_dec_drop[MS_MAX_DEPTH], *d_logits;
 } ms_acts;
+
+/* A model with its tensor table built and its parameters and buffers allocated and zeroed
+ * (BN running_var and gamma 1), nothing drawn: ms_model_create initialises it, model.c fills it
+ * from a weights file. Checks the architecture against MS_MAX_DEPTH/_BASE/_WIDTH. */
+ms_status ms_model_alloc_internal(ms_model **out, const ms_model_config *cfg);
 
 ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int training);
 void ms_acts_free(ms_acts *a);

@@ -10,6 +10,7 @@
 #ifndef MARSSEG_H
 #define MARSSEG_H
 
+#include <cJSON.h> /* the training-config API is cJSON-level */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,10 @@ const char *ms_strerror(ms_status s);
 const char *ms_status_code(ms_status s);
 /* Detail of the last failure in this thread ("" if none). */
 const char *ms_last_error(void);
+/* Record a printf-style detail for ms_last_error() and return s, so that
+ * `return ms_fail(MS_ERR_FORMAT, "%s: bad header", path);` reads as one step. Public so that code
+ * built on the core (the service) reports its failures the same way. */
+ms_status ms_fail(ms_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ classes */
 #define MS_NUM_CLASSES 5
@@ -66,9 +71,10 @@ ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uin
 ms_status ms_png_encode_overlay(const uint8_t *gray, const uint8_t *labels, int width, int height,
                                 float alpha, uint8_t **out, size_t *len);
 ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t **out, size_t *len);
-/* Whole-file helpers. ms_write_file_atomic writes <path>.tmp, fsyncs, renames (and fsyncs the dir). */
+/* Whole-file read (bounded); the durable writes (ms_write_file_atomic, ms_atomic_*) are in
+ * marsseg_io.h. */
 ms_status ms_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
-ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len);
+#include "marsseg_io.h"
 
 /* ------------------------------------------------------------------ datasets (core/data.c) */
 typedef struct {
@@ -99,9 +105,15 @@ void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t 
 
 
 /* ------------------------------------------------------------------ the model (core/unet.c, core/model.c) */
+/* Architecture limits, the one home of each: the training config's ranges (core/config.c) and
+ * the model builder's checks (core/unet.c, also for loaded weights files) both use them. */
+#define MS_MAX_DEPTH 6     /* encoder levels */
+#define MS_MAX_BASE 128    /* channels at level 0 */
+#define MS_MAX_WIDTH 4096  /* channels at the bottleneck: base * 2^depth */
+
 typedef struct {
     int depth;      /* D: encoder levels (default 4) */
-    int base;       /* F: channels at level 0; level l has F*2^l (default 32) */
+    int base;       /* F: channels at level 0; level l has F*2^l (default 16) */
     int classes;    /* output classes (5) */
     float dropout;  /* p after the bottleneck and every decoder block (train only) */
 } ms_model_config;
@@ -195,10 +207,20 @@ typedef struct {
 void ms_train_config_default(ms_train_config *c);
 /* Validate every field; MS_ERR_ARG with "field: what is wrong" otherwise. */
 ms_status ms_train_config_validate(const ms_train_config *c);
-/* Apply a JSON object's fields over *c (unknown fields and wrong types are errors naming the
- * field). The result is validated. */
+/* Parse a config object (fields as the README table) on top of *c; names the field on error.
+ * Unknown fields and wrong types are errors; the result is validated; *c changes only on
+ * success. */
+ms_status ms_train_config_from_cjson(ms_train_config *c, const cJSON *obj);
+/* The config as a new cJSON object (every field), NULL on allocation failure. */
+cJSON *ms_train_config_to_cjson(const ms_train_config *c);
+/* The table itself as JSON: [{"name":"lr","type":"number"|"integer"|"boolean"|"string"|"weights",
+ *   "default":..., "min":..., "max":..., "choices":[...] (strings only), "help":"one line",
+ *   "flag":"--lr" (absent when the CLI has no flag)}...] in table order. NULL on allocation
+ * failure. "min"/"max" are absent for strings and booleans; for weights they bound each one. */
+cJSON *ms_train_config_schema(void);
+/* Text forms of the two above (config files, checkpoints): one JSON object and nothing but
+ * whitespace after it (at most 1 MiB); malloc'd text of every field. */
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len);
-/* malloc'd JSON text of every field. */
 char *ms_train_config_to_json(const ms_train_config *c);
 
 /* One point of the training curves (one per finished epoch). */

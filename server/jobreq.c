@@ -1,6 +1,5 @@
 /* Request-body JSON and job requests without HTTP (see jobreq.h). */
 #include "jobreq.h"
-#include "util.h" /* core/util.h: ms_fail */
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -129,17 +128,11 @@ ms_status job_config_resolve(const cJSON *obj, const char *data_path, int thread
     snprintf(cfg->data, sizeof cfg->data, "%s", data_path);
     snprintf(cfg->key, sizeof cfg->key, "training_set");
     cfg->threads = threads;
-    char *text = cJSON_PrintUnformatted(obj);
-    if (!text) return ms_fail(MS_ERR_NOMEM, "config: out of memory");
-    ms_status st = ms_train_config_from_json(cfg, text, strlen(text));
-    free(text);
-    return st;
+    return ms_train_config_from_cjson(cfg, obj);
 }
 
 cJSON *job_config_display(const ms_train_config *cfg) {
-    char *text = ms_train_config_to_json(cfg);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    cJSON *j = ms_train_config_to_cjson(cfg);
     if (j) {
         cJSON_DeleteItemFromObjectCaseSensitive(j, "data");
         cJSON_DeleteItemFromObjectCaseSensitive(j, "key");

@@ -31,7 +31,7 @@ cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e);
  * out of body; "data", "key" and "init" (server-side paths) are refused. 0, or -1 with *e. */
 int job_request_fields(cJSON *body, char *dataset, size_t cap, int *activate, struct jr_error *e);
 /* A job's training config: defaults, then the dataset's path and the service's thread count,
- * then the object's fields (ms_train_config_from_json). */
+ * then the object's fields (ms_train_config_from_cjson). */
 ms_status job_config_resolve(const cJSON *obj, const char *data_path, int threads, ms_train_config *cfg);
 /* The config as clients see it and job.json stores it: every field but the server-side paths. */
 cJSON *job_config_display(const ms_train_config *cfg);

@@ -5,7 +5,7 @@
  * Signals are blocked before any thread exists, so every thread (MHD's, the workers', OpenMP's)
  * inherits the mask and the main thread alone receives them, synchronously, with sigwait: no
  * async-signal-safety concerns and no flag polling. */
-#include "commands.h"
+#include "../cli/commands.h"
 #include "http.h"
 
 #include <errno.h>
@@ -210,6 +210,7 @@ int cmd_serve(int argc, char **argv) {
     struct server_config *cfg = &srv->cfg;
     srv->started = now_wall();
     atomic_init(&srv->stopping, 0);
+    atomic_init(&srv->training_active, 0);
 
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -676,6 +676,7 @@ SU_FN int make_static(void) {
         {"static/app.js", "console.log('hi');"},
         {"static/style.css", "body{}"},
         {"static/icon.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"},
+        {"static/favicon.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"},
         {"static/sub/data.json", "{}"},
         {"secret.txt", "TOP SECRET"},
     };

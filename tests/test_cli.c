@@ -5,6 +5,8 @@
 #include "marsseg_npz.h"
 #include "testutil.h"
 
+#include <cJSON.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,9 @@ int main(int argc, char **argv) {
     if (!mkdtemp(tmp)) return 1;
 
     CHECK(run("%s --help", bin) == 0 && strstr(out, "train"), "marsseg --help: %s", out);
+    const char *export_line = strstr(out, "\n  export ");
+    CHECK(export_line && !memmem(export_line, strcspn(export_line + 1, "\n"), "model", 5),
+          "export exports datasets only, its summary says otherwise: %s", out);
     const char *cmds[] = {"train", "eval", "segment", "inspect", "export", "pack", "serve"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         CHECK(run("%s %s --help", bin, cmds[i]) == 0 && strstr(out, "usage"), "%s --help: %s", cmds[i], out);
@@ -75,6 +80,53 @@ int main(int argc, char **argv) {
           "train into an existing run must point at --resume: %s", out);
     CHECK(run("%s train --data %s/packed.npz --lr abc --out %s/r2", bin, tmp, tmp) == 2 && strstr(out, "--lr"), "bad --lr: %s", out);
     CHECK(run("%s train --out %s/r3", bin, tmp) == 2 && strstr(out, "dataset"), "no data: %s", out);
+    /* the flags are the training-config table's: its limits at their edges (exit 2: refused before
+     * loading; exit 1: accepted, then the missing data file), the same in a --config file */
+    struct { const char *args; int rc; const char *says; } edge[] = {
+        {"--seed 9007199254740991", 1, "nonexistent"}, {"--seed 9007199254740992", 2, "--seed"},
+        {"--seed 4294967296", 1, "nonexistent"}, {"--seed -1", 2, "--seed"},
+        {"--base 128 --depth 5", 1, "nonexistent"}, {"--base 129", 2, "--base"}, {"--depth 6 --base 64", 1, "nonexistent"},
+        {"--depth 7", 2, "--depth"}, {"--base 128 --depth 6", 2, "base * 2^depth"}, {"--loss mse", 2, "wce+dice"},
+        {"--lr 1e-7 --epochs 1", 2, "min_lr"}, {"--val-frac 0.95", 2, "--val-frac"}, {"--epochs", 2, "needs a value"},
+        {"--bogus 1", 2, "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++)
+        CHECK(run("%s train --data /nonexistent.npz --out %s/edge %s", bin, tmp, edge[i].args) == edge[i].rc && strstr(out, edge[i].says),
+              "train %s: want exit %d and '%s': %s", edge[i].args, edge[i].rc, edge[i].says, out);
+    /* --resume takes only --epochs and --threads of the config flags */
+    CHECK(run("%s train --threads 1 --epochs 3 --resume /nonexistent-run", bin) == 1 && strstr(out, "nonexistent-run"), "resume: %s", out);
+    CHECK(run("%s train --lr 0.01 --resume /nonexistent-run", bin) == 2 && strstr(out, "only --epochs"), "resume --lr: %s", out);
+    struct { const char *json; int rc; } jedge[] = {
+        {"{\"seed\": 9007199254740991}", 1}, {"{\"seed\": 9007199254740992}", 2},
+        {"{\"model\": {\"base\": 128, \"depth\": 5}}", 1}, {"{\"model\": {\"base\": 129}}", 2},
+    };
+    for (size_t i = 0; i < sizeof jedge / sizeof *jedge; i++) {
+        snprintf(p, sizeof p, "%s/edge.json", tmp);
+        FILE *ef = fopen(p, "w");
+        fputs(jedge[i].json, ef);
+        fclose(ef);
+        CHECK(run("%s train --config %s --data /nonexistent.npz --out %s/edge", bin, p, tmp) == jedge[i].rc, "--config %s: %s", jedge[i].json, out);
+    }
+    /* --help lists every config flag of the table with its default and range */
+    CHECK(run("%s train --help", bin) == 0, "train --help");
+    cJSON *schema = ms_train_config_schema(), *row;
+    int flags = 0;
+    cJSON_ArrayForEach(row, schema) {
+        const char *flag = cJSON_GetStringValue(cJSON_GetObjectItem(row, "flag"));
+        const cJSON *max = cJSON_GetObjectItem(row, "max");
+        if (!flag) continue;
+        flags++;
+        char line[128];
+        snprintf(line, sizeof line, "\n  %s ", flag);
+        const char *at = strstr(out, line);
+        char range[64] = "";
+        if (max) snprintf(range, sizeof range, "..%g", max->valuedouble);
+        if (max && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(row, "type")), "integer")) snprintf(range, sizeof range, "..%.0f", max->valuedouble);
+        const char *eol = at ? strchr(at + 1, '\n') : NULL;
+        CHECK(at && (!range[0] || (strstr(at, range) && strstr(at, range) < eol)), "--help misses %s (%s): %s", flag, range, out);
+    }
+    CHECK(flags >= 14, "%d config flags", flags);
+    cJSON_Delete(schema);
 
     /* eval three ways */
     CHECK(run("%s eval --model %s/run/model.npz --data %s/packed.npz", bin, tmp, tmp) == 0 && strstr(out, "mIoU (classes 1-4)"),
@@ -89,6 +141,16 @@ int main(int argc, char **argv) {
     CHECK(run("%s eval --model %s/run/model.npz --split-of %s --json", bin, tmp, cfg) == 0 && strstr(out, "\"samples\":10"),
           "eval --split-of (10 of 40 tiles held out): %s", out);
     CHECK(run("%s eval --model %s/nope.npz --data %s/packed.npz", bin, tmp, tmp) == 1 && strstr(out, "nope.npz"), "eval missing model: %s", out);
+    /* --json is printed by cJSON: a path with a quote and a backslash stays valid JSON */
+    CHECK(run("cp %s/run/model.npz '%s/q\"b\\s.npz'", tmp, tmp) == 0, "cp: %s", out);
+    CHECK(run("%s eval --model '%s/q\"b\\s.npz' --data %s/packed.npz --json", bin, tmp, tmp) == 0, "eval odd path: %s", out);
+    cJSON *ej = cJSON_Parse(out);
+    char want[600];
+    snprintf(want, sizeof want, "%s/q\"b\\s.npz", tmp);
+    CHECK(ej && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(ej, "model")) ? cJSON_GetStringValue(cJSON_GetObjectItem(ej, "model")) : "", want) &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(ej, "iou")) == MS_NUM_CLASSES,
+          "eval --json with a quote and a backslash in the path: %s", out);
+    cJSON_Delete(ej);
 
     /* segment an odd-sized PNG in every format */
     const char *fmts[] = {"color", "overlay", "index"};

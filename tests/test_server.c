@@ -352,6 +352,7 @@ static void test_static(int port) {
     } ok[] = {
         {"/", "text/html"}, {"/static/index.html", "text/html"}, {"/static/app.js", "text/javascript"},
         {"/static/style.css", "text/css"}, {"/static/icon.svg", "image/svg+xml"}, {"/static/sub/data.json", "application/json"},
+        {"/favicon.ico", "image/svg+xml"}, /* static/favicon.svg: it answered 404 before */
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         get(port, ok[i].path, &r);
@@ -379,6 +380,41 @@ static void test_static(int port) {
         CHECK(!r.body || !strstr(r.body, "TOP SECRET"), "%s leaked the secret", bad[i]);
         resp_free(&r);
     }
+}
+
+/* GET /schema (contract 2 of issue 17): classes from the core's tables, the training-config
+ * table exactly, the limits this server was started with (srv_start: --max-body 1M --max-pixels
+ * 300000 --max-upload 4M, --max-json at its default 64k), and whether a token is required. */
+static void test_schema(int port, int token_required) {
+    struct resp r;
+    get(port, "/schema", &r);
+    cJSON *j = parse(&r);
+    CHECK(r.status == 200 && strstr(r.ctype, "application/json"), "schema %ld %s", r.status, r.ctype);
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(j, "classes");
+    CHECK(cJSON_GetArraySize(classes) == MS_NUM_CLASSES, "schema: %d classes", cJSON_GetArraySize(classes));
+    for (int c = 0; c < MS_NUM_CLASSES && cJSON_GetArraySize(classes) == MS_NUM_CLASSES; c++) {
+        const cJSON *o = cJSON_GetArrayItem(classes, c);
+        char color[8];
+        snprintf(color, sizeof color, "#%02x%02x%02x", ms_class_colors[c][0], ms_class_colors[c][1], ms_class_colors[c][2]);
+        CHECK(jnum(o, "id") == c && strcmp(jstr(o, "name"), ms_class_names[c]) == 0 && strcmp(jstr(o, "color"), color) == 0,
+              "schema class %d: %s %s", c, jstr(o, "name"), jstr(o, "color"));
+    }
+    const cJSON *config = cJSON_GetObjectItemCaseSensitive(j, "config"), *f;
+    cJSON *want = ms_train_config_schema();
+    CHECK(cJSON_GetArraySize(config) > 0 && cJSON_Compare(config, want, 1), "schema config is ms_train_config_schema()");
+    cJSON_Delete(want);
+    int bounded = 0;
+    cJSON_ArrayForEach(f, config) bounded += cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(f, "min")) &&
+                                             cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(f, "max"));
+    CHECK(bounded > 0, "schema config fields with min and max: %d", bounded);
+    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(j, "limits");
+    CHECK(jnum(lim, "max_body") == 1 << 20 && jnum(lim, "max_pixels") == 300000 && jnum(lim, "max_json") == 64 << 10 &&
+              jnum(lim, "max_upload") == 4 << 20,
+          "schema limits: %s", r.body);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "auth"), "token_required");
+    CHECK(cJSON_IsBool(tr) && cJSON_IsTrue(tr) == token_required, "schema token_required: %s", r.body);
+    cJSON_Delete(j);
+    resp_free(&r);
 }
 
 static void test_metrics(int port) {
@@ -764,7 +800,8 @@ static void test_token(const char *model) {
         CHECK(r.status != 401, "%s %s with the token: %ld", routes[i][0], routes[i][1], r.status);
         resp_free(&r);
     }
-    static const char *const open_routes[] = {"/healthz", "/readyz", "/jobs", "/models", "/datasets", "/metrics", "/"};
+    test_schema(s.port, 1);
+    static const char *const open_routes[] = {"/healthz", "/readyz", "/jobs", "/models", "/datasets", "/metrics", "/", "/schema"};
     for (size_t i = 0; i < sizeof open_routes / sizeof open_routes[0]; i++) {
         get(s.port, open_routes[i], &r);
         CHECK(r.status == 200, "GET %s without token: %ld", open_routes[i], r.status);
@@ -958,6 +995,7 @@ int main(int argc, char **argv) {
     const char *main_extra[] = {"--timeout", "4", "--body-timeout", "3", NULL};
     if (srv_start(&s, data, model, NULL, main_extra) == 0) {
         test_health(s.port);
+        test_schema(s.port, 0);
         test_segment(s.port, "default");
         test_errors(s.port);
         test_static(s.port);

@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
                             "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99", "--num-callers=30",
                             suppopt, logopt, NULL};
     /* OPENBLAS_CORETYPE: AVX2 kernels, which valgrind 3.19 executes (it has no AVX-512); being
-     * set, it also keeps marsseg from re-executing itself to pick kernels (server/main.c), which
+     * set, it also keeps marsseg from re-executing itself to pick kernels (cli/main.c), which
      * would leave valgrind behind (no --trace-children) */
     const char *env[] = {"OMP_NUM_THREADS=1", "OPENBLAS_CORETYPE=Haswell", NULL};
     const char *extra[] = {"--max-upload", "1M", "--max-body", "1M", "--timeout", "60", NULL};

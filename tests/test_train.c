@@ -275,6 +275,70 @@ static void test_config_json(void) {
     }
 }
 
+/* the cJSON-level API and the schema: one parse, the table's defaults, edge values of the limits */
+static void test_config_cjson(void) {
+    ms_train_config c, d;
+    ms_train_config_default(&c);
+    cJSON *o = ms_train_config_to_cjson(&c);
+    CHECK(o && cJSON_IsObject(cJSON_GetObjectItem(o, "model")), "to_cjson");
+    ms_train_config_default(&d);
+    d.epochs = 99;
+    CHECK_OK(ms_train_config_from_cjson(&d, o));
+    CHECK(memcmp(&c, &d, sizeof c) == 0, "cJSON round trip differs");
+    cJSON_Delete(o);
+    /* every schema default is the default config's value, in table order, with the contract's keys */
+    cJSON *schema = ms_train_config_schema();
+    CHECK(cJSON_IsArray(schema) && cJSON_GetArraySize(schema) > 30, "schema");
+    cJSON *defaults = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(defaults, "model");
+    const cJSON *row;
+    cJSON_ArrayForEach(row, schema) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(row, "name"));
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(row, "type"));
+        CHECK(name && type && cJSON_GetObjectItem(row, "default") && cJSON_IsString(cJSON_GetObjectItem(row, "help")),
+              "schema row %s", name ? name : "?");
+        if (!name) continue;
+        const int ranged = !strcmp(type, "integer") || !strcmp(type, "number") || !strcmp(type, "weights");
+        CHECK(ranged == cJSON_IsNumber(cJSON_GetObjectItem(row, "min")) && ranged == cJSON_IsNumber(cJSON_GetObjectItem(row, "max")),
+              "%s: min/max", name);
+        cJSON *def = cJSON_Duplicate(cJSON_GetObjectItem(row, "default"), 1);
+        if (!strncmp(name, "model.", 6)) cJSON_AddItemToObject(model, name + 6, def);
+        else cJSON_AddItemToObject(defaults, name, def);
+    }
+    ms_train_config_default(&d);
+    d.epochs = 99;
+    d.seed = 1;
+    CHECK_OK(ms_train_config_from_cjson(&d, defaults));
+    CHECK(memcmp(&c, &d, sizeof c) == 0, "the schema's defaults are not ms_train_config_default");
+    cJSON_Delete(defaults);
+    cJSON_Delete(schema);
+    /* the limits at their edges: the table, the validator and the model builder agree */
+    struct { const char *json; int ok; } edge[] = {
+        {"{\"seed\": 9007199254740991}", 1}, {"{\"seed\": 9007199254740992}", 0}, {"{\"seed\": 4294967296}", 1},
+        {"{\"model\": {\"base\": 128, \"depth\": 5}}", 1}, {"{\"model\": {\"base\": 129, \"depth\": 1}}", 0},
+        {"{\"model\": {\"base\": 64, \"depth\": 6}}", 1}, {"{\"model\": {\"base\": 128, \"depth\": 1}}", 1},
+        {"{\"model\": {\"base\": 1, \"depth\": 6}}", 1}, {"{\"model\": {\"base\": 1, \"depth\": 7}}", 0},
+        {"{\"model\": {\"base\": 128, \"depth\": 6}}", 0},
+    };
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
+        ms_train_config_default(&c);
+        cJSON *j = cJSON_Parse(edge[i].json);
+        ms_status st = ms_train_config_from_cjson(&c, j);
+        cJSON_Delete(j);
+        CHECK((st == MS_OK) == edge[i].ok, "%s: %s", edge[i].json, st ? ms_last_error() : "accepted");
+        /* what the table accepts, the builder builds (the small ones: 4096 channels take GBs) */
+        if (st == MS_OK && strstr(edge[i].json, "model") && (c.model.base << c.model.depth) <= 256) {
+            ms_model *m = NULL;
+            CHECK_OK(ms_model_create(&m, &c.model, 1));
+            ms_model_free(m);
+        }
+    }
+    ms_model_config too_wide = {1, MS_MAX_BASE + 1, MS_NUM_CLASSES, 0}, too_deep = {MS_MAX_DEPTH + 1, 1, MS_NUM_CLASSES, 0};
+    ms_model *m = NULL;
+    CHECK(ms_model_create(&m, &too_wide, 1) == MS_ERR_ARG && ms_model_create(&m, &too_deep, 1) == MS_ERR_ARG,
+          "the model builder accepts what the config refuses");
+    CHECK(ms_train_config_from_cjson(&c, NULL) == MS_ERR_ARG, "NULL object accepted");
+}
+
 /* the default architecture (depth 4) drives the loss on one fixed batch towards zero */
 static void test_overfit(void) {
     ms_model_config mc = {4, 8, 5, 0.0f};
@@ -318,6 +382,7 @@ int main(void) {
     snprintf(data, sizeof data, "%s/tiny.npz", tmpdir);
     make_dataset(data);
     test_config_json();
+    test_config_cjson();
     test_bad_inputs(data);
     test_resume(data);
     test_warm_start(data);

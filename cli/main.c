@@ -1,4 +1,4 @@
-/* marsseg: one binary, subcommands dispatched from this table. */
+/* marsseg: one binary, subcommands dispatched from this table (cli/; `serve` is server/serve.c). */
 #include "commands.h"
 
 #include "marsseg_blas_restart.h" /* restarts under the best GEMM kernels (core/blas.c) */
@@ -16,7 +16,7 @@ static const struct {
     {"eval", cmd_eval, "evaluate a model on a labelled dataset"},
     {"segment", cmd_segment, "segment PNG images with a model"},
     {"inspect", cmd_inspect, "describe a dataset or a model file"},
-    {"export", cmd_export, "export a model or dataset to another format"},
+    {"export", cmd_export, "export the tiles of a dataset npz as PNG files"},
     {"pack", cmd_pack, "pack image and mask PNGs into a dataset npz"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

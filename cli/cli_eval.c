@@ -4,6 +4,8 @@
 #include "commands.h"
 #include "marsseg.h"
 
+#include <cJSON.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,33 @@ static const char *usage_text =
     "soil/bedrock/sand/big rock (background excluded, its pixels still counted) and pixel accuracy.\n"
     "--split-of evaluates on exactly the validation tiles a training run with that config held out.\n"
     "--tta averages each prediction with that of the mirrored tile. --json prints JSON instead.\n";
+
+/* The --json result, printed by cJSON: paths with quotes or backslashes stay valid JSON, and
+ * an IoU that is NaN (a class absent from truth and prediction) prints as null. 0, or -1 when
+ * out of memory. */
+static int print_json(const char *model, const char *data, int n, int tta, const ms_scores *s, const ms_confusion *cm,
+                      double secs) {
+    cJSON *o = cJSON_CreateObject(), *iou = cJSON_AddArrayToObject(o, "iou"), *conf = cJSON_AddArrayToObject(o, "confusion");
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "data", data);
+    cJSON_AddNumberToObject(o, "samples", n);
+    cJSON_AddBoolToObject(o, "tta", tta);
+    cJSON_AddNumberToObject(o, "miou", s->miou);
+    cJSON_AddNumberToObject(o, "pixel_acc", s->pixel_acc);
+    for (int k = 0; k < MS_NUM_CLASSES; k++) {
+        cJSON_AddItemToArray(iou, cJSON_CreateNumber(s->iou[k]));
+        double row[MS_NUM_CLASSES];
+        for (int j = 0; j < MS_NUM_CLASSES; j++) row[j] = (double)cm->cm[k][j];
+        cJSON_AddItemToArray(conf, cJSON_CreateDoubleArray(row, MS_NUM_CLASSES));
+    }
+    cJSON_AddNumberToObject(o, "seconds", secs);
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!text) return -1;
+    puts(text);
+    free(text);
+    return 0;
+}
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval", *model = NULL, *data = NULL, *key = "training_set", *split_of = NULL;
@@ -45,8 +74,8 @@ int cmd_eval(int argc, char **argv) {
     ms_dataset ds = {0};
     int *idx = NULL, n = 0, rc = 0;
     ms_status st;
+    ms_train_config cfg; /* --split-of's */
     if (split_of) {
-        ms_train_config cfg;
         ms_train_config_default(&cfg);
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -80,15 +109,10 @@ int cmd_eval(int argc, char **argv) {
         ms_scores s;
         ms_confusion_scores(&cm, &s);
         if (json) {
-            printf("{\"samples\":%d,\"tta\":%s,\"miou\":%.6f,\"pixel_acc\":%.6f,\"iou\":[", n, tta ? "true" : "false", s.miou, s.pixel_acc);
-            for (int k = 0; k < MS_NUM_CLASSES; k++) printf(isnan(s.iou[k]) ? "%snull" : "%s%.6f", k ? "," : "", s.iou[k]);
-            printf("],\"confusion\":[");
-            for (int k = 0; k < MS_NUM_CLASSES; k++) {
-                printf("%s[", k ? "," : "");
-                for (int j = 0; j < MS_NUM_CLASSES; j++) printf("%s%lld", j ? "," : "", (long long)cm.cm[k][j]);
-                printf("]");
+            if (print_json(model, split_of ? cfg.data : data, n, tta, &s, &cm, secs)) {
+                fprintf(stderr, "marsseg eval: out of memory\n");
+                rc = 1;
             }
-            printf("],\"seconds\":%.3f}\n", secs);
         } else {
             printf("%d tiles of %dx%d%s, %.1f s (%.1f tiles/s)\n\nconfusion (rows truth, columns prediction):\n%12s", n, ds.h, ds.w,
                    tta ? " with flip TTA" : "", secs, n / secs, "");
