@@ -158,7 +158,7 @@ if grep -q 'CONSOLE' "$out/chromium.log"; then
 fi
 
 # Class names and colours, and the form's limits, come from GET /schema only.
-schema=$(curl -fsS -m 10 "$url/schema" | tr -d ' \n') || bad "GET /schema failed"
+schema=$(curl -fsS -m 10 "$url/schema" | tr -d '\n') || bad "GET /schema failed"
 want=""
 for hex in $(printf '%s' "$schema" | grep -o '"color":"#[0-9a-fA-F]\{6\}"' | cut -d'#' -f2 | tr -d '"'); do
   want="$want rgb($((16#${hex:0:2})),$((16#${hex:2:2})),$((16#${hex:4:2})))"
@@ -171,13 +171,15 @@ else
   bad "legend colours '${got% }' are not /schema's '${want# }'"
 fi
 names=$(printf '%s' "$schema" | grep -o '"classes":\[[^]]*\]' | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | tr '\n' '|')
-legend=$(tr -d '\n' <"$dom" | grep -o 'id="chart-iou".*id="chart-lr"' | grep -o '</span>[^<]*<span class="legend-val">\|</span>[^<]*</li>' |
-         sed 's#</span>##; s#<span class="legend-val">##; s#</li>##; s/ *$//' | tr '\n' '|')
-[ -n "$names" ] && [ "$names" = "$legend" ] || bad "IoU chart legend '$legend' is not /schema's classes '$names'"
+legend=$(tr -d '\n' <"$dom" | grep -o 'id="chart-iou".*id="chart-lr"' | grep -o 'class="swatch[^"]*" style="[^"]*" aria-hidden="true"></span>[^<]*' |
+         sed 's#.*</span>##; s/ *$//' | tr '\n' '|')
+if [ -n "$names" ] && [ "$names" = "$legend" ]; then say "IoU chart classes from /schema: $names"
+else bad "IoU chart legend '$legend' is not /schema's classes '$names'"; fi
 depth=$(printf '%s' "$schema" | grep -o '{"name":"model.depth"[^}]*}')
 for k in min max; do
   v=$(printf '%s' "$depth" | grep -o "\"$k\":[0-9]*" | cut -d: -f2)
-  grep -q "id=\"f-depth\"[^>]* $k=\"$v\"" "$dom" || bad "the depth input's $k is not /schema's ($v)"
+  if grep -q "id=\"f-depth\"[^>]* $k=\"$v\"" "$dom"; then say "depth input: $k=$v as /schema"
+  else bad "the depth input's $k is not /schema's ($v)"; fi
 done
 
 # ---------------------------------------------------------------- screenshots
