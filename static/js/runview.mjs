@@ -220,7 +220,7 @@ function drawRunCharts(points = runPoints()) {
   drawCharts(points, { state: run.state, progress: p, epochs: p?.epochs ?? run.epochs ?? selectedJob()?.epochs ?? 0, empty: emptyText() });
 }
 
-export function renderRun() {
+function renderRun() {
   renderHeader();
   renderProgress();
   const points = runPoints();

@@ -91,7 +91,7 @@ export function readSchema(v, at = 'GET /schema') {
 
 // ───────────────────────────── jobs
 /** Live batch progress of a running job (`epoch` is the one training, 1-based). */
-export function readProgress(v, at = 'progress') {
+function readProgress(v, at = 'progress') {
   const { field } = fields(v, at);
   return {
     epoch: field('epoch', count), epochs: field('epochs', count), batch: field('batch', count), batches: field('batches', count),
@@ -148,7 +148,7 @@ export function readJobList(v, at = 'GET /jobs') {
 }
 
 /** One finished epoch; val_iou has one entry per class. */
-export function readPoint(v, at, nClasses) {
+function readPoint(v, at, nClasses) {
   const { field } = fields(v, at);
   const n = nullable(number);
   return {
