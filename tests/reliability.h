@@ -4,6 +4,8 @@
 #ifndef MS_RELIABILITY_H
 #define MS_RELIABILITY_H
 
+#include "srvmixed.h" /* struct mixed: the mixed workload the sessions send */
+
 /* <tmp>/model.npz (depth, base), <tmp>/sample.npz (samples tiles of h x w), <tmp>/upload.npz
  * (upload_samples 32x64 tiles; none when NULL) and the static files; paths into the given
  * buffers (cap bytes each), <tmp>/data into data. Failures are CHECKs. */
