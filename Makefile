@@ -125,6 +125,10 @@ $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
 
+$(BUILD)/tests/test_dashboard_ux: tests/test_dashboard_ux.c tests/testutil.h $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
+
 $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)

@@ -59,11 +59,13 @@ function formFields() {
   });
 }
 
-/** Marks the field (message) or clears it (''). */
-function markField(f, message) {
+/** Marks the field with its own message, or with the form's message below (byForm: a server
+ * refusal that may name two fields is said once), or clears it (''). */
+function markField(f, message, { byForm = false } = {}) {
   const el = f.el(), err = document.getElementById(errId(f.name));
   if (message) el.setAttribute('aria-invalid', 'true'); else el.removeAttribute('aria-invalid');
-  if (err) { err.textContent = message; err.hidden = !message; }
+  el.setAttribute('aria-describedby', byForm ? `${errId(f.name)} form-error` : errId(f.name));
+  if (err) { err.textContent = byForm ? '' : message; err.hidden = byForm || !message; }
 }
 
 /** The field's text checked against its /schema entry: the value, or the message (marked). */
@@ -162,7 +164,7 @@ function showRefusal(fields, ex) {
   const text = configErrorText(ex.message, labelOf);
   showError(err, `The server refused the job. ${text}`);
   const marked = fieldsOfError(ex.message).map((name) => fields.find((x) => x.name === name)).filter(Boolean);
-  for (const f of marked) markField(f, text);
+  for (const f of marked) markField(f, text, { byForm: true });
   if (/^dataset:/.test(ex.message)) $('#f-dataset').setAttribute('aria-invalid', 'true');
   (marked[0]?.el() ?? err).focus?.();
 }
@@ -175,9 +177,14 @@ export function initJobForm() {
   $('#config-fields').innerHTML = fields.map((f) => fieldHtml(f, f.schema)).join('');
   for (const f of fields) {
     if (f.schema.type === 'string') continue;
-    // checked when the user leaves a field, and cleared as soon as the text is right again
-    f.el().addEventListener('change', () => checkOne(f));
-    f.el().addEventListener('input', () => { if (f.el().getAttribute('aria-invalid') && checkField(f.el().value, f.schema, f.label).ok) markField(f, ''); });
+    // Checked as the user types, so that the message appears before "Start training" is pressed
+    // (a message appearing on blur moves the button away from under the pointer). An empty
+    // field (also what a number input reports for a half-typed "1e") waits for the submit.
+    f.el().addEventListener('input', () => {
+      const raw = f.el().value;
+      if (raw.trim() === '') markField(f, '');
+      else checkOne(f);
+    });
   }
   $('#f-dataset').addEventListener('change', () => $('#f-dataset').removeAttribute('aria-invalid'));
   form.addEventListener('reset', () => {
