@@ -43,9 +43,10 @@ export function observeActive(id, miou) {
   const before = seen;
   seen = { id, miou: miou ?? byId(id)?.miou ?? null };
   pending = null;
-  if (id === expected) expected = null;
-  else showSwitchBanner(before, seen);
-  if (store.active !== id) refreshModels();
+  const now = seen;
+  if (id === expected) { expected = null; if (store.active !== id) refreshModels(); return; }
+  // the list first: it knows the new model's run (a model seen here for the first time)
+  (store.active !== id || !byId(id) ? refreshModels() : Promise.resolve()).then(() => showSwitchBanner(before, now));
 }
 
 function showSwitchBanner(before, now) {
@@ -54,13 +55,12 @@ function showSwitchBanner(before, now) {
   if (!now.id) {
     $('#serve-banner-msg').innerHTML = `No model serves segmentation any more (it was <strong>${esc(before.id)}</strong>).`;
   } else {
-    const job = store.jobs.find((j) => j.model === now.id) ?? null;
     const m = byId(now.id);
-    const run = job ? job.id : m?.job;
+    const run = m?.job ?? store.jobs.find((j) => j.model === now.id)?.id ?? null;
     $('#serve-banner-msg').innerHTML = `Now serving <strong class="mono">${esc(now.id)}</strong> (${esc(miouText(now.miou))})`
       + (run ? `, trained by run ${esc(run)}` : '')
       + (before.id ? `; it replaced <strong class="mono">${esc(before.id)}</strong> (${esc(miouText(before.miou))})` : '')
-      + ` without anyone here asking${job ? ' (the run had “serve the trained model” ticked)' : ''}.`
+      + ` without anyone here asking${run ? ' (the run had “serve the trained model” ticked)' : ''}.`
       + (worse ? ' <strong class="warn-text">It scores lower than the model it replaced.</strong>' : '');
   }
   banner.dataset.worse = String(worse);

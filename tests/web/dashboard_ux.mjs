@@ -368,10 +368,10 @@ try {
   const live = await page.evaluate(() => ({ prog: document.querySelector('#run-progress-text').textContent, charts: !document.querySelector('.charts').hidden, bar: document.querySelector('#run-progressbar').getAttribute('aria-valuenow') }));
   check('keep', 'live progress with an ETA and the charts while training', /ETA/.test(live.prog) && live.charts, live.prog);
   await shot(page, 'training');
-  await page.click('#run-actions button[data-action="cancel"]');
+  await page.$eval('#run-actions button[data-action="cancel"]', (b) => b.click());
   await waitFor(page, () => document.querySelector('#run-badge .badge')?.dataset.state === 'cancelled', null, 20000, 'the cancel');
   check('keep', 'cancel: the run shows cancelled', (await page.$eval('#run-badge .badge', (b) => b.dataset.state).catch(() => '')) === 'cancelled');
-  await page.click('#run-actions button[data-action="resume"]');
+  await page.$eval('#run-actions button[data-action="resume"]', (b) => b.click());
   await waitFor(page, () => ['running', 'succeeded'].includes(document.querySelector('#run-badge .badge')?.dataset.state), null, 20000, 'the resume');
   await waitFor(page, () => document.querySelector('#run-badge .badge')?.dataset.state === 'succeeded', null, 90000, 'the resumed run to succeed');
   check('keep', 'resume: the cancelled run continues and succeeds', (await page.$eval('#run-badge .badge', (b) => b.dataset.state).catch(() => '')) === 'succeeded');
@@ -397,7 +397,7 @@ try {
   await waitJob(s1, jobB, ['succeeded', 'failed']);
   const bannerUp = await waitFor(page, () => !document.querySelector('#serve-banner').hidden, null, 8000, 'the serving banner');
   const banner = await text(page, '#serve-banner-msg');
-  check(1, 'an automatic switch is announced: a banner naming the new model with both figures', bannerUp && banner.includes(jobB) && /replaced default \(validation mIoU 60\.\d%\)/.test(banner) && (banner.match(/\d+\.\d%/g) || []).length === 2, banner);
+  check(1, 'an automatic switch is announced: a banner naming the new model with both figures', bannerUp && banner.includes(jobB) && new RegExp(`trained by run ${jobB}`).test(banner) && /replaced default \(validation mIoU 60\.\d%\)/.test(banner) && (banner.match(/\d+\.\d%/g) || []).length === 2, banner);
   check(1, 'the banner warns when the new model scores lower', /scores lower/.test(banner) && (await page.$eval('#serve-banner', (b) => b.dataset.worse)) === 'true');
   await sleep(300);
   const agree = await page.evaluate(() => ({
