@@ -98,7 +98,7 @@ function configFromForm(fields) {
 export function updateActivateHint() {
   const el = $('#activate-hint');
   if (!el) return;
-  el.textContent = store.active
+  el.textContent = !$('#f-activate').checked ? '' : store.active
     ? `It replaces the serving model (${servingSummary()}) when the run succeeds, whatever its score.`
     : 'It then serves segmentation requests.';
 }
@@ -187,10 +187,11 @@ export function initJobForm() {
     });
   }
   $('#f-dataset').addEventListener('change', () => $('#f-dataset').removeAttribute('aria-invalid'));
+  $('#f-activate').addEventListener('change', updateActivateHint);
   form.addEventListener('reset', () => {
     showError(err, '');
     for (const f of fields) markField(f, '');
-    setTimeout(refreshDatasets, 0);
+    setTimeout(() => { refreshDatasets(); updateActivateHint(); }, 0);
   });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

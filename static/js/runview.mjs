@@ -257,7 +257,7 @@ function renderTable(points) {
     <tbody>${rows.map((r) => `<tr>${r.map((c, i) => i ? `<td>${esc(c)}</td>` : `<th scope="row">${esc(c)}</th>`).join('')}</tr>`).join('')}</tbody></table>`;
   const wrap = box.querySelector('.table-wrap');
   if (wrap.dataset.sig !== html) { wrap.innerHTML = html; wrap.dataset.sig = html; }
-  box.querySelector('summary .muted').textContent = `${points.length} epoch${points.length === 1 ? '' : 's'}`;
+  box.querySelector('summary .muted').textContent = `· ${points.length} epoch${points.length === 1 ? '' : 's'}`;
 }
 
 function renderRun() {
