@@ -107,6 +107,8 @@ fixtures:
 # runs) and its integration tests (libcurl, only there).
 SERVER_SRC := $(wildcard cli/*.c server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# the server sees only the public headers of include/: core/ stays private to the core
+$(SERVER_OBJ): CFLAGS := $(filter-out -Icore,$(CFLAGS))
 BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
@@ -123,15 +125,22 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
+# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
+# tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
+$(BUILD)/tests/test_png: tests/pngmake.h
+$(BUILD)/tests/test_layers: tests/unet_ref.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
 
 # test_docs reads README.md and the sources of this tree
-$(BUILD)/tests/test_docs: CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_docs: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"'
+
+$(BUILD)/tests/test_dashboard_ux: tests/test_dashboard_ux.c tests/testutil.h $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
 
 $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
@@ -147,7 +156,7 @@ clean:
 # ThreadSanitizer: the server (core included) built with -fsanitize=thread -O1 into $(BUILD)-tsan;
 # tests/test_server_tsan (an ordinary build) drives it with concurrent /segment, jobs, model
 # switches and uploads, TSAN_OPTIONS=halt_on_error=1 (suppressions: tests/tsan.supp).
-# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 1000 mixed
+# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 480 mixed
 # requests (suppressions: tests/valgrind.supp). Load: tests/test_server_load (wrk, LOAD_S
 # seconds, default 60). Crash consistency: tests/test_server_crash (CRASH_ITERS, CRASH_SEED).
 TSAN_BUILD := $(BUILD)-tsan
@@ -188,7 +197,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wex
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags libpng zlib libcjson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs libpng zlib libcjson 2>/dev/null) -lm
-FUZZ_SRC_npz       := core/npz.c core/data.c core/fileio.c core/status.c
+FUZZ_SRC_npz       := core/npz.c core/npy.c core/zip.c core/zip_write.c core/data.c core/fileio.c core/status.c
 FUZZ_SRC_png       := core/png.c core/status.c
 FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
 FUZZ_SRC_config    := core/config.c core/status.c server/jobreq.c

@@ -1,4 +1,6 @@
-/* Whole-file helpers: a bounded read and a crash-safe (atomic, durable) write. */
+/* Whole-file helpers: a bounded read, and the one durable write (marsseg_io.h): whole files and
+ * streamed ones through the same temp-file, fsync, rename, fsync-directory steps. */
+#include "marsseg_io.h"
 #include "util.h"
 
 #include <errno.h>
@@ -83,11 +85,16 @@ cleanup:
     return st;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
+int ms_write_all(int fd, const void *buf, size_t n) {
+    const uint8_t *p = buf;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR) continue;
+            return -1;
+        }
+        if (w == 0) { /* no progress and no error: do not spin */
+            errno = EIO;
             return -1;
         }
         p += w;
@@ -96,61 +103,123 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
+int ms_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    /* some file systems cannot fsync a directory: the data itself is safe, nothing to wait for */
+    if (rc != 0 && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP || errno == EBADF)) rc = 0;
+    int err = errno;
+    close(fd);
+    errno = err;
+    return rc;
+}
+
+struct ms_atomic_file {
+    char *path, *tmp;
+    int fd;
+    int broken; /* a write failed: the commit must fail */
+};
+
+static void atomic_free(ms_atomic_file *f) {
+    if (f->fd >= 0) close(f->fd);
+    free(f->path);
+    free(f->tmp);
+    free(f);
+}
+
+ms_status ms_atomic_open(ms_atomic_file **out, const char *path) {
+    if (!out || !path) return ms_fail(MS_ERR_ARG, "atomic write: NULL argument");
+    *out = NULL;
+    size_t plen = strlen(path);
+    if (plen == 0) return ms_fail(MS_ERR_ARG, "atomic write: empty path");
+    ms_atomic_file *f = calloc(1, sizeof *f);
+    if (!f) return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
+    f->fd = -1;
+    if (!(f->path = strdup(path)) || !(f->tmp = malloc(plen + 5))) {
+        atomic_free(f);
+        return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(f->tmp, path, plen);
+    memcpy(f->tmp + plen, ".tmp", 5);
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        ms_status st = ms_fail(MS_ERR_IO, "%s: cannot create: %s", f->tmp, strerror(errno));
+        atomic_free(f);
+        return st;
+    }
+    *out = f;
+    return MS_OK;
+}
+
+ms_status ms_atomic_write(ms_atomic_file *f, const void *buf, size_t n) {
+    if (!f || (!buf && n)) return ms_fail(MS_ERR_ARG, "atomic write: NULL argument");
+    if (f->broken) return ms_fail(MS_ERR_IO, "%s: an earlier write failed", f->tmp);
+    if (ms_write_all(f->fd, buf, n) != 0) {
+        f->broken = 1;
+        return ms_fail(MS_ERR_IO, "%s: write failed: %s", f->tmp, strerror(errno));
+    }
+    return MS_OK;
+}
+
+int ms_atomic_fd(ms_atomic_file *f) { return f ? f->fd : -1; }
+
+void ms_atomic_abort(ms_atomic_file *f) {
+    if (!f) return;
+    close(f->fd);
+    f->fd = -1;
+    unlink(f->tmp);
+    atomic_free(f);
+}
+
 /* Readers see either the old file or the complete new one, also after a power cut:
  * data reaches the disk (fsync) before the rename publishes it, and the directory entry is
  * made durable by fsyncing the directory. */
-ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len) {
-    if (!path || (!buf && len)) return ms_fail(MS_ERR_ARG, "write_file: NULL argument");
+ms_status ms_atomic_commit(ms_atomic_file *f) {
+    if (!f) return ms_fail(MS_ERR_ARG, "atomic write: NULL file");
     ms_status st = MS_OK;
-    int fd = -1, dfd = -1, tmp_exists = 0;
-    char *tmp = NULL, *dircopy = NULL;
-    size_t plen = strlen(path);
-    if (plen == 0) {
-        st = ms_fail(MS_ERR_ARG, "write_file: empty path");
+    int tmp_exists = 1;
+    char *dircopy = NULL;
+    if (f->broken) {
+        st = ms_fail(MS_ERR_IO, "%s: an earlier write to %s failed; nothing was written", f->path, f->tmp);
         goto cleanup;
     }
-    if (!(tmp = malloc(plen + 5)) || !(dircopy = strdup(path))) {
-        st = ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
+    if (fsync(f->fd) != 0) {
+        st = ms_fail(MS_ERR_IO, "%s: fsync failed: %s", f->tmp, strerror(errno));
         goto cleanup;
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = ms_fail(MS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    tmp_exists = 1;
-    if (write_all(fd, buf, len) != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (fsync(fd) != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    int rc = close(fd);
-    fd = -1;
+    int rc = close(f->fd);
+    f->fd = -1;
     if (rc != 0) { /* NFS and friends report delayed write errors here */
-        st = ms_fail(MS_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+        st = ms_fail(MS_ERR_IO, "%s: close failed: %s", f->tmp, strerror(errno));
         goto cleanup;
     }
-    if (rename(tmp, path) != 0) {
-        st = ms_fail(MS_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    if (rename(f->tmp, f->path) != 0) {
+        st = ms_fail(MS_ERR_IO, "%s: cannot rename %s over it: %s", f->path, f->tmp, strerror(errno));
         goto cleanup;
     }
     tmp_exists = 0;
-    dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    /* Some file systems refuse fsync on directories (EINVAL): the data itself is safe, so only
-     * a real I/O error counts. */
-    if (dfd >= 0 && fsync(dfd) != 0 && errno != EINVAL && errno != EBADF)
-        st = ms_fail(MS_ERR_IO, "%s: fsync of its directory failed: %s", path, strerror(errno));
+    if (!(dircopy = strdup(f->path))) {
+        st = ms_fail(MS_ERR_NOMEM, "%s: written, but out of memory to fsync its directory", f->path);
+        goto cleanup;
+    }
+    if (ms_fsync_dir(dirname(dircopy)) != 0)
+        st = ms_fail(MS_ERR_IO, "%s: written, but fsync of its directory failed: %s", f->path, strerror(errno));
 cleanup:
-    if (fd >= 0) close(fd);
-    if (dfd >= 0) close(dfd);
-    if (tmp_exists) unlink(tmp);
-    free(tmp);
+    if (tmp_exists) unlink(f->tmp);
     free(dircopy);
+    atomic_free(f);
     return st;
+}
+
+ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len) {
+    if (!path || (!buf && len)) return ms_fail(MS_ERR_ARG, "write_file: NULL argument");
+    ms_atomic_file *f = NULL;
+    ms_status st = ms_atomic_open(&f, path);
+    if (st) return st;
+    if ((st = ms_atomic_write(f, buf, len))) {
+        ms_atomic_abort(f);
+        return st;
+    }
+    return ms_atomic_commit(f);
 }

@@ -1,4 +1,5 @@
-/* Losses on channel-major logits (K, N): weighted softmax cross-entropy (PyTorch semantics). */
+/* Losses on channel-major logits (K, N): weighted softmax cross-entropy (PyTorch semantics),
+ * focal loss, soft Dice. */
 #include "layers.h"
 
 #include <math.h>
@@ -22,8 +23,13 @@ static inline float softmax_at(float *p, const float *logits, int K, size_t N, s
     return m + logf(s);
 }
 
-double softmax_ce_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
-                                   const float *class_w, int K, size_t N, float scale, double *wsum_out) {
+/* Focal loss, and cross-entropy as its gamma = 0 case (the same numbers, bit for bit: the
+ * modulating factor is exactly 1 and the gradient factor exactly -w).
+ * FL_i = -w q^gamma log pt with pt = p[y], q = 1 - pt;
+ * dFL/dz_k = w [gamma q^(gamma-1) pt log pt - q^gamma] (delta_ky - p_k). As q -> 0 the first
+ * term goes to 0 (log pt ~ -q), also for gamma < 1 where q^(gamma-1) alone would be infinite. */
+static double focal_ce(float *dlogits, const float *logits, const uint8_t *target, const float *class_w,
+                       float gamma, int K, size_t N, float scale, double *wsum_out) {
     double loss = 0.0, wsum = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss, wsum)
     for (size_t i = 0; i < N; i++) {
@@ -31,7 +37,8 @@ double softmax_ce_forward_backward(float *dlogits, const float *logits, const ui
         const int y = target[i];
         const float lse = softmax_at(p, logits, K, N, i);
         const float w = class_w ? class_w[y] : 1.0f;
-        loss += (double)w * (double)(lse - logits[(size_t)y * N + i]);
+        const float mod = gamma == 0.0f ? 1.0f : powf(1.0f - p[y], gamma);
+        loss += (double)w * -(double)mod * (double)(logits[(size_t)y * N + i] - lse);
         wsum += w;
     }
     if (wsum_out) *wsum_out = wsum;
@@ -41,43 +48,28 @@ double softmax_ce_forward_backward(float *dlogits, const float *logits, const ui
         for (size_t i = 0; i < N; i++) {
             float p[MAXK];
             const int y = target[i];
-            softmax_at(p, logits, K, N, i);
+            const float lse = softmax_at(p, logits, K, N, i);
             const float w = (class_w ? class_w[y] : 1.0f) * g;
-            for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = w * (p[k] - (k == y ? 1.0f : 0.0f));
+            float c = -w;
+            if (gamma != 0.0f) {
+                const float pt = p[y], logpt = logits[(size_t)y * N + i] - lse, q = 1.0f - pt;
+                const float qg1 = powf(q, gamma - 1.0f);
+                c = q > 0.0f ? w * (gamma * qg1 * pt * logpt - q * qg1) : 0.0f;
+            }
+            for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = c * ((k == y ? 1.0f : 0.0f) - p[k]);
         }
     }
     return wsum > 0.0 ? loss / wsum : 0.0;
 }
 
+double softmax_ce_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                                   const float *class_w, int K, size_t N, float scale, double *wsum_out) {
+    return focal_ce(dlogits, logits, target, class_w, 0.0f, K, N, scale, wsum_out);
+}
+
 double focal_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
                               const float *class_w, float gamma, int K, size_t N, float scale) {
-    double loss = 0.0, wsum = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : loss, wsum)
-    for (size_t i = 0; i < N; i++) {
-        float p[MAXK];
-        const int y = target[i];
-        const float lse = softmax_at(p, logits, K, N, i);
-        const float w = class_w ? class_w[y] : 1.0f;
-        const float logpt = logits[(size_t)y * N + i] - lse;
-        loss += (double)w * -(double)powf(1.0f - p[y], gamma) * logpt;
-        wsum += w;
-    }
-    if (dlogits) {
-        const float g = wsum > 0.0 ? (float)(scale / wsum) : 0.0f;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < N; i++) {
-            float p[MAXK];
-            const int y = target[i];
-            const float lse = softmax_at(p, logits, K, N, i);
-            const float w = (class_w ? class_w[y] : 1.0f) * g;
-            const float pt = p[y], logpt = logits[(size_t)y * N + i] - lse, q = 1.0f - pt;
-            /* dFL/dz_k = w [gamma q^(gamma-1) pt log pt - q^gamma] (delta_ky - p_k) */
-            const float qg1 = gamma == 0.0f ? 0.0f : powf(q, gamma - 1.0f);
-            const float c = w * (gamma * qg1 * pt * logpt - q * (gamma == 0.0f ? 1.0f : qg1));
-            for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = c * ((k == y ? 1.0f : 0.0f) - p[k]);
-        }
-    }
-    return wsum > 0.0 ? loss / wsum : 0.0;
+    return focal_ce(dlogits, logits, target, class_w, gamma, K, N, scale, NULL);
 }
 
 void dice_sums(const float *logits, const uint8_t *target, int K, size_t N, double *I, double *P, double *T) {

@@ -15,6 +15,7 @@
  * a checkpoint holds global state and rank 0 alone writes files. With one rank every sum is
  * skipped and the arithmetic is the single-process one. */
 #include "checkpoint.h"
+#include "marsseg_curves.h"
 #include "marsseg_dist.h"
 #include "marsseg_npz.h"
 #include "data.h"
@@ -536,19 +537,17 @@ static ms_status save_checkpoint(ms_trainer *t) {
     return ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
-
 /* The "meta" JSON stored with saved models: where they came from and how good they are. */
 static char *model_meta(ms_trainer *t, const ms_epoch_stats *e, double total_s) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     cJSON_AddStringToObject(root, "source", "train");
     cJSON_AddNumberToObject(root, "epoch", e ? e->epoch : 0);
-    cJSON_AddItemToObject(root, "val_miou", num_or_null(e ? e->val_miou : NAN));
+    cJSON_AddItemToObject(root, "val_miou", ms_json_number(e ? e->val_miou : NAN));
     cJSON *iou = cJSON_AddArrayToObject(root, "val_iou");
-    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, num_or_null(e ? e->val_iou[k] : NAN));
-    cJSON_AddItemToObject(root, "pixel_acc", num_or_null(e ? e->pixel_acc : NAN));
-    cJSON_AddItemToObject(root, "val_loss", num_or_null(e ? e->val_loss : NAN));
+    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, ms_json_number(e ? e->val_iou[k] : NAN));
+    cJSON_AddItemToObject(root, "pixel_acc", ms_json_number(e ? e->pixel_acc : NAN));
+    cJSON_AddItemToObject(root, "val_loss", ms_json_number(e ? e->val_loss : NAN));
     cJSON_AddNumberToObject(root, "train_seconds", total_s);
     cJSON_AddNumberToObject(root, "steps", (double)t->step);
     cJSON *cj = ms_train_config_to_cjson(&t->cfg);

@@ -251,20 +251,14 @@ static int fuzz_npz_one(const uint8_t *data, size_t size) {
     return 0;
 }
 
-#ifndef MS_FUZZ_REGRESS
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_npz_one(data, size); }
+FUZZ_ENTRY(fuzz_npz_one)
 
-/* Custom mutator: libFuzzer's mutation, then (7 times in 8) every entry's CRC-32 recomputed in
+#ifndef MS_FUZZ_REGRESS
+/* Custom mutator (FUZZ_CHECKSUM_MUTATOR): every entry's CRC-32 recomputed in
  * the central directory, the local header and any data descriptor. Without it nearly every
  * mutated array fails its CRC check at the end of the read, and the paths that follow a
  * successful read (conversions, ms_dataset_load's mask checks and de-interleaving) would only
  * ever see the seeds' shapes. The reader still gets the bytes exactly as they are. */
-#include <zlib.h>
-
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
 static uint32_t mz_rd16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t mz_rd32(const uint8_t *p) { return mz_rd16(p) | mz_rd16(p + 2) << 16; }
 static uint64_t mz_rd64(const uint8_t *p) { return mz_rd32(p) | (uint64_t)mz_rd32(p + 4) << 32; }
@@ -272,33 +266,12 @@ static void mz_wr32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* CRC-32 of the uncompressed entry, or 0 with *ok = 0 when it cannot be had cheaply. */
+/* CRC-32 of the uncompressed entry; *ok = 0 when it cannot be had cheaply. */
 static uint32_t mz_entry_crc(const uint8_t *d, size_t n, int method, int *ok) {
-    *ok = 0;
-    if (method == 0) {
-        *ok = 1;
-        return (uint32_t)crc32(0, d, (uInt)n);
-    }
-    if (method != 8) return 0;
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) return 0;
-    static uint8_t buf[65536];
-    uLong crc = 0, total = 0;
-    zs.next_in = (Bytef *)(uintptr_t)d;
-    zs.avail_in = (uInt)n;
-    for (;;) {
-        zs.next_out = buf;
-        zs.avail_out = sizeof buf;
-        int r = inflate(&zs, Z_NO_FLUSH);
-        size_t got = sizeof buf - zs.avail_out;
-        crc = crc32(crc, buf, (uInt)got);
-        total += got;
-        if (r == Z_STREAM_END) { *ok = 1; break; }
-        if (r != Z_OK || total > (64u << 20) || (got == 0 && zs.avail_in == 0)) break;
-    }
-    inflateEnd(&zs);
-    return (uint32_t)crc;
+    uLong crc = 0;
+    size_t used;
+    *ok = method == 0 || (method == 8 && fuzz_inflate_sum(d, n, crc32, &crc, &used));
+    return method == 0 ? (uint32_t)crc32(0, d, (uInt)n) : (uint32_t)crc;
 }
 
 static void mz_fix_crcs(uint8_t *d, size_t n) {
@@ -337,9 +310,5 @@ static void mz_fix_crcs(uint8_t *d, size_t n) {
     }
 }
 
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed) {
-    size = LLVMFuzzerMutate(data, size, max_size);
-    if (seed % 8 != 0) mz_fix_crcs(data, size);
-    return size;
-}
+FUZZ_CHECKSUM_MUTATOR(mz_fix_crcs)
 #endif

@@ -17,39 +17,38 @@
 
 #define PNGF_MAX_PIXELS ((size_t)1 << 20)
 
+typedef ms_status (*pngf_decoder)(const void *buf, size_t len, size_t max_pixels, uint8_t **out, int *w, int *h);
+
+/* An encoder's output (est, enc, elen; enc is freed here) must decode through dec to w x h
+ * pixels, equal to want unless want is NULL. */
+static void pngf_check_decode(const char *what, ms_status est, uint8_t *enc, size_t elen, pngf_decoder dec,
+                              const uint8_t *want, int w, int h) {
+    uint8_t *out = NULL;
+    int dw = 0, dh = 0;
+    FUZZ_CHECK(est == MS_OK, "%s %dx%d: %s", what, w, h, ms_last_error());
+    ms_status st = dec(enc, elen, PNGF_MAX_PIXELS, &out, &dw, &dh);
+    FUZZ_CHECK(st == MS_OK && dw == w && dh == h, "decode of %s: %s", what, ms_last_error());
+    FUZZ_CHECK(!want || memcmp(out, want, (size_t)w * (size_t)h) == 0, "%s round trip changed pixels", what);
+    free(enc);
+    free(out);
+}
+
 /* encode_gray -> decode_gray, encode_labels -> decode_index, encode_overlay -> decode_gray */
 static void pngf_roundtrip(const uint8_t *gray, const uint8_t *idx, int w, int h) {
     const size_t n = (size_t)w * (size_t)h;
-    uint8_t *enc = NULL, *dec = NULL;
+    uint8_t *enc = NULL;
     size_t elen = 0;
-    int dw = 0, dh = 0;
-    ms_status st;
-
-    st = ms_png_encode_gray(gray, w, h, &enc, &elen);
-    FUZZ_CHECK(st == MS_OK, "encode_gray %dx%d: %s", w, h, ms_last_error());
-    st = ms_png_decode_gray(enc, elen, PNGF_MAX_PIXELS, &dec, &dw, &dh);
-    FUZZ_CHECK(st == MS_OK && dw == w && dh == h, "decode of encode_gray: %s", ms_last_error());
-    FUZZ_CHECK(memcmp(dec, gray, n) == 0, "gray round trip changed pixels");
-    free(enc);
-    free(dec);
-
+    ms_status st = ms_png_encode_gray(gray, w, h, &enc, &elen);
+    pngf_check_decode("encode_gray", st, enc, elen, ms_png_decode_gray, gray, w, h);
     uint8_t *labels = malloc(n);
     if (!labels) return;
     for (size_t i = 0; i < n; i++) labels[i] = (uint8_t)((idx ? idx[i] : gray[i]) % MS_NUM_CLASSES);
+    enc = NULL;
     st = ms_png_encode_labels(labels, w, h, &enc, &elen);
-    FUZZ_CHECK(st == MS_OK, "encode_labels %dx%d: %s", w, h, ms_last_error());
-    st = ms_png_decode_index(enc, elen, PNGF_MAX_PIXELS, &dec, &dw, &dh);
-    FUZZ_CHECK(st == MS_OK && dw == w && dh == h, "decode of encode_labels: %s", ms_last_error());
-    FUZZ_CHECK(memcmp(dec, labels, n) == 0, "label round trip changed pixels");
-    free(enc);
-    free(dec);
-
+    pngf_check_decode("encode_labels", st, enc, elen, ms_png_decode_index, labels, w, h);
+    enc = NULL;
     st = ms_png_encode_overlay(gray, labels, w, h, 0.45f, &enc, &elen);
-    FUZZ_CHECK(st == MS_OK, "encode_overlay %dx%d: %s", w, h, ms_last_error());
-    st = ms_png_decode_gray(enc, elen, PNGF_MAX_PIXELS, &dec, &dw, &dh);
-    FUZZ_CHECK(st == MS_OK && dw == w && dh == h, "decode of encode_overlay: %s", ms_last_error());
-    free(enc);
-    free(dec);
+    pngf_check_decode("encode_overlay", st, enc, elen, ms_png_decode_gray, NULL, w, h);
     free(labels);
 }
 
@@ -92,19 +91,13 @@ static int fuzz_png_one(const uint8_t *data, size_t size) {
     return 0;
 }
 
-#ifndef MS_FUZZ_REGRESS
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_png_one(data, size); }
+FUZZ_ENTRY(fuzz_png_one)
 
-/* Custom mutator: libFuzzer's mutation, then (7 times in 8) the Adler-32 at the end of the IDAT
+#ifndef MS_FUZZ_REGRESS
+/* Custom mutator (FUZZ_CHECKSUM_MUTATOR): the Adler-32 at the end of the IDAT
  * zlib stream and every chunk's CRC recomputed, so that mutated headers and pixel data reach
  * the decoder's transforms instead of stopping at libpng's checksum errors. The decoder still
  * gets the bytes exactly as they are. */
-#include <zlib.h>
-
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
 static uint32_t pm_rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static void pm_wr32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
@@ -123,32 +116,17 @@ static void pm_fix_adler(uint8_t *d, size_t n) {
     uint8_t *z = malloc(total);
     if (!z) return;
     for (size_t i = 0, o = 0; i < k; o += len[i], i++) memcpy(z + o, d + pos[i], len[i]);
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, -MAX_WBITS) == Z_OK) { /* raw: skip the 2-byte header ourselves */
-        static uint8_t buf[65536];
-        uLong adler = adler32(0, NULL, 0), out = 0;
-        zs.next_in = z + 2;
-        zs.avail_in = (uInt)(total - 2);
-        int r;
-        do {
-            zs.next_out = buf;
-            zs.avail_out = sizeof buf;
-            r = inflate(&zs, Z_NO_FLUSH);
-            adler = adler32(adler, buf, (uInt)(sizeof buf - zs.avail_out));
-            out += sizeof buf - zs.avail_out;
-        } while (r == Z_OK && out < (64u << 20) && zs.avail_out == 0);
-        size_t at = 2 + (size_t)zs.total_in; /* the trailer follows the deflate data */
-        if (r == Z_STREAM_END && at + 4 <= total) {
-            uint8_t t[4];
-            pm_wr32(t, (uint32_t)adler);
-            for (size_t j = 0; j < 4; j++) { /* scatter back across chunk boundaries */
-                size_t q = at + j, i = 0;
-                while (q >= len[i]) q -= len[i++];
-                d[pos[i] + q] = t[j];
-            }
+    uLong adler;
+    size_t used;
+    /* raw inflate: the 2-byte zlib header skipped by hand; the trailer follows the deflate data */
+    if (fuzz_inflate_sum(z + 2, total - 2, adler32, &adler, &used) && 2 + used + 4 <= total) {
+        uint8_t t[4];
+        pm_wr32(t, (uint32_t)adler);
+        for (size_t j = 0; j < 4; j++) { /* scatter back across chunk boundaries */
+            size_t q = 2 + used + j, i = 0;
+            while (q >= len[i]) q -= len[i++];
+            d[pos[i] + q] = t[j];
         }
-        inflateEnd(&zs);
     }
     free(z);
 }
@@ -162,12 +140,11 @@ static void pm_fix_crcs(uint8_t *d, size_t n) {
     }
 }
 
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed) {
-    size = LLVMFuzzerMutate(data, size, max_size);
-    if (seed % 8 != 0 && size >= 8) {
-        pm_fix_adler(data, size);
-        pm_fix_crcs(data, size);
-    }
-    return size;
+static void pm_fix(uint8_t *d, size_t n) {
+    if (n < 8) return;
+    pm_fix_adler(d, n);
+    pm_fix_crcs(d, n);
 }
+
+FUZZ_CHECKSUM_MUTATOR(pm_fix)
 #endif

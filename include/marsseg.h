@@ -42,6 +42,10 @@ const char *ms_strerror(ms_status s);
 const char *ms_status_code(ms_status s);
 /* Detail of the last failure in this thread ("" if none). */
 const char *ms_last_error(void);
+/* Record a printf-style detail for ms_last_error() and return s, so that
+ * `return ms_fail(MS_ERR_FORMAT, "%s: bad header", path);` reads as one step. Public so that code
+ * built on the core (the service) reports its failures the same way. */
+ms_status ms_fail(ms_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ classes */
 #define MS_NUM_CLASSES 5
@@ -67,9 +71,10 @@ ms_status ms_png_encode_labels(const uint8_t *labels, int width, int height, uin
 ms_status ms_png_encode_overlay(const uint8_t *gray, const uint8_t *labels, int width, int height,
                                 float alpha, uint8_t **out, size_t *len);
 ms_status ms_png_encode_gray(const uint8_t *gray, int width, int height, uint8_t **out, size_t *len);
-/* Whole-file helpers. ms_write_file_atomic writes <path>.tmp, fsyncs, renames (and fsyncs the dir). */
+/* Whole-file read (bounded); the durable writes (ms_write_file_atomic, ms_atomic_*) are in
+ * marsseg_io.h. */
 ms_status ms_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
-ms_status ms_write_file_atomic(const char *path, const void *buf, size_t len);
+#include "marsseg_io.h"
 
 /* ------------------------------------------------------------------ datasets (core/data.c) */
 typedef struct {

@@ -1,13 +1,14 @@
-/* NumPy .npz / .npy reading and writing.
+/* NumPy .npz / .npy reading and writing (core/npz.c on top of core/zip.c, core/zip_write.c
+ * and core/npy.c).
  *
  * Reader: zip archives with stored or deflated entries (zlib, streamed), zip64 records,
  * CRC-32 verified; npy format 1.0/2.0/3.0; dtypes u1 i1 u2 i2 i4 i8 f2 f4 f8 in either byte
- * order; C order (Fortran order is refused with a clear error). Nothing is allocated beyond
- * what the file's own size can justify; every malformed input gives an MS_ERR_* with a detail
- * naming the file and the problem (ms_last_error()).
+ * order; C or Fortran order (values always come out in C order, as numpy.load gives them).
+ * Nothing is allocated beyond what the file's own size can justify; every malformed input gives
+ * an MS_ERR_* with a detail naming the file and the problem (ms_last_error()).
  *
  * Writer: stored (uncompressed) entries with correct CRCs and sizes, readable by numpy.load;
- * written to "<path>.tmp", fsync'd and renamed over <path> on commit (atomic).
+ * written to "<path>.tmp", fsync'd and renamed over <path> on commit (atomic, marsseg_io.h).
  */
 #ifndef MARSSEG_NPZ_H
 #define MARSSEG_NPZ_H
@@ -60,7 +61,8 @@ ms_status ms_npz_read_u8(ms_npz *z, const char *key, uint8_t *dst, size_t n);  /
 
 /* Stream the array `key` in element chunks converted to float64, in C order:
  * cb(user, first_element_index, values, count) is called repeatedly; a non-MS_OK return stops
- * the stream and is returned. Memory stays bounded (no full-array buffer). */
+ * the stream and is returned. Memory stays bounded (no full-array buffer), except for an array
+ * in Fortran order, which is read whole once to be delivered in C order. */
 typedef ms_status (*ms_npz_chunk_cb)(void *user, int64_t first, const double *vals, size_t n);
 ms_status ms_npz_stream(ms_npz *z, const char *key, ms_npz_chunk_cb cb, void *user);
 

@@ -61,6 +61,19 @@ int main(void) {
                 den = fmax(den, fabs(w));
             }
     CHECK(worst <= 1e-4 * den, "wce+dice gradient rel err %.3g", worst / den);
+    /* focal at gamma 0 is cross-entropy, gradient included (it was scaled by 1 - p_y); for
+     * gamma < 1 a pixel predicted with certainty (p_y = 1 in float) has a zero gradient, not
+     * NaN (q^(gamma-1) is infinite there) */
+    double lce = softmax_ce_forward_backward(tmp, logits, t, cw, K, N, 1.0f, NULL);
+    double lf0 = focal_forward_backward(got, logits, t, cw, 0.0f, K, N, 1.0f);
+    CHECK(lf0 == lce && memcmp(got, tmp, 4 * n) == 0, "focal(gamma 0) %.8f differs from CE %.8f", lf0, lce);
+    float sure[5] = {0, 0, 200, 0, 0}, dsure[5];
+    uint8_t two = 2;
+    for (float gamma = 0.25f; gamma <= 2.0f; gamma *= 2) {
+        focal_forward_backward(dsure, sure, &two, NULL, gamma, 5, 1, 1.0f);
+        CHECK(dsure[0] == 0 && dsure[2] == 0 && dsure[4] == 0, "gamma %g: certain pixel gives gradient %g %g", gamma,
+              dsure[0], dsure[2]);
+    }
     free(nchw); free(logits); free(want); free(got); free(tmp); free(t); free(d2);
     ms_npz_close(z);
     return TEST_END();

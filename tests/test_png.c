@@ -4,6 +4,7 @@
 #include "marsseg.h"
 #include "rng.h"
 #include "testutil.h"
+#include "pngmake.h"
 
 #include <png.h>
 #include <setjmp.h>
@@ -13,112 +14,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* ------------------------------------------------------------------ a PNG writer for tests */
-
-typedef struct {
-    int w, h, color, depth, interlace;
-    const uint16_t *samples; /* h rows of w*channels samples, one per element */
-    const png_color *pal;
-    int npal;
-    const png_byte *trns; /* palette alpha, or NULL */
-    int ntrns;
-    const png_color_16 *trns_color; /* gray/RGB transparent colour, or NULL */
-} mk_spec;
-
-typedef struct {
-    const mk_spec *s;
-    png_structp png;
-    png_infop info;
-    uint8_t *out, *packed;
-    png_bytep *rows;
-    size_t len, cap;
-} mk_ctx;
-
-static int channels_of(int color) {
-    switch (color) {
-    case PNG_COLOR_TYPE_GRAY: return 1;
-    case PNG_COLOR_TYPE_GRAY_ALPHA: return 2;
-    case PNG_COLOR_TYPE_RGB: return 3;
-    case PNG_COLOR_TYPE_RGBA: return 4;
-    default: return 1; /* palette */
-    }
-}
-
-static void mk_write(png_structp png, png_bytep data, size_t n) {
-    mk_ctx *c = png_get_io_ptr(png);
-    if (c->len + n > c->cap) {
-        size_t cap = c->cap ? c->cap : 1024;
-        while (c->len + n > cap) cap *= 2;
-        uint8_t *p = realloc(c->out, cap);
-        if (!p) png_error(png, "oom");
-        c->out = p;
-        c->cap = cap;
-    }
-    memcpy(c->out + c->len, data, n);
-    c->len += n;
-}
-static void mk_flush(png_structp png) { (void)png; }
-
-static int mk_inner(mk_ctx *c) {
-    const mk_spec *s = c->s;
-    if (setjmp(png_jmpbuf(c->png))) return 1;
-    png_set_write_fn(c->png, c, mk_write, mk_flush);
-    png_set_IHDR(c->png, c->info, (png_uint_32)s->w, (png_uint_32)s->h, s->depth, s->color, s->interlace,
-                 PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
-    if (s->pal) png_set_PLTE(c->png, c->info, s->pal, s->npal);
-    if (s->trns || s->trns_color) png_set_tRNS(c->png, c->info, s->trns, s->ntrns, s->trns_color);
-    png_write_info(c->png, c->info);
-    int ch = channels_of(s->color);
-    size_t rowbytes = ((size_t)s->w * ch * s->depth + 7) / 8;
-    c->packed = calloc((size_t)s->h, rowbytes);
-    c->rows = calloc((size_t)s->h, sizeof *c->rows);
-    if (!c->packed || !c->rows) return 1;
-    for (int y = 0; y < s->h; y++) {
-        uint8_t *r = c->packed + (size_t)y * rowbytes;
-        c->rows[y] = r;
-        for (int i = 0; i < s->w * ch; i++) {
-            unsigned v = s->samples[(size_t)y * s->w * ch + i];
-            if (s->depth == 16) {
-                r[2 * i] = (uint8_t)(v >> 8);
-                r[2 * i + 1] = (uint8_t)v;
-            } else if (s->depth == 8) {
-                r[i] = (uint8_t)v;
-            } else { /* MSB first */
-                int per = 8 / s->depth, shift = 8 - s->depth * (i % per + 1);
-                r[i / per] |= (uint8_t)(v << shift);
-            }
-        }
-    }
-    if (s->interlace) (void)png_set_interlace_handling(c->png);
-    png_write_image(c->png, c->rows);
-    png_write_end(c->png, NULL);
-    return 0;
-}
-
-/* Returns a malloc'd PNG or NULL. */
-static uint8_t *mk_png(const mk_spec *s, size_t *len) {
-    mk_ctx c;
-    memset(&c, 0, sizeof c);
-    c.s = s;
-    c.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    c.info = png_create_info_struct(c.png);
-    int r = mk_inner(&c);
-    png_destroy_write_struct(&c.png, &c.info);
-    free(c.packed);
-    free(c.rows);
-    if (r) {
-        free(c.out);
-        return NULL;
-    }
-    *len = c.len;
-    return c.out;
-}
-
 /* ------------------------------------------------------------------ an RGB reader for tests */
 
+/* libpng reads from a memory stream (fmemopen): no read callback of the test's own */
 typedef struct {
-    const uint8_t *buf;
-    size_t len, pos;
+    FILE *f;
     png_structp png;
     png_infop info;
     uint8_t *pix;
@@ -128,16 +28,9 @@ typedef struct {
     int npal;
 } rd_ctx;
 
-static void rd_read(png_structp png, png_bytep out, size_t n) {
-    rd_ctx *c = png_get_io_ptr(png);
-    if (n > c->len - c->pos) png_error(png, "eof");
-    memcpy(out, c->buf + c->pos, n);
-    c->pos += n;
-}
-
 static int rd_inner(rd_ctx *c, int want_color) {
     if (setjmp(png_jmpbuf(c->png))) return 1;
-    png_set_read_fn(c->png, c, rd_read);
+    png_init_io(c->png, c->f);
     png_read_info(c->png, c->info);
     if (png_get_color_type(c->png, c->info) != want_color || png_get_bit_depth(c->png, c->info) != 8) return 1;
     c->w = (int)png_get_image_width(c->png, c->info);
@@ -158,8 +51,8 @@ static uint8_t *rd_png(const uint8_t *buf, size_t len, int want_color, int *w, i
                        int *npal) {
     rd_ctx c;
     memset(&c, 0, sizeof c);
-    c.buf = buf;
-    c.len = len;
+    c.f = fmemopen((void *)buf, len, "rb");
+    if (!c.f) return NULL;
     c.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     c.info = png_create_info_struct(c.png);
     int r = rd_inner(&c, want_color);
@@ -168,6 +61,7 @@ static uint8_t *rd_png(const uint8_t *buf, size_t len, int want_color, int *w, i
         for (int i = 0; i < c.npal && i < 256; i++) pal_out[i] = c.pal[i];
     }
     png_destroy_read_struct(&c.png, &c.info, NULL);
+    fclose(c.f);
     free(c.rows);
     if (r) {
         free(c.pix);

@@ -67,6 +67,16 @@ def dtype_arrays():
     return arrs
 
 
+def fortran_arrays(arrs):
+    """'<key>_3d' (3, 4, 5) and '<key>_2d' (6, 10) in Fortran order, for every dtype array."""
+    out = {}
+    for k, v in arrs.items():
+        out[k + "_3d"] = np.asfortranarray(v)
+        out[k + "_2d"] = np.asfortranarray(v.reshape(6, 10))
+        assert not out[k + "_3d"].flags.c_contiguous and not out[k + "_2d"].flags.c_contiguous
+    return out
+
+
 def pinned(fn):
     """Run fn with time.time() fixed so that zip timestamps are reproducible."""
     real = time.time
@@ -126,6 +136,11 @@ def main():
     pinned(lambda: np.savez(path("fortran.npz"), f=np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)),
                             c=np.arange(6, dtype=np.int32).reshape(2, 3),
                             f1d=np.asfortranarray(np.arange(4, dtype=np.int32))))
+    # Fortran order (np.asfortranarray), 2-D and 3-D, every dtype, both byte orders, stored and
+    # deflated: read back in C order, the values are dtype_values() in C order (test_npz.c)
+    fort = fortran_arrays(arrs)
+    pinned(lambda: np.savez(path("fortran_stored.npz"), **fort))
+    pinned(lambda: np.savez_compressed(path("fortran_deflated.npz"), **fort))
     train, test = course_arrays()
     pinned(lambda: np.savez_compressed(path("course_small.npz"), training_set=train, test_set=test))
     pinned(lambda: np.savez(path("odd_keys.npz"), **{"with space": np.arange(3, dtype=np.uint8),
@@ -177,8 +192,8 @@ def main():
             for k in d.files:
                 if k.endswith(".txt"):
                     continue
-                if f == "fortran.npz" and k == "f":
-                    assert d[k].flags.f_contiguous
+                if (f == "fortran.npz" and k == "f") or f.startswith("fortran_"):
+                    assert d[k].flags.f_contiguous and not d[k].flags.c_contiguous
                 d[k]
     raw = open(path("zip64_full.npz"), "rb").read()
     assert b"PK\x06\x06" in raw and b"PK\x06\x07" in raw, "zip64 end records missing"
