@@ -123,6 +123,7 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 $(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
 $(BUILD)/tests/test_png: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
+$(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h
 $(BUILD)/tests/test_layers: tests/unet_ref.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
