@@ -1,6 +1,6 @@
 /* Integration test of `marsseg serve`, the stateful part: the real binary on an ephemeral port
- * with a temp data dir, driven over HTTP with libcurl (tests/test_server_api.c covers every
- * route's answers and refusals on a server without jobs).
+ * with a temp data dir, driven over HTTP with libcurl (tests/test_server_api.c and
+ * tests/test_server_refusals.c cover every route's answers and refusals on a server without jobs).
  *
  * Covers: dataset upload (raw and multipart, streamed) and validation; a tiny training job to
  * success with its curves polled incrementally while /segment runs concurrently; cancelling a
