@@ -391,13 +391,8 @@ static void test_interrupted(const char *data_dir, const char *model) {
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "test-server")) return 1;
-    char model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
-    CHECK(make_static() == 0, "static fixture");
+    char model[PATH_MAX], data[PATH_MAX];
+    su_fixtures(model, data, 1);
 
     struct srv s;
     if (srv_start(&s, data, model, NULL, NULL) == 0) {

@@ -314,29 +314,28 @@ static void test_token(const char *model) {
     CHECK(srv_stop(&s, SIGTERM) == 0, "token server clean exit (see %s)", s.log);
 }
 
+/* The answers of one server started as srv_start starts it, without a token. */
+static void test_answers(const char *data, const char *model) {
+    struct srv s;
+    if (srv_start(&s, data, model, NULL, NULL) != 0) {
+        CHECK(0, "server start");
+        return;
+    }
+    test_health(s.port);
+    test_schema(s.port, 0);
+    test_segment(s.port, "default");
+    test_static(s.port);
+    CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
+    char model[PATH_MAX], data[PATH_MAX];
     (void)argc;
     if (su_init(argv[0], "test-server-api")) return 1;
-    char model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
-    CHECK(make_static() == 0, "static fixture");
-
-    struct srv s;
-    if (srv_start(&s, data, model, NULL, NULL) == 0) {
-        test_health(s.port);
-        test_schema(s.port, 0);
-        test_segment(s.port, "default");
-        test_static(s.port);
-        CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
-    } else {
-        CHECK(0, "server start");
-    }
+    su_fixtures(model, data, 1); /* with static/ for test_static and the token's GET / */
+    test_answers(data, model);
     test_token(model);
     su_done();
     return TEST_END();

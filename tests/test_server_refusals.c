@@ -281,14 +281,10 @@ static void test_hostile(int port) {
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "test-server-refusals")) return 1;
-    char model[PATH_MAX], big_model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
-    path_in_tmp(model, sizeof model, "model.npz");
+    char model[PATH_MAX], big_model[PATH_MAX], data[PATH_MAX];
+    su_fixtures(model, data, 0);
     path_in_tmp(big_model, sizeof big_model, "big-model.npz");
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
     CHECK(make_model(big_model, 3, 16) == 0, "big model fixture: %s", ms_last_error());
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
 
     struct srv s;
     const char *extra[] = {"--timeout", "4", "--body-timeout", "3", NULL};
