@@ -133,6 +133,10 @@ $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 # test_docs reads README.md and the sources of this tree
 $(BUILD)/tests/test_docs: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"'
 
+$(BUILD)/tests/test_dashboard_ux: tests/test_dashboard_ux.c tests/testutil.h $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
+
 $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)

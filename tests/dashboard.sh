@@ -9,10 +9,12 @@
 #   2. loads /?selftest=1 in headless Chromium (static/js/*.mjs, ES modules) and checks that
 #      the console stayed empty (no error, no failed module) and the dumped DOM: a chart with
 #      data-points > 0 and a drawn SVG path, <body data-selftest="ok"> (the page segments a
-#      generated 128x64 tile through POST /segment, ?format=overlay and ?format=json and checks
-#      the mask size, its colours and the class fractions), the class legend's names and colours
+#      generated 128x64 tile with one POST /segment, composes the overlay and the counts from the
+#      mask and checks the mask size, its colours and the counts), the class legend's names and colours
 #      and the job form's limits equal to GET /schema's,
 #   3. saves screenshots under tests/out/ (1280x900, the full page, and a 390x844 phone).
+# tests/test_dashboard_ux.c (tests/web/dashboard_ux.mjs) is the test that acts: it clicks, types,
+# drops files and tabs through the page.
 # Chromium comes from Debian's `chromium` package (installed here when missing and root); where
 # it cannot be installed the script prints a SKIP line and exits 77 (a skip, not a pass).
 #

@@ -1,5 +1,5 @@
 /* The dashboard's pure modules (static/js: format, schema readers, chart geometry, poller) under
- * `node --test`: runs every .test.mjs file in tests/web (from the source tree, the working directory of
+ * `node --test`: runs every *.test.mjs file in tests/web/ (from the source tree, the working directory of
  * `make test`), prints how many passed, and fails when one failed or none ran. Exits 77 (skip)
  * when there is no node (tools/deps.sh installs Debian's nodejs). */
 #include "testutil.h"

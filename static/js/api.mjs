@@ -19,7 +19,25 @@ export const token = {
   clear() { try { localStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ } },
 };
 
+// ───────────────────────────── the connection
+/** Whether the server answered the last request: every answer (any status) says it is there,
+ * every network failure that it is not. health.mjs polls so that this changes within ~2 s. */
+const listeners = new Set();
+export const connection = {
+  online: null, // null until the first answer
+  /** fn(online, wasOnline) on every change */
+  on(fn) { listeners.add(fn); return () => listeners.delete(fn); },
+  report(online) {
+    if (online === connection.online) return;
+    const was = connection.online;
+    connection.online = online;
+    for (const fn of listeners) fn(online, was);
+  },
+};
+
 // ───────────────────────────── one request
+/** The error of a non-2xx answer: message is the server's own text (errors.mjs turns it into
+ * a sentence for the page), code its code. */
 async function errorFrom(res) {
   let msg = '', code = '';
   try {
@@ -29,10 +47,7 @@ async function errorFrom(res) {
   } catch { /* body unreadable: keep the status line */ }
   if (!msg) msg = res.statusText || 'request failed';
   const ra = Number(res.headers.get('Retry-After')) || 0;
-  let text = `${msg} (HTTP ${res.status}${code ? ', ' + code : ''})`;
-  if (res.status === 401) text = `${msg} (HTTP 401). This server needs an access token: set it with the Token button at the top.`;
-  else if (ra) text += ` — try again in ${ra} s`;
-  return new ApiError(res.status, code || 'http' + res.status, text, ra);
+  return new ApiError(res.status, code || 'http' + res.status, msg, ra);
 }
 
 /** expect: 'json' (parsed), 'response' (the Response) or 'blob'. */
@@ -48,11 +63,12 @@ async function request(method, path, { json, body, type, expect = 'json', timeou
   try {
     res = await fetch(path, { method, headers, body, signal: ctl.signal, cache: 'no-store' });
   } catch (e) {
-    throw new ApiError(0, 'network', e.name === 'AbortError'
-      ? `${method} ${path}: no answer from the server after ${Math.round(timeoutMs / 1000)} s`
-      : `${method} ${path}: cannot reach the server (${e.message || 'network error'})`);
+    if (e.name === 'AbortError') throw Object.assign(new ApiError(0, 'timeout', `${method} ${path}: no answer after ${Math.round(timeoutMs / 1000)} s`), { timeoutS: Math.round(timeoutMs / 1000) });
+    connection.report(false);
+    throw new ApiError(0, 'network', `${method} ${path}: ${e.message || 'network error'}`);
   } finally { clearTimeout(timer); }
-  if (!res.ok) throw await errorFrom(res);
+  connection.report(true);
+  if (!res.ok) throw Object.assign(await errorFrom(res), { tokenSent: !!t });
   if (expect === 'response') return res;
   if (expect === 'blob') return res.blob();
   const text = await res.text();
@@ -66,7 +82,6 @@ const job = (id) => `/jobs/${encodeURIComponent(id)}`;
 // ───────────────────────────── the endpoints
 export const api = {
   schema: async () => read.readSchema(await request('GET', '/schema')),
-  ready: async () => read.readReady(await request('GET', '/readyz', { timeoutMs: 8000 })),
   jobs: async () => read.readJobList(await request('GET', '/jobs')),
   job: async (id) => read.readJob(await request('GET', job(id)), `GET ${job(id)}`, { detail: true }),
   curves: async (id, since, nClasses) =>
@@ -83,11 +98,9 @@ export const api = {
     form.append('file', file, file.name || 'dataset.npz');
     return read.readDataset(await request('POST', `/datasets?name=${encodeURIComponent(name)}`, { body: form, timeoutMs: 30 * 60000 }), 'POST /datasets');
   },
-  /** The palette mask PNG (a Response: its X-Model header names the model). */
-  segmentMask: (png) => request('POST', '/segment', { body: png, type: 'image/png', expect: 'response', timeoutMs: 60000 }),
-  /** The mask over the input (an RGB PNG blob). */
-  segmentOverlay: (png) => request('POST', '/segment?format=overlay', { body: png, type: 'image/png', expect: 'blob', timeoutMs: 60000 }),
-  /** Per-class pixel counts and timing. */
-  segmentInfo: async (png, nClasses) =>
-    read.readSegmentInfo(await request('POST', '/segment?format=json', { body: png, type: 'image/png', timeoutMs: 60000 }), nClasses),
+  /** GET /models/active: the serving model, or null (polled by health.mjs). */
+  active: async () => read.readActiveModel(await request('GET', '/models/active', { timeoutMs: 5000 })),
+  /** The palette mask PNG, the one request of a segmentation (a Response: X-Model names the
+   * model, X-Inference-Ms its time); segment.mjs composes the overlay and the counts from it. */
+  segment: (png) => request('POST', '/segment', { body: png, type: 'image/png', expect: 'response', timeoutMs: 60000 }),
 };

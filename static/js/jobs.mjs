@@ -8,7 +8,7 @@ import { badge, esc, fmtAgo, fmtDuration, fmtPct, shortId } from './format.mjs';
 import { toast, dropToast, reportError } from './toasts.mjs';
 import { poller } from './poller.mjs';
 import { refreshModels } from './models.mjs';
-import { healthy, refreshHealth, setHealth } from './health.mjs';
+import { etaBook } from './eta.mjs';
 
 const ACTIVE_MS = 2000;  // while any job is queued or running
 const IDLE_MS = 20000;   // otherwise (notices jobs started elsewhere, e.g. with curl)
@@ -16,6 +16,15 @@ const IDLE_MS = 20000;   // otherwise (notices jobs started elsewhere, e.g. with
 // Wired by main.mjs: what the run view does when the list changes or a job is picked or touched.
 let hooks = { onList() {}, onSelect() {}, onTouched() {} };
 const cancelRequested = new Set();
+
+/** The page's ETA of each running job (eta.mjs), shared by the list and the run view. */
+const etas = etaBook();
+export const etaOf = (id, state, progress, serverEta) => etas.get(id, state, progress, serverEta, performance.now() / 1000);
+/** "ETA 3 min 07 s", "ETA estimating…", or '' when there is none. */
+export function etaText(e) {
+  if (!e) return '';
+  return e.estimating ? 'ETA estimating…' : `ETA ${fmtDuration(e.eta)}`;
+}
 
 const jobsPoller = poller(async () => {
   const { jobs } = await api.jobs();
@@ -27,14 +36,11 @@ const jobsPoller = poller(async () => {
   if (!first) announceTransitions(before);
   renderJobs();
   hooks.onList();
-  const delay = store.jobs.some((j) => ACTIVE_STATES.has(j.state)) ? ACTIVE_MS : IDLE_MS;
-  if (delay === IDLE_MS || !healthy()) refreshHealth();
-  return delay;
+  return store.jobs.some((j) => ACTIVE_STATES.has(j.state)) ? ACTIVE_MS : IDLE_MS;
 }, {
   onError(e, retryMs) {
-    if (e.status === 0) setHealth('bad', 'offline');
-    reportError(e, `Loading jobs (retrying in ${Math.round(retryMs / 1000)} s)`, 'jobs');
-    if (!store.jobsLoaded) $('#jobs-empty').textContent = 'Could not load the job list.';
+    reportError(e, `Loading the runs (retrying in ${Math.round(retryMs / 1000)} s)`, { key: 'jobs', transient: true });
+    if (!store.jobsLoaded) $('#jobs-empty').textContent = 'Could not load the runs yet; retrying.';
     return retryMs;
   },
 });
@@ -78,7 +84,8 @@ function progressText(j) {
     const bits = [];
     const cur = j.progress?.epoch ?? j.epoch + 1;
     if (j.epochs) bits.push(`epoch ${Math.min(cur, j.epochs)}/${j.epochs}`);
-    if (j.eta !== null) bits.push(`ETA ${fmtDuration(j.eta)}`);
+    const eta = etaText(etaOf(j.id, j.state, j.progress, j.eta));
+    if (eta) bits.push(eta);
     return bits.join(' · ') || 'training…';
   }
   if (j.state === 'queued') return 'waiting in the queue';
@@ -126,7 +133,7 @@ async function act(id, btn, doing, call, done) {
     await call(id);
     done();
   } catch (e) {
-    reportError(e, `${doing} run ${id}`);
+    reportError(e, `${doing} run ${id}`, { key: `act:${id}` });
   }
   await refreshJobs();
   hooks.onTouched(id);

@@ -8,7 +8,7 @@ import { ACTIVE_STATES } from './schema.mjs';
 import { badge, esc, fmtAgo, fmtDuration, fmtLr, fmtNum, fmtPct, shortId } from './format.mjs';
 import { dropToast, reportError } from './toasts.mjs';
 import { poller } from './poller.mjs';
-import { cancelJob, refreshJobs, renderJobs, resumeJob, runFraction } from './jobs.mjs';
+import { cancelJob, etaOf, etaText, refreshJobs, renderJobs, resumeJob, runFraction } from './jobs.mjs';
 import { activateModel, refreshModels } from './models.mjs';
 import { refreshHealth } from './health.mjs';
 import { drawCharts, initCharts } from './charts.mjs';
@@ -49,7 +49,7 @@ function curvesPoller(r) {
         renderRun();
         return null;
       }
-      reportError(e, `Live curves of run ${r.id} (retrying in ${Math.round(retryMs / 1000)} s)`, 'curves');
+      reportError(e, `Live curves of run ${r.id} (retrying in ${Math.round(retryMs / 1000)} s)`, { key: 'curves', transient: true });
       renderRun();
       return retryMs;
     },
@@ -65,7 +65,7 @@ async function loadDetail(r) {
     renderHeader();
   } catch (e) {
     if (r !== run || e.status === 404) return; // the curves poll reports unknown runs
-    reportError(e, `Details of run ${r.id}`, 'detail');
+    reportError(e, `Details of run ${r.id}`, { key: 'detail', transient: true });
   }
 }
 
@@ -107,6 +107,18 @@ export function afterJobList() {
     else { run.state = j.state; renderRun(); }
   } else {
     renderHeader();
+  }
+}
+
+/** Moves the keyboard focus to the run shown (after "Start training"), and on one-column
+ * layouts scrolls it into view. */
+export function focusRun() {
+  const card = $('.area-run');
+  $('#run-h').focus({ preventScroll: true });
+  const r = card.getBoundingClientRect();
+  if (r.top < 0 || r.top > window.innerHeight * 0.6) {
+    const reduce = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    card.scrollIntoView({ behavior: reduce ? 'auto' : 'smooth', block: 'start' });
   }
 }
 
@@ -168,11 +180,11 @@ function renderProgress() {
   const p = run.progress ?? j?.progress ?? null;
   const epochs = p?.epochs ?? run.epochs ?? j?.epochs;
   const finished = run.points.size ? Math.max(...run.points.keys()) : (j?.epoch ?? 0);
-  const eta = p?.eta_s ?? j?.eta ?? null;
+  const eta = etaOf(run.id, state, p, p?.eta_s ?? j?.eta ?? null);
   const frac = state === 'running' ? runFraction(state, p, finished, epochs) : 0;
   const bar = $('#run-progressbar');
   bar.setAttribute('aria-valuenow', String(Math.round(frac * 100)));
-  bar.setAttribute('aria-valuetext', state === 'queued' ? 'waiting in the queue' : `${Math.round(frac * 100)}%, ETA ${fmtDuration(eta)}`);
+  bar.setAttribute('aria-valuetext', state === 'queued' ? 'waiting in the queue' : `${Math.round(frac * 100)}%, ${etaText(eta) || 'ETA unknown'}`);
   bar.classList.toggle('indeterminate', state === 'queued');
   $('#run-progress-fill').style.width = state === 'queued' ? '' : `${(frac * 100).toFixed(2)}%`;
   const bits = [];
@@ -184,7 +196,7 @@ function renderProgress() {
     if (p && p.loss !== null) bits.push(`loss ${fmtNum(p.loss, 3)}`);
     if (p && p.images_per_s !== null) bits.push(`${fmtNum(p.images_per_s, 3)} img/s`);
     if (!p) bits.push('waiting for the first batch');
-    bits.push(`ETA <strong>${esc(fmtDuration(eta))}</strong>`);
+    bits.push(!eta || eta.estimating ? '<span class="eta">ETA estimating…</span>' : `<span class="eta">ETA <strong>${esc(fmtDuration(eta.eta))}</strong></span>`);
   }
   $('#run-progress-text').innerHTML = bits.join('<span class="sep" aria-hidden="true"> · </span>');
 }
@@ -215,9 +227,37 @@ function emptyText() {
   return run.state === 'running' ? 'Training the first epoch…' : 'No epochs recorded';
 }
 
+/** The charts, or one line instead of four empty charts while there is nothing to draw (no run,
+ * or one that has not finished an epoch nor reported a batch yet). */
 function drawRunCharts(points = runPoints()) {
   const p = run.progress;
-  drawCharts(points, { state: run.state, progress: p, epochs: p?.epochs ?? run.epochs ?? selectedJob()?.epochs ?? 0, empty: emptyText() });
+  const live = run.state === 'running' && p && p.loss !== null;
+  const show = points.length > 0 || !!live;
+  $('.charts').hidden = !show;
+  const note = $('#charts-empty');
+  note.hidden = show || !run.id; // without a run the summary line says it already
+  note.textContent = show ? '' : `${emptyText()}.`;
+  if (show) drawCharts(points, { state: run.state, progress: p, epochs: p?.epochs ?? run.epochs ?? selectedJob()?.epochs ?? 0, empty: emptyText() });
+  else document.body.dataset.curves = '0';
+  renderTable(points);
+}
+
+/** The charts' values as a table (keyboard and screen-reader users, and anyone who wants the
+ * numbers): one row per finished epoch. */
+function renderTable(points) {
+  const box = $('#run-table');
+  box.hidden = !points.length;
+  if (!points.length) return;
+  const classes = store.schema.classes;
+  const head = ['Epoch', 'Train loss', 'Val loss', 'Train mIoU', 'Val mIoU', ...classes.map((k) => `IoU ${k.name}`), 'Pixel acc', 'LR'];
+  const rows = points.map((p) => [String(p.epoch), fmtNum(p.train_loss, 3), fmtNum(p.val_loss, 3), fmtPct(p.train_miou), fmtPct(p.val_miou),
+    ...classes.map((k) => fmtPct(p.val_iou[k.id])), fmtPct(p.pixel_acc), fmtLr(p.lr)]);
+  const html = `<table><caption class="visually-hidden">Values per epoch of run ${esc(run.id)}</caption>
+    <thead><tr>${head.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead>
+    <tbody>${rows.map((r) => `<tr>${r.map((c, i) => i ? `<td>${esc(c)}</td>` : `<th scope="row">${esc(c)}</th>`).join('')}</tr>`).join('')}</tbody></table>`;
+  const wrap = box.querySelector('.table-wrap');
+  if (wrap.dataset.sig !== html) { wrap.innerHTML = html; wrap.dataset.sig = html; }
+  box.querySelector('summary .muted').textContent = `· ${points.length} epoch${points.length === 1 ? '' : 's'}`;
 }
 
 function renderRun() {

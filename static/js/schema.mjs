@@ -1,8 +1,8 @@
 /* Strict readers of the server's JSON: each takes exactly the fields server/ sends and throws a
  * SchemaError naming the first field that is missing or of the wrong type, so that a broken
  * contract shows up at once (as a visible error and on the console) instead of as a blank.
- * Shapes: server/jobs.c (jobs, curves), models.c, datasets.c, segment.c (format=json),
- * health.c (readyz) and GET /schema (classes, training-config fields, limits, auth).
+ * Shapes: server/job_view.c (jobs, curves), models.c (incl. /models/active), datasets.c and
+ * GET /schema (classes, training-config fields, limits, auth).
  * Pure (no DOM); unit-tested by tests/web/schema.test.mjs. */
 import { parseHexColor } from './format.mjs';
 
@@ -174,7 +174,7 @@ export function readCurves(v, nClasses, at = 'curves') {
   };
 }
 
-// ───────────────────────────── models, datasets, readiness, segmentation
+// ───────────────────────────── models, datasets
 /** A model of GET /models; `job` is absent for models that no job trained. */
 export function readModel(v, at = 'model') {
   const { field, maybe } = fields(v, at);
@@ -212,26 +212,8 @@ export function readDatasetList(v, at = 'GET /datasets') {
   return { datasets: fields(v, at).field('datasets', arrayOf((d, a) => readDataset(d, a))) };
 }
 
-/** GET /readyz when a model is loaded (503 otherwise, an error). */
-export function readReady(v, at = 'GET /readyz') {
+/** GET /models/active: the serving model (as GET /models lists it), or null ({"id": null}). */
+export function readActiveModel(v, at = 'GET /models/active') {
   const { field } = fields(v, at);
-  return { ready: field('ready', bool), model: field('model', str) };
-}
-
-/** POST /segment?format=json: size, model, per-class pixel counts (one entry per class) and timing. */
-export function readSegmentInfo(v, nClasses, at = 'POST /segment?format=json') {
-  const { field } = fields(v, at);
-  const klass = (c, a) => {
-    const r = fields(c, a);
-    return { id: r.field('id', count), name: r.field('name', str), rgb: r.field('color', color),
-      pixels: r.field('pixels', count), fraction: r.field('fraction', number) };
-  };
-  const timing = field('timing', (t, a) => {
-    const r = fields(t, a);
-    return { decode_ms: r.field('decode_ms', number), inference_ms: r.field('inference_ms', number), total_ms: r.field('total_ms', number) };
-  });
-  return {
-    width: field('width', count), height: field('height', count), pixels: field('pixels', count),
-    model: field('model', str), classes: field('classes', arrayOf(klass, nClasses)), timing,
-  };
+  return field('id', nullable(str)) === null ? null : readModel(v, at);
 }

@@ -1,138 +1,136 @@
-/* The Segment a tile card: a PNG (dropped, picked or pasted) goes to POST /segment three times
- * (the palette mask, ?format=overlay and ?format=json); the page shows the three images, the
- * pixels per class and, under the pointer, the class read back from the mask's colours. Class
- * names and colours come from /schema only. */
+/* The Segment a tile card. A PNG (dropped, picked, pasted or one of the bundled samples) is
+ * checked first (type, size and pixel count from its header, against GET /schema's limits: a
+ * file the server would refuse is never sent), then sent ONCE to POST /segment, whose answer is
+ * the palette PNG of class ids. The overlay, the pixels per class and the class under the
+ * pointer are composed here from that mask's pixels (segmath.mjs). A file that arrives while
+ * one is being segmented waits its turn (the card says so). A failure leaves the previous
+ * result greyed out under a "previous result" label. Class names and colours come from /schema. */
 import { $, showError } from './dom.mjs';
 import { api } from './api.mjs';
 import { store } from './store.mjs';
-import { esc, fmtNum, fmtPct, rgbCss } from './format.mjs';
-import { toast, dropToast, reportError } from './toasts.mjs';
+import { esc, fmtBytes, fmtNum, fmtPct, rgbCss } from './format.mjs';
+import { reportError } from './toasts.mjs';
+import { uploadProblem } from './errors.mjs';
+import { fractions, grayFromRgba, labelsFromRgba, overlayRgba, summary } from './segmath.mjs';
 
-const seg = { urls: [], labels: null, gray: null, w: 0, h: 0, busy: false };
+const seg = { urls: [], labels: null, gray: null, w: 0, h: 0, busy: false, queue: [], shown: '' };
 const classes = () => store.schema.classes;
 
-async function isPng(blob) {
-  const head = new Uint8Array(await blob.slice(0, 8).arrayBuffer());
-  return [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => head[i] === b);
+function setStatus(text) { $('#seg-status').textContent = text; }
+
+/** RGBA pixels of a PNG blob, exactly as stored (no colour management: the mask's palette
+ * colours must come back as /schema's). */
+async function rgbaOf(blob) {
+  const bmp = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const c = document.createElement('canvas');
+  c.width = bmp.width; c.height = bmp.height;
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(bmp, 0, 0);
+  bmp.close();
+  return { w: c.width, h: c.height, rgba: ctx.getImageData(0, 0, c.width, c.height).data };
 }
 
-function loadImg(img, blob) {
+function rgbaToBlob(rgba, w, h) {
+  const c = document.createElement('canvas');
+  c.width = w; c.height = h;
+  c.getContext('2d').putImageData(new ImageData(rgba, w, h), 0, 0);
+  return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error('canvas.toBlob failed'))), 'image/png'));
+}
+
+function showImg(img, blob) {
   const url = URL.createObjectURL(blob);
   seg.urls.push(url);
   return new Promise((resolve, reject) => {
     img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`${img.alt}: the browser could not decode the image`));
+    img.onerror = () => reject(new Error(`${img.alt}: the browser could not show the image`));
     img.src = url;
   });
 }
 
-function pixelsOf(img) {
-  const c = document.createElement('canvas');
-  c.width = img.naturalWidth; c.height = img.naturalHeight;
-  const ctx = c.getContext('2d', { willReadFrequently: true });
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(img, 0, 0);
-  return ctx.getImageData(0, 0, c.width, c.height).data;
-}
-
-/** Mask colours → class ids (the nearest /schema colour; offPalette counts the pixels that are
- * not one of them exactly, give or take rounding). */
-function labelsFromMask(img) {
-  const px = pixelsOf(img), n = px.length / 4, labels = new Uint8Array(n);
-  let offPalette = 0, offExample = null;
-  for (let i = 0; i < n; i++) {
-    const r = px[4 * i], g = px[4 * i + 1], b = px[4 * i + 2];
-    let best = 0, bd = Infinity;
-    for (const k of classes()) {
-      const d = (r - k.rgb[0]) ** 2 + (g - k.rgb[1]) ** 2 + (b - k.rgb[2]) ** 2;
-      if (d < bd) { bd = d; best = k.id; }
-    }
-    labels[i] = best;
-    if (bd > 12) { offPalette++; offExample = offExample || `rgb(${r},${g},${b})`; }
-  }
-  return { labels, offPalette, offExample };
-}
-
-function renderLegend(counts, fromServer) {
-  $('#seg-legend').innerHTML = classes().map((k) => {
-    const c = counts[k.id];
-    return `<li data-class="${k.id}">
+function renderLegend(counts) {
+  const f = fractions(counts);
+  $('#seg-legend').innerHTML = classes().map((k) => `<li data-class="${k.id}">
       <span class="swatch-box" style="background:${rgbCss(k.rgb)}" aria-hidden="true"></span>
       <span class="cl-name">${esc(k.name)}</span>
-      <span class="cl-bar" aria-hidden="true"><span style="width:${(c.fraction * 100).toFixed(2)}%;background:${rgbCss(k.rgb)}"></span></span>
-      <span class="cl-pct">${fmtPct(c.fraction)}</span>
-      <span class="cl-px muted">${c.pixels.toLocaleString()} px</span>
-    </li>`;
-  }).join('') + (fromServer ? '' : '<li class="muted small-text">counted in the browser from the mask</li>');
+      <span class="cl-bar" aria-hidden="true"><span style="width:${(f[k.id].fraction * 100).toFixed(2)}%;background:${rgbCss(k.rgb)}"></span></span>
+      <span class="cl-pct">${fmtPct(f[k.id].fraction)}</span>
+      <span class="cl-px muted">${f[k.id].pixels.toLocaleString()} px</span>
+    </li>`).join('');
 }
 
-/** Segments blob; resolves to { counts, fromServer, offPalette, offExample, info, model } (the
- * self-test checks them) and shows the result, or shows the error and rejects. */
+/** The previous result stays visible but greyed out and labelled, or goes when there is none. */
+function markStale(name) {
+  const result = $('#seg-result');
+  if (result.hidden) return;
+  result.classList.add('stale');
+  const note = $('#seg-stale');
+  note.hidden = false;
+  note.textContent = `Previous result (${seg.shown}), not ${name}.`;
+}
+
+function failed(name, msg) {
+  showError($('#seg-error'), msg);
+  setStatus('');
+  markStale(name);
+}
+
+/** Segments blob; resolves to { counts, offPalette, offExample, model, width, height } (the
+ * self-test checks them) and shows the result, or shows the error and rejects. A call while
+ * another runs waits for it. */
 export async function segmentBlob(blob, name = 'image') {
-  const err = $('#seg-error'), dz = $('#dropzone');
-  showError(err, '');
-  if (!(await isPng(blob))) {
-    const msg = `${name} is not a PNG file: the service segments PNG images only.`;
-    showError(err, msg);
-    toast(msg, 'error', 'seg-err');
-    throw new Error(msg);
+  const head = new Uint8Array(await blob.slice(0, 24).arrayBuffer());
+  const problem = uploadProblem({ name, size: blob.size, head }, store.schema.limits);
+  if (problem) {
+    failed(name, problem);
+    throw new Error(problem);
   }
-  if (seg.busy) throw new Error('a segmentation is already running');
+  if (seg.busy) {
+    const turn = new Promise((resolve) => seg.queue.push(resolve));
+    setStatus(`Busy with ${seg.busyName}: ${name} is next${seg.queue.length > 1 ? ` (${seg.queue.length} waiting)` : ''}.`);
+    await turn;
+  }
   seg.busy = true;
+  seg.busyName = name;
+  const dz = $('#dropzone');
   dz.classList.add('busy'); dz.setAttribute('aria-busy', 'true');
-  $('.dz-title').textContent = `Segmenting ${name}…`;
-  toast(`Segmenting ${name}…`, 'info', 'seg');
+  setStatus(`Segmenting ${name}…`);
   const t0 = performance.now();
   try {
+    const res = await api.segment(blob);
+    const model = res.headers.get('X-Model') || '';
+    const inferMs = Number(res.headers.get('X-Inference-Ms'));
+    const maskBlob = await res.blob();
+    const [input, mask] = await Promise.all([rgbaOf(blob), rgbaOf(maskBlob)]);
+    if (mask.w !== input.w || mask.h !== input.h) throw new Error(`the mask is ${mask.w}×${mask.h} but the input is ${input.w}×${input.h}`);
+    const lm = labelsFromRgba(mask.rgba, classes());
+    const gray = grayFromRgba(input.rgba);
+    const overlay = await rgbaToBlob(overlayRgba(gray, lm.labels, classes()), input.w, input.h);
     for (const u of seg.urls) URL.revokeObjectURL(u);
     seg.urls = [];
-    const [maskRes, overlayRes, infoRes] = await Promise.allSettled([
-      api.segmentMask(blob), api.segmentOverlay(blob), api.segmentInfo(blob, classes().length),
-    ]);
-    if (maskRes.status === 'rejected') throw maskRes.reason;
-    const model = maskRes.value.headers.get('X-Model');
-    $('#seg-result').hidden = false;
-    const imgs = [loadImg($('#seg-input'), blob), loadImg($('#seg-mask'), await maskRes.value.blob())];
-    if (overlayRes.status === 'fulfilled') imgs.push(loadImg($('#seg-overlay'), overlayRes.value));
-    else { $('#seg-overlay').removeAttribute('src'); reportError(overlayRes.reason, 'Overlay'); }
-    await Promise.all(imgs);
-    const input = $('#seg-input'), mask = $('#seg-mask');
-    seg.w = input.naturalWidth; seg.h = input.naturalHeight;
+    await Promise.all([showImg($('#seg-input'), blob), showImg($('#seg-mask'), maskBlob), showImg($('#seg-overlay'), overlay)]);
+    Object.assign(seg, { labels: lm.labels, gray, w: input.w, h: input.h, shown: name });
     for (const img of document.querySelectorAll('.seg-images img')) {
       img.width = seg.w; img.height = seg.h;
       img.classList.toggle('pixelated', seg.w < 512);
     }
-    if (mask.naturalWidth !== seg.w || mask.naturalHeight !== seg.h)
-      throw new Error(`the mask is ${mask.naturalWidth}×${mask.naturalHeight} but the input is ${seg.w}×${seg.h}`);
-    const lm = labelsFromMask(mask);
-    seg.labels = lm.labels;
-    const px = pixelsOf(input);
-    seg.gray = new Uint8Array(seg.w * seg.h);
-    for (let i = 0; i < seg.gray.length; i++) seg.gray[i] = Math.round(0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2]);
-    const info = infoRes.status === 'fulfilled' ? infoRes.value : null;
-    let counts;
-    if (info) counts = info.classes.map((c) => ({ pixels: c.pixels, fraction: c.fraction }));
-    else {
-      reportError(infoRes.reason, 'Class statistics (counted in the browser instead)');
-      const pixels = new Array(classes().length).fill(0);
-      for (const l of seg.labels) pixels[l]++;
-      counts = pixels.map((p) => ({ pixels: p, fraction: p / seg.labels.length }));
-    }
-    renderLegend(counts, !!info);
-    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, model || info ? `model ${model || info.model}` : '',
-      info ? `${fmtNum(info.timing.inference_ms, 3)} ms inference` : '', `${Math.round(performance.now() - t0)} ms round trip`].filter(Boolean).join(' · ');
-    dropToast('seg');
-    const top = classes().filter((k) => k.id !== 0 && counts[k.id].fraction > 0).sort((a, b) => counts[b.id].fraction - counts[a.id].fraction);
-    toast(`Segmented ${name}: ${top.slice(0, 2).map((k) => `${fmtPct(counts[k.id].fraction, 0)} ${k.name}`).join(', ') || 'mostly background'}.`, 'ok', 'seg-done');
-    return { counts, fromServer: !!info, offPalette: lm.offPalette, offExample: lm.offExample, info, model };
+    renderLegend(lm.counts);
+    const result = $('#seg-result');
+    result.hidden = false;
+    result.classList.remove('stale');
+    $('#seg-stale').hidden = true;
+    showError($('#seg-error'), '');
+    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, model ? `model ${model}` : '',
+      Number.isFinite(inferMs) && inferMs > 0 ? `${fmtNum(inferMs, 3)} ms inference` : '', `${Math.round(performance.now() - t0)} ms round trip`].filter(Boolean).join(' · ');
+    $('#seg-name').textContent = name;
+    setStatus(`Segmented ${name}: ${summary(lm.counts, classes())}.`);
+    return { counts: lm.counts, offPalette: lm.offPalette, offExample: lm.offExample, model, width: seg.w, height: seg.h };
   } catch (e) {
-    dropToast('seg');
-    showError(err, reportError(e, `Segmenting ${name}`, 'seg-err'));
+    failed(name, reportError(e, '', { inline: true, ctx: { name, size: blob.size } }));
     throw e;
   } finally {
     seg.busy = false;
     dz.classList.remove('busy'); dz.removeAttribute('aria-busy');
-    $('.dz-title').innerHTML = 'Drop a PNG here, or <span class="linkish">choose a file</span>';
+    seg.queue.shift()?.();
   }
 }
 
@@ -157,24 +155,26 @@ function initProbe() {
 
 export function initSegment() {
   const dz = $('#dropzone'), input = $('#file-input');
-  const open = () => { if (!seg.busy) input.click(); };
-  const take = (file) => {
+  const lim = store.schema.limits;
+  $('#seg-limits').textContent = `up to ${lim.max_pixels.toLocaleString('en-US')} pixels and ${fmtBytes(lim.max_body)}`;
+  const take = (file, name = file?.name || 'pasted image') => {
     if (!file) return;
-    segmentBlob(file, file.name || 'pasted image').catch(() => { /* shown in the card and as a toast */ });
+    showError($('#seg-error'), '');
+    segmentBlob(file, name).catch(() => { /* shown in the card */ });
   };
-  dz.addEventListener('click', open);
+  dz.addEventListener('click', () => input.click());
   dz.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); }
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); }
   });
-  input.addEventListener('change', () => { take(input.files[0]); input.value = ''; });
+  input.addEventListener('change', () => { for (const f of input.files) take(f); input.value = ''; });
   dz.addEventListener('dragenter', (e) => { e.preventDefault(); dz.classList.add('over'); });
   dz.addEventListener('dragover', (e) => { e.preventDefault(); e.dataTransfer.dropEffect = 'copy'; dz.classList.add('over'); });
   dz.addEventListener('dragleave', (e) => { if (!dz.contains(e.relatedTarget)) dz.classList.remove('over'); });
   dz.addEventListener('drop', (e) => {
     e.preventDefault(); dz.classList.remove('over');
-    const f = [...(e.dataTransfer?.files ?? [])][0];
-    if (!f) { showError($('#seg-error'), 'Nothing to segment: drop a PNG file.'); return; }
-    take(f);
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (!files.length) { showError($('#seg-error'), 'Nothing to segment: drop a PNG file.'); return; }
+    for (const f of files) take(f);
   });
   // A drop that misses the zone must not navigate away from the dashboard.
   window.addEventListener('dragover', (e) => e.preventDefault());
@@ -183,6 +183,18 @@ export function initSegment() {
     if (e.target.closest?.('input, textarea, select')) return;
     const f = [...(e.clipboardData?.files ?? [])].find((x) => x.type === 'image/png');
     if (f) take(f);
+  });
+  // the bundled samples (copies of examples/, tests/web/samples.test.mjs keeps them equal)
+  $('#seg-samples').addEventListener('click', async (e) => {
+    const b = e.target.closest('button[data-sample]');
+    if (!b) return;
+    try {
+      const r = await fetch(b.dataset.sample, { cache: 'force-cache' });
+      if (!r.ok) throw new Error(`the sample ${b.dataset.sample} is missing (HTTP ${r.status})`);
+      take(await r.blob(), b.dataset.name);
+    } catch (ex) {
+      showError($('#seg-error'), reportError(ex, 'Loading the sample', { inline: true }));
+    }
   });
   initProbe();
 }

@@ -1,5 +1,5 @@
 // node --test: the strict readers of static/js/schema.mjs. The fixtures are what server/ sends
-// (jobs.c, models.c, datasets.c, segment.c, health.c, GET /schema); each reader must take them
+// (job_view.c, models.c, datasets.c, GET /schema); each reader must take them
 // as they are and refuse a missing field, a wrong type and the old aliases (status, job_id,
 // created_at, miou) that the former "tolerant readers" accepted.
 import test from 'node:test';
@@ -41,11 +41,6 @@ const MODEL = {
   config: { depth: 4, base: 16, classes: 5, dropout: 0.1 }, metrics: { val_miou: 0.52, pixel_acc: 0.9, epoch: 20 }, meta: { source: 'train' },
 };
 const DATASET = { id: 'sample', name: 'sample', samples: 512, height: 64, width: 128, bytes: 8400000, created: 1718000000, builtin: true };
-const SEGMENT = {
-  width: 128, height: 64, pixels: 8192, model: 'default',
-  classes: SCHEMA.classes.map((c, i) => ({ ...c, pixels: i ? 1000 : 4192, fraction: i ? 1000 / 8192 : 4192 / 8192 })),
-  timing: { decode_ms: 0.2, inference_ms: 8.1, total_ms: 9 },
-};
 
 test('GET /schema: classes as [r,g,b] in id order, config rows, limits, auth', () => {
   const s = read.readSchema(clone(SCHEMA));
@@ -136,28 +131,22 @@ test('GET /models: metrics may lack a value; the job is there only for trained m
   rejects(() => read.readModelList({ models: [] }), /GET \/models\.active: missing/);
 });
 
-test('datasets, readiness', () => {
+test('datasets; GET /models/active: the serving model or null', () => {
   const d = read.readDatasetList({ datasets: [clone(DATASET)] }).datasets[0];
   assert.equal(d.samples, 512);
   assert.equal(d.builtin, true);
   rejects(() => read.readDataset({ ...without(DATASET, 'samples'), n: 512 }), /dataset\.samples: missing/);
   rejects(() => read.readDataset({ ...DATASET, bytes: '8 MB' }), /dataset\.bytes: expected an integer >= 0, got string/);
-  assert.deepEqual(read.readReady({ ready: true, model: 'default' }), { ready: true, model: 'default' });
-  rejects(() => read.readReady({ ready: true }), /GET \/readyz\.model: missing/);
-});
-
-test('POST /segment?format=json: one entry per class, timing', () => {
-  const s = read.readSegmentInfo(clone(SEGMENT), 5);
-  assert.deepEqual(s.classes[4].rgb, [70, 130, 230]);
-  assert.equal(s.timing.inference_ms, 8.1);
-  rejects(() => read.readSegmentInfo(clone(SEGMENT), 6), /classes: expected 6 entries, got 5/);
-  rejects(() => read.readSegmentInfo({ ...SEGMENT, ms: 8, timing: undefined }, 5), /timing: expected an object, got undefined/);
+  assert.equal(read.readActiveModel(clone(MODEL)).miou, 0.52);
+  assert.equal(read.readActiveModel({ id: null }), null);
+  rejects(() => read.readActiveModel({ id: "default" }), /GET \/models\/active\.metrics: missing/);
+  rejects(() => read.readActiveModel({}), /GET \/models\/active\.id: missing/);
 });
 
 test('SchemaError names where', () => {
-  try { read.readReady({ model: 'x' }, 'GET /readyz'); assert.fail('no error'); } catch (e) {
+  try { read.readDataset({ id: 'x' }, 'GET /datasets/x'); assert.fail('no error'); } catch (e) {
     assert.equal(e.name, 'SchemaError');
-    assert.equal(e.at, 'GET /readyz.ready');
-    assert.equal(e.message, 'GET /readyz.ready: missing');
+    assert.equal(e.at, 'GET /datasets/x.name');
+    assert.equal(e.message, 'GET /datasets/x.name: missing');
   }
 });
