@@ -29,6 +29,9 @@ typedef struct {
     png_bytep *rows;
 } mk_ctx;
 
+/* Zeroed room for w*h pixels of ch samples each (free it). */
+static inline uint16_t *samples_alloc(int w, int h, int ch) { return calloc((size_t)w * h * ch, sizeof(uint16_t)); }
+
 static inline int channels_of(int color) {
     switch (color) {
     case PNG_COLOR_TYPE_GRAY: return 1;

@@ -577,4 +577,18 @@ SU_FN int make_static(void) {
     return symlink(target, p);
 }
 
+/* The fixtures of the functional server tests (test_server, _api, _refusals), each made under a
+ * CHECK: in g_tmp the model model.npz (depth 2, base 4), the dataset tiny.npz that srv_start
+ * serves, and static/ when with_static. model and data (PATH_MAX each) get the model's path and
+ * the data directory's. */
+SU_FN void su_fixtures(char *model, char *data, int with_static) {
+    char dataset[PATH_MAX];
+    path_in_tmp(model, PATH_MAX, "model.npz");
+    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
+    path_in_tmp(data, PATH_MAX, "data");
+    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
+    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
+    if (with_static) CHECK(make_static() == 0, "static fixture");
+}
+
 #endif

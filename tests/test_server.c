@@ -1,6 +1,6 @@
 /* Integration test of `marsseg serve`, the stateful part: the real binary on an ephemeral port
- * with a temp data dir, driven over HTTP with libcurl (tests/test_server_api.c covers every
- * route's answers and refusals on a server without jobs).
+ * with a temp data dir, driven over HTTP with libcurl (tests/test_server_api.c and
+ * tests/test_server_refusals.c cover every route's answers and refusals on a server without jobs).
  *
  * Covers: dataset upload (raw and multipart, streamed) and validation; a tiny training job to
  * success with its curves polled incrementally while /segment runs concurrently; cancelling a
@@ -391,13 +391,8 @@ static void test_interrupted(const char *data_dir, const char *model) {
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "test-server")) return 1;
-    char model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
-    CHECK(make_static() == 0, "static fixture");
+    char model[PATH_MAX], data[PATH_MAX];
+    su_fixtures(model, data, 1);
 
     struct srv s;
     if (srv_start(&s, data, model, NULL, NULL) == 0) {
