@@ -240,7 +240,7 @@ MPI_BUILD := build-mpi
 mpi mpi-build:
 	@command -v mpicc >/dev/null || { echo "make MPI=1 needs Open MPI: apt-get install openmpi-bin libopenmpi-dev" >&2; exit 1; }
 	@$(MAKE) --no-print-directory MPI=1 SAN=0 BUILD=$(MPI_BUILD) $(MPI_BUILD)/marsseg $(MPI_BUILD)/tests/mpi_dist
-$(BUILD)/tests/test_mpi: CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"' -DMS_MPI_BUILD='"$(abspath $(MPI_BUILD))"' -DMS_PLAIN_BIN='"$(abspath $(BIN))"'
+$(BUILD)/tests/test_mpi: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"' -DMS_MPI_BUILD='"$(abspath $(MPI_BUILD))"' -DMS_PLAIN_BIN='"$(abspath $(BIN))"'
 $(BUILD)/tests/test_mpi: $(BIN)
 test: $(if $(shell command -v mpicc),mpi-build,)
 # the gradient all-reduce against the step time; 2 ranks x 1 thread against 1 rank x 2 threads
