@@ -4,6 +4,13 @@
 #   docker run -d --name marsseg -p 8080:8080 -v marsseg:/data --stop-timeout 60 marsseg-server
 #   docker run --rm marsseg-server --help            # any subcommand: train, eval, segment, ...
 #
+# Data-parallel training (README, "Data-parallel training"): the variant built with
+# --build-arg MARSSEG_MPI=1 ships the MPI build of the binary (the same service otherwise) and
+# Open MPI's mpirun (plus ssh for other hosts):
+#   docker build --build-arg MARSSEG_MPI=1 -t marsseg-server:mpi .
+#   docker run --rm --shm-size=512m --entrypoint mpirun marsseg-server:mpi -np 2 \
+#     marsseg train --data /opt/marsseg/datasets/sample.npz --epochs 2 --out runs/r1
+#
 # Configuration: the binary's own environment variables (marsseg serve --help), e.g.
 # -e MARSSEG_TOKEN=secret. Jobs, uploaded datasets, trained models and the active-model choice
 # live in /data: keep it on a volume. On `docker stop` (SIGTERM) the service stops accepting,
@@ -25,22 +32,32 @@ RUN bash tools/deps.sh && rm -rf /var/lib/apt/lists/*
 COPY Makefile ./
 COPY include include
 COPY core core
+COPY cli cli
 COPY server server
 # The Makefile compiles for x86-64-v3 (AVX2/FMA), so the image needs such a CPU. For older ones:
 #   docker build --build-arg MARSSEG_OPT="-O2 -march=x86-64" -t marsseg-server .
 # (Not named OPT: a build arg is an environment variable, and an empty OPT in the environment
 # would override the Makefile's `OPT ?=` and build without optimisation.)
 ARG MARSSEG_OPT
-RUN make -j"$(nproc)" build/marsseg ${MARSSEG_OPT:+"OPT=$MARSSEG_OPT"} && ./build/marsseg --help >/dev/null
+# MARSSEG_MPI=1: the binary is the MPI build (make MPI=1, build-mpi/; deps.sh installed Open MPI)
+ARG MARSSEG_MPI=0
+RUN make -j"$(nproc)" build/marsseg ${MARSSEG_OPT:+"OPT=$MARSSEG_OPT"} && ./build/marsseg --help >/dev/null \
+ && if [ "$MARSSEG_MPI" = 1 ]; then \
+      make -j"$(nproc)" MPI=1 build-mpi/marsseg ${MARSSEG_OPT:+"OPT=$MARSSEG_OPT"} && cp build-mpi/marsseg build/marsseg \
+      && ./build/marsseg --help >/dev/null; \
+    fi
 
 # ---------------------------------------------------------------- runtime stage
 FROM debian:bookworm-slim
 # Only the shared libraries the binary links (ldd build/marsseg): the OpenMP build of OpenBLAS
 # (found through the binary's rpath, /usr/lib/x86_64-linux-gnu/openblas-openmp), libgomp, libpng,
-# zlib, cJSON, libmicrohttpd.
+# zlib, cJSON, libmicrohttpd; with MARSSEG_MPI=1 also Open MPI (libmpi, mpirun) and the ssh client
+# its launcher uses to reach other hosts.
+ARG MARSSEG_MPI=0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libopenblas0-openmp libgomp1 libpng16-16 zlib1g libcjson1 libmicrohttpd12 \
+      $(if [ "$MARSSEG_MPI" = 1 ]; then echo libopenmpi3 openmpi-bin openssh-client; fi) \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 marsseg \
  && useradd --uid 10001 --gid marsseg --home-dir /data --no-create-home \
@@ -60,7 +77,10 @@ ENV MARSSEG_HOST=0.0.0.0 \
     MARSSEG_DATA_DIR=/data \
     MARSSEG_MODEL=/opt/marsseg/models/default.npz \
     MARSSEG_DATASET=/opt/marsseg/datasets/sample.npz \
-    MARSSEG_STATIC_DIR=/opt/marsseg/static
+    MARSSEG_STATIC_DIR=/opt/marsseg/static \
+    OMPI_MCA_btl_vader_single_copy_mechanism=none
+# (Open MPI: a container may not ptrace its peers, which shared memory's single-copy transfer
+# needs; without it the ranks copy through /dev/shm: give it room with --shm-size.)
 
 # A new named volume starts as a copy of the image's /data, so it is owned by marsseg.
 VOLUME /data

@@ -16,7 +16,10 @@ endif
 endif
 
 SAN      ?= 0
-BUILD    ?= build$(if $(filter 1,$(SAN)),-san,)
+# MPI=1: the same sources with mpicc and -DMS_MPI into build-mpi/ (data-parallel `train` under
+# mpirun; see the MPI block below). The plain build never sees MPI.
+MPI      ?= 0
+BUILD    ?= build$(if $(filter 1,$(MPI)),-mpi,)$(if $(filter 1,$(SAN)),-san,)
 CC       ?= cc
 PKGS     := libpng zlib libcjson libmicrohttpd
 # OpenBLAS built for OpenMP: one thread pool shared with our own OpenMP loops (the pthread build
@@ -36,6 +39,10 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wmissing-pro
             -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  := -fopenmp $(SANFLAGS)
+ifeq ($(MPI),1)
+CC       := mpicc
+CFLAGS   += -DMS_MPI
+endif
 
 CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -105,6 +112,8 @@ fixtures:
 # runs) and its integration tests (libcurl, only there).
 SERVER_SRC := $(wildcard cli/*.c server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# the server sees only the public headers of include/: core/ stays private to the core
+$(SERVER_OBJ): CFLAGS := $(filter-out -Icore,$(CFLAGS))
 BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
@@ -121,8 +130,13 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h
+# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
+# tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
+$(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
+$(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
+$(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h
+$(BUILD)/tests/test_layers: tests/unet_ref.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
@@ -130,6 +144,10 @@ $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 
 # test_docs reads README.md and the sources of this tree
 $(BUILD)/tests/test_docs: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"'
+
+$(BUILD)/tests/test_dashboard_ux: tests/test_dashboard_ux.c tests/testutil.h $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS)
 
 $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
@@ -139,13 +157,13 @@ run: $(BIN)
 	./$(BIN) serve
 
 clean:
-	rm -rf build build-san build-tsan
+	rm -rf build build-san build-tsan build-mpi
 
 # ---- reliability (issue 8), besides fuzzing below. All four tests are part of `make test`.
 # ThreadSanitizer: the server (core included) built with -fsanitize=thread -O1 into $(BUILD)-tsan;
 # tests/test_server_tsan (an ordinary build) drives it with concurrent /segment, jobs, model
 # switches and uploads, TSAN_OPTIONS=halt_on_error=1 (suppressions: tests/tsan.supp).
-# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 1000 mixed
+# valgrind: tests/test_server_valgrind runs the normal server under memcheck for 480 mixed
 # requests (suppressions: tests/valgrind.supp). Load: tests/test_server_load (wrk, LOAD_S
 # seconds, default 60). Crash consistency: tests/test_server_crash (CRASH_ITERS, CRASH_SEED).
 TSAN_BUILD := $(BUILD)-tsan
@@ -217,3 +235,23 @@ fuzz:
 
 # The replay test #includes the harnesses, server/multipart.c and server/jobreq.c.
 $(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h server/jobreq.c server/jobreq.h
+
+# ---- MPI (issue 16): data-parallel training. `make MPI=1` (or `make mpi`) builds build-mpi/marsseg
+# with mpicc (Open MPI, from tools/deps.sh); `mpirun -np N build-mpi/marsseg train ...` trains one
+# model across N processes. `make test` builds it too and tests/test_mpi runs it under mpirun
+# (and tests/mpi_dist.c, an MPI program over the core: the dist layer, sync BatchNorm, split Dice).
+MPI_BUILD := build-mpi
+.PHONY: mpi mpi-build bench-mpi
+mpi mpi-build:
+	@command -v mpicc >/dev/null || { echo "make MPI=1 needs Open MPI: apt-get install openmpi-bin libopenmpi-dev" >&2; exit 1; }
+	@$(MAKE) --no-print-directory MPI=1 SAN=0 BUILD=$(MPI_BUILD) $(MPI_BUILD)/marsseg $(MPI_BUILD)/tests/mpi_dist
+$(BUILD)/tests/test_mpi: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"' -DMS_MPI_BUILD='"$(abspath $(MPI_BUILD))"' -DMS_PLAIN_BIN='"$(abspath $(BIN))"'
+$(BUILD)/tests/test_mpi: $(BIN)
+test: $(if $(shell command -v mpicc),mpi-build,)
+# the gradient all-reduce against the step time; 2 ranks x 1 thread against 1 rank x 2 threads
+$(BUILD)/bench_mpi: bench/bench_mpi.c $(LIB)
+	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+bench-mpi:
+	@$(MAKE) --no-print-directory MPI=1 SAN=0 BUILD=$(MPI_BUILD) $(MPI_BUILD)/bench_mpi
+	bash bench/mpi.sh $(MPI_BUILD)/bench_mpi
+bench: bench-mpi

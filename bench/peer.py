@@ -25,6 +25,19 @@ steps = int(os.environ.get("PEER_STEPS", "5"))  # medians of per-step times, lik
 # sequence runs PEER_RUNS times and each figure is PyTorch's best, so a ratio never rests on
 # one slow peer run
 runs = int(os.environ.get("PEER_RUNS", "2"))
+
+
+def median_s(call, n):
+    """One warm-up call, then the median of n timed calls, in seconds."""
+    call()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
        "runs": runs}
 for base in [32, 16] * runs:
@@ -47,21 +60,8 @@ for base in [32, 16] * runs:
     train = B / statistics.median(steps_s)
     model.eval()
     with torch.no_grad():
-        x1 = x[:1]
-        model(x1)
-        b1 = []
-        for _ in range(40):
-            t0 = time.perf_counter()
-            model(x1)
-            b1.append(time.perf_counter() - t0)
-        b1 = statistics.median(b1)
-        model(x)
-        b32 = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            model(x)
-            b32.append(time.perf_counter() - t0)
-        b32 = B / statistics.median(b32)
+        b1 = median_s(lambda: model(x[:1]), 40)
+        b32 = B / median_s(lambda: model(x), 5)
     key, new = "F%d" % base, {"train_img_s": train, "infer_b1_ms": b1 * 1e3, "infer_b32_img_s": b32}
     old = out.get(key)
     if old:

@@ -7,12 +7,9 @@
 set -euo pipefail
 bin=${1:-build/marsseg}
 n=${2:-200}
-tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-"$bin" serve --port 0 --port-file "$tmp/port" --data-dir "$tmp/data" 2>"$tmp/log" &
-pid=$!
-for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-url="http://127.0.0.1:$(cat "$tmp/port")"
+source "$(dirname "$0")/serve.sh"
+start_server "$bin"
+url=$base
 
 measure() { # label
   for _ in $(seq "$n"); do

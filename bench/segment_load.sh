@@ -12,12 +12,9 @@ bin=${1:-build/marsseg}
 secs=${2:-30}
 model_ms=${3:-}
 command -v wrk >/dev/null || { echo "segment_load: wrk is missing (apt-get install wrk)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-"$bin" serve --port 0 --port-file "$tmp/port" --data-dir "$tmp/data" 2>"$tmp/log" &
-pid=$!
-for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-url="http://127.0.0.1:$(cat "$tmp/port")/segment"
+source "$(dirname "$0")/serve.sh"
+start_server "$bin"
+url=$base/segment
 export SEGMENT_TILE=examples/tile1.png
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" "$tmp/out"; }

@@ -1,8 +1,11 @@
 /* `marsseg train`: train a model from a config file and/or flags into a run directory, with a
- * progress bar on a terminal (plain lines otherwise); `--resume DIR` continues a run. */
+ * progress bar on a terminal (plain lines otherwise); `--resume DIR` continues a run.
+ * Under mpirun (the MPI build, make MPI=1) every process is one rank of a data-parallel run:
+ * rank 0 reports and writes the files, the others print nothing unless they fail on their own. */
 #include "cli.h"
 #include "commands.h"
 #include "marsseg.h"
+#include "marsseg_dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -43,11 +46,12 @@ static void metavar(const char *flag, char *out, size_t cap) {
 
 static void usage(const cJSON *schema) {
     fputs("usage: marsseg train [--config FILE.json] [--data FILE.npz] [options] --out DIR\n"
-          "       marsseg train --resume DIR\n\n"
+          "       marsseg train --resume DIR\n"
+          "       mpirun -np N build-mpi/marsseg train ...   (data-parallel, the MPI build)\n\n"
           "Trains the U-Net; writes DIR/checkpoint.npz after every epoch, DIR/best.npz (best val mIoU)\n"
-          "and DIR/model.npz at the end. Ctrl-C writes a checkpoint and stops; --resume continues\n"
-          "exactly where it stopped. Flags override the config file; the file uses the same names\n"
-          "(see README, \"Training config\").\n\noptions:\n",
+          "and DIR/model.npz at the end. Ctrl-C (SIGINT, SIGTERM; SIGUSR1 too, which mpirun forwards)\n"
+          "writes a checkpoint and stops; --resume continues exactly where it stopped. Flags override\n"
+          "the config file; the file uses the same names (see README, \"Training config\").\n\noptions:\n",
           stdout);
     char left[64], mv[32];
     for (size_t i = 0; i < NOWN; i++) {
@@ -131,10 +135,15 @@ static int set_override(cJSON *overrides, const char *name, cJSON *v) {
 
 static volatile sig_atomic_t interrupted;
 static ms_trainer *running;
+static char signal_note[96]; /* under mpirun: each rank says that it got the signal */
 static void on_signal(int sig) {
     (void)sig;
     interrupted++;
     if (running) ms_trainer_pause(running); /* async-signal-safe: an atomic store */
+    if (signal_note[0]) {
+        const ssize_t w = write(2, signal_note, strlen(signal_note)); /* async-signal-safe */
+        (void)w;
+    }
 }
 
 static void on_batch(void *u, const ms_progress *p) {
@@ -226,7 +235,21 @@ static int parse_args(int argc, char **argv, ms_train_config *cfg, train_args *a
     return rc;
 }
 
+static int train(int argc, char **argv);
+
 int cmd_train(int argc, char **argv) {
+    ms_status st = ms_dist_init();
+    if (st) {
+        fprintf(stderr, "marsseg train: %s\n", ms_last_error());
+        return 2;
+    }
+    const int rc = train(argc, argv);
+    ms_dist_finalize();
+    return rc;
+}
+
+static int train(int argc, char **argv) {
+    const int rank = ms_dist_rank(), nranks = ms_dist_size();
     ms_train_config cfg;
     ms_train_config_default(&cfg);
     train_args args = {0};
@@ -240,6 +263,7 @@ int cmd_train(int argc, char **argv) {
     cli_progress v;
     cli_progress_init(&v, quiet);
     ms_train_callbacks cb = {&v, on_batch, on_epoch, on_log};
+    if (rank != 0) cb = (ms_train_callbacks){0}; /* rank 0 reports for the run */
     ms_trainer *t = NULL;
     ms_status st;
     const char *dir = resume ? resume : out;
@@ -255,31 +279,44 @@ int cmd_train(int argc, char **argv) {
         char ck[1100];
         struct stat sb;
         snprintf(ck, sizeof ck, "%s/checkpoint.npz", out);
-        if (stat(ck, &sb) == 0)
-            return fprintf(stderr, "marsseg train: %s already holds a run: continue it with --resume %s, or choose another --out\n", out, out), 2;
+        /* under mpirun every rank asks, and all stop if any finds a run: none may go on alone */
+        int64_t found = stat(ck, &sb) == 0;
+        ms_dist_sum_i64(&found, 1);
+        if (found) {
+            if (rank == 0)
+                fprintf(stderr, "marsseg train: %s already holds a run: continue it with --resume %s, or choose another --out\n", out, out);
+            return 2;
+        }
         st = ms_trainer_create(&t, &cfg, out, &cb);
     }
     if (st) {
-        fprintf(stderr, "marsseg train: %s\n", ms_last_error());
+        if (rank == 0) fprintf(stderr, "marsseg train: %s\n", ms_last_error()); /* a rank's failure reaches rank 0 */
         return 1;
     }
     running = t;
+    if (nranks > 1)
+        snprintf(signal_note, sizeof signal_note, "marsseg train: rank %d of %d: signal received, stopping at the next batch\n", rank,
+                 nranks);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards SIGUSR1 to every rank without killing them */
     st = ms_trainer_run(t);
     running = NULL;
     if (v.tty && !quiet) fprintf(stderr, "\r\033[K");
     int rc = 0;
     if (st == MS_ERR_CANCELLED) {
-        fprintf(stderr, "marsseg train: stopped; continue with: marsseg train --resume %s\n", dir);
+        if (rank == 0 && nranks > 1)
+            fprintf(stderr, "marsseg train: stopped; continue with: mpirun -np N marsseg train --resume %s\n", dir);
+        else if (rank == 0)
+            fprintf(stderr, "marsseg train: stopped; continue with: marsseg train --resume %s\n", dir);
         rc = 130;
     } else if (st) {
-        fprintf(stderr, "marsseg train: failed: %s\n", ms_last_error());
+        if (rank == 0) fprintf(stderr, "marsseg train: failed: %s\n", ms_last_error());
         rc = 1;
-    } else {
+    } else if (rank == 0) {
         const ms_epoch_stats *c;
         int n = ms_trainer_curves(t, &c);
         double best = -1;

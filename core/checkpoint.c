@@ -2,6 +2,7 @@
  * (cJSON prints doubles with 17 significant digits when needed; 64-bit RNG words as hex). */
 #include "checkpoint.h"
 
+#include "marsseg_curves.h"
 #include "marsseg_npz.h"
 #include "unet.h"
 #include "util.h"
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static cJSON *num(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
 static void add_rng(cJSON *o, const char *name, const ms_rng *r) {
     char buf[80];
@@ -28,34 +27,26 @@ static char *state_json(const ms_checkpoint_state *s, const ms_epoch_stats *curv
     cJSON_AddNumberToObject(o, "batch_in_epoch", s->batch_in_epoch);
     cJSON_AddNumberToObject(o, "step", (double)s->step);
     cJSON_AddNumberToObject(o, "lr", s->lr);
-    cJSON_AddItemToObject(o, "best_miou", num(s->best_miou));
-    cJSON_AddItemToObject(o, "plateau_best", num(s->plateau_best));
+    cJSON_AddItemToObject(o, "best_miou", ms_json_number(s->best_miou));
+    cJSON_AddItemToObject(o, "plateau_best", ms_json_number(s->plateau_best));
     cJSON_AddNumberToObject(o, "best_epoch", s->best_epoch);
     cJSON_AddNumberToObject(o, "bad_epochs", s->bad_epochs);
     cJSON_AddNumberToObject(o, "plateau_wait", s->plateau_wait);
     add_rng(o, "order_rng", &s->order_rng);
     add_rng(o, "aug_rng", &s->aug_rng);
-    cJSON_AddItemToObject(o, "loss_sum", num(s->loss_sum));
+    cJSON_AddItemToObject(o, "loss_sum", ms_json_number(s->loss_sum));
     cJSON_AddNumberToObject(o, "seconds_in_epoch", s->seconds_in_epoch);
     cJSON *cm = cJSON_AddArrayToObject(o, "train_cm");
     for (int i = 0; i < MS_NUM_CLASSES; i++)
         for (int j = 0; j < MS_NUM_CLASSES; j++) cJSON_AddItemToArray(cm, cJSON_CreateNumber((double)s->train_cm.cm[i][j]));
     cJSON *cv = cJSON_AddArrayToObject(o, "curves");
     for (int i = 0; i < ncurves; i++) {
-        const ms_epoch_stats *e = &curves[i];
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddNumberToObject(p, "epoch", e->epoch);
-        cJSON_AddItemToObject(p, "train_loss", num(e->train_loss));
-        cJSON_AddItemToObject(p, "val_loss", num(e->val_loss));
-        cJSON_AddItemToObject(p, "train_miou", num(e->train_miou));
-        cJSON_AddItemToObject(p, "val_miou", num(e->val_miou));
-        cJSON_AddItemToObject(p, "pixel_acc", num(e->pixel_acc));
-        cJSON *iou = cJSON_AddArrayToObject(p, "val_iou");
-        for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, num(e->val_iou[k]));
-        cJSON_AddItemToObject(p, "lr", num(e->lr));
-        cJSON_AddItemToObject(p, "seconds", num(e->seconds));
-        cJSON_AddItemToObject(p, "images_per_s", num(e->images_per_s));
-        cJSON_AddItemToArray(cv, p);
+        cJSON *p = ms_epoch_stats_to_cjson(&curves[i]);
+        if (!p || !cJSON_AddItemToArray(cv, p)) { /* a checkpoint without all its curves is no checkpoint */
+            cJSON_Delete(p);
+            cJSON_Delete(o);
+            return NULL;
+        }
     }
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -116,16 +107,6 @@ static char *read_text(ms_npz *z, const char *path, const char *key, ms_status *
     return txt;
 }
 
-static double jnum(const cJSON *o, const char *k, int *ok) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (cJSON_IsNull(v)) return NAN;
-    if (!cJSON_IsNumber(v)) {
-        *ok = 0;
-        return 0;
-    }
-    return v->valuedouble;
-}
-
 static void jrng(const cJSON *o, const char *k, ms_rng *r, int *ok) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsString(v) || strlen(v->valuestring) != 64) {
@@ -140,6 +121,43 @@ static void jrng(const cJSON *o, const char *k, ms_rng *r, int *ok) {
         r->s[i] = strtoull(part, &end, 16);
         if (*end) *ok = 0;
     }
+}
+
+/* The "curves" array of a state.json object; MS_ERR_FORMAT when malformed. */
+static ms_status curves_read(const cJSON *so, const char *path, ms_epoch_stats **out, int *ncurves) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(so, "curves");
+    const int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    if (n < 0 || n > 100000) return ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);
+    ms_epoch_stats *cv = n > 0 ? calloc((size_t)n, sizeof *cv) : NULL;
+    if (n > 0 && !cv) return ms_fail(MS_ERR_NOMEM, "%s: curves", path);
+    int ok = 1;
+    for (int i = 0; ok && i < n; i++) ok = ms_epoch_stats_from_cjson(cJSON_GetArrayItem(arr, i), &cv[i]);
+    if (!ok) {
+        free(cv);
+        return ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);
+    }
+    *out = cv;
+    *ncurves = n;
+    return MS_OK;
+}
+
+ms_status ms_run_curves(const char *dir, ms_epoch_stats **out, int *n) {
+    char path[1100];
+    *out = NULL;
+    *n = 0;
+    if (snprintf(path, sizeof path, "%s/checkpoint.npz", dir) >= (int)sizeof path)
+        return ms_fail(MS_ERR_ARG, "%s: path too long", dir);
+    ms_npz *z = NULL;
+    ms_status st = ms_npz_open(&z, path);
+    if (st) return st;
+    char *sj = read_text(z, path, "state.json", &st);
+    ms_npz_close(z);
+    if (!sj) return st;
+    cJSON *so = cJSON_Parse(sj);
+    free(sj);
+    st = cJSON_IsObject(so) ? curves_read(so, path, out, n) : ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);
+    cJSON_Delete(so);
+    return st;
 }
 
 static ms_status read_floats(ms_npz *z, const char *key, size_t n, float **out) {
@@ -170,17 +188,17 @@ ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoi
     so = cJSON_Parse(sj);
     int ok = cJSON_IsObject(so);
     if (ok) {
-        s->epoch = (int)jnum(so, "epoch", &ok);
-        s->batch_in_epoch = (int)jnum(so, "batch_in_epoch", &ok);
-        s->step = (int64_t)jnum(so, "step", &ok);
-        s->lr = (float)jnum(so, "lr", &ok);
-        s->best_miou = jnum(so, "best_miou", &ok);
-        s->plateau_best = jnum(so, "plateau_best", &ok);
-        s->best_epoch = (int)jnum(so, "best_epoch", &ok);
-        s->bad_epochs = (int)jnum(so, "bad_epochs", &ok);
-        s->plateau_wait = (int)jnum(so, "plateau_wait", &ok);
-        s->loss_sum = jnum(so, "loss_sum", &ok);
-        s->seconds_in_epoch = jnum(so, "seconds_in_epoch", &ok);
+        s->epoch = (int)ms_json_get_number(so, "epoch", &ok);
+        s->batch_in_epoch = (int)ms_json_get_number(so, "batch_in_epoch", &ok);
+        s->step = (int64_t)ms_json_get_number(so, "step", &ok);
+        s->lr = (float)ms_json_get_number(so, "lr", &ok);
+        s->best_miou = ms_json_get_number(so, "best_miou", &ok);
+        s->plateau_best = ms_json_get_number(so, "plateau_best", &ok);
+        s->best_epoch = (int)ms_json_get_number(so, "best_epoch", &ok);
+        s->bad_epochs = (int)ms_json_get_number(so, "bad_epochs", &ok);
+        s->plateau_wait = (int)ms_json_get_number(so, "plateau_wait", &ok);
+        s->loss_sum = ms_json_get_number(so, "loss_sum", &ok);
+        s->seconds_in_epoch = ms_json_get_number(so, "seconds_in_epoch", &ok);
         jrng(so, "order_rng", &s->order_rng, &ok);
         jrng(so, "aug_rng", &s->aug_rng, &ok);
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(so, "train_cm");
@@ -190,33 +208,7 @@ ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoi
             ok = cJSON_IsNumber(e);
             if (ok) s->train_cm.cm[i / MS_NUM_CLASSES][i % MS_NUM_CLASSES] = (int64_t)e->valuedouble;
         }
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(so, "curves");
-        const int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
-        ok = ok && n >= 0 && n <= 100000;
-        if (ok && n > 0 && !(cv = calloc((size_t)n, sizeof *cv))) {
-            st = ms_fail(MS_ERR_NOMEM, "%s: curves", path);
-            goto done;
-        }
-        for (int i = 0; ok && i < n; i++) {
-            const cJSON *p = cJSON_GetArrayItem(arr, i);
-            ms_epoch_stats *e = &cv[i];
-            e->epoch = (int)jnum(p, "epoch", &ok);
-            e->train_loss = jnum(p, "train_loss", &ok);
-            e->val_loss = jnum(p, "val_loss", &ok);
-            e->train_miou = jnum(p, "train_miou", &ok);
-            e->val_miou = jnum(p, "val_miou", &ok);
-            e->pixel_acc = jnum(p, "pixel_acc", &ok);
-            e->lr = jnum(p, "lr", &ok);
-            e->seconds = jnum(p, "seconds", &ok);
-            e->images_per_s = jnum(p, "images_per_s", &ok);
-            const cJSON *iou = cJSON_GetObjectItemCaseSensitive(p, "val_iou");
-            ok = ok && cJSON_IsArray(iou) && cJSON_GetArraySize(iou) == MS_NUM_CLASSES;
-            for (int k = 0; ok && k < MS_NUM_CLASSES; k++) {
-                const cJSON *x = cJSON_GetArrayItem(iou, k);
-                e->val_iou[k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
-            }
-        }
-        *ncurves = n;
+        if (ok && (st = curves_read(so, path, &cv, ncurves)) != MS_OK) goto done;
     }
     if (!ok || s->epoch < 0 || s->batch_in_epoch < 0 || s->step < 0) {
         st = ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);

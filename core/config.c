@@ -60,6 +60,8 @@ static const field fields[] = {
     NUM("eps", eps, 1e-12, 1e-2, 1e-8, NULL, "AdamW epsilon"),
     NUM("weight_decay", weight_decay, 0.0, 1.0, 1e-4, NULL, "AdamW weight decay"),
     INT("batch", batch, 1, 512, 32, "--batch", "batch size"),
+    {"sync_bn", F_BOOL, OFF(sync_bn), 0, 0, 1, 0, NULL, NULL, "--sync-bn",
+     "mpirun runs: BatchNorm statistics over the global batch, not each rank's share"},
     INT("epochs", epochs, 1, 10000, 20, "--epochs", "epochs"),
     STR("schedule", schedule, "plateau", "plateau|cosine|none", NULL, "learning-rate schedule"),
     INT("plateau_patience", plateau_patience, 1, 1000, 3, NULL, "epochs without a val mIoU gain before lr *= plateau_factor"),

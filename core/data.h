@@ -1,6 +1,7 @@
 /* Dataset preprocessing for the training engine (internal): duplicate-mask filtering, class
- * statistics and weights, the train/validation split, oversampling, augmentation, batching.
- * Loading itself (ms_dataset_load/ms_dataset_free) is declared in marsseg.h.
+ * statistics and weights, the train/validation split, oversampling (data_prep.c), augmentation,
+ * batching (augment.c). Loading itself (ms_dataset_load/ms_dataset_free, data.c) is declared in
+ * marsseg.h.
  *
  * Everything random takes an explicit ms_rng * (or a seed) so that a seed reproduces a run. */
 #ifndef MS_DATA_H

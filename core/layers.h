@@ -103,6 +103,25 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
                         const float *relu_out, const float *inp, const float *mean,
                         const float *invstd, const float *gamma, int C, size_t N, int accumulate);
 
+/* A sum over the processes of a data-parallel run, in place (ms_dist_sum_f64_cb): what the
+ * synchronised BatchNorm (config sync_bn) needs. */
+typedef struct ms_reducer {
+    void (*sum)(double *buf, size_t n, void *ctx);
+    void *ctx;
+} ms_reducer;
+/* The two above with the batch spread across processes: mean and variance (forward) and the two
+ * reductions of backward are over the union of every process's (C, N_p) (N_p may differ), as
+ * one process computes them on the whole batch. dgamma/dbeta get the local sums only (the
+ * gradient all-reduce adds the others'). C <= MS_MAX_WIDTH. */
+void batchnorm_forward_train_sync(float *out, float *mean, float *invstd, const float *inp,
+                                  const float *gamma, const float *beta, float *run_mean, float *run_var,
+                                  const float *residual, int relu, int C, size_t N, float momentum, float eps,
+                                  const ms_reducer *red);
+void batchnorm_backward_sync(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *relu_out, const float *inp, const float *mean,
+                             const float *invstd, const float *gamma, int C, size_t N, int accumulate,
+                             const ms_reducer *red);
+
 /* ---- act.c ---- */
 /* dinp = dout * (out > 0)  (assignment, not accumulation: it produces a fresh gradient) */
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
@@ -131,6 +150,12 @@ double focal_forward_backward(float *dlogits, const float *logits, const uint8_t
  * accumulate (for "wce+dice"). */
 double dice_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
                              const float *class_w, int K, size_t N, float scale, int accumulate);
+/* The same in two halves, for a batch spread across processes: dice_sums gives this share's
+ * I_k, P_k, T_k (K each); dice_from_sums takes the sums over the whole batch (all-reduced) and
+ * returns the loss, setting (or adding to) this share's dlogits. K <= 64. */
+void dice_sums(const float *logits, const uint8_t *target, int K, size_t N, double *I, double *P, double *T);
+double dice_from_sums(float *dlogits, const float *logits, const uint8_t *target, const float *class_w, int K,
+                      size_t N, float scale, int accumulate, const double *I, const double *P, const double *T);
 
 /* ---- optim.c ---- AdamW exactly as torch.optim.AdamW (decoupled decay, bias correction) */
 typedef struct {

@@ -72,10 +72,7 @@ double focal_forward_backward(float *dlogits, const float *logits, const uint8_t
     return focal_ce(dlogits, logits, target, class_w, gamma, K, N, scale, NULL);
 }
 
-double dice_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
-                             const float *class_w, int K, size_t N, float scale, int accumulate) {
-    const double s = 1.0; /* smoothing: an absent class predicted absent scores 1, not 0/0 */
-    double I[MAXK] = {0}, P[MAXK] = {0}, T[MAXK] = {0};
+void dice_sums(const float *logits, const uint8_t *target, int K, size_t N, double *I, double *P, double *T) {
     for (int k = 0; k < K; k++) {
         double ik = 0, pk = 0, tk = 0;
 #pragma omp parallel for schedule(static) reduction(+ : ik, pk, tk)
@@ -91,6 +88,11 @@ double dice_forward_backward(float *dlogits, const float *logits, const uint8_t 
         P[k] = pk;
         T[k] = tk;
     }
+}
+
+double dice_from_sums(float *dlogits, const float *logits, const uint8_t *target, const float *class_w, int K,
+                      size_t N, float scale, int accumulate, const double *I, const double *P, const double *T) {
+    const double s = 1.0; /* smoothing: an absent class predicted absent scores 1, not 0/0 */
     double wsum = 0, score = 0, D[MAXK];
     for (int k = 0; k < K; k++) {
         const double w = class_w ? class_w[k] : 1.0;
@@ -123,4 +125,11 @@ double dice_forward_backward(float *dlogits, const float *logits, const uint8_t 
         }
     }
     return 1.0 - score / wsum;
+}
+
+double dice_forward_backward(float *dlogits, const float *logits, const uint8_t *target,
+                             const float *class_w, int K, size_t N, float scale, int accumulate) {
+    double I[MAXK] = {0}, P[MAXK] = {0}, T[MAXK] = {0};
+    dice_sums(logits, target, K, N, I, P, T);
+    return dice_from_sums(dlogits, logits, target, class_w, K, N, scale, accumulate, I, P, T);
 }

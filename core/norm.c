@@ -3,6 +3,7 @@
  * `momentum` towards (mean, unbiased variance); eval uses the running stats.
  * Forward optionally fuses a residual add and a ReLU (the ResBlock tail), saving full passes. */
 #include "layers.h"
+#include "marsseg.h" /* MS_MAX_WIDTH: the widest BatchNorm */
 
 #include <math.h>
 
@@ -151,6 +152,79 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
                 const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
                 dx[i] = k * (n * g - a - (x[i] - m) * is * bsum);
             }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ synchronised (sync_bn) */
+
+/* The same layers over a batch spread across the processes of a data-parallel run: every
+ * process holds (C, N_p) with its own N_p, and red->sum adds a vector over all of them. The
+ * statistics are those of the union, computed as one process computes them on the whole batch
+ * (two passes: the mean from all-reduced sums, then the all-reduced squared deviations from it);
+ * only the order of the float additions differs. */
+void batchnorm_forward_train_sync(float *out, float *mean, float *invstd, const float *inp,
+                                  const float *gamma, const float *beta, float *run_mean, float *run_var,
+                                  const float *residual, int relu, int C, size_t N, float momentum, float eps,
+                                  const ms_reducer *red) {
+    double s[MS_MAX_WIDTH + 1], v[MS_MAX_WIDTH];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) channel_moments(inp + (size_t)c * N, N, &s[c]);
+    s[C] = (double)N;
+    red->sum(s, (size_t)C + 1, red->ctx);
+    const double n = s[C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) v[c] = channel_sq_dev(inp + (size_t)c * N, N, (float)(s[c] / n));
+    red->sum(v, (size_t)C, red->ctx);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const double m = s[c] / n, var = v[c] / n;
+        const float is = (float)(1.0 / sqrt(var + eps));
+        mean[c] = (float)m;
+        invstd[c] = is;
+        const double unbiased = n > 1 ? v[c] / (n - 1) : var;
+        run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * m);
+        run_var[c] = (float)((1.0 - momentum) * run_var[c] + momentum * unbiased);
+        const float scale = gamma[c] * is;
+        const float shift = beta[c] - (float)m * scale;
+        normalise(out + (size_t)c * N, inp + (size_t)c * N, scale, shift,
+                  residual ? residual + (size_t)c * N : NULL, relu, N);
+    }
+}
+
+/* dgamma/dbeta get this process's own sums (the gradient all-reduce adds the rest); the input
+ * gradient needs the sums over the whole batch. */
+void batchnorm_backward_sync(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *relu_out, const float *inp, const float *mean,
+                             const float *invstd, const float *gamma, int C, size_t N, int accumulate,
+                             const ms_reducer *red) {
+    double s[2 * MS_MAX_WIDTH + 1]; /* [sum dy (C), sum dy*xhat (C), count] */
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const size_t o = (size_t)c * N;
+        double sdy, sdyx;
+        channel_grad_sums(dout + o, inp + o, relu_out ? relu_out + o : NULL, N, mean[c], &sdy, &sdyx);
+        sdyx *= invstd[c];
+        dgamma[c] += (float)sdyx;
+        dbeta[c] += (float)sdy;
+        s[c] = sdy;
+        s[C + c] = sdyx;
+    }
+    if (!dinp) return;
+    s[2 * C] = (double)N;
+    red->sum(s, 2 * (size_t)C + 1, red->ctx);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float *dy = dout + (size_t)c * N, *x = inp + (size_t)c * N;
+        const float *ro = relu_out ? relu_out + (size_t)c * N : NULL;
+        const float m = mean[c], is = invstd[c];
+        const float k = gamma[c] * is / (float)s[2 * C];
+        const float a = (float)s[c], bsum = (float)s[C + c], n = (float)s[2 * C];
+        float *dx = dinp + (size_t)c * N;
+        for (size_t i = 0; i < N; i++) {
+            const float g = (ro && !(ro[i] > 0.0f)) ? 0.0f : dy[i];
+            const float d = k * (n * g - a - (x[i] - m) * is * bsum);
+            dx[i] = accumulate ? dx[i] + d : d;
         }
     }
 }

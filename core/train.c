@@ -4,8 +4,19 @@
  *
  * Determinism: every random choice comes from two explicit RNG streams (epoch order and
  * augmentation) plus a dropout seed derived from (seed, step), all saved in checkpoints; with the
- * same seed and thread count a run, or a resumed run, is bit-identical. */
+ * same seed and thread count a run, or a resumed run, is bit-identical.
+ *
+ * Data-parallel runs (mpirun, marsseg_dist.h): every rank holds the whole state and draws the
+ * same order and augmentation; rank r computes forward and backward on its share of each global
+ * batch, the gradients are summed over ranks (each share's loss is scaled by its part of the
+ * batch's loss weight, so the sum is the gradient of the global batch's loss), and AdamW runs on
+ * every rank alike, so the weights stay identical (checked by hash every CHECK_EVERY steps).
+ * Per-step statistics (loss, training confusion matrix) are summed over ranks as they happen, so
+ * a checkpoint holds global state and rank 0 alone writes files. With one rank every sum is
+ * skipped and the arithmetic is the single-process one. */
 #include "checkpoint.h"
+#include "marsseg_curves.h"
+#include "marsseg_dist.h"
 #include "marsseg_npz.h"
 #include "data.h"
 #include "layers.h"
@@ -57,7 +68,22 @@ struct ms_trainer {
     ms_epoch_stats *curves;
     int ncurves, capcurves;
     atomic_int stop;        /* 0 run, 1 cancel, 2 pause */
+    /* data-parallel run: this rank computes samples [share_lo, share_lo + share_n) of every
+     * global batch of cfg.batch (xb, yb hold the whole batch: every rank draws it alike) */
+    int rank, nranks, share_lo, share_n;
+    ms_reducer bn_red;      /* sync_bn: BatchNorm sums over ranks */
+    double comm_s;          /* seconds in the per-step sums this epoch (rank 0 logs them) */
 };
+
+/* Steps between two checks that every rank holds the same weights and optimiser state. */
+#define CHECK_EVERY 50
+
+/* Rank r's part of n items split as evenly as possible (the first n % size ranks get one more). */
+static void share_of(int n, int r, int size, int *lo, int *cnt) {
+    const int q = n / size, rem = n % size;
+    *lo = r * q + (r < rem ? r : rem);
+    *cnt = q + (r < rem);
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -156,7 +182,8 @@ static ms_status prepare_data(ms_trainer *t) {
 static ms_status alloc_state(ms_trainer *t) {
     const int B = t->cfg.batch, H = t->ds.h, W = t->ds.w;
     const size_t n = t->model->nparams;
-    t->grads = calloc(n, sizeof(float));
+    /* gradients, then room for the BN running stats: one all-reduce averages both */
+    t->grads = calloc(n + t->model->nbufs, sizeof(float));
     t->m1 = calloc(n, sizeof(float));
     t->v = calloc(n, sizeof(float));
     t->xb = malloc(sizeof(float) * B * H * W);
@@ -165,7 +192,12 @@ static ms_status alloc_state(ms_trainer *t) {
     t->order = malloc(sizeof(int) * (size_t)t->ntrain);
     if (!t->grads || !t->m1 || !t->v || !t->xb || !t->yb || !t->pred || !t->order)
         return ms_fail(MS_ERR_NOMEM, "train: optimiser state for %zu parameters", n);
-    return ms_acts_create(&t->acts, t->model, B, H, W, 1);
+    ms_status st = ms_acts_create(&t->acts, t->model, t->share_n, H, W, 1);
+    if (st == MS_OK && t->nranks > 1 && t->cfg.sync_bn) {
+        t->bn_red.sum = ms_dist_sum_f64_cb;
+        t->acts.bn_sync = &t->bn_red;
+    }
+    return st;
 }
 
 static ms_status make_dir(const char *dir) {
@@ -203,8 +235,23 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
     if (cb) t->cb = *cb;
     *out = t;
     ms_set_threads(cfg->threads);
-    if ((st = make_dir(dir))) return st;
-    return prepare_data(t);
+    t->rank = ms_dist_rank();
+    t->nranks = ms_dist_size();
+    if (cfg->batch < t->nranks)
+        return ms_fail(MS_ERR_ARG, "batch: %d is smaller than the %d ranks; every rank needs a share of each batch", cfg->batch,
+                       t->nranks);
+    share_of(cfg->batch, t->rank, t->nranks, &t->share_lo, &t->share_n);
+    if (t->rank == 0 && (st = make_dir(dir))) return st; /* rank 0 alone writes the run directory */
+    if ((st = prepare_data(t))) return st;
+    if (t->nranks > 1) {
+        char shares[64];
+        const int q = cfg->batch / t->nranks;
+        if (cfg->batch % t->nranks) snprintf(shares, sizeof shares, "%d or %d", q + 1, q);
+        else snprintf(shares, sizeof shares, "%d", q);
+        logf_cb(t, "data-parallel: %d ranks; each batch of %d splits into shares of %s samples; BatchNorm statistics %s",
+                t->nranks, cfg->batch, shares, cfg->sync_bn ? "over the whole batch (sync_bn)" : "per share");
+    }
+    return MS_OK;
 }
 
 /* cfg.init: start from the parameters and BN statistics of an earlier run's weights (same
@@ -234,7 +281,7 @@ static ms_status warm_start(ms_model *m, const char *path) {
     return st;
 }
 
-ms_status ms_trainer_create(ms_trainer **out, const ms_train_config *cfg, const char *dir, const ms_train_callbacks *cb) {
+static ms_status create_local(ms_trainer **out, const ms_train_config *cfg, const char *dir, const ms_train_callbacks *cb) {
     ms_trainer *t = NULL;
     ms_status st = trainer_new(&t, cfg, dir, cb);
     if (st == MS_OK) st = ms_model_create(&t->model, &t->cfg.model, t->cfg.seed);
@@ -253,7 +300,7 @@ ms_status ms_trainer_create(ms_trainer **out, const ms_train_config *cfg, const 
     return MS_OK;
 }
 
-ms_status ms_trainer_resume(ms_trainer **out, const char *dir, const ms_train_callbacks *cb) {
+static ms_status resume_local(ms_trainer **out, const char *dir, const ms_train_callbacks *cb) {
     ms_train_config cfg;
     ms_checkpoint_state cs;
     ms_model *model = NULL, *best = NULL;
@@ -306,6 +353,27 @@ ms_status ms_trainer_resume(ms_trainer **out, const char *dir, const ms_train_ca
     return MS_OK;
 }
 
+/* In a data-parallel run every rank creates its trainer; all of them learn if one failed (so that
+ * none waits for the others in ms_trainer_run). */
+static ms_status agreed(ms_status st, ms_trainer **out) {
+    st = ms_dist_agree(st);
+    if (st && *out) {
+        ms_trainer_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+ms_status ms_trainer_create(ms_trainer **out, const ms_train_config *cfg, const char *dir, const ms_train_callbacks *cb) {
+    *out = NULL;
+    return agreed(create_local(out, cfg, dir, cb), out);
+}
+
+ms_status ms_trainer_resume(ms_trainer **out, const char *dir, const ms_train_callbacks *cb) {
+    *out = NULL;
+    return agreed(resume_local(out, dir, cb), out);
+}
+
 void ms_trainer_cancel(ms_trainer *t) { atomic_store(&t->stop, 1); }
 void ms_trainer_pause(ms_trainer *t) { atomic_store(&t->stop, 2); }
 const ms_train_config *ms_trainer_config(const ms_trainer *t) { return &t->cfg; }
@@ -321,14 +389,33 @@ int ms_trainer_curves(const ms_trainer *t, const ms_epoch_stats **out) {
 
 /* ------------------------------------------------------------------ one batch */
 
-static double batch_loss(ms_trainer *t, const float *logits, float *dlogits, size_t N) {
+/* Dice is a ratio of sums over the whole batch: across ranks, the sums are all-reduced first. */
+static double dice_part(ms_trainer *t, float *dlogits, const float *logits, const uint8_t *y, int K, size_t N, int acc) {
+    if (t->nranks == 1) return dice_forward_backward(dlogits, logits, y, t->class_w, K, N, 1.0f, acc);
+    double sums[3 * MS_NUM_CLASSES];
+    dice_sums(logits, y, K, N, sums, sums + K, sums + 2 * K);
+    ms_dist_sum_f64(sums, 3 * (size_t)K);
+    return dice_from_sums(dlogits, logits, y, t->class_w, K, N, 1.0f, acc, sums, sums + K, sums + 2 * K);
+}
+
+/* The loss of this share's N pixels (labels y) and its gradient into dlogits. The weighted
+ * per-pixel losses (CE, focal) are means over the batch's loss weight: `share` is this share's
+ * part of that weight (1 in one process), so *pixel_part gets this share's contribution to the
+ * batch's mean and the gradients of all shares add up to the batch's; *batch_part gets the
+ * part that is already the whole batch's (Dice). */
+static void batch_loss(ms_trainer *t, const float *logits, float *dlogits, const uint8_t *y, size_t N, double share,
+                       double *pixel_part, double *batch_part) {
     const char *l = t->cfg.loss;
     const int K = t->model->cfg.classes;
-    if (strcmp(l, "focal") == 0) return focal_forward_backward(dlogits, logits, t->yb, t->class_w, t->cfg.focal_gamma, K, N, 1.0f);
-    if (strcmp(l, "dice") == 0) return dice_forward_backward(dlogits, logits, t->yb, t->class_w, K, N, 1.0f, 0);
-    double loss = softmax_ce_forward_backward(dlogits, logits, t->yb, t->class_w, K, N, 1.0f, NULL);
-    if (strcmp(l, "wce+dice") == 0) loss += dice_forward_backward(dlogits, logits, t->yb, t->class_w, K, N, 1.0f, 1);
-    return loss;
+    *pixel_part = *batch_part = 0;
+    if (strcmp(l, "focal") == 0)
+        *pixel_part = focal_forward_backward(dlogits, logits, y, t->class_w, t->cfg.focal_gamma, K, N, (float)share) * share;
+    else if (strcmp(l, "dice") == 0)
+        *batch_part = dice_part(t, dlogits, logits, y, K, N, 0);
+    else {
+        *pixel_part = softmax_ce_forward_backward(dlogits, logits, y, t->class_w, K, N, (float)share, NULL) * share;
+        if (strcmp(l, "wce+dice") == 0) *batch_part = dice_part(t, dlogits, logits, y, K, N, 1);
+    }
 }
 
 static void argmax_labels(uint8_t *pred, const float *logits, int K, size_t N) {
@@ -355,9 +442,10 @@ static void set_lr_for_step(ms_trainer *t, int batches) {
 /* ------------------------------------------------------------------ evaluation */
 
 /* Eval-mode pass over samples idx[0..n-1] (all if idx is NULL): confusion matrix, and the
- * weighted CE loss when class_w is given (not with tta). */
+ * weighted CE loss when class_w is given (not with tta) as its two sums (weighted losses,
+ * weights). */
 static ms_status evaluate_into(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, int batch,
-                               const float *class_w, double *loss_out, ms_confusion *cm) {
+                               const float *class_w, double loss_sums[2], ms_confusion *cm) {
     if (!ds->mask) return ms_fail(MS_ERR_ARG, "evaluate: the dataset has no masks");
     if (n <= 0) return MS_OK;
     const int H = ds->h, W = ds->w, K = m->cfg.classes, copies = tta ? 2 : 1;
@@ -416,7 +504,10 @@ static ms_status evaluate_into(const ms_model *m, const ms_dataset *ds, const in
         }
         ms_confusion_add(cm, y, pred, (size_t)nb * hw);
     }
-    if (loss_out) *loss_out = wsum_all > 0 ? lsum / wsum_all : 0;
+    if (loss_sums) { /* the weighted CE is their ratio; ranks add theirs first */
+        loss_sums[0] = lsum;
+        loss_sums[1] = wsum_all;
+    }
 done:
     ms_acts_free(&a);
     ms_acts_free(&tail);
@@ -446,19 +537,17 @@ static ms_status save_checkpoint(ms_trainer *t) {
     return ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
-
 /* The "meta" JSON stored with saved models: where they came from and how good they are. */
 static char *model_meta(ms_trainer *t, const ms_epoch_stats *e, double total_s) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     cJSON_AddStringToObject(root, "source", "train");
     cJSON_AddNumberToObject(root, "epoch", e ? e->epoch : 0);
-    cJSON_AddItemToObject(root, "val_miou", num_or_null(e ? e->val_miou : NAN));
+    cJSON_AddItemToObject(root, "val_miou", ms_json_number(e ? e->val_miou : NAN));
     cJSON *iou = cJSON_AddArrayToObject(root, "val_iou");
-    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, num_or_null(e ? e->val_iou[k] : NAN));
-    cJSON_AddItemToObject(root, "pixel_acc", num_or_null(e ? e->pixel_acc : NAN));
-    cJSON_AddItemToObject(root, "val_loss", num_or_null(e ? e->val_loss : NAN));
+    for (int k = 0; k < MS_NUM_CLASSES; k++) cJSON_AddItemToArray(iou, ms_json_number(e ? e->val_iou[k] : NAN));
+    cJSON_AddItemToObject(root, "pixel_acc", ms_json_number(e ? e->pixel_acc : NAN));
+    cJSON_AddItemToObject(root, "val_loss", ms_json_number(e ? e->val_loss : NAN));
     cJSON_AddNumberToObject(root, "train_seconds", total_s);
     cJSON_AddNumberToObject(root, "steps", (double)t->step);
     cJSON *cj = ms_train_config_to_cjson(&t->cfg);
@@ -499,27 +588,150 @@ static ms_status finish(ms_trainer *t, double total_s) {
     char path[1100];
     snprintf(path, sizeof path, "%s/model.npz", t->dir);
     char *meta = model_meta(t, best, total_s);
-    ms_status st = ms_model_save(t->model, path, meta);
+    ms_status st = t->rank == 0 ? ms_model_save(t->model, path, meta) : MS_OK;
     free(meta);
-    return st;
+    return ms_dist_agree(st);
+}
+
+/* ------------------------------------------------------------------ data-parallel steps */
+
+/* Any rank asked to stop (cancel beats pause) and the class pixel counts of every share, in one
+ * sum: returns the agreed stop (0, 1 cancel, 2 pause) and sets *share to this share's part of the
+ * batch's loss weight (sum over its pixels of class_w[label]). */
+static int agree_step(ms_trainer *t, int stop, double *share) {
+    const size_t hw = (size_t)t->ds.h * t->ds.w, n = (size_t)t->share_n * hw;
+    const uint8_t *y = t->yb + (size_t)t->share_lo * hw;
+    int64_t v[2 + MS_NUM_CLASSES] = {stop == 1, stop == 2};
+    for (size_t i = 0; i < n; i++)
+        if (y[i] < MS_NUM_CLASSES) v[2 + y[i]]++;
+    double mine = 0, all = 0;
+    for (int k = 0; k < MS_NUM_CLASSES; k++) mine += (double)v[2 + k] * t->class_w[k];
+    ms_dist_sum_i64(v, 2 + MS_NUM_CLASSES);
+    for (int k = 0; k < MS_NUM_CLASSES; k++) all += (double)v[2 + k] * t->class_w[k];
+    *share = all > 0 ? mine / all : 0;
+    return v[0] ? 1 : v[1] ? 2 : 0;
+}
+
+/* The gradient sum over ranks: one all-reduce of the one contiguous gradient block (the
+ * parameters' layout, unet.h), with the BN running stats appended when every share has its own
+ * (they are averaged, so that every rank keeps the same; with sync_bn they already are). */
+static void sum_gradients(ms_trainer *t) {
+    ms_model *m = t->model;
+    const int bufs = !t->cfg.sync_bn;
+    const double t0 = now_s();
+    if (bufs) memcpy(t->grads + m->nparams, m->bufs, sizeof(float) * m->nbufs);
+    ms_dist_sum_f32(t->grads, m->nparams + (bufs ? m->nbufs : 0));
+    if (bufs) {
+        const float inv = 1.0f / (float)t->nranks;
+        for (size_t i = 0; i < m->nbufs; i++) m->bufs[i] = t->grads[m->nparams + i] * inv;
+    }
+    t->comm_s += now_s() - t0;
+}
+
+/* A confusion matrix and two numbers (loss sums) summed over ranks in one all-reduce (the
+ * counts stay exact in double below 2^53). */
+static void sum_counts(ms_confusion *cm, double x[2]) {
+    double v[2 + MS_NUM_CLASSES * MS_NUM_CLASSES];
+    v[0] = x[0];
+    v[1] = x[1];
+    for (int i = 0; i < MS_NUM_CLASSES; i++)
+        for (int j = 0; j < MS_NUM_CLASSES; j++) v[2 + i * MS_NUM_CLASSES + j] = (double)cm->cm[i][j];
+    ms_dist_sum_f64(v, sizeof v / sizeof *v);
+    x[0] = v[0];
+    x[1] = v[1];
+    for (int i = 0; i < MS_NUM_CLASSES; i++)
+        for (int j = 0; j < MS_NUM_CLASSES; j++) cm->cm[i][j] = (int64_t)v[2 + i * MS_NUM_CLASSES + j];
+}
+
+/* Every rank holds the same weights, BN stats, AdamW moments and schedule state: checked by
+ * hash against rank 0's (at the start, every CHECK_EVERY steps and before every checkpoint). */
+static ms_status check_replicas(ms_trainer *t) {
+    if (t->nranks == 1) return MS_OK;
+    const ms_model *m = t->model;
+    const size_t np = sizeof(float) * m->nparams;
+    uint64_t h = ms_dist_hash(m->params, np, 0x6D61727373656721ull);
+    h = ms_dist_hash(m->bufs, sizeof(float) * m->nbufs, h);
+    h = ms_dist_hash(t->m1, np, h);
+    h = ms_dist_hash(t->v, np, h);
+    const int64_t ints[] = {t->step, m->num_batches_tracked, t->epoch, t->batch_in_epoch};
+    h = ms_dist_hash(ints, sizeof ints, h);
+    h = ms_dist_hash(&t->lr, sizeof t->lr, h);
+    h = ms_dist_hash(t->order_rng.s, sizeof t->order_rng.s, h);
+    h = ms_dist_hash(t->aug_rng.s, sizeof t->aug_rng.s, h);
+    char what[96];
+    snprintf(what, sizeof what, "weights or optimiser state at step %lld", (long long)t->step);
+    return ms_dist_check_same(h, what);
+}
+
+/* Files are rank 0's: the other ranks skip the write, and all of them learn whether it worked. */
+static ms_status rank0_checkpoint(ms_trainer *t) { return ms_dist_agree(t->rank == 0 ? save_checkpoint(t) : MS_OK); }
+
+/* One training step on this rank's share of the batch in t->xb/t->yb. */
+static ms_status train_step(ms_trainer *t, int batches, double share, const ms_adamw_cfg *opt0) {
+    const ms_train_config *c = &t->cfg;
+    const size_t hw = (size_t)t->ds.h * t->ds.w, N = (size_t)t->share_n * hw;
+    const int K = t->model->cfg.classes;
+    const uint8_t *y = t->yb + (size_t)t->share_lo * hw;
+    /* every rank its own dropout masks; rank 0's are those of a one-process run */
+    const uint64_t dseed = c->seed * 0x9E3779B97F4A7C15ull + (uint64_t)t->step + (uint64_t)t->rank * 0xD1B54A32D192ED03ull;
+    ms_unet_forward(t->model, &t->acts, t->xb + (size_t)t->share_lo * hw, 1, dseed);
+    double pixel_part, batch_part;
+    batch_loss(t, t->acts.logits, t->acts.d_logits, y, N, share, &pixel_part, &batch_part);
+    argmax_labels(t->pred, t->acts.logits, K, N);
+    if (t->nranks == 1) {
+        ms_confusion_add(&t->train_cm, y, t->pred, N);
+    } else { /* this share's loss part and counts, summed over ranks */
+        ms_confusion cm;
+        memset(&cm, 0, sizeof cm);
+        ms_confusion_add(&cm, y, t->pred, N);
+        double x[2] = {pixel_part, 0};
+        sum_counts(&cm, x);
+        pixel_part = x[0];
+        for (int i = 0; i < MS_NUM_CLASSES; i++)
+            for (int j = 0; j < MS_NUM_CLASSES; j++) t->train_cm.cm[i][j] += cm.cm[i][j];
+    }
+    const double loss = pixel_part + batch_part; /* the same on every rank */
+    if (!isfinite(loss)) {
+        return ms_fail(MS_ERR_NONFINITE, "train: loss is %g at step %lld (epoch %d batch %d); lr %g — lower lr",
+                       loss, (long long)t->step + 1, t->epoch + 1, t->batch_in_epoch + 1, (double)t->lr);
+    }
+    memset(t->grads, 0, sizeof(float) * t->model->nparams);
+    ms_unet_backward(t->model, &t->acts, t->grads);
+    if (t->nranks > 1) sum_gradients(t);
+    set_lr_for_step(t, batches);
+    ms_adamw_cfg opt = *opt0;
+    opt.lr = t->lr;
+    t->step++;
+    adamw_step(t->model->params, t->grads, t->m1, t->v, t->model->nparams, t->step, &opt);
+    t->loss_sum += loss;
+    return t->step % CHECK_EVERY == 0 ? check_replicas(t) : MS_OK;
 }
 
 ms_status ms_trainer_run(ms_trainer *t) {
     const ms_train_config *c = &t->cfg;
-    const int B = c->batch, H = t->ds.h, W = t->ds.w, K = t->model->cfg.classes;
-    const size_t N = (size_t)B * H * W;
+    const int B = c->batch;
     const int batches = t->ntrain / B; /* drop the last partial batch: BN wants full batches */
     const ms_adamw_cfg opt0 = {t->lr, c->beta1, c->beta2, c->eps, c->weight_decay};
     const ms_augment_cfg aug = {c->hflip, c->brightness, c->contrast, c->max_shift};
     const double run_start = now_s();
     double total_s = 0;
     for (int i = 0; i < t->ncurves; i++) total_s += t->curves[i].seconds;
+    /* every rank starts from the same config and state (same seed, checkpoint or init file) */
     ms_status st = MS_OK;
+    if (t->nranks > 1) {
+        char *cj = ms_train_config_to_json(c);
+        if (!cj) return ms_fail(MS_ERR_NOMEM, "train: config");
+        st = ms_dist_check_same(ms_dist_hash(cj, strlen(cj), 1), "a training config");
+        free(cj);
+    }
+    if (st || (st = check_replicas(t))) return st;
     /* a run resumed from the checkpoint of its early-stop epoch stays stopped */
     int stop_early = c->early_stop > 0 && t->bad_epochs >= c->early_stop;
 
     while (t->epoch < c->epochs && !stop_early) {
         const double ep_start = now_s() - t->seconds_done;
+        const int first_batch = t->batch_in_epoch;
+        t->comm_s = 0;
         /* the epoch order comes from the order stream's state at the epoch start, so that a
          * mid-epoch resume regenerates the same order; the stream moves on when the epoch ends */
         if (t->batch_in_epoch == 0) {
@@ -531,34 +743,25 @@ ms_status ms_trainer_run(ms_trainer *t) {
         ms_shuffle_int(t->order, t->ntrain, &next_order);
 
         for (; t->batch_in_epoch < batches; t->batch_in_epoch++) {
-            const int stop = atomic_load(&t->stop);
+            const ms_rng aug_at_batch = t->aug_rng;
+            int stop = atomic_load(&t->stop);
+            double share = 1.0;
+            /* every rank draws the whole batch (the same augmentation as one process) and
+             * computes its share; the ranks agree on stopping at the same batch */
+            if (!stop || t->nranks > 1)
+                ms_batch_fill(&t->ds, t->order + (size_t)t->batch_in_epoch * B, B, t->xb, t->yb, &aug, &t->aug_rng);
+            if (t->nranks > 1) stop = agree_step(t, stop, &share);
             if (stop) {
+                t->aug_rng = aug_at_batch; /* a resumed run draws this batch again */
                 if (stop == 2) {
                     t->seconds_done = now_s() - ep_start;
-                    st = save_checkpoint(t);
-                    if (st) return st;
+                    if ((st = rank0_checkpoint(t))) return st;
                     logf_cb(t, "paused at epoch %d batch %d: checkpoint written", t->epoch + 1, t->batch_in_epoch);
                 }
                 return ms_fail(MS_ERR_CANCELLED, "train: %s at epoch %d batch %d", stop == 2 ? "paused" : "cancelled",
                                t->epoch + 1, t->batch_in_epoch);
             }
-            ms_batch_fill(&t->ds, t->order + (size_t)t->batch_in_epoch * B, B, t->xb, t->yb, &aug, &t->aug_rng);
-            ms_unet_forward(t->model, &t->acts, t->xb, 1, c->seed * 0x9E3779B97F4A7C15ull + (uint64_t)t->step);
-            const double loss = batch_loss(t, t->acts.logits, t->acts.d_logits, N);
-            if (!isfinite(loss)) {
-                return ms_fail(MS_ERR_NONFINITE, "train: loss is %g at step %lld (epoch %d batch %d); lr %g — lower lr",
-                               loss, (long long)t->step + 1, t->epoch + 1, t->batch_in_epoch + 1, (double)t->lr);
-            }
-            memset(t->grads, 0, sizeof(float) * t->model->nparams);
-            ms_unet_backward(t->model, &t->acts, t->grads);
-            set_lr_for_step(t, batches);
-            ms_adamw_cfg opt = opt0;
-            opt.lr = t->lr;
-            t->step++;
-            adamw_step(t->model->params, t->grads, t->m1, t->v, t->model->nparams, t->step, &opt);
-            argmax_labels(t->pred, t->acts.logits, K, N);
-            ms_confusion_add(&t->train_cm, t->yb, t->pred, N);
-            t->loss_sum += loss;
+            if ((st = train_step(t, batches, share, &opt0))) return st;
             if (t->cb.on_batch) {
                 const double el = now_s() - ep_start;
                 const int done = t->batch_in_epoch + 1;
@@ -580,11 +783,20 @@ ms_status ms_trainer_run(ms_trainer *t) {
         ms_confusion_scores(&t->train_cm, &s);
         e.train_miou = s.miou;
         e.lr = t->lr;
+        if (t->nranks > 1 && batches > first_batch)
+            logf_cb(t, "epoch %d: %.1f ms per step, of which %.1f ms in the gradient all-reduce (waiting for the slowest rank included)", t->epoch + 1,
+                    1e3 * train_s / (batches - first_batch), 1e3 * t->comm_s / (batches - first_batch));
         if (t->nval > 0) {
+            /* each rank evaluates its share of the validation tiles; the counts are summed */
             ms_confusion cm;
             memset(&cm, 0, sizeof cm);
-            st = evaluate_into(t->model, &t->ds, t->val_idx, t->nval, 0, B, t->class_w, &e.val_loss, &cm);
-            if (st) return st;
+            double loss_sums[2] = {0, 0};
+            int lo, n;
+            share_of(t->nval, t->rank, t->nranks, &lo, &n);
+            st = evaluate_into(t->model, &t->ds, t->val_idx + lo, n, 0, B, t->class_w, loss_sums, &cm);
+            if ((st = ms_dist_agree(st))) return st;
+            if (t->nranks > 1) sum_counts(&cm, loss_sums);
+            e.val_loss = loss_sums[1] > 0 ? loss_sums[0] / loss_sums[1] : 0;
             ms_confusion_scores(&cm, &s);
             e.val_miou = s.miou;
             e.pixel_acc = s.pixel_acc;
@@ -612,9 +824,9 @@ ms_status ms_trainer_run(ms_trainer *t) {
             copy_weights(t->best, t->model);
             char path[1100], *meta = model_meta(t, &e, total_s);
             snprintf(path, sizeof path, "%s/best.npz", t->dir);
-            st = ms_model_save(t->best, path, meta);
+            st = t->rank == 0 ? ms_model_save(t->best, path, meta) : MS_OK;
             free(meta);
-            if (st) return st;
+            if ((st = ms_dist_agree(st))) return st;
         } else {
             t->bad_epochs++;
             if (c->early_stop > 0 && t->bad_epochs >= c->early_stop) stop_early = 1;
@@ -630,7 +842,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
                 t->plateau_wait = 0;
             }
         }
-        if ((st = save_checkpoint(t))) return st;
+        if ((st = check_replicas(t)) || (st = rank0_checkpoint(t))) return st;
         if (t->cb.on_epoch) t->cb.on_epoch(t->cb.user, &e);
         if (stop_early) logf_cb(t, "early stop: no val mIoU gain for %d epochs", t->bad_epochs);
     }

@@ -405,13 +405,16 @@ void ms_acts_free(ms_acts *a) {
 /* ------------------------------------------------------------------ forward */
 
 static void resblock_forward(ms_model *m, const ms_rb_off *o, ms_rb_acts *r, const float *inp,
-                             int B, int training, float *ws) {
+                             int B, int training, float *ws, const ms_reducer *sync) {
     const float *P = m->params;
     float *bf = m->bufs;
     const size_t N = (size_t)B * r->h * r->w;
     r->inp = inp;
     conv3x3_forward(r->c1, inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws);
-    if (training)
+    if (training && sync)
+        batchnorm_forward_train_sync(r->a1, r->m1, r->s1, r->c1, P + o->b1g, P + o->b1b, bf + o->b1rm,
+                                     bf + o->b1rv, NULL, 1, o->c, N, BN_MOMENTUM, BN_EPS, sync);
+    else if (training)
         batchnorm_forward_train(r->a1, r->m1, r->s1, r->c1, P + o->b1g, P + o->b1b, bf + o->b1rm,
                                 bf + o->b1rv, NULL, 1, o->c, N, BN_MOMENTUM, BN_EPS);
     else
@@ -420,7 +423,10 @@ static void resblock_forward(ms_model *m, const ms_rb_off *o, ms_rb_acts *r, con
     conv3x3_forward(r->c2, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws);
     /* shortcut into out, then out = relu(bn2(c2) + out) in one pass */
     conv1x1_forward(r->out, inp, P + o->scw, P + o->scb, N, o->cin, o->c);
-    if (training)
+    if (training && sync)
+        batchnorm_forward_train_sync(r->out, r->m2, r->s2, r->c2, P + o->b2g, P + o->b2b, bf + o->b2rm,
+                                     bf + o->b2rv, r->out, 1, o->c, N, BN_MOMENTUM, BN_EPS, sync);
+    else if (training)
         batchnorm_forward_train(r->out, r->m2, r->s2, r->c2, P + o->b2g, P + o->b2b, bf + o->b2rm,
                                 bf + o->b2rv, r->out, 1, o->c, N, BN_MOMENTUM, BN_EPS);
     else
@@ -436,11 +442,11 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
     const float *h = x;
     if (training) m->num_batches_tracked++;
     for (int l = 0; l < D; l++) {
-        resblock_forward(m, &m->enc[l], &a->enc[l], h, B, training, a->ws);
+        resblock_forward(m, &m->enc[l], &a->enc[l], h, B, training, a->ws, a->bn_sync);
         maxpool2x2_forward(a->pool[l], a->enc[l].out, (size_t)m->ch[l] * B, a->enc[l].h, a->enc[l].w);
         h = a->pool[l];
     }
-    resblock_forward(m, &m->bott, &a->bott, h, B, training, a->ws);
+    resblock_forward(m, &m->bott, &a->bott, h, B, training, a->ws, a->bn_sync);
     const size_t nb = (size_t)m->ch[D] * B * a->bott.h * a->bott.w;
     if (drop) dropout_forward(a->bott_drop, a->bott_mask, a->bott.out, nb, p, dropout_seed);
     h = drop ? a->bott_drop : a->bott.out;
@@ -449,7 +455,7 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
         ms_rb_acts *r = &a->dec[i];
         convt2x2_forward(a->cat[l], h, P + m->upw[i], P + m->upb[i], B, m->ch[l + 1], m->ch[l],
                          r->h / 2, r->w / 2, a->ws);
-        resblock_forward(m, &m->dec[i], r, a->cat[l], B, training, a->ws);
+        resblock_forward(m, &m->dec[i], r, a->cat[l], B, training, a->ws, a->bn_sync);
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_forward(a->dec_drop[i], a->dec_mask[i], r->out, n, p, dropout_seed + 1 + i);
         h = drop ? a->dec_drop[i] : r->out;
@@ -570,17 +576,24 @@ void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B)
 
 /* dout: gradient of the block output (C,N); dinp (Cin,N) += input gradient (NULL: not needed) */
 static void resblock_backward(const ms_model *m, const ms_rb_off *o, const ms_rb_acts *r, float *G,
-                              const float *dout, float *dinp, int B, float *ws, float *dw_ws, float *scratch[3]) {
+                              const float *dout, float *dinp, int B, float *ws, float *dw_ws, float *scratch[3],
+                              const ms_reducer *sync) {
     const float *P = m->params;
     const size_t N = (size_t)B * r->h * r->w, cn = (size_t)o->c * N;
     float *g = scratch[0], *dc = scratch[1], *da1 = scratch[2];
     relu_backward(g, dout, r->out, cn);                        /* through the final relu */
     /* the shortcut is the first writer of dinp: it overwrites, the 3x3 conv below adds */
     conv1x1_backward(dinp, G + o->scw, G + o->scb, g, r->inp, P + o->scw, N, o->cin, o->c, 0);
-    batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0);
+    if (sync)
+        batchnorm_backward_sync(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0, sync);
+    else
+        batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0);
     memset(da1, 0, sizeof(float) * cn);
     conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws, dw_ws);
-    batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0);
+    if (sync)
+        batchnorm_backward_sync(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0, sync);
+    else
+        batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0);
     conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws, dw_ws);
 }
 
@@ -600,7 +613,7 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
         const ms_rb_acts *r = &a->dec[i];
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_backward(a->d_dec[i], a->d_dec_drop[i], a->dec_mask[i], n, p, 0);
-        resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->dw_ws, a->scratch);
+        resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->dw_ws, a->scratch, a->bn_sync);
         const float *up_in = i == 0 ? a->bott_drop : a->dec_drop[i - 1];
         float *d_up_in = i == 0 ? a->d_bott_drop : a->d_dec_drop[i - 1];
         convt2x2_backward(d_up_in, G + m->upw[i], G + m->upb[i], a->d_cat[l], up_in, P + m->upw[i], B,
@@ -608,13 +621,13 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
     }
     const size_t nb = (size_t)m->ch[D] * B * a->bott.h * a->bott.w;
     if (drop) dropout_backward(a->d_bott, a->d_bott_drop, a->bott_mask, nb, p, 0);
-    resblock_backward(m, &m->bott, &a->bott, G, a->d_bott, a->d_pool[D - 1], B, a->ws, a->dw_ws, a->scratch);
+    resblock_backward(m, &m->bott, &a->bott, G, a->d_bott, a->d_pool[D - 1], B, a->ws, a->dw_ws, a->scratch, a->bn_sync);
     for (int l = D - 1; l >= 0; l--) {
         const ms_rb_acts *r = &a->enc[l];
         const size_t C = (size_t)m->ch[l], N = (size_t)B * r->h * r->w;
         float *d_skip = a->d_cat[l] + C * N;
         maxpool2x2_backward(d_skip, a->d_pool[l], r->out, C * B, r->h, r->w);
         resblock_backward(m, &m->enc[l], r, G, d_skip, l == 0 ? NULL : a->d_pool[l - 1], B, a->ws,
-                          a->dw_ws, a->scratch);
+                          a->dw_ws, a->scratch, a->bn_sync);
     }
 }

@@ -81,6 +81,9 @@ typedef struct {
     /* gradients */
     float *d_pool[MS_MAX_DEPTH], *d_cat[MS_MAX_DEPTH], *d_bott, *d_bott_drop;
     float *d_dec[MS_MAX_DEPTH], *d_dec_drop[MS_MAX_DEPTH], *d_logits;
+    /* sync_bn in a data-parallel run: training BatchNorm takes its statistics over every
+     * process's share of the batch through this sum (layers.h); NULL: this batch's own */
+    const struct ms_reducer *bn_sync;
 } ms_acts;
 
 /* A model with its tensor table built and its parameters and buffers allocated and zeroed

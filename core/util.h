@@ -7,9 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Record a printf-style detail for ms_last_error() and return s, so that
- * `return ms_fail(MS_ERR_FORMAT, "%s: bad header", path);` reads as one step. */
-ms_status ms_fail(ms_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ms_fail (record a detail for ms_last_error) is public: marsseg.h. */
 void ms_clear_error(void);
 
 /* Overflow-checked size arithmetic: return 0 and leave *out untouched on overflow. */

@@ -1,5 +1,7 @@
-/* libFuzzer harness: the multipart/form-data body handling of POST /segment (server/multipart.c,
- * then the PNG check and decode that server/segment.c:h_segment applies to the field).
+/* libFuzzer harness: the multipart/form-data reader (server/multipart.c) as POST /segment uses
+ * it (the whole body, then the PNG check and decode that server/segment.c:h_segment applies to
+ * the field) and as POST /datasets uses it (the body in pieces as they arrive): any split of the
+ * body into pieces must read exactly as the whole body does.
  *
  * Input layout: the first line (up to the first '\n', which is dropped) is the Content-Type
  * header value; everything after it is the request body, byte for byte. An input without '\n'
@@ -45,6 +47,58 @@ static void mp_check_find(const char *ct, const uint8_t *body, size_t len, const
     }
 }
 
+/* The taken part's content gathered from the pieces. */
+struct mp_gather {
+    const char *name;
+    uint8_t *buf;
+    size_t len, cap;
+    int calls;
+};
+
+static int gather_select(void *user, const char *name, int has_filename) {
+    (void)has_filename;
+    return strcmp(name, ((struct mp_gather *)user)->name) == 0;
+}
+
+static void gather_data(void *user, const uint8_t *p, size_t n) {
+    struct mp_gather *g = user;
+    g->calls++;
+    FUZZ_CHECK(g->len + n <= g->cap, "more content (%zu) than body (%zu)", g->len + n, g->cap);
+    if (g->len + n <= g->cap && n) memcpy(g->buf + g->len, p, n);
+    g->len += n;
+}
+
+/* Feeds the body in pieces of 1..32 bytes (sizes drawn from a seed) and compares with the
+ * whole-body result. */
+static void mp_check_pieces(const char *ct, const uint8_t *body, size_t len, const char *name, uint32_t seed) {
+    const uint8_t *field = NULL;
+    size_t flen = 0;
+    const int whole = multipart_find(ct, body, len, name, &field, &flen);
+    struct multipart *m = malloc(sizeof *m);
+    struct mp_gather g = {name, malloc(len ? len : 1), 0, len, 0};
+    if (!m || !g.buf) goto out;
+    int rc = multipart_begin(m, ct, gather_select, gather_data, &g);
+    for (size_t at = 0; rc == MP_OK && at < len;) {
+        seed = seed * 1664525u + 1013904223u;
+        size_t n = 1 + (seed >> 27);
+        if (n > len - at) n = len - at;
+        uint8_t *piece = malloc(n); /* exact size: ASan sees a read past the piece */
+        if (!piece) break;
+        memcpy(piece, body + at, n);
+        rc = multipart_feed(m, piece, n);
+        free(piece);
+        at += n;
+    }
+    if (rc == MP_OK) rc = multipart_end(m);
+    FUZZ_CHECK(rc == whole, "in pieces %d, whole %d", rc, whole);
+    if (rc == MP_OK && whole == MP_OK)
+        FUZZ_CHECK(g.len == flen && g.calls >= 1 && (!flen || memcmp(g.buf, field, flen) == 0),
+                   "content in pieces (%zu bytes) differs from the whole body's (%zu)", g.len, flen);
+out:
+    free(m);
+    free(g.buf);
+}
+
 static int fuzz_multipart_one(const uint8_t *data, size_t size) {
     const uint8_t *nl = memchr(data, '\n', size);
     const size_t ctlen = nl ? (size_t)(nl - data) : size;
@@ -70,6 +124,8 @@ static int fuzz_multipart_one(const uint8_t *data, size_t size) {
     }
     mp_check_find(ct, body, blen, "img");
     mp_check_find(ct, body, blen, "");
+    mp_check_pieces(ct, body, blen, "img", (uint32_t)size);
+    mp_check_pieces(ct, body, blen, "img", 0x9E3779B9u ^ (uint32_t)blen);
 out:
     free(ct);
     free(body);

@@ -42,6 +42,10 @@ const char *ms_strerror(ms_status s);
 const char *ms_status_code(ms_status s);
 /* Detail of the last failure in this thread ("" if none). */
 const char *ms_last_error(void);
+/* Record a printf-style detail for ms_last_error() and return s, so that
+ * `return ms_fail(MS_ERR_FORMAT, "%s: bad header", path);` reads as one step. Public so that code
+ * built on the core (the service) reports its failures the same way. */
+ms_status ms_fail(ms_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ classes */
 #define MS_NUM_CLASSES 5
@@ -188,7 +192,8 @@ typedef struct {
     float bg_weight;        /* background weight with auto weights; -1 = same rule (default -1) */
     /* optimiser */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW: 1e-3, 0.9, 0.999, 1e-8, 1e-4 */
-    int batch;              /* default 32 */
+    int batch;              /* default 32; the global batch of a data-parallel run (mpirun) */
+    int sync_bn;            /* mpirun runs: BatchNorm statistics over the global batch (default 0) */
     int epochs;             /* default 20 */
     char schedule[16];      /* "plateau" (default), "cosine", "none" */
     int plateau_patience;   /* epochs without val mIoU gain before lr *= plateau_factor (default 3) */

@@ -9,6 +9,7 @@
  * half-registered. Jobs name datasets by id only; paths never come from a client. */
 #include "handlers.h"
 
+#include "marsseg_io.h"
 #include "marsseg_npz.h"
 
 #include <dirent.h>
@@ -188,7 +189,7 @@ int datasets_create(struct server *srv, struct datasets **out) {
         }
     }
     closedir(dir);
-    if (removed) fsync_dir(ds->dir);
+    if (removed && ms_fsync_dir(ds->dir) != 0) log_msg("cannot sync %s: %s", ds->dir, strerror(errno));
     *out = ds;
     return 0;
 }
@@ -277,7 +278,7 @@ enum MHD_Result h_datasets_upload(struct req *r) {
     if (st) {
         /* never leave a listed-looking file without its registration */
         unlink(e.path);
-        fsync_dir(ds->dir);
+        (void)ms_fsync_dir(ds->dir); /* best effort: the registration failed anyway */
         cJSON_Delete(meta);
         return reply_status(r, st, "registering the dataset");
     }

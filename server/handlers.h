@@ -1,4 +1,4 @@
-/* Route handlers, one file per resource; the routing table is in http.c. */
+/* Route handlers, one file per resource; the route table is in routes.c. */
 #ifndef MS_HANDLERS_H
 #define MS_HANDLERS_H
 
@@ -8,13 +8,18 @@
 enum MHD_Result h_healthz(struct req *r);
 enum MHD_Result h_readyz(struct req *r);
 enum MHD_Result h_metrics(struct req *r);
+/* schema.c */
+enum MHD_Result h_schema(struct req *r);
+/* {"id": c, "name": ..., "color": "#rrggbb"} of class c (NULL on allocation failure); /segment's
+ * JSON adds its counts to it. */
+cJSON *class_json(int c);
 /* segment.c */
 enum MHD_Result h_segment(struct req *r);
 /* models.c */
 enum MHD_Result h_models_list(struct req *r);
 enum MHD_Result h_models_active_get(struct req *r);
 enum MHD_Result h_models_active_put(struct req *r);
-/* jobs.c */
+/* jobs.c (jobs.h) */
 enum MHD_Result h_jobs_list(struct req *r);
 enum MHD_Result h_jobs_create(struct req *r);
 enum MHD_Result h_job_get(struct req *r);

@@ -1,4 +1,5 @@
-/* The HTTP layer on libmicrohttpd (see http.h).
+/* The HTTP daemon and the life of a request: routing (routes.c), auth, body caps, streamed
+ * uploads, the log line and the metrics of each request (see http.h).
  *
  * Threading: MHD_USE_THREAD_PER_CONNECTION. Our handlers block: /segment waits for an inference
  * worker, job and model changes fsync files, a dataset upload is validated by loading it. With a
@@ -17,6 +18,8 @@
 #include "http.h"
 
 #include "handlers.h"
+#include "marsseg_io.h"
+#include "multipart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,122 +43,6 @@
 #define DRAIN_MAX (16u << 20)
 /* Concurrent streamed uploads (each ends in a validation that loads the dataset). */
 #define MAX_UPLOADS 2
-/* JSON bodies nested deeper than this are refused before parsing. */
-
-static const struct route routes[] = {
-    {"GET", "/healthz", h_healthz, "healthz", BODY_NONE, 0},
-    {"GET", "/readyz", h_readyz, "readyz", BODY_NONE, 0},
-    {"GET", "/metrics", h_metrics, "metrics", BODY_NONE, 0},
-    {"POST", "/segment", h_segment, "segment", BODY_IMAGE, 0},
-    {"GET", "/models", h_models_list, "models_list", BODY_NONE, 0},
-    {"GET", "/models/active", h_models_active_get, "models_active", BODY_NONE, 0},
-    {"PUT", "/models/active", h_models_active_put, "models_activate", BODY_JSON, ROUTE_AUTH},
-    {"GET", "/jobs", h_jobs_list, "jobs_list", BODY_NONE, 0},
-    {"POST", "/jobs", h_jobs_create, "jobs_create", BODY_JSON, ROUTE_AUTH},
-    {"GET", "/jobs/{}", h_job_get, "job_get", BODY_NONE, 0},
-    {"DELETE", "/jobs/{}", h_job_delete, "job_cancel", BODY_NONE, ROUTE_AUTH},
-    {"GET", "/jobs/{}/curves", h_job_curves, "job_curves", BODY_NONE, 0},
-    {"POST", "/jobs/{}/resume", h_job_resume, "job_resume", BODY_NONE, ROUTE_AUTH},
-    {"GET", "/datasets", h_datasets_list, "datasets_list", BODY_NONE, 0},
-    {"POST", "/datasets", h_datasets_upload, "datasets_upload", BODY_FILE, ROUTE_AUTH},
-    {"GET", "/datasets/{}", h_dataset_get, "dataset_get", BODY_NONE, 0},
-    {"GET", "/", h_index, "index", BODY_NONE, 0},
-    {"GET", "/favicon.ico", h_favicon, "favicon", BODY_NONE, 0},
-    {"GET", "/static/*", h_static, "static", BODY_NONE, 0},
-};
-#define NROUTES (sizeof routes / sizeof routes[0])
-#define ROUTE_UNMATCHED NROUTES /* metrics slot of 404/405 and refused requests */
-
-/* ------------------------------------------------------------------ metrics */
-static const double latency_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-#define NBUCKETS (sizeof latency_buckets / sizeof latency_buckets[0])
-#define MAX_STATUS 600
-
-struct metrics {
-    pthread_mutex_t mu;
-    uint64_t count[NROUTES + 1][MAX_STATUS];
-    uint64_t bucket[NROUTES + 1][NBUCKETS];
-    uint64_t n[NROUTES + 1];
-    double sum[NROUTES + 1];
-    uint64_t bytes_out;
-    uint64_t aborted;
-    atomic_long in_flight;
-};
-
-int metrics_create(struct metrics **out) {
-    struct metrics *m = calloc(1, sizeof *m);
-    if (!m) return -1;
-    if (pthread_mutex_init(&m->mu, NULL)) {
-        free(m);
-        return -1;
-    }
-    *out = m;
-    return 0;
-}
-
-void metrics_destroy(struct metrics *m) {
-    if (!m) return;
-    pthread_mutex_destroy(&m->mu);
-    free(m);
-}
-
-static void metrics_record(struct metrics *m, size_t route, unsigned status, double seconds, size_t bytes) {
-    pthread_mutex_lock(&m->mu);
-    if (status == 0 || status >= MAX_STATUS) {
-        m->aborted++;
-    } else {
-        m->count[route][status]++;
-        m->n[route]++;
-        m->sum[route] += seconds;
-        for (size_t b = 0; b < NBUCKETS; b++)
-            if (seconds <= latency_buckets[b]) m->bucket[route][b]++;
-        m->bytes_out += bytes;
-    }
-    pthread_mutex_unlock(&m->mu);
-}
-
-static const char *route_label(size_t i) { return i < NROUTES ? routes[i].name : "unmatched"; }
-
-void http_metrics(struct metrics *m, char **buf, size_t *len, size_t *cap) {
-    pthread_mutex_lock(&m->mu);
-    buf_printf(buf, len, cap,
-               "# HELP marsseg_http_requests_total HTTP requests answered, by route and status.\n"
-               "# TYPE marsseg_http_requests_total counter\n");
-    for (size_t r = 0; r <= NROUTES; r++)
-        for (unsigned s = 0; s < MAX_STATUS; s++)
-            if (m->count[r][s])
-                buf_printf(buf, len, cap, "marsseg_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
-                           route_label(r), s, (unsigned long long)m->count[r][s]);
-    buf_printf(buf, len, cap,
-               "# HELP marsseg_http_request_duration_seconds Time from the request headers to the "
-               "queued response.\n"
-               "# TYPE marsseg_http_request_duration_seconds histogram\n");
-    for (size_t r = 0; r <= NROUTES; r++) {
-        if (!m->n[r]) continue;
-        for (size_t b = 0; b < NBUCKETS; b++)
-            buf_printf(buf, len, cap, "marsseg_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                       route_label(r), latency_buckets[b], (unsigned long long)m->bucket[r][b]);
-        buf_printf(buf, len, cap,
-                   "marsseg_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-                   "marsseg_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                   "marsseg_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                   route_label(r), (unsigned long long)m->n[r], route_label(r), m->sum[r], route_label(r),
-                   (unsigned long long)m->n[r]);
-    }
-    buf_printf(buf, len, cap,
-               "# HELP marsseg_http_response_bytes_total Bytes of response bodies queued.\n"
-               "# TYPE marsseg_http_response_bytes_total counter\n"
-               "marsseg_http_response_bytes_total %llu\n"
-               "# HELP marsseg_http_requests_aborted_total Requests that ended without a response "
-               "(client gone, timeout, body cut off).\n"
-               "# TYPE marsseg_http_requests_aborted_total counter\n"
-               "marsseg_http_requests_aborted_total %llu\n"
-               "# HELP marsseg_http_requests_in_flight Requests being handled.\n"
-               "# TYPE marsseg_http_requests_in_flight gauge\n"
-               "marsseg_http_requests_in_flight %ld\n",
-               (unsigned long long)m->bytes_out, (unsigned long long)m->aborted, atomic_load(&m->in_flight));
-    pthread_mutex_unlock(&m->mu);
-}
 
 /* ------------------------------------------------------------------ requests */
 struct http {
@@ -169,11 +56,10 @@ struct req {
     struct http *http;
     struct MHD_Connection *conn;
     const struct route *route;
-    size_t route_idx;
+    size_t route_idx; /* metrics slot: route_index(route), or route_count() while unmatched */
     char method[16];
     char log_path[160];
-    char params[REQ_MAX_PARAMS][72];
-    char rest[1024];
+    struct route_args args;
     double t0;
     unsigned status;
     size_t bytes;
@@ -192,17 +78,14 @@ struct req {
     int upload_slot;
     int write_errno;
     char upload_path[PATH_MAX];
-    struct MHD_PostProcessor *pp;
-    int multipart, mp_bad;
-    enum { MP_NONE, MP_WRITING, MP_DONE } mp_state;
-    char mp_field[64]; /* name of the file field being written */
-    size_t len_written;
+    struct multipart *mp; /* a multipart/form-data upload: its file field is streamed */
+    int mp_status;        /* the reader's MP_* so far */
 };
 
 struct server *req_server(struct req *r) { return r->srv; }
 struct MHD_Connection *req_conn(struct req *r) { return r->conn; }
-const char *req_param(struct req *r, int i) { return i >= 0 && i < REQ_MAX_PARAMS ? r->params[i] : ""; }
-const char *req_rest(struct req *r) { return r->rest; }
+const char *req_param(struct req *r, int i) { return i >= 0 && i < REQ_MAX_PARAMS ? r->args.params[i] : ""; }
+const char *req_rest(struct req *r) { return r->args.rest; }
 const char *req_method(struct req *r) { return r->method; }
 
 const char *req_query(struct req *r, const char *name) {
@@ -221,19 +104,6 @@ const uint8_t *req_body(struct req *r, size_t *len) {
 const char *req_upload_path(struct req *r) { return r->upload_path[0] ? r->upload_path : NULL; }
 void req_take_upload(struct req *r) { r->upload_path[0] = 0; }
 
-/* ------------------------------------------------------------------ JSON helpers */
-int jset_str(cJSON *o, const char *k, const char *v) { return cJSON_AddStringToObject(o, k, v ? v : "") != NULL; }
-int jset_num(cJSON *o, const char *k, double v) { return cJSON_AddNumberToObject(o, k, v) != NULL; }
-int jset_bool(cJSON *o, const char *k, int v) { return cJSON_AddBoolToObject(o, k, v ? 1 : 0) != NULL; }
-int jset_item(cJSON *o, const char *k, cJSON *item) {
-    if (!item) return 0;
-    if (!cJSON_AddItemToObject(o, k, item)) {
-        cJSON_Delete(item);
-        return 0;
-    }
-    return 1;
-}
-
 /* ------------------------------------------------------------------ replies */
 enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Response *resp, size_t bytes) {
     if (!resp) {
@@ -250,141 +120,6 @@ enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Respon
     return ret;
 }
 
-enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content_type, void *buf, size_t len,
-                             const char *extra_header, const char *extra_value) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(buf);
-        return reply_response(r, 500, NULL, 0);
-    }
-    if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (extra_header && extra_value) MHD_add_response_header(resp, extra_header, extra_value);
-    return reply_response(r, status, resp, len);
-}
-
-enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const char *location) {
-    return reply_json_header(r, status, json, location, NULL, NULL);
-}
-
-enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok) {
-    if (ok) {
-        ok = jset_item(j, key, arr);
-        arr = NULL;
-    }
-    cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
-}
-
-enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
-                                  const char *name, const char *value) {
-    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
-    cJSON_Delete(json);
-    if (!text) {
-        /* a static body needs no allocation: the client still gets a JSON error */
-        static const char oom[] = "{\"error\":\"out of memory\",\"code\":\"nomem\"}";
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        return reply_response(r, 503, resp, sizeof oom - 1);
-    }
-    size_t n = strlen(text);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return reply_response(r, 500, NULL, 0);
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    if (name && value) MHD_add_response_header(resp, name, value);
-    return reply_response(r, status, resp, n);
-}
-
-static enum MHD_Result verror(struct req *r, unsigned status, unsigned retry_after, const char *allow,
-                              const char *code, const char *fmt, va_list ap) {
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    cJSON *j = cJSON_CreateObject();
-    if (j && !(jset_str(j, "error", msg) && jset_str(j, "code", code))) {
-        cJSON_Delete(j);
-        j = NULL;
-    }
-    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    if (!text) return reply_json(r, status, NULL, NULL); /* the static out-of-memory body */
-    size_t n = strlen(text);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return reply_response(r, 500, NULL, 0);
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (retry_after) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%u", retry_after);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    }
-    if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"marsseg\"");
-    return reply_response(r, status, resp, n);
-}
-
-enum MHD_Result reply_error(struct req *r, unsigned status, const char *code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result ret = verror(r, status, 0, NULL, code, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-enum MHD_Result reply_error_retry(struct req *r, unsigned status, unsigned retry_after_s, const char *code,
-                                  const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result ret = verror(r, status, retry_after_s, NULL, code, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-static enum MHD_Result reply_error_allow(struct req *r, const char *allow, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static enum MHD_Result reply_error_allow(struct req *r, const char *allow, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result ret = verror(r, 405, 0, allow, "method_not_allowed", fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-enum MHD_Result reply_status(struct req *r, ms_status st, const char *what) {
-    const char *detail = ms_last_error();
-    if (!detail[0]) detail = ms_strerror(st);
-    switch (st) {
-    case MS_ERR_NOMEM:
-        return reply_error_retry(r, 503, 5, ms_status_code(st), "%s: %s", what, detail);
-    case MS_ERR_NOTFOUND:
-        return reply_error(r, 404, ms_status_code(st), "%s: %s", what, detail);
-    case MS_ERR_LIMIT:
-        return reply_error(r, 413, ms_status_code(st), "%s: %s", what, detail);
-    case MS_ERR_FORMAT:
-    case MS_ERR_CHECKSUM:
-    case MS_ERR_ARG:
-    case MS_ERR_SHAPE:
-    case MS_ERR_UNSUPPORTED:
-    case MS_ERR_NONFINITE:
-        return reply_error(r, 400, ms_status_code(st), "%s: %s", what, detail);
-    case MS_ERR_CANCELLED:
-        return reply_error_retry(r, 503, 1, ms_status_code(st), "%s: %s", what, detail);
-    default:
-        return reply_error(r, 500, ms_status_code(st), "%s: %s", what, detail);
-    }
-}
-
 cJSON *req_json_object(struct req *r, enum MHD_Result *res) {
     size_t len;
     const uint8_t *body = req_body(r, &len);
@@ -393,60 +128,6 @@ cJSON *req_json_object(struct req *r, enum MHD_Result *res) {
     if (!o) *res = e.retry_after ? reply_error_retry(r, (unsigned)e.status, (unsigned)e.retry_after, e.code, "%s", e.msg)
                                  : reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
     return o;
-}
-
-/* ------------------------------------------------------------------ routing */
-
-/* Matches path against pattern, filling r's params/rest when r is not NULL. */
-static int route_match(const char *pattern, const char *path, struct req *r) {
-    const char *p = pattern, *u = path;
-    int np = 0;
-    while (*p) {
-        if (p[0] == '{' && p[1] == '}') {
-            const char *e = u;
-            while (*e && *e != '/') e++;
-            size_t n = (size_t)(e - u);
-            if (n == 0 || np >= REQ_MAX_PARAMS || n >= sizeof r->params[0]) return 0;
-            if (r) {
-                memcpy(r->params[np], u, n);
-                r->params[np][n] = 0;
-            }
-            np++;
-            u = e;
-            p += 2;
-            continue;
-        }
-        if (p[0] == '*' && p[1] == 0) {
-            if (strlen(u) >= sizeof r->rest) return 0;
-            if (r) strcpy(r->rest, u);
-            return 1;
-        }
-        if (*p != *u) return 0;
-        p++;
-        u++;
-    }
-    return *u == 0;
-}
-
-/* Finds the route; on failure writes the allowed methods for the path ("" if none). */
-static const struct route *route_find(const char *method, const char *path, struct req *r, char *allow,
-                                      size_t allow_cap, size_t *idx) {
-    allow[0] = 0;
-    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (!route_match(routes[i].pattern, path, NULL)) continue;
-        if (strcmp(routes[i].method, m) == 0) {
-            route_match(routes[i].pattern, path, r);
-            *idx = i;
-            return &routes[i];
-        }
-        if (!strstr(allow, routes[i].method)) {
-            size_t used = strlen(allow);
-            snprintf(allow + used, allow_cap - used, "%s%s%s", used ? ", " : "", routes[i].method,
-                     strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
-        }
-    }
-    return NULL;
 }
 
 /* ------------------------------------------------------------------ auth */
@@ -485,44 +166,17 @@ static void media_type(struct req *r, char *buf, size_t cap) {
     buf[n] = 0;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
+/* The file field of a multipart dataset upload goes straight to the temp file: the first part
+ * that carries a filename, or is named "file" or "dataset", is taken; the rest of the body is
+ * not read (multipart.h). */
+static int upload_take_part(void *user, const char *name, int has_filename) {
+    (void)user;
+    return has_filename || strcmp(name, "file") == 0 || strcmp(name, "dataset") == 0;
 }
 
-/* The multipart file field of a dataset upload goes straight to the temp file. The first field
- * that carries a filename (or is named "file"/"dataset") is taken; any later field is ignored. */
-static enum MHD_Result pp_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                               const char *content_type, const char *transfer_encoding, const char *data,
-                               uint64_t off, size_t size) {
-    (void)kind;
-    (void)content_type;
-    (void)transfer_encoding;
-    struct req *r = cls;
-    if (!key || r->mp_state == MP_DONE) return MHD_YES;
-    if (r->mp_state == MP_NONE) {
-        if (!filename && strcmp(key, "file") != 0 && strcmp(key, "dataset") != 0) return MHD_YES;
-        snprintf(r->mp_field, sizeof r->mp_field, "%s", key);
-        r->mp_state = MP_WRITING;
-    } else if (strcmp(key, r->mp_field) != 0 || (off == 0 && r->len_written > 0)) {
-        /* MHD signals no end of field: another key, or the same one starting over, is the sign */
-        r->mp_state = MP_DONE;
-        return MHD_YES;
-    }
-    if (size && !r->write_errno) {
-        if (write_all(r->fd, data, size) != 0) r->write_errno = errno;
-        r->len_written += size;
-    }
-    return MHD_YES;
+static void upload_write(void *user, const uint8_t *data, size_t n) {
+    struct req *r = user;
+    if (n && !r->write_errno && ms_write_all(r->fd, data, n) != 0) r->write_errno = errno;
 }
 
 static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
@@ -565,9 +219,9 @@ static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
         r->body[r->len] = 0;
         return MHD_YES;
     case BODY_FILE:
-        if (r->multipart) {
-            if (!r->mp_bad && MHD_post_process(r->pp, data, n) != MHD_YES) r->mp_bad = 1;
-        } else if (!r->write_errno && write_all(r->fd, data, n) != 0) {
+        if (r->mp) {
+            if (r->mp_status == MP_OK) r->mp_status = multipart_feed(r->mp, (const uint8_t *)data, n);
+        } else if (!r->write_errno && ms_write_all(r->fd, data, n) != 0) {
             r->write_errno = errno;
         }
         r->len += n;
@@ -588,12 +242,12 @@ static void sanitize_for_log(char *dst, size_t cap, const char *src) {
 static enum MHD_Result begin_request(struct req *r, const char *url, const char *method) {
     struct server *srv = r->srv;
     char allow[128];
-    r->route = route_find(method, url, r, allow, sizeof allow, &r->route_idx);
+    r->route = route_find(method, url, &r->args, allow, sizeof allow);
     if (!r->route) {
-        r->route_idx = ROUTE_UNMATCHED;
-        if (allow[0]) return reply_error_allow(r, allow, "%s is not allowed on %s (allowed: %s)", r->method, r->log_path, allow);
+        if (allow[0]) return reply_not_allowed(r, allow, "%s is not allowed on %s (allowed: %s)", r->method, r->log_path, allow);
         return reply_error(r, 404, "not_found", "no such resource: %s", r->log_path);
     }
+    r->route_idx = route_index(r->route);
     if ((r->route->flags & ROUTE_AUTH) && !authorized(r))
         return reply_error(r, 401, "unauthorized", "this request changes state and needs 'Authorization: Bearer <token>'");
     if (atomic_load(&srv->stopping))
@@ -645,9 +299,10 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
             return reply_error(r, 500, "io", "cannot create an upload file: %s", strerror(e));
         }
         if (strcmp(mt, "multipart/form-data") == 0) {
-            r->multipart = 1;
-            r->pp = MHD_create_post_processor(r->conn, 64 * 1024, pp_iter, r);
-            if (!r->pp) return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
+            if (!(r->mp = malloc(sizeof *r->mp)))
+                return reply_error_retry(r, 503, 5, "nomem", "out of memory for a multipart upload");
+            if (multipart_begin(r->mp, req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), upload_take_part, upload_write, r) != MP_OK)
+                return reply_error(r, 400, "bad_multipart", "multipart/form-data without a usable boundary");
         }
     }
     return MHD_YES;
@@ -661,12 +316,10 @@ static enum MHD_Result finish_request(struct req *r) {
         return reply_error(r, 413, "body_too_large", "request body exceeds the limit of %zu bytes for %s", r->limit,
                            r->log_path);
     if (r->body_kind == BODY_FILE) {
-        if (r->multipart && r->pp) {
-            if (MHD_destroy_post_processor(r->pp) != MHD_YES) r->mp_bad = 1;
-            r->pp = NULL;
-            if (r->mp_bad) return reply_error(r, 400, "bad_multipart", "malformed multipart/form-data body");
-            if (r->mp_state == MP_NONE)
-                return reply_error(r, 400, "bad_multipart", "multipart body without a file field");
+        if (r->mp) {
+            int rc = r->mp_status == MP_OK ? multipart_end(r->mp) : r->mp_status;
+            if (rc == MP_NOT_FOUND) return reply_error(r, 400, "bad_multipart", "multipart body without a file field");
+            if (rc != MP_OK) return reply_error(r, 400, "bad_multipart", "malformed multipart/form-data body");
         }
         if (!r->write_errno && fsync(r->fd) != 0) r->write_errno = errno;
         if (close(r->fd) != 0 && !r->write_errno) r->write_errno = errno;
@@ -697,10 +350,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->fd = -1;
         r->t0 = now_mono();
-        r->route_idx = ROUTE_UNMATCHED;
+        r->route_idx = route_count();
         sanitize_for_log(r->method, sizeof r->method, method);
         sanitize_for_log(r->log_path, sizeof r->log_path, url);
-        atomic_fetch_add(&h->srv->metrics->in_flight, 1);
+        metrics_request_begin(h->srv->metrics);
         *con_cls = r;
         return begin_request(r, url, method);
     }
@@ -730,9 +383,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 (int)toe);
     else
         log_msg("%s %s - 0 %.1fms (aborted: %d)", r->method, r->log_path, s * 1e3, (int)toe);
-    metrics_record(h->srv->metrics, r->route_idx, r->replied ? r->status : 0, s, r->bytes);
-    atomic_fetch_sub(&h->srv->metrics->in_flight, 1);
-    if (r->pp) MHD_destroy_post_processor(r->pp);
+    metrics_request_end(h->srv->metrics, r->route_idx, r->replied ? r->status : 0, s, r->bytes);
+    free(r->mp);
     if (r->fd >= 0) close(r->fd);
     if (r->upload_path[0]) unlink(r->upload_path);
     if (r->upload_slot) atomic_fetch_sub(&h->uploads, 1);

@@ -1,5 +1,8 @@
-/* The HTTP layer on libmicrohttpd: the daemon, the routing table, bounded request bodies, auth,
- * JSON replies and errors, request logging and metrics.
+/* The HTTP layer on libmicrohttpd, in four files of one idea each:
+ *   http.c    the daemon and the request lifecycle: routing, auth, body caps, uploads, the log line
+ *   routes.c  the route table: the one place a route (method, path, handler, body, auth) is declared
+ *   reply.c   every reply, and the one JSON error body {"error": "...", "code": "..."}
+ *   metrics.c the Prometheus counters and latency histogram of the HTTP layer
  *
  * A route handler runs once per request, after the whole body has arrived and passed its cap
  * (or, for streamed uploads, has been written to a temp file). It must queue exactly one reply
@@ -37,15 +40,32 @@ struct route {
 
 #define REQ_MAX_PARAMS 2
 
+/* What a route's pattern matched in a path: the {} segments and what a final "*" matched. */
+struct route_args {
+    char params[REQ_MAX_PARAMS][72];
+    char rest[1024];
+};
+
+/* routes.c: the route for method and path, filling *args (HEAD is served by GET routes). NULL
+ * when none; allow then lists the methods the path does take ("" if none). */
+const struct route *route_find(const char *method, const char *path, struct route_args *args, char *allow,
+                               size_t allow_cap);
+size_t route_count(void);
+size_t route_index(const struct route *rt);
+const char *route_label(size_t i); /* a route's metrics label; "unmatched" for i >= route_count() */
+
 /* The HTTP daemon. */
 struct http;
 int http_start(struct server *srv, struct http **out, unsigned *bound_port);
 void http_quiesce(struct http *h); /* stop accepting connections */
 void http_stop(struct http *h);    /* close connections, wait for their threads, free */
 
-/* Metrics of the HTTP layer. */
+/* metrics.c: counters of the HTTP layer. route is route_index(), or route_count() for requests
+ * no route took (404/405 and refusals); status 0 counts an abort (no response). */
 int metrics_create(struct metrics **out);
 void metrics_destroy(struct metrics *m);
+void metrics_request_begin(struct metrics *m);
+void metrics_request_end(struct metrics *m, size_t route, unsigned status, double seconds, size_t bytes);
 void http_metrics(struct metrics *m, char **buf, size_t *len, size_t *cap);
 
 /* ------------------------------------------------------------------ for handlers */
@@ -67,13 +87,16 @@ const char *req_method(struct req *r);
  * its result and NULL is returned. */
 cJSON *req_json_object(struct req *r, enum MHD_Result *res);
 
-/* Replies. Each records the status and size for the log line and metrics. */
+/* Replies (reply.c). Each records the status and size for the log line and metrics. */
 enum MHD_Result reply_error(struct req *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Same, with a Retry-After header (503 overload, 503 not ready). */
 enum MHD_Result reply_error_retry(struct req *r, unsigned status, unsigned retry_after_s,
                                   const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* 405 with the Allow header. */
+enum MHD_Result reply_not_allowed(struct req *r, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Map an ms_status (and ms_last_error()) to an HTTP status and a JSON error. */
 enum MHD_Result reply_status(struct req *r, ms_status st, const char *what);
 /* JSON reply; takes ownership of json. location may be NULL. */
@@ -81,10 +104,12 @@ enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const ch
 /* 200 with arr attached to j under key, or 503 "nomem" when ok is 0 or attaching fails.
  * Takes ownership of j and arr either way (the list handlers' common tail). */
 enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok);
-/* Same with one extra header (name and value may be NULL). */
+/* Same with one extra header (name and value may be NULL); a Cache-Control header replaces the
+ * default no-store. */
 enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
                                   const char *name, const char *value);
-/* Any response built by the handler (headers added by it); takes ownership of resp. */
+/* Any response built by the handler (headers added by it); takes ownership of resp (http.c: it
+ * queues the response and records what was answered). */
 enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Response *resp,
                                size_t bytes);
 /* A malloc'd buffer, freed by MHD when sent. */

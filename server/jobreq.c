@@ -1,6 +1,5 @@
 /* Request-body JSON and job requests without HTTP (see jobreq.h). */
 #include "jobreq.h"
-#include "util.h" /* core/util.h: ms_fail */
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -39,6 +39,7 @@ struct infer_pool {
     unsigned queued, busy, max_wait;
     int stop;
     unsigned nthreads, omp_threads;
+    const atomic_int *training_active; /* the server's: while set, one OpenMP thread per inference */
     pthread_t *threads;
     /* metrics */
     unsigned long long served, rejected, failed;
@@ -62,7 +63,7 @@ static void *infer_worker(void *arg) {
         p->busy++;
         pthread_mutex_unlock(&p->mu);
 
-        const int want = atomic_load(&training_active) ? 1 : (int)p->omp_threads;
+        const int want = atomic_load(p->training_active) ? 1 : (int)p->omp_threads;
         if (want != threads) omp_set_num_threads(threads = want);
         double t0 = now_mono();
         t->st = ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
@@ -87,6 +88,7 @@ int infer_pool_create(struct server *srv, struct infer_pool **out) {
     if (!p) return -1;
     p->nthreads = srv->cfg.threads;
     p->max_wait = srv->cfg.infer_queue;
+    p->training_active = &srv->training_active;
     /* an equal share of the cores, capped by OMP_NUM_THREADS when the environment sets it
      * (srv->omp_max: read before cmd_serve set its own thread to 1) */
     int share = cpu_count() / (int)p->nthreads, cap = srv->omp_max;
@@ -191,18 +193,12 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         ok &= jset_num(j, "pixels", (double)n);
         ok &= jset_str(j, "model", snap->id);
         for (int c = 0; c < MS_NUM_CLASSES && ok; c++) {
-            cJSON *o = cJSON_CreateObject();
+            cJSON *o = class_json(c);
             ok &= o && cJSON_AddItemToArray(classes, o);
             if (!ok) {
                 cJSON_Delete(o);
                 break;
             }
-            ok &= jset_num(o, "id", c);
-            ok &= jset_str(o, "name", ms_class_names[c]);
-            char color[8];
-            snprintf(color, sizeof color, "#%02x%02x%02x", ms_class_colors[c][0], ms_class_colors[c][1],
-                     ms_class_colors[c][2]);
-            ok &= jset_str(o, "color", color);
             ok &= jset_num(o, "pixels", (double)counts[c]);
             ok &= jset_num(o, "fraction", n ? round_to((double)counts[c] / (double)n, 6) : 0.0);
         }

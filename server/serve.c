@@ -210,6 +210,7 @@ int cmd_serve(int argc, char **argv) {
     struct server_config *cfg = &srv->cfg;
     srv->started = now_wall();
     atomic_init(&srv->stopping, 0);
+    atomic_init(&srv->training_active, 0);
 
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -3,13 +3,14 @@
  *
  * Ownership: `struct server` is created by serve.c and outlives the HTTP daemon; each resource
  * keeps its own lock, so a slow operation in one (a model load, an fsync of job.json) never
- * blocks another. Nothing here is global: handlers reach the server through their request. */
+ * blocks another. Nothing here is global: handlers reach the server through their request.
+ * Failures are reported as the core's are (ms_fail, ms_last_error), and the server includes only
+ * the public headers of include/ (it is built without -Icore). */
 #ifndef MS_SERVER_H
 #define MS_SERVER_H
 
 #include "marsseg.h"
 #include "jobreq.h" /* request JSON, job requests, is_safe_id */
-#include "util.h" /* core/util.h: ms_fail, so our failures read like the core's in ms_last_error() */
 
 #include <cJSON.h>
 #include <limits.h>
@@ -47,16 +48,16 @@ struct server_config {
     char token[256];             /* MARSSEG_TOKEN; "" = no auth */
 };
 
-/* 1 while a job trains (jobs.c). Inference workers (segment.c) then run single-threaded: a
- * two-thread OpenMP team sharing a core with the trainer waits at every barrier for whichever
- * thread the scheduler parked, which is what made /segment's tail latency long during training. */
-extern atomic_int training_active;
-
 struct server {
     struct server_config cfg;
     char static_real[PATH_MAX]; /* realpath of cfg.static_dir ("" if it does not exist) */
     double started;             /* wall clock at start (s) */
     atomic_int stopping;
+    /* 1 while a job trains (job_train.c). Inference workers (segment.c) then run single-threaded:
+     * a two-thread OpenMP team sharing a core with the trainer waits at every barrier for
+     * whichever thread the scheduler parked, which is what made /segment's tail latency long
+     * during training. */
+    atomic_int training_active;
     struct models *models;
     struct jobs *jobs;
     struct datasets *datasets;
@@ -65,15 +66,11 @@ struct server {
     int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
 };
 
-/* ------------------------------------------------------------------ small helpers (util.c) */
-double now_wall(void);                 /* seconds since the epoch */
-double now_mono(void);                 /* monotonic seconds */
+/* ------------------------------------------------------------------ files.c (durable writes: marsseg_io.h) */
 /* snprintf into a fixed buffer; returns 0 if the result was truncated (callers refuse it). */
 int fmt_path(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* mkdir -p for one level (EEXIST is fine). 0 on success. */
 int ensure_dir(const char *path);
-/* fsync a directory so that a rename/unlink/mkdir in it is durable. */
-void fsync_dir(const char *path);
 /* Deletes the *.tmp files in dir: the temp files of atomic writes (ms_write_file_atomic, the npz
  * writer) that a crash left behind. Only at start-up, before anything writes there, and only in
  * directories that belong to the service (a job's). Returns how many were removed. */
@@ -84,6 +81,10 @@ ms_status write_json_atomic(const char *path, const cJSON *json);
 cJSON *read_json_file(const char *path, size_t max_bytes);
 /* is_safe_id (jobreq.h) checks every id that reaches a path (job, dataset, model), so none can
  * name ".." or contain "/". */
+
+/* ------------------------------------------------------------------ text.c */
+double now_wall(void);                 /* seconds since the epoch */
+double now_mono(void);                 /* monotonic seconds */
 /* One log line to stderr, prefixed with a UTC timestamp; thread-safe (one fprintf). */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse "123", "64k", "16M", "2G" (binary units) into *out. 0 on success. */
@@ -99,6 +100,10 @@ double tidy_float(float f);
 double round_to(double v, int decimals);
 /* The number of online CPUs (>= 1). */
 int cpu_count(void);
+/* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
+ * and *buf set to NULL (callers check once at the end). */
+void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------------ models.c */
 /* An immutable, reference-counted loaded model. Requests take one with model_acquire and keep
@@ -131,7 +136,7 @@ void datasets_destroy(struct datasets *ds);
 /* Path of dataset id into buf; MS_ERR_NOTFOUND if unknown. */
 ms_status datasets_path(struct datasets *ds, const char *id, char *buf, size_t cap);
 
-/* ------------------------------------------------------------------ jobs.c */
+/* ------------------------------------------------------------------ jobs (jobs.h says which file holds what) */
 int jobs_create(struct server *srv, struct jobs **out); /* reloads jobs from the data dir */
 /* Start the worker thread (after models are registered, so finished jobs can activate). */
 int jobs_start(struct jobs *js);
@@ -144,11 +149,5 @@ void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap);
 int infer_pool_create(struct server *srv, struct infer_pool **out);
 void infer_pool_destroy(struct infer_pool *p);
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap);
-
-/* ------------------------------------------------------------------ text buffers */
-/* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
- * and *buf set to NULL (callers check once at the end). */
-void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 #endif

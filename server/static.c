@@ -1,4 +1,5 @@
-/* The dashboard: GET / (static/index.html) and GET /static/<path>.
+/* The dashboard: GET / (static/index.html), GET /favicon.ico (static/favicon.svg) and
+ * GET /static/<path>.
  *
  * Only regular files under the static directory are served. The URL MHD hands us is already
  * percent-decoded, so "%2e%2e" arrives as "..": every segment is checked (no "", ".", "..",
@@ -101,5 +102,7 @@ static enum MHD_Result serve_file(struct req *r, const char *rel) {
 }
 
 enum MHD_Result h_index(struct req *r) { return serve_file(r, "index.html"); }
-enum MHD_Result h_favicon(struct req *r) { return serve_file(r, "favicon.ico"); }
+/* Browsers ask for /favicon.ico whatever the page links; the dashboard's icon is an SVG (served
+ * with its own type, which browsers accept under this name). */
+enum MHD_Result h_favicon(struct req *r) { return serve_file(r, "favicon.svg"); }
 enum MHD_Result h_static(struct req *r) { return serve_file(r, req_rest(r)); }

@@ -6,13 +6,17 @@
 # The caller starts the server. This script
 #   1. makes sure a succeeded run with curves exists (otherwise it starts a tiny job and waits
 #      for it; MARSSEG_TOKEN is sent if set) and opens the page on that run (#job=ID),
-#   2. loads /?selftest=1 in headless Chromium and checks the dumped DOM: a chart with
-#      data-points > 0 and a drawn SVG path, and <body data-selftest="ok"> (the page segments a
-#      generated 128x64 tile through POST /segment, ?format=overlay and ?format=json and checks
-#      the mask size, its colours and the class fractions),
+#   2. loads /?selftest=1 in headless Chromium (static/js/*.mjs, ES modules) and checks that
+#      the console stayed empty (no error, no failed module) and the dumped DOM: a chart with
+#      data-points > 0 and a drawn SVG path, <body data-selftest="ok"> (the page segments a
+#      generated 128x64 tile with one POST /segment, composes the overlay and the counts from the
+#      mask and checks the mask size, its colours and the counts), the class legend's names and colours
+#      and the job form's limits equal to GET /schema's,
 #   3. saves screenshots under tests/out/ (1280x900, the full page, and a 390x844 phone).
-# Chromium comes from Debian's `chromium` package (installed here when missing and root); only
-# where it cannot be installed does the script print a SKIP line and exit 0.
+# tests/test_dashboard_ux.c (tests/web/dashboard_ux.mjs) is the test that acts: it clicks, types,
+# drops files and tabs through the page.
+# Chromium comes from Debian's `chromium` package (installed here when missing and root); where
+# it cannot be installed the script prints a SKIP line and exits 77 (a skip, not a pass).
 #
 # Env: DASHBOARD_BUDGET_MS (virtual time per page load, default 20000),
 #      DASHBOARD_JOB_TIMEOUT (seconds to wait for the tiny job, default 300),
@@ -44,7 +48,7 @@ if [ -z "$chrome" ]; then
 fi
 if [ -z "$chrome" ]; then
   echo "SKIP dashboard: chromium is not installed and cannot be installed here (needs root and apt-get)"
-  exit 0
+  exit 77
 fi
 command -v curl >/dev/null 2>&1 || { bad "curl is needed"; exit 1; }
 
@@ -108,7 +112,7 @@ run_chrome() { # extra chromium args...
   timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$profile" \
-    --virtual-time-budget="$budget" "$@" 2>"$out/chromium.log"
+    --enable-logging=stderr --v=0 --virtual-time-budget="$budget" "$@" 2>"$out/chromium.log"
   rc=$?
   rm -rf "$profile"
   return $rc
@@ -147,6 +151,38 @@ fi
 grep -q 'id="seg-mask"[^>]*src="blob:' "$dom" || grep -q 'src="blob:[^"]*"[^>]*id="seg-mask"' "$dom" \
   || bad "the mask image was not shown"
 grep -q 'class="job' "$dom" || bad "the job list is empty"
+
+# The page logs nothing when all is well: any console line (an error, a module that failed to
+# load, a SchemaError from the strict readers) fails the test.
+if grep -q 'CONSOLE' "$out/chromium.log"; then
+  bad "the page wrote to the console:"
+  grep 'CONSOLE' "$out/chromium.log" | head -10
+fi
+
+# Class names and colours, and the form's limits, come from GET /schema only.
+schema=$(curl -fsS -m 10 "$url/schema" | tr -d '\n') || bad "GET /schema failed"
+want=""
+for hex in $(printf '%s' "$schema" | grep -o '"color":"#[0-9a-fA-F]\{6\}"' | cut -d'#' -f2 | tr -d '"'); do
+  want="$want rgb($((16#${hex:0:2})),$((16#${hex:2:2})),$((16#${hex:4:2})))"
+done
+got=$(tr -d '\n' <"$dom" | grep -o '<ul class="class-legend" id="seg-legend".*</ul>' | grep -o 'swatch-box" style="background:rgb([0-9,]*)' |
+      sed 's/.*background://' | tr '\n' ' ')
+if [ -n "$want" ] && [ "${want# }" = "${got% }" ]; then
+  say "legend colours from /schema:$want"
+else
+  bad "legend colours '${got% }' are not /schema's '${want# }'"
+fi
+names=$(printf '%s' "$schema" | grep -o '"classes":\[[^]]*\]' | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | tr '\n' '|')
+legend=$(tr -d '\n' <"$dom" | grep -o 'id="chart-iou".*id="chart-lr"' | grep -o 'class="swatch[^"]*" style="[^"]*" aria-hidden="true"></span>[^<]*' |
+         sed 's#.*</span>##; s/ *$//' | tr '\n' '|')
+if [ -n "$names" ] && [ "$names" = "$legend" ]; then say "IoU chart classes from /schema: $names"
+else bad "IoU chart legend '$legend' is not /schema's classes '$names'"; fi
+depth=$(printf '%s' "$schema" | grep -o '{"name":"model.depth"[^}]*}')
+for k in min max; do
+  v=$(printf '%s' "$depth" | grep -o "\"$k\":[0-9]*" | cut -d: -f2)
+  if grep -q "id=\"f-depth\"[^>]* $k=\"$v\"" "$dom"; then say "depth input: $k=$v as /schema"
+  else bad "the depth input's $k is not /schema's ($v)"; fi
+done
 
 # ---------------------------------------------------------------- screenshots
 shot() { # file size

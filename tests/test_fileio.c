@@ -1,6 +1,7 @@
 /* The durable writes of marsseg_io.h: ms_write_all (short writes, EINTR), ms_fsync_dir, and the
  * streamed atomic file (commit publishes, abort and every failure leave the target untouched
- * and no temp file behind). ms_write_file_atomic's own cases are in test_png.c (test_fileio). */
+ * and no temp file behind); whole files: ms_write_file_atomic (overwrite, empty, a missing directory,
+ * a failed rename) and ms_read_file (limits, files without a size, a missing file, a directory). */
 #include "marsseg.h"
 #include "marsseg_io.h"
 #include "testutil.h"
@@ -199,11 +200,74 @@ static void test_stream(void) {
     unlink(path);
 }
 
+/* ------------------------------------------------------------------ whole files */
+
+static void test_whole_files(void) {
+    char wdir[] = "/tmp/ms_test_fileio_whole_XXXXXX";
+    CHECK(mkdtemp(wdir) != NULL, "mkdtemp");
+    char path[256], tmp[300];
+    snprintf(path, sizeof path, "%s/out.bin", wdir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    uint8_t data[5000];
+    for (int i = 0; i < 5000; i++) data[i] = (uint8_t)(i * 7);
+    CHECK_OK(ms_write_file_atomic(path, data, sizeof data));
+    CHECK(access(tmp, F_OK) != 0, "tmp file removed");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(ms_read_file(path, sizeof data, &buf, &len));
+    CHECK(buf && len == sizeof data && memcmp(buf, data, len) == 0 && buf[len] == 0, "read back");
+    free(buf);
+    buf = NULL;
+    CHECK(ms_read_file(path, sizeof data - 1, &buf, &len) == MS_ERR_LIMIT && buf == NULL, "limit");
+    CHECK(strstr(ms_last_error(), "4999") != NULL, "limit detail: %s", ms_last_error());
+    CHECK_OK(ms_read_file(path, 0, &buf, &len)); /* 0 = no limit */
+    free(buf);
+    buf = NULL;
+    /* overwrite with something shorter, then an empty file */
+    CHECK_OK(ms_write_file_atomic(path, "abc", 3));
+    CHECK_OK(ms_read_file(path, 100, &buf, &len));
+    CHECK(buf && len == 3 && memcmp(buf, "abc", 4) == 0, "overwrite");
+    free(buf);
+    buf = NULL;
+    CHECK_OK(ms_write_file_atomic(path, NULL, 0));
+    CHECK_OK(ms_read_file(path, 100, &buf, &len));
+    CHECK(buf && len == 0 && buf[0] == 0, "empty file");
+    free(buf);
+    buf = NULL;
+    /* a stream without a size */
+    CHECK_OK(ms_read_file("/proc/self/status", 1 << 20, &buf, &len));
+    CHECK(buf && len > 10 && strncmp((char *)buf, "Name:", 5) == 0, "proc file read");
+    free(buf);
+    buf = NULL;
+    CHECK(ms_read_file("/proc/self/status", 10, &buf, &len) == MS_ERR_LIMIT && !buf, "proc file over limit");
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/nope", wdir);
+    CHECK(ms_read_file(missing, 0, &buf, &len) == MS_ERR_NOTFOUND, "missing file");
+    CHECK(strstr(ms_last_error(), "nope") != NULL, "detail names the file: %s", ms_last_error());
+    CHECK(ms_read_file(wdir, 0, &buf, &len) == MS_ERR_IO, "directory");
+    snprintf(missing, sizeof missing, "%s/no/such/dir/f", wdir);
+    CHECK(ms_write_file_atomic(missing, "x", 1) == MS_ERR_IO, "write into a missing dir");
+    /* the rename fails (target is a non-empty directory): the tmp must not be left behind */
+    char sub[300], subfile[320], subtmp[320];
+    snprintf(sub, sizeof sub, "%s/sub", wdir);
+    snprintf(subfile, sizeof subfile, "%s/f", sub);
+    snprintf(subtmp, sizeof subtmp, "%s.tmp", sub);
+    CHECK(mkdir(sub, 0755) == 0, "mkdir");
+    CHECK_OK(ms_write_file_atomic(subfile, "x", 1));
+    CHECK(ms_write_file_atomic(sub, "y", 1) == MS_ERR_IO, "rename over a directory fails");
+    CHECK(access(subtmp, F_OK) != 0, "tmp removed after a failed rename");
+    unlink(subfile);
+    rmdir(sub);
+    unlink(path);
+    rmdir(wdir);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     test_write_all();
     test_fsync_dir();
     test_stream();
+    test_whole_files();
     CHECK(dir_entries() == 0, "%d entries left in %s", dir_entries(), dir);
     rmdir(dir);
     return TEST_END();

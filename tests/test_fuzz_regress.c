@@ -32,34 +32,19 @@ static const struct {
     {"config", fuzz_config_one},
 };
 
-static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int not_hidden(const struct dirent *de) { return de->d_name[0] != '.'; }
 
-/* Runs every regular file of dir (sorted by name) through fn; returns how many, -1 if the
- * directory does not exist. */
+/* Runs every regular file of dir (sorted by name: alphasort in the C locale) through fn;
+ * returns how many, -1 if the directory does not exist. */
 static int replay_dir(const char *dir, fuzz_one_fn fn) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **p = realloc(names, cap * sizeof *names);
-            if (!p) break;
-            names = p;
-        }
-        if (!(names[n] = strdup(de->d_name))) break;
-        n++;
-    }
-    closedir(d);
-    if (n) qsort(names, n, sizeof *names, cmp_names);
+    struct dirent **names = NULL;
+    const int n = scandir(dir, &names, not_hidden, alphasort);
+    if (n < 0) return -1;
     int count = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         char path[4096];
         struct stat sb;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
         if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
             uint8_t *buf = NULL;
             size_t len = 0;

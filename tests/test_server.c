@@ -1,14 +1,13 @@
-/* Integration test of `marsseg serve`: the real binary on an ephemeral port with a temp data dir,
- * driven over HTTP with libcurl.
+/* Integration test of `marsseg serve`, the stateful part: the real binary on an ephemeral port
+ * with a temp data dir, driven over HTTP with libcurl (tests/test_server_api.c and
+ * tests/test_server_refusals.c cover every route's answers and refusals on a server without jobs).
  *
- * Covers: health/readiness/metrics; /segment on PNGs of several kinds and sizes (gray, 16-bit,
- * RGB, RGBA, palette, interlaced, 1x1, 37x53) in all three output formats, multipart and raw;
- * every error status (400 401 404 405 409 413 415 422 503); static files and traversal attempts;
- * dataset upload and validation; a tiny training job to success with its curves polled
- * incrementally while /segment runs concurrently; cancelling a running and a queued job;
- * restarting the service (jobs, curves and the active model survive; a SIGKILLed running job
- * comes back as interrupted and resumes); the queue bound; the token on every state-changing
- * route. The server must exit 0 on SIGTERM (under SAN=1 that also means no leak).
+ * Covers: dataset upload (raw and multipart, streamed) and validation; a tiny training job to
+ * success with its curves polled incrementally while /segment runs concurrently; cancelling a
+ * running and a queued job; a job that cannot train; the metrics that follow; restarting the
+ * service (jobs, curves, uploads and the active model survive; a SIGKILLed running job comes back
+ * as interrupted and resumes; SIGTERM pauses it and it continues by itself). The server must exit
+ * 0 on SIGTERM (under SAN=1 that also means no leak).
  *
  * The server binary is found next to this test's directory (build/tests/../marsseg) or in
  * $MARSSEG_BIN. Set MARSSEG_TEST_KEEP=1 to keep the temp directory and server logs. */
@@ -20,378 +19,14 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <limits.h>
-#include <png.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------ fixtures */
-
-struct membuf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void png_mem_write(png_structp png, png_bytep data, png_size_t len) {
-    struct membuf *b = png_get_io_ptr(png);
-    if (b->n + len > b->cap) {
-        size_t ncap = (b->cap ? b->cap * 2 : 4096) + len;
-        uint8_t *np = realloc(b->p, ncap);
-        if (!np) png_error(png, "oom");
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->n, data, len);
-    b->n += len;
-}
-static void png_mem_flush(png_structp png) { (void)png; }
-
-/* PNG kinds the core encoders do not produce: 16-bit, RGBA, interlaced. */
-static uint8_t *make_png(int w, int h, int bit_depth, int color_type, int interlace, size_t *len) {
-    struct membuf b = {0};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    int channels = color_type == PNG_COLOR_TYPE_RGB ? 3 : color_type == PNG_COLOR_TYPE_RGBA ? 4
-                   : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
-    size_t row_bytes = (size_t)w * channels * (bit_depth / 8);
-    uint8_t *rows = malloc(row_bytes * h);
-    png_bytep *ptrs = malloc(sizeof(png_bytep) * h);
-    if (!png || !info || !rows || !ptrs || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        free(rows);
-        free(ptrs);
-        free(b.p);
-        return NULL;
-    }
-    for (size_t i = 0; i < row_bytes * h; i++) rows[i] = (uint8_t)(i * 7 + i / row_bytes);
-    for (int y = 0; y < h; y++) ptrs[y] = rows + row_bytes * y;
-    png_set_write_fn(png, &b, png_mem_write, png_mem_flush);
-    png_set_IHDR(png, info, w, h, bit_depth, color_type, interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, ptrs);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    free(rows);
-    free(ptrs);
-    *len = b.n;
-    return b.p;
-}
-
-/* ------------------------------------------------------------------ the server process */
-
-/* Starts build/marsseg serve on the tiny dataset with small limits, the given model, token and
- * extra arguments (NULL-terminated). */
-static int srv_start(struct srv *s, const char *data_dir, const char *model, const char *token, const char *const *extra) {
-    char dataset[PATH_MAX];
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    const char *args[48] = {"--max-body", "1M", "--max-pixels", "300000", "--max-upload", "4M"};
-    int n = 6;
-    for (int i = 0; extra && extra[i] && n < 46; i++) args[n++] = extra[i];
-    args[n] = NULL;
-    struct srv_opts o = {.extra = args, .model = model, .dataset = dataset, .token = token};
-    return srv_start_opts(s, data_dir, &o);
-}
-
-/* Sends sig and waits; returns the exit status (or 128+signal), -1 on timeout. */
-static int srv_stop(struct srv *s, int sig) { return srv_stop_wait(s, sig, 60); }
-
-/* ------------------------------------------------------------------ HTTP */
-
-/* Every error body is {"error": "...", "code": "..."}. */
-static int is_json_error(const struct resp *r, const char *code) {
-    cJSON *j = parse(r);
-    int ok = j && strstr(r->ctype, "application/json") && jstr(j, "error")[0] && jstr(j, "code")[0] &&
-             (!code || strcmp(jstr(j, "code"), code) == 0);
-    if (!ok) fprintf(stderr, "    not the JSON error '%s': status %ld body %.300s\n", code ? code : "*", r->status, r->body ? r->body : "");
-    cJSON_Delete(j);
-    return ok;
-}
-
-#define EXPECT_ERROR(r, st, code)                                                              \
-    do {                                                                                       \
-        CHECK((r).status == (st), "status %ld, want %d: %.300s", (r).status, (st), (r).body ? (r).body : ""); \
-        CHECK(is_json_error(&(r), code), "error body for %d", (st));                           \
-    } while (0)
-
 /* ------------------------------------------------------------------ tests */
-
-static void test_health(int port) {
-    struct resp r;
-    CHECK(get(port, "/healthz", &r) == 200, "healthz %ld", r.status);
-    CHECK(strstr(r.ctype, "application/json") != NULL, "healthz type %s", r.ctype);
-    char blas[96];
-    snprintf(blas, sizeof blas, "\"blas\":\"%s\"", ms_blas_core()); /* the server runs the same kernels as this test */
-    CHECK(r.body && strstr(r.body, blas) != NULL, "healthz %s lacks %s", r.body ? r.body : "", blas);
-    resp_free(&r);
-    CHECK(get(port, "/readyz", &r) == 200, "readyz %ld %s", r.status, r.body);
-    resp_free(&r);
-    CHECK(http("HEAD", port, "/healthz", NULL, &r) == 0 && r.status == 200, "HEAD healthz %ld", r.status);
-    resp_free(&r);
-}
-
-static void check_mask_png(const struct resp *r, int w, int h, const char *what) {
-    uint8_t *lab = NULL;
-    int ow = 0, oh = 0;
-    CHECK(r->status == 200, "%s: status %ld %.200s", what, r->status, r->body ? r->body : "");
-    CHECK(strcmp(r->ctype, "image/png") == 0, "%s: type %s", what, r->ctype);
-    if (r->status != 200) return;
-    ms_status st = ms_png_decode_index(r->body, r->len, 0, &lab, &ow, &oh);
-    CHECK(st == MS_OK && ow == w && oh == h, "%s: mask %dx%d, want %dx%d (%s)", what, ow, oh, w, h, ms_last_error());
-    int bad = 0;
-    for (int i = 0; st == MS_OK && i < ow * oh; i++) bad += lab[i] >= MS_NUM_CLASSES;
-    CHECK(bad == 0, "%s: %d pixels are not class ids", what, bad);
-    free(lab);
-}
-
-static void test_segment(int port, const char *want_model) {
-    struct {
-        const char *name;
-        uint8_t *png;
-        size_t len;
-        int w, h;
-    } cases[8];
-    int n = 0;
-    size_t len;
-    uint8_t *p;
-#define ADD(nm, expr, W, H)                                               \
-    do {                                                                  \
-        p = (expr);                                                       \
-        CHECK(p != NULL, "fixture %s", nm);                               \
-        if (p) cases[n++] = (__typeof__(cases[0])){nm, p, len, W, H};         \
-    } while (0)
-    ADD("gray 37x53", gray_png(37, 53, &len), 37, 53);
-    ADD("gray 64x128 tile", gray_png(128, 64, &len), 128, 64);
-    ADD("gray 1x1", gray_png(1, 1, &len), 1, 1);
-    ADD("gray16 41x29", make_png(41, 29, 16, PNG_COLOR_TYPE_GRAY, 0, &len), 41, 29);
-    ADD("rgb 50x30", make_png(50, 30, 8, PNG_COLOR_TYPE_RGB, 0, &len), 50, 30);
-    ADD("rgba interlaced 33x65", make_png(33, 65, 8, PNG_COLOR_TYPE_RGBA, 1, &len), 33, 65);
-    ADD("gray interlaced 16-bit 20x20", make_png(20, 20, 16, PNG_COLOR_TYPE_GRAY, 1, &len), 20, 20);
-    {
-        uint8_t lab[24 * 17];
-        for (int i = 0; i < 24 * 17; i++) lab[i] = (uint8_t)(i % 5);
-        uint8_t *out = NULL;
-        ADD("palette 24x17", ms_png_encode_labels(lab, 24, 17, &out, &len) == MS_OK ? out : NULL, 24, 17);
-    }
-#undef ADD
-    for (int i = 0; i < n; i++) {
-        struct resp r;
-        struct reqopt mp = {.body = cases[i].png, .len = cases[i].len, .mp_field = "img"};
-        http("POST", port, "/segment", &mp, &r);
-        check_mask_png(&r, cases[i].w, cases[i].h, cases[i].name);
-        CHECK(strcmp(r.xmodel, want_model) == 0, "%s: X-Model '%s', want '%s'", cases[i].name, r.xmodel, want_model);
-        resp_free(&r);
-        struct reqopt raw = {.ctype = "image/png", .body = cases[i].png, .len = cases[i].len};
-        http("POST", port, "/segment", &raw, &r);
-        check_mask_png(&r, cases[i].w, cases[i].h, cases[i].name);
-        resp_free(&r);
-    }
-    /* overlay: an RGB PNG of the input's size */
-    {
-        struct resp r;
-        struct reqopt mp = {.body = cases[0].png, .len = cases[0].len, .mp_field = "img"};
-        http("POST", port, "/segment?format=overlay", &mp, &r);
-        uint8_t *g = NULL;
-        int w = 0, h = 0;
-        CHECK(r.status == 200 && strcmp(r.ctype, "image/png") == 0, "overlay %ld %s", r.status, r.ctype);
-        CHECK(r.status == 200 && ms_png_decode_gray(r.body, r.len, 0, &g, &w, &h) == MS_OK && w == 37 && h == 53,
-              "overlay decodes to 37x53 (%dx%d)", w, h);
-        free(g);
-        resp_free(&r);
-    }
-    /* json: counts and fractions add up */
-    {
-        struct resp r;
-        struct reqopt mp = {.body = cases[0].png, .len = cases[0].len, .mp_field = "img"};
-        http("POST", port, "/segment?format=json", &mp, &r);
-        CHECK(r.status == 200 && strstr(r.ctype, "application/json"), "json %ld %s", r.status, r.ctype);
-        cJSON *j = parse(&r);
-        CHECK(jnum(j, "width") == 37 && jnum(j, "height") == 53, "json size");
-        CHECK(strcmp(jstr(j, "model"), want_model) == 0, "json model %s", jstr(j, "model"));
-        CHECK(strcmp(r.xmodel, want_model) == 0, "json X-Model %s", r.xmodel);
-        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "classes"), *c;
-        double pix = 0, frac = 0;
-        int nc = 0;
-        cJSON_ArrayForEach(c, cl) {
-            pix += jnum(c, "pixels");
-            frac += jnum(c, "fraction");
-            nc++;
-        }
-        CHECK(nc == MS_NUM_CLASSES && pix == 37 * 53 && frac > 0.999 && frac < 1.001, "json classes %d %g %g", nc, pix, frac);
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timing");
-        CHECK(jnum(t, "total_ms") >= 0, "json timing");
-        cJSON_Delete(j);
-        resp_free(&r);
-    }
-    for (int i = 0; i < n; i++) free(cases[i].png);
-}
-
-static void test_errors(int port) {
-    struct resp r;
-    size_t len;
-    uint8_t *png = gray_png(37, 53, &len);
-    /* 400: not a PNG, a corrupt PNG, a bad multipart body, no 'img' field, a bad format */
-    struct reqopt o = {.ctype = "image/png", .body = "hello, not a png", .len = 16};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 400, "not_png");
-    resp_free(&r);
-    o = (struct reqopt){.ctype = "image/png", .body = png, .len = len / 2};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 400, "bad_png");
-    resp_free(&r);
-    o = (struct reqopt){.ctype = "multipart/form-data; boundary=XyZ", .body = "--XyZ\r\nno headers end", .len = 21};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 400, "bad_multipart");
-    resp_free(&r);
-    o = (struct reqopt){.body = png, .len = len, .mp_field = "image"};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 400, "no_image");
-    resp_free(&r);
-    o = (struct reqopt){.ctype = "image/png", .body = png, .len = len};
-    http("POST", port, "/segment?format=jpeg", &o, &r);
-    EXPECT_ERROR(r, 400, "bad_format");
-    resp_free(&r);
-    /* 404, 405 (with Allow) */
-    get(port, "/no/such/thing", &r);
-    EXPECT_ERROR(r, 404, "not_found");
-    resp_free(&r);
-    get(port, "/segment", &r);
-    EXPECT_ERROR(r, 405, "method_not_allowed");
-    CHECK(strstr(r.allow, "POST") != NULL, "Allow: %s", r.allow);
-    resp_free(&r);
-    send_json_tok("DELETE", port, "/models", NULL, NULL, &r);
-    EXPECT_ERROR(r, 405, "method_not_allowed");
-    resp_free(&r);
-    get(port, "/jobs/j999999", &r);
-    EXPECT_ERROR(r, 404, "not_found");
-    resp_free(&r);
-    get(port, "/jobs/j999999/curves?since=x", &r);
-    EXPECT_ERROR(r, 400, "invalid_argument");
-    resp_free(&r);
-    /* 413: decided from Content-Length before the body is read, and for chunked bodies */
-    size_t big = (1u << 20) + 1;
-    uint8_t *blob = calloc(1, big);
-    memcpy(blob, png, 8);
-    o = (struct reqopt){.ctype = "image/png", .body = blob, .len = big};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 413, "body_too_large");
-    resp_free(&r);
-    o.chunked = 1;
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 413, "body_too_large");
-    resp_free(&r);
-    char jbig[70000];
-    memset(jbig, ' ', sizeof jbig);
-    jbig[0] = '{';
-    jbig[sizeof jbig - 2] = '}';
-    jbig[sizeof jbig - 1] = 0;
-    send_json_tok("POST", port, "/jobs", jbig, NULL, &r);
-    EXPECT_ERROR(r, 413, "body_too_large");
-    resp_free(&r);
-    free(blob);
-    /* 415 */
-    o = (struct reqopt){.ctype = "text/plain", .body = png, .len = len};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 415, "unsupported_media_type");
-    resp_free(&r);
-    /* 422: more pixels than --max-pixels (300000), refused from the header */
-    uint8_t *huge = gray_png(600, 600, &len);
-    o = (struct reqopt){.body = huge, .len = len, .mp_field = "img"};
-    http("POST", port, "/segment", &o, &r);
-    EXPECT_ERROR(r, 422, "too_many_pixels");
-    resp_free(&r);
-    free(huge);
-    /* hostile JSON: deep nesting, wrong types, huge numbers, a path instead of a dataset id */
-    const char *bad_json[][2] = {
-        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "bad_json"},
-        {"{\"epochs\": \"ten\"}", "invalid_config"},
-        {"{\"epochs\": 1e308}", "invalid_config"},
-        {"{\"lr\": -1}", "invalid_config"},
-        {"{\"no_such_field\": 1}", "invalid_config"},
-        {"{\"data\": \"/etc/passwd\"}", "invalid_argument"},
-        {"{\"dataset\": \"../../etc\"}", "unknown_dataset"},
-        {"{\"dataset\": \"nope\"}", "unknown_dataset"},
-        {"{\"activate\": \"yes\"}", "invalid_argument"},
-        {"[1, 2]", "bad_json"},
-        {"{\"epochs\": ", "bad_json"},
-    };
-    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
-        send_json_tok("POST", port, "/jobs", bad_json[i][0], NULL, &r);
-        EXPECT_ERROR(r, 400, bad_json[i][1]);
-        resp_free(&r);
-    }
-    send_json_tok("PUT", port, "/models/active", "{\"id\": 5}", NULL, &r);
-    EXPECT_ERROR(r, 400, "invalid_argument");
-    resp_free(&r);
-    send_json_tok("PUT", port, "/models/active", "{\"id\": \"nope\"}", NULL, &r);
-    EXPECT_ERROR(r, 404, NULL);
-    resp_free(&r);
-    free(png);
-    /* and the service still answers */
-    CHECK(get(port, "/healthz", &r) == 200, "healthz after errors");
-    resp_free(&r);
-}
-
-static void test_static(int port) {
-    struct resp r;
-    static const struct {
-        const char *path, *type;
-    } ok[] = {
-        {"/", "text/html"}, {"/static/index.html", "text/html"}, {"/static/app.js", "text/javascript"},
-        {"/static/style.css", "text/css"}, {"/static/icon.svg", "image/svg+xml"}, {"/static/sub/data.json", "application/json"},
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        get(port, ok[i].path, &r);
-        CHECK(r.status == 200 && strncmp(r.ctype, ok[i].type, strlen(ok[i].type)) == 0, "%s: %ld %s", ok[i].path, r.status, r.ctype);
-        resp_free(&r);
-    }
-    get(port, "/static/app.js", &r);
-    char etag[64];
-    snprintf(etag, sizeof etag, "%s", r.etag);
-    resp_free(&r);
-    char h[128];
-    snprintf(h, sizeof h, "If-None-Match: %s", etag);
-    struct reqopt o = {.extra_header = h};
-    http("GET", port, "/static/app.js", &o, &r);
-    CHECK(etag[0] && r.status == 304, "conditional GET: %ld (etag %s)", r.status, etag);
-    resp_free(&r);
-    static const char *const bad[] = {
-        "/static/../Makefile", "/static/../../../../etc/passwd", "/static/%2e%2e/secret.txt", "/static/%2e%2e%2fsecret.txt",
-        "/static/..%2f..%2fetc/passwd", "/static/escape.txt", "/static/sub/../../secret.txt", "/static/", "/static//etc/passwd",
-        "/static/./app.js", "/static/app.js%00.png", "/static/sub", "/static/missing.js", "/static/..\\secret.txt",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        get(port, bad[i], &r);
-        CHECK(r.status == 404 || r.status == 400, "%s: %ld", bad[i], r.status);
-        CHECK(!r.body || !strstr(r.body, "TOP SECRET"), "%s leaked the secret", bad[i]);
-        resp_free(&r);
-    }
-}
-
-static void test_metrics(int port) {
-    struct resp r;
-    get(port, "/metrics", &r);
-    CHECK(r.status == 200 && strstr(r.ctype, "text/plain"), "metrics %ld %s", r.status, r.ctype);
-    const char *want[] = {"marsseg_http_requests_total{route=\"segment\",code=\"200\"}",
-                          "marsseg_http_request_duration_seconds_bucket{route=\"segment\",le=\"+Inf\"}",
-                          "marsseg_jobs{state=\"succeeded\"}", "marsseg_model_info{id=", "marsseg_inference_workers"};
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        CHECK(r.body && strstr(r.body, want[i]), "metrics lack %s", want[i]);
-    resp_free(&r);
-}
 
 static char g_dataset_id[32];
 
@@ -466,14 +101,6 @@ static void test_datasets(int port) {
 
 /* ---- jobs */
 
-static const char *tiny_config(char *buf, size_t cap, const char *dataset, int epochs, int extra_long) {
-    snprintf(buf, cap,
-             "{\"dataset\": \"%s\", \"epochs\": %d, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"threads\": 1%s}",
-             dataset, epochs, extra_long ? ", \"early_stop\": 0" : "");
-    return buf;
-}
-
 /* Waits until the running job has reported a batch: by then its "running" state is on disk. */
 static int wait_progress(int port, const char *id, double timeout_s) {
     for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50)) {
@@ -537,7 +164,7 @@ static void test_jobs(int port) {
         load[i].png = gray_png(128, 64, &load[i].len);
         pthread_create(&th[i], NULL, segment_loop, &load[i]);
     }
-    char *id = post_job_ok(port, tiny_config(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2, 0), NULL);
+    char *id = post_job_ok(port, tiny_job(cfg, sizeof cfg, g_dataset_id[0] ? g_dataset_id : "sample", 2), NULL);
     if (!id) {
         atomic_store(&stop, 1);
         for (int i = 0; i < 2; i++) pthread_join(th[i], NULL), free(load[i].png);
@@ -603,11 +230,20 @@ static void test_jobs(int port) {
     CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(jm, "metrics")), "job model has metrics");
     cJSON_Delete(j);
     resp_free(&r);
-    test_segment(port, id);
+    /* and /segment now answers with it */
+    {
+        size_t len;
+        uint8_t *png = gray_png(37, 53, &len);
+        struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
+        http("POST", port, "/segment", &o, &r);
+        CHECK(r.status == 200 && strcmp(r.xmodel, id) == 0, "segment with the job's model: %ld X-Model %s", r.status, r.xmodel);
+        resp_free(&r);
+        free(png);
+    }
 
     /* cancelling: a running job and a queued one */
-    char *run = post_job_ok(port, tiny_config(cfg, sizeof cfg, "sample", 10000, 1), NULL);
-    char *queued = post_job_ok(port, tiny_config(cfg, sizeof cfg, "sample", 2, 0), NULL);
+    char *run = post_job_ok(port, tiny_job(cfg, sizeof cfg, "sample", 10000), NULL);
+    char *queued = post_job_ok(port, tiny_job(cfg, sizeof cfg, "sample", 2), NULL);
     if (run && queued) {
         CHECK(wait_state(port, run, "running", 60, last, sizeof last), "long job running (%s)", last);
         j = job_get(port, queued);
@@ -669,6 +305,18 @@ static void test_jobs(int port) {
     free(id);
     free(run);
     free(queued);
+}
+
+static void test_metrics(int port) {
+    struct resp r;
+    get(port, "/metrics", &r);
+    CHECK(r.status == 200 && strstr(r.ctype, "text/plain"), "metrics %ld %s", r.status, r.ctype);
+    const char *want[] = {"marsseg_http_requests_total{route=\"segment\",code=\"200\"}",
+                          "marsseg_http_request_duration_seconds_bucket{route=\"segment\",le=\"+Inf\"}",
+                          "marsseg_jobs{state=\"succeeded\"}", "marsseg_model_info{id=", "marsseg_inference_workers"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(r.body && strstr(r.body, want[i]), "metrics lack %s", want[i]);
+    resp_free(&r);
 }
 
 /* After a clean restart: jobs, curves and the active model choice are back. */
@@ -738,230 +386,16 @@ static void test_interrupted(const char *data_dir, const char *model) {
     }
 }
 
-/* With MARSSEG_TOKEN: every state-changing route needs it, reads stay open. */
-static void test_token(const char *model) {
-    char data[PATH_MAX];
-    path_in_tmp(data, sizeof data, "data-token");
-    struct srv s;
-    const char *extra[] = {"--max-queue", "1", NULL};
-    if (srv_start(&s, data, model, "s3cret-token", extra) != 0) {
-        CHECK(0, "token server start");
-        return;
-    }
-    struct resp r;
-    static const char *const routes[][3] = {
-        {"POST", "/jobs", "{}"}, {"DELETE", "/jobs/j000001", NULL}, {"POST", "/jobs/j000001/resume", NULL},
-        {"PUT", "/models/active", "{\"id\":\"default\"}"}, {"POST", "/datasets", "x"},
-    };
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        for (int k = 0; k < 3; k++) {
-            const char *tok = k == 0 ? NULL : k == 1 ? "wrong" : "s3cret-token-and-more";
-            send_json_tok(routes[i][0], s.port, routes[i][1], routes[i][2], tok, &r);
-            EXPECT_ERROR(r, 401, "unauthorized");
-            resp_free(&r);
-        }
-        send_json_tok(routes[i][0], s.port, routes[i][1], routes[i][2], "s3cret-token", &r);
-        CHECK(r.status != 401, "%s %s with the token: %ld", routes[i][0], routes[i][1], r.status);
-        resp_free(&r);
-    }
-    static const char *const open_routes[] = {"/healthz", "/readyz", "/jobs", "/models", "/datasets", "/metrics", "/"};
-    for (size_t i = 0; i < sizeof open_routes / sizeof open_routes[0]; i++) {
-        get(s.port, open_routes[i], &r);
-        CHECK(r.status == 200, "GET %s without token: %ld", open_routes[i], r.status);
-        resp_free(&r);
-    }
-    size_t len;
-    uint8_t *png = gray_png(37, 53, &len);
-    struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
-    http("POST", s.port, "/segment", &o, &r);
-    CHECK(r.status == 200, "segment needs no token: %ld", r.status);
-    resp_free(&r);
-    free(png);
-    /* the queue bound (--max-queue 1): the job posted above holds the worker (or the queue) */
-    char cfg[512];
-    int full = 0;
-    for (int i = 0; i < 4 && !full; i++) {
-        send_json_tok("POST", s.port, "/jobs", tiny_config(cfg, sizeof cfg, "sample", 10000, 1), "s3cret-token", &r);
-        if (r.status == 503) {
-            full = 1;
-            CHECK(r.retry_after[0] != 0, "queue full has Retry-After");
-            CHECK(is_json_error(&r, "queue_full"), "queue full error");
-        }
-        resp_free(&r);
-    }
-    CHECK(full, "POST /jobs answered 503 once the queue was full");
-    CHECK(srv_stop(&s, SIGTERM) == 0, "token server clean exit (see %s)", s.log);
-}
-
-/* No model: not ready, /segment 503 with Retry-After. One worker and no wait queue: concurrent
- * inferences beyond it are refused with 503 + Retry-After, never queued without bound. */
-static void test_unavailable(const char *big_model) {
-    char data[PATH_MAX], nomodel[PATH_MAX];
-    path_in_tmp(data, sizeof data, "data-nomodel");
-    path_in_tmp(nomodel, sizeof nomodel, "does-not-exist.npz");
-    struct srv s;
-    struct resp r;
-    size_t len;
-    uint8_t *png = gray_png(37, 53, &len);
-    if (srv_start(&s, data, nomodel, NULL, NULL) == 0) {
-        get(s.port, "/readyz", &r);
-        EXPECT_ERROR(r, 503, "not_ready");
-        resp_free(&r);
-        struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
-        http("POST", s.port, "/segment", &o, &r);
-        EXPECT_ERROR(r, 503, "no_model");
-        CHECK(r.retry_after[0] != 0, "no-model 503 has Retry-After");
-        resp_free(&r);
-        CHECK(srv_stop(&s, SIGTERM) == 0, "no-model server clean exit (see %s)", s.log);
-    } else {
-        CHECK(0, "no-model server start");
-    }
-    free(png);
-
-    path_in_tmp(data, sizeof data, "data-overload");
-    const char *extra[] = {"--threads", "1", "--infer-queue", "0", NULL};
-    if (srv_start(&s, data, big_model, NULL, extra) != 0) {
-        CHECK(0, "overload server start");
-        return;
-    }
-    png = gray_png(512, 512, &len);
-    enum { N = 8 };
-    CURLM *multi = curl_multi_init();
-    CURL *easy[N];
-    struct resp rs[N];
-    struct curl_slist *hdrs[N] = {0};
-    curl_mime *mimes[N] = {0};
-    struct reqopt o = {.ctype = "image/png", .body = png, .len = len};
-    for (int i = 0; i < N; i++) {
-        easy[i] = http_setup("POST", s.port, "/segment", &o, &rs[i], &hdrs[i], &mimes[i]);
-        curl_multi_add_handle(multi, easy[i]);
-    }
-    int running = 1;
-    for (double t0 = now_s(); running && now_s() - t0 < 120;) {
-        curl_multi_perform(multi, &running);
-        if (running) curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    int ok = 0, busy = 0, other = 0;
-    for (int i = 0; i < N; i++) {
-        long st = 0;
-        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &st);
-        rs[i].status = st;
-        if (st == 200) ok++;
-        else if (st == 503 && rs[i].retry_after[0] && is_json_error(&rs[i], "overloaded")) busy++;
-        else other++;
-        curl_multi_remove_handle(multi, easy[i]);
-        curl_easy_cleanup(easy[i]);
-        curl_slist_free_all(hdrs[i]);
-        resp_free(&rs[i]);
-    }
-    curl_multi_cleanup(multi);
-    free(png);
-    CHECK(ok >= 1 && busy >= 1 && other == 0, "%d concurrent /segment on 1 worker: %d ok, %d 503, %d other", N, ok, busy, other);
-    CHECK(srv_stop(&s, SIGTERM) == 0, "overload server clean exit (see %s)", s.log);
-}
-
-/* ---- hostile clients on raw sockets */
-
-static int raw_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(0x7f000001)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
-/* Reads until the peer closes, timeout_s passes or cap-1 bytes arrived; returns bytes read,
- * and sets *closed if the peer closed (EOF or reset). */
-static size_t raw_read(int fd, char *buf, size_t cap, double timeout_s, int *closed) {
-    size_t n = 0;
-    *closed = 0;
-    for (double t0 = now_s(); now_s() - t0 < timeout_s && n + 1 < cap;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0) continue;
-        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
-        if (k <= 0) {
-            *closed = 1;
-            break;
-        }
-        n += (size_t)k;
-    }
-    buf[n] = 0;
-    return n;
-}
-
-static int raw_send(int fd, const char *s) { return send(fd, s, strlen(s), MSG_NOSIGNAL) == (ssize_t)strlen(s) ? 0 : -1; }
-
-/* The main server runs with --timeout 4 --body-timeout 3. */
-static void test_hostile(int port) {
-    char buf[4096];
-    int closed;
-    /* a huge declared body from a client that waits for 100-continue: 413 before any byte */
-    int fd = raw_connect(port);
-    raw_send(fd, "POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000000000\r\n"
-                 "Expect: 100-continue\r\n\r\n");
-    raw_read(fd, buf, sizeof buf, 5, &closed);
-    CHECK(strncmp(buf, "HTTP/1.1 413", 12) == 0 && strstr(buf, "body_too_large"), "Expect + huge length: %.80s", buf);
-    close(fd);
-    /* a request line that is not HTTP */
-    fd = raw_connect(port);
-    raw_send(fd, "GARBAGE\r\n\r\n");
-    raw_read(fd, buf, sizeof buf, 5, &closed);
-    CHECK(strncmp(buf, "HTTP/1.1 4", 10) == 0 || closed, "garbage request: %.80s", buf);
-    close(fd);
-    /* a dribbled body and dribbled headers are cut off, and others are served meanwhile */
-    int slow_body = raw_connect(port), slow_head = raw_connect(port);
-    raw_send(slow_body, "POST /segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n");
-    raw_send(slow_head, "GET /healthz HTTP/1.1\r\nHo");
-    double t0 = now_s(), body_closed = 0, head_closed = 0, worst = 0;
-    while (now_s() - t0 < 15 && (!body_closed || !head_closed)) {
-        if (!body_closed && send(slow_body, "x", 1, MSG_NOSIGNAL) != 1) body_closed = now_s() - t0;
-        char c;
-        struct pollfd p[2] = {{slow_body, POLLIN, 0}, {slow_head, POLLIN, 0}};
-        if (poll(p, 2, 0) > 0) {
-            if (!body_closed && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && recv(slow_body, &c, 1, MSG_DONTWAIT) <= 0)
-                body_closed = now_s() - t0;
-            if (!head_closed && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && recv(slow_head, &c, 1, MSG_DONTWAIT) <= 0)
-                head_closed = now_s() - t0;
-        }
-        struct resp r;
-        double q0 = now_s();
-        CHECK(get(port, "/healthz", &r) == 200, "healthz while slow clients hang on");
-        resp_free(&r);
-        if (now_s() - q0 > worst) worst = now_s() - q0;
-        sleep_ms(250);
-    }
-    CHECK(body_closed > 0 && body_closed < 8, "dribbled body cut off after %.1f s", body_closed);
-    CHECK(head_closed > 0 && head_closed < 10, "dribbled headers cut off after %.1f s", head_closed);
-    CHECK(worst < 2, "healthz took up to %.2f s meanwhile", worst);
-    close(slow_body);
-    close(slow_head);
-}
-
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "test-server")) return 1;
-    char model[PATH_MAX], big_model[PATH_MAX], dataset[PATH_MAX], data[PATH_MAX];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(big_model, sizeof big_model, "big-model.npz");
-    path_in_tmp(dataset, sizeof dataset, "tiny.npz");
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_model(model, 2, 4) == 0, "model fixture: %s", ms_last_error());
-    CHECK(make_model(big_model, 3, 16) == 0, "big model fixture: %s", ms_last_error());
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture: %s", ms_last_error());
-    CHECK(make_static() == 0, "static fixture");
+    char model[PATH_MAX], data[PATH_MAX];
+    su_fixtures(model, data, 1);
 
     struct srv s;
-    const char *main_extra[] = {"--timeout", "4", "--body-timeout", "3", NULL};
-    if (srv_start(&s, data, model, NULL, main_extra) == 0) {
-        test_health(s.port);
-        test_segment(s.port, "default");
-        test_errors(s.port);
-        test_static(s.port);
-        test_hostile(s.port);
+    if (srv_start(&s, data, model, NULL, NULL) == 0) {
         test_datasets(s.port);
         test_jobs(s.port);
         test_metrics(s.port);
@@ -976,8 +410,6 @@ int main(int argc, char **argv) {
     } else {
         CHECK(0, "server start");
     }
-    test_token(model);
-    test_unavailable(big_model);
     su_done();
     return TEST_END();
 }

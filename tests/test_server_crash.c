@@ -22,6 +22,7 @@
  * segments. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "reliability.h"
 
 #include <dirent.h>
 
@@ -422,14 +423,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     char upl[PATH_MAX];
-    path_in_tmp(g_data, sizeof g_data, "data");
-    path_in_tmp(g_model, sizeof g_model, "model.npz");
-    path_in_tmp(g_dataset, sizeof g_dataset, "sample.npz");
-    path_in_tmp(upl, sizeof upl, "upload.npz");
-    CHECK(make_model(g_model, 2, 4) == 0, "model fixture");
-    CHECK(make_dataset(g_dataset, 32, 64, 128) == 0, "dataset fixture");
-    CHECK(make_dataset(upl, UPLOAD_SAMPLES, 32, 64) == 0, "upload fixture");
-    CHECK(make_static() == 0, "static fixture");
+    rel_fixtures(sizeof g_data, g_model, g_dataset, upl, g_data, 2, 4, 32, 64, 128, UPLOAD_SAMPLES);
     CHECK(ms_read_file(upl, 0, &g_upload, &g_upload_len) == MS_OK, "read upload fixture");
     g_png = gray_png(128, 64, &g_png_len);
     if (tu_failures) return TEST_END();

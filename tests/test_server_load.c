@@ -14,6 +14,7 @@
  * installed (tools/deps.sh installs it). */
 #include "testutil.h"
 #include "srvutil.h"
+#include "reliability.h"
 
 static const char LUA[] =
     "local threads = {}\n"
@@ -60,10 +61,8 @@ static long rss_kb(pid_t pid) {
 /* A small model (a few MB of training state, so that job phases do not swamp the RSS figure)
  * trained for enough epochs to last a while. */
 static const char *job_cfg(char *buf, size_t cap) {
-    snprintf(buf, cap,
-             "{\"dataset\": \"sample\", \"epochs\": %d, \"batch\": 8, \"limit\": 64, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"early_stop\": 0, \"activate\": false}",
-             SAN_BUILD ? 5 : 30); /* about 20 s each, plain; the last one is waited for */
+    /* about 20 s each, plain; the last one is waited for */
+    rel_job_cfg(buf, cap, SAN_BUILD ? 5 : 30, 8, 64, ", \"early_stop\": 0, \"activate\": false");
     return buf;
 }
 
@@ -94,15 +93,10 @@ int main(int argc, char **argv) {
         if (f) fclose(f);
         free(png);
     }
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "sample.npz");
-    path_in_tmp(data, sizeof data, "data");
     path_in_tmp(lua, sizeof lua, "segment.lua");
     path_in_tmp(out, sizeof out, "wrk.out");
     /* the default model's architecture (depth 4, base 16): the same work per tile */
-    CHECK(make_model(model, 4, 16) == 0, "model fixture");
-    CHECK(make_dataset(dataset, 64, 64, 128) == 0, "dataset fixture");
-    CHECK(make_static() == 0, "static fixture");
+    rel_fixtures(PATH_MAX, model, dataset, NULL, data, 4, 16, 64, 64, 128, 0);
     FILE *lf = fopen(lua, "w");
     CHECK(lf && fputs(LUA, lf) >= 0 && fclose(lf) == 0, "lua script");
     if (tu_failures) return TEST_END();

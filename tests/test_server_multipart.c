@@ -1,6 +1,7 @@
-/* The /segment multipart/form-data reader (server/multipart.c) on its own: well-formed bodies as
- * curl and browsers send them, edge cases, malformed input, and a bounded deterministic mutation
- * run (under SAN=1 every out-of-bounds read would be caught). */
+/* The multipart/form-data reader (server/multipart.c) on its own: well-formed bodies as curl and
+ * browsers send them, edge cases, malformed input, the same bodies fed in pieces as a streamed
+ * upload is (every split reads as the whole body), and a bounded deterministic mutation run
+ * (under SAN=1 every out-of-bounds read would be caught). */
 #include "../server/multipart.c"
 
 #include "testutil.h"
@@ -81,6 +82,79 @@ static void test_malformed(void) {
     CHECK(multipart_find(ct, (const uint8_t *)nul, sizeof nul - 1, "img", &dd, &n) == MP_MALFORMED, "NUL in headers");
 }
 
+/* ---- in pieces, as POST /datasets reads an upload */
+
+struct gather {
+    char out[256];
+    size_t len;
+    int taken_by_filename;
+};
+
+/* the upload's rule: a part with a filename, or named "file" or "dataset" */
+static int upload_select(void *user, const char *name, int has_filename) {
+    struct gather *g = user;
+    g->taken_by_filename = has_filename;
+    return has_filename || strcmp(name, "file") == 0 || strcmp(name, "dataset") == 0;
+}
+
+static void gather(void *user, const uint8_t *p, size_t n) {
+    struct gather *g = user;
+    if (g->len + n < sizeof g->out) memcpy(g->out + g->len, p, n);
+    g->len += n;
+}
+
+/* Feeds body as pieces split at the given offsets (increasing, within the body). */
+static int feed_split(const char *ct, const char *body, const size_t *cuts, int ncuts, struct gather *g) {
+    static struct multipart m;
+    memset(g, 0, sizeof *g);
+    int rc = multipart_begin(&m, ct, upload_select, gather, g);
+    size_t at = 0, len = strlen(body);
+    for (int i = 0; rc == MP_OK && i <= ncuts; i++) {
+        size_t end = i < ncuts ? cuts[i] : len;
+        rc = multipart_feed(&m, (const uint8_t *)body + at, end - at);
+        at = end;
+    }
+    return rc == MP_OK ? multipart_end(&m) : rc;
+}
+
+static void test_pieces(void) {
+    const char *ct = "multipart/form-data; boundary=------------------------abc123";
+    const char *body =
+        "preamble\r\n--------------------------abc123\r\n"
+        "Content-Disposition: form-data; name=\"note\"\r\n\r\n"
+        "hello\r\n--------------------------abc1\r\n" /* almost a delimiter */
+        "\r\n--------------------------abc123\r\n"
+        "Content-Disposition: form-data; name=\"upload\"; filename=\"t.npz\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+        "PK\3\4 data \r\n--------------------------abc12 more\r\n"
+        "\r\n--------------------------abc123--\r\n";
+    const char *want = "PK\3\4 data \r\n--------------------------abc12 more\r\n";
+    const size_t len = strlen(body);
+    struct gather g;
+    CHECK(feed_split(ct, body, NULL, 0, &g) == MP_OK && g.len == strlen(want) && memcmp(g.out, want, g.len) == 0 &&
+              g.taken_by_filename,
+          "whole body: the file part (%zu bytes)", g.len);
+    int bad = 0;
+    for (size_t a = 1; a < len; a++) { /* every split in two, and in three around it */
+        size_t cuts[2] = {a, a + 7 < len ? a + 7 : len};
+        for (int k = 1; k <= 2; k++) {
+            int rc = feed_split(ct, body, cuts, k, &g);
+            if (rc != MP_OK || g.len != strlen(want) || memcmp(g.out, want, g.len) != 0) bad++;
+        }
+    }
+    CHECK(bad == 0, "%d splits read differently from the whole body", bad);
+    size_t ones[600];
+    int n1 = 0;
+    for (size_t a = 1; a < len && n1 < 600; a++) ones[n1++] = a;
+    CHECK(feed_split(ct, body, ones, n1, &g) == MP_OK && g.len == strlen(want), "byte by byte");
+    /* no part to take; a body cut inside the taken part */
+    const char *none = "--x\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--x--\r\n";
+    size_t cut[1] = {10};
+    CHECK(feed_split("multipart/form-data; boundary=x", none, cut, 1, &g) == MP_NOT_FOUND, "no file part");
+    const char *cutoff = "--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\npart of it";
+    CHECK(feed_split("multipart/form-data; boundary=x", cutoff, cut, 1, &g) == MP_MALFORMED, "truncated file part");
+}
+
 /* Deterministic mutations of a valid body: every result must be a clean MP_* code, and an MP_OK
  * slice must lie inside the body. */
 static void test_mutations(void) {
@@ -122,6 +196,7 @@ static void test_mutations(void) {
 int main(void) {
     test_wellformed();
     test_malformed();
+    test_pieces();
     test_mutations();
     return TEST_END();
 }

@@ -12,11 +12,15 @@
  *
  * OMP_NUM_THREADS=1 and one training thread: libgomp is not instrumented, so TSan cannot see the
  * barriers that order accesses between OpenMP threads; with a team of one there are none.
- * tests/tsan.supp lists what remains suppressed, each entry explained.
- * Under SAN=1 it prints SKIP and passes (the TSan binary is not built then). TSAN_REQUESTS
- * overrides the 600 requests per phase. */
+ * tests/tsan.supp holds no suppression: with a team of one nothing is left to suppress; an entry
+ * added there must say why in a comment above it, and this comment must change with it
+ * (tests/test_harness.c checks both).
+ * Under SAN=1 it skips (exit 77: the TSan binary is not built then). TSAN_REQUESTS overrides
+ * the 600 requests per phase. */
 #include "testutil.h"
 #include "srvutil.h"
+#include "srvmixed.h"
+#include "reliability.h"
 
 #ifndef MS_TSAN_BIN
 #define MS_TSAN_BIN "build-tsan/marsseg"
@@ -38,8 +42,7 @@ static int wait_progress(int port, const char *id, double timeout_s) {
 int main(int argc, char **argv) {
     (void)argc;
     if (SAN_BUILD) {
-        printf("SKIP: the ThreadSanitizer server is built by make test without SAN=1 (make tsan)\n");
-        return 0;
+        TEST_SKIP("the ThreadSanitizer server is built by make test without SAN=1 (make tsan)");
     }
     if (su_init(argv[0], "test-tsan") != 0) return 1;
     snprintf(g_bin, sizeof g_bin, "%s", getenv("MARSSEG_TSAN_BIN") ? getenv("MARSSEG_TSAN_BIN") : MS_TSAN_BIN);
@@ -50,20 +53,11 @@ int main(int argc, char **argv) {
     const char *e = getenv("TSAN_REQUESTS");
     const int per_phase = e ? atoi(e) : 600;
     char model[PATH_MAX], dataset[PATH_MAX], upload[PATH_MAX], data[PATH_MAX], tsan_env[PATH_MAX + 128];
-    path_in_tmp(model, sizeof model, "model.npz");
-    path_in_tmp(dataset, sizeof dataset, "sample.npz");
-    path_in_tmp(upload, sizeof upload, "upload.npz");
-    path_in_tmp(data, sizeof data, "data");
     snprintf(tsan_env, sizeof tsan_env, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=%s/tests/tsan.supp",
              MS_SRC_DIR);
-    CHECK(make_model(model, 2, 4) == 0, "model fixture");
-    CHECK(make_dataset(dataset, 32, 64, 128) == 0, "dataset fixture");
-    CHECK(make_dataset(upload, 8, 32, 64) == 0, "upload fixture");
-    CHECK(make_static() == 0, "static fixture");
-    uint8_t *npz = NULL;
-    size_t npz_len = 0, png_len = 0;
-    CHECK(ms_read_file(upload, 0, &npz, &npz_len) == MS_OK, "read upload fixture");
-    uint8_t *png = gray_png(128, 64, &png_len);
+    rel_fixtures(PATH_MAX, model, dataset, upload, data, 2, 4, 32, 64, 128, 8);
+    struct mixed tmpl = {0};
+    rel_bodies(&tmpl, upload);
     if (tu_failures) return TEST_END();
 
     const char *env[] = {"OMP_NUM_THREADS=1", tsan_env, NULL};
@@ -78,21 +72,13 @@ int main(int argc, char **argv) {
         return TEST_END();
     }
     char cfg[512], last[32];
-    snprintf(cfg, sizeof cfg,
-             "{\"dataset\": \"sample\", \"epochs\": 2, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"threads\": 1}");
-    char *job = post_job(s.port, cfg);
-    CHECK(job != NULL, "POST /jobs");
-    struct mixed tmpl = {.port = s.port, .png = png, .png_len = png_len, .npz = npz, .npz_len = npz_len};
-    if (job) snprintf(tmpl.job, sizeof tmpl.job, "%s", job);
+    rel_job_cfg(cfg, sizeof cfg, 2, 4, 32, ", \"threads\": 1");
+    char *job = rel_first_job(&tmpl, s.port, cfg);
     struct mixed a = mixed_load(&tmpl, 6, per_phase);
-    CHECK(job && wait_state(s.port, job, "succeeded|failed|cancelled", 600, last, sizeof last) && strcmp(last, "succeeded") == 0,
-          "first job ends %s", last);
+    rel_check_succeeds(s.port, job, 600);
     /* phase 2: a second job trains while the model flips under the inferences */
     char long_cfg[512];
-    snprintf(long_cfg, sizeof long_cfg,
-             "{\"dataset\": \"sample\", \"epochs\": 1000, \"batch\": 4, \"limit\": 32, \"model\": {\"depth\": 2, \"base\": 4},"
-             " \"threads\": 1, \"early_stop\": 0, \"activate\": false}");
+    rel_job_cfg(long_cfg, sizeof long_cfg, 1000, 4, 32, ", \"threads\": 1, \"early_stop\": 0, \"activate\": false");
     char *second = post_job(s.port, long_cfg);
     CHECK(second && wait_state(s.port, second, "running", 120, last, sizeof last), "second job running (%s)", last);
     if (job) snprintf(tmpl.alt_model, sizeof tmpl.alt_model, "%s", job);
@@ -124,8 +110,7 @@ int main(int argc, char **argv) {
     printf("ThreadSanitizer: %s\n", rc == 0 && !log_has(&s, "ThreadSanitizer") ? "no report" : "REPORTED (see the log)");
     free(job);
     free(second);
-    free(npz);
-    free(png);
+    rel_bodies_free(&tmpl);
     su_done();
     return TEST_END();
 }

@@ -1,9 +1,12 @@
 /* Minimal test harness: CHECK records a failure with file:line and goes on; each test binary
- * ends with `return TEST_END();`, which exits non-zero if anything failed. */
+ * ends with `return TEST_END();`, which exits non-zero if anything failed or if no check ran at
+ * all (a test that checks nothing proves nothing). A test that cannot run here calls
+ * TEST_SKIP("why"), which exits 77: tests/run.sh counts it as skipped, never as passed. */
 #ifndef MS_TESTUTIL_H
 #define MS_TESTUTIL_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +35,26 @@ static int tu_checks, tu_failures;
         CHECK(st_ == MS_OK, "%s -> %s: %s", #expr, ms_strerror(st_), ms_last_error()); \
     } while (0)
 
-#define TEST_END()                                                              \
-    (printf("%d checks, %d failures\n", tu_checks, tu_failures), tu_failures ? 1 : 0)
+static inline int tu_end(void) {
+    printf("%d checks, %d failures\n", tu_checks, tu_failures);
+    if (tu_checks == 0) fprintf(stderr, "no check ran: a test that checks nothing fails\n");
+    return tu_failures || tu_checks == 0 ? 1 : 0;
+}
+#define TEST_END() tu_end()
+
+/* The exit status tests/run.sh (like automake) reads as "skipped". */
+#define TEST_SKIPPED 77
+__attribute__((noreturn, format(printf, 1, 2), unused)) static void tu_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("SKIP: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    exit(TEST_SKIPPED);
+}
+#define TEST_SKIP(...) tu_skip(__VA_ARGS__)
 
 /* max |a-b| / max(1e-6 * 0 + floor, |b|) style error used for tensor comparisons */
 static inline double tu_max_rel_err(const float *a, const float *b, size_t n, double floor_) {

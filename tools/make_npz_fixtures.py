@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Write the small .npz fixtures that tests/test_npz.c reads (tests/fixtures/npz/).
+"""Write the small .npz fixtures that the npz tests read (tests/fixtures/npz/).
 
 Run with Debian's /usr/bin/python3 (needs numpy):  /usr/bin/python3 tools/make_npz_fixtures.py
-Every value is a deterministic pattern that tests/test_npz.c recomputes; keep the two in sync.
+Every value is a deterministic pattern that tests/npzutil.h recomputes; keep the two in sync.
 Output is byte-for-byte reproducible except for zip timestamps, which numpy takes from the clock,
 so the files are pinned to a fixed time below.
 """
@@ -18,7 +18,7 @@ import numpy as np
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "npz")
 FIXED_TIME = time.mktime((2024, 1, 1, 0, 0, 0, 0, 1, -1))
 
-# Shape and value patterns of the dtype arrays (test_npz.c: dtype_value()).
+# Shape and value patterns of the dtype arrays (tests/npzutil.h: ival(), dval()).
 SHAPE = (3, 4, 5)
 N = 60
 F2_BITS = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0xC000, 0x7BFF, 0xFBFF,
@@ -137,7 +137,7 @@ def main():
                             c=np.arange(6, dtype=np.int32).reshape(2, 3),
                             f1d=np.asfortranarray(np.arange(4, dtype=np.int32))))
     # Fortran order (np.asfortranarray), 2-D and 3-D, every dtype, both byte orders, stored and
-    # deflated: read back in C order, the values are dtype_values() in C order (test_npz.c)
+    # deflated: read back in C order, the values are dtype_values() in C order (tests/test_npy.c)
     fort = fortran_arrays(arrs)
     pinned(lambda: np.savez(path("fortran_stored.npz"), **fort))
     pinned(lambda: np.savez_compressed(path("fortran_deflated.npz"), **fort))

@@ -1,14 +1,12 @@
-/* Small helpers of the service: clocks, paths, durable JSON files, logging, flag parsing. */
+/* Text in and out of the service: log lines (with the clocks), flag values, numbers as JSON
+ * shows them, substitutions, growing text buffers; and the core count. */
 #include "server.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,76 +20,6 @@ double now_mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int fmt_path(char *dst, size_t cap, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(dst, cap, fmt, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < cap;
-}
-
-int ensure_dir(const char *path) {
-    if (mkdir(path, 0755) == 0) return 0;
-    if (errno != EEXIST) return -1;
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
-}
-
-void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    (void)fsync(fd); /* best effort: some file systems refuse it, the data is safe anyway */
-    close(fd);
-}
-
-int remove_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int removed = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        char path[PATH_MAX];
-        if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0 && fmt_path(path, sizeof path, "%s/%s", dir, de->d_name)) {
-            struct stat sb;
-            if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) removed++;
-        }
-    }
-    closedir(d);
-    if (removed) fsync_dir(dir);
-    return removed;
-}
-
-ms_status write_json_atomic(const char *path, const cJSON *json) {
-    char *text = cJSON_Print(json);
-    if (!text) return MS_ERR_NOMEM;
-    size_t n = strlen(text);
-    char *t2 = realloc(text, n + 2);
-    if (!t2) {
-        free(text);
-        return MS_ERR_NOMEM;
-    }
-    t2[n] = '\n';
-    t2[n + 1] = 0;
-    ms_status st = ms_write_file_atomic(path, t2, n + 1);
-    free(t2);
-    return st;
-}
-
-cJSON *read_json_file(const char *path, size_t max_bytes) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    ms_status st = ms_read_file(path, max_bytes, &buf, &len);
-    if (st) {
-        if (st != MS_ERR_NOTFOUND) log_msg("cannot read %s: %s", path, ms_last_error());
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength((const char *)buf, len);
-    if (!j) log_msg("%s: not valid JSON, ignored", path);
-    free(buf);
-    return j;
 }
 
 void log_msg(const char *fmt, ...) {

@@ -1,0 +1,77 @@
+/* The JSON views of a job: the summary (GET /jobs), the detail (GET /jobs/{id}, replies of the
+ * state-changing routes) and job.json (VIEW_PERSIST: what a restart needs; no progress, no log
+ * and no curves, which the run's checkpoint owns). Callers hold js->mu. */
+#include "jobs.h"
+
+#include "marsseg_curves.h"
+
+const char *const job_state_names[JS_COUNT] = {"queued", "running", "succeeded", "failed", "cancelled", "interrupted"};
+
+cJSON *progress_json(const ms_progress *p) {
+    cJSON *j = cJSON_CreateObject();
+    int ok = j && jset_num(j, "epoch", p->epoch) && jset_num(j, "epochs", p->epochs) && jset_num(j, "batch", p->batch) &&
+             jset_num(j, "batches", p->batches) && jset_item(j, "loss", ms_json_number(p->loss)) &&
+             jset_item(j, "eta_s", ms_json_number(p->eta_s)) && jset_item(j, "images_per_s", ms_json_number(p->images_per_s));
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+int job_epochs(const struct job *jb) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(jb->config, "epochs");
+    return cJSON_IsNumber(e) ? e->valueint : 0;
+}
+
+int job_last_epoch(const struct job *jb) { return jb->ncurves ? jb->curves[jb->ncurves - 1].epoch : 0; }
+
+/* a time, or null when it has not happened */
+static int set_time(cJSON *j, const char *k, double t) {
+    return t > 0 ? jset_num(j, k, round_to(t, 3)) : cJSON_AddNullToObject(j, k) != NULL;
+}
+
+static int set_str_or_null(cJSON *j, const char *k, const char *s) {
+    return s[0] ? jset_str(j, k, s) : cJSON_AddNullToObject(j, k) != NULL;
+}
+
+cJSON *job_json(const struct job *jb, enum job_view view) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    double best = 0;
+    int best_epoch = ms_curves_best(jb->curves, jb->ncurves, &best);
+    int ok = jset_str(j, "id", jb->id) && jset_str(j, "state", job_state_names[jb->state]) &&
+             jset_str(j, "dataset", jb->dataset) && jset_bool(j, "activate", jb->activate) &&
+             jset_num(j, "created", round_to(jb->created, 3)) && set_time(j, "started", jb->started) &&
+             set_time(j, "finished", jb->finished) && jset_num(j, "epoch", job_last_epoch(jb)) &&
+             jset_num(j, "epochs", job_epochs(jb)) &&
+             jset_item(j, "best_val_miou", best_epoch ? ms_json_number(best) : cJSON_CreateNull()) &&
+             jset_num(j, "best_epoch", best_epoch);
+    if (ok && view != VIEW_PERSIST) {
+        if (jb->state == JS_RUNNING && jb->has_progress) {
+            ok = jset_item(j, "progress", progress_json(&jb->progress)) &&
+                 jset_item(j, "eta_s", ms_json_number(jb->progress.eta_s));
+        } else {
+            ok = cJSON_AddNullToObject(j, "progress") && cJSON_AddNullToObject(j, "eta_s");
+        }
+    }
+    ok = ok && set_str_or_null(j, "error", jb->error) && set_str_or_null(j, "model", jb->model_id);
+    if (ok && view != VIEW_SUMMARY) ok = jset_item(j, "config", cJSON_Duplicate(jb->config, 1));
+    if (ok && view == VIEW_PERSIST) ok = jset_bool(j, "resume", jb->resume);
+    if (ok && view == VIEW_DETAIL) {
+        cJSON *arr = cJSON_CreateArray();
+        ok = arr != NULL;
+        for (int i = 0; i < jb->log_n && ok; i++) {
+            cJSON *s = cJSON_CreateString(jb->log[(jb->log_head + i) % LOG_LINES]);
+            ok = s && cJSON_AddItemToArray(arr, s);
+            if (!ok) cJSON_Delete(s);
+        }
+        if (ok) ok = jset_item(j, "log", arr);
+        else cJSON_Delete(arr);
+    }
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}

@@ -1,0 +1,46 @@
+/* GET /schema: the facts a client needs before it asks anything, from their one source each:
+ * the classes (ms_class_names, ms_class_colors), the training-config table
+ * (ms_train_config_schema: names, types, defaults, limits, help), the service's request limits
+ * (its flags) and whether state-changing requests need the token. The dashboard takes its class
+ * colours and form limits only from here. They cannot change while the process runs, so the
+ * answer may be cached. */
+#include "handlers.h"
+
+#include <stdio.h>
+
+cJSON *class_json(int c) {
+    char color[8];
+    snprintf(color, sizeof color, "#%02x%02x%02x", ms_class_colors[c][0], ms_class_colors[c][1], ms_class_colors[c][2]);
+    cJSON *o = cJSON_CreateObject();
+    if (o && jset_num(o, "id", c) && jset_str(o, "name", ms_class_names[c]) && jset_str(o, "color", color)) return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+enum MHD_Result h_schema(struct req *r) {
+    const struct server_config *cfg = &req_server(r)->cfg;
+    cJSON *j = cJSON_CreateObject(), *classes = cJSON_CreateArray(), *limits = cJSON_CreateObject(),
+          *auth = cJSON_CreateObject();
+    int ok = j && classes && limits && auth;
+    for (int c = 0; ok && c < MS_NUM_CLASSES; c++) {
+        cJSON *o = class_json(c);
+        ok = o && cJSON_AddItemToArray(classes, o);
+        if (!ok) cJSON_Delete(o);
+    }
+    ok = ok && jset_num(limits, "max_body", (double)cfg->max_body) && jset_num(limits, "max_pixels", (double)cfg->max_pixels) &&
+         jset_num(limits, "max_json", (double)cfg->max_json) && jset_num(limits, "max_upload", (double)cfg->max_upload) &&
+         jset_bool(auth, "token_required", cfg->token[0] != 0);
+    /* jset_item takes its item whether it succeeds or not; the rest is freed here */
+    if (ok) ok = jset_item(j, "classes", classes), classes = NULL;
+    if (ok) ok = jset_item(j, "limits", limits), limits = NULL;
+    if (ok) ok = jset_item(j, "auth", auth), auth = NULL;
+    ok = ok && jset_item(j, "config", ms_train_config_schema());
+    cJSON_Delete(classes);
+    cJSON_Delete(limits);
+    cJSON_Delete(auth);
+    if (!ok) {
+        cJSON_Delete(j);
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    }
+    return reply_json_header(r, 200, j, NULL, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=300");
+}
