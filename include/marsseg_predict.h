@@ -137,7 +137,8 @@ ms_status ms_predict_tiles(const ms_model *m, const ms_dataset *ds, const int *i
  * NNNNN_uncertainty.png (round(255 H)), and index.csv (rank,index,confidence,entropy,files),
  * NNNNN the tile's index in ds. Built in dir.tmp and renamed into place; an existing dir is
  * replaced only if it holds index.csv (one of ours) or nothing. *list (may be NULL) gets the
- * same as JSON: [{"rank":1,"index":i,"confidence":c,"entropy":e}, ...]. */
+ * same as JSON: [{"rank":1,"index":i,"confidence":c,"entropy":e}, ...]. dir NULL: the list only
+ * (GET /datasets/{id}/uncertain). MS_ERR_ARG when k is above the number of tiles. */
 typedef struct {
     int tta, batch;
     int top;                  /* k */
@@ -163,7 +164,8 @@ void ms_class_report_from(const ms_confusion *c, ms_class_report *r);
  * tile NNNNN_image.png, NNNNN_truth.png and NNNNN_pred.png (class colours) and
  * NNNNN_uncertainty.png. Atomic as ms_rank (an existing dir is replaced only if it holds
  * report.json or nothing). Refuses an unlabelled set and masks with classes the model lacks.
- * *report (may be NULL) gets report.json's content; *cm (may be NULL) the confusion matrix. */
+ * *report (may be NULL) gets report.json's content; *cm (may be NULL) the confusion matrix.
+ * dir NULL: nothing written (the report only). */
 typedef struct {
     int tta, batch;
     int worst;                /* K worst tiles (0: none) */
