@@ -138,9 +138,8 @@ static ms_trainer *running;
 static char signal_note[96]; /* under mpirun: each rank says that it got the signal */
 static void on_signal(int sig) {
     (void)sig;
-    interrupted++;
     if (running) ms_trainer_pause(running); /* async-signal-safe: an atomic store */
-    if (signal_note[0]) {
+    if (interrupted++ == 0 && signal_note[0]) {
         const ssize_t w = write(2, signal_note, strlen(signal_note)); /* async-signal-safe */
         (void)w;
     }
@@ -303,6 +302,12 @@ static int train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL); /* mpirun forwards SIGUSR1 to every rank without killing them */
+    /* Open MPI's mpirun (4.1) answers SIGINT/SIGTERM by sending each rank SIGCONT, sleeping
+     * odls_base_sigkill_timeout seconds (1), SIGTERM, sleeping again, SIGKILL. Its SIGCONT is the
+     * first word of that and nothing else sends one to a rank (mpirun forwards job control only
+     * with orte_forward_job_control): taken as the stop request, the ranks stop at once and have
+     * both sleeps to write, instead of training on through the first and racing the second. */
+    if (getenv("OMPI_COMM_WORLD_SIZE")) sigaction(SIGCONT, &sa, NULL);
     st = ms_trainer_run(t);
     running = NULL;
     if (v.tty && !quiet) fprintf(stderr, "\r\033[K");
