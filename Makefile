@@ -106,6 +106,9 @@ BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
 
+# the OpenAPI document's parts are built into the binary (.incbin in server/openapi.c)
+$(BUILD)/server/openapi.o: $(wildcard openapi/*.json)
+
 $(BIN): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
 

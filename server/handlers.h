@@ -13,6 +13,8 @@ enum MHD_Result h_schema(struct req *r);
 /* {"id": c, "name": ..., "color": "#rrggbb"} of class c (NULL on allocation failure); /segment's
  * JSON adds its counts to it. */
 cJSON *class_json(int c);
+/* openapi.c */
+enum MHD_Result h_openapi(struct req *r);
 /* segment.c */
 enum MHD_Result h_segment(struct req *r);
 /* models.c */

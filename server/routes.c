@@ -1,6 +1,8 @@
 /* The route table: the one place a route is declared (method, path pattern, handler, metrics
- * label, how it takes its body, whether it needs the token). A new resource adds its lines here
- * and its handlers to handlers.h; http.c routes, caps bodies and checks auth from these fields. */
+ * label, how it takes its body, whether it needs the token). A new resource adds its lines here,
+ * its handlers to handlers.h and its paths to the OpenAPI document (openapi/README.md says where;
+ * tests/test_openapi.c fails while a route is missing there); http.c routes, caps bodies and
+ * checks auth from these fields. */
 #include "handlers.h"
 
 #include <stdio.h>
@@ -11,6 +13,7 @@ static const struct route routes[] = {
     {"GET", "/readyz", h_readyz, "readyz", BODY_NONE, 0},
     {"GET", "/metrics", h_metrics, "metrics", BODY_NONE, 0},
     {"GET", "/schema", h_schema, "schema", BODY_NONE, 0},
+    {"GET", "/openapi.json", h_openapi, "openapi", BODY_NONE, 0},
     {"POST", "/segment", h_segment, "segment", BODY_IMAGE, 0},
     {"GET", "/models", h_models_list, "models_list", BODY_NONE, 0},
     {"GET", "/models/active", h_models_active_get, "models_active", BODY_NONE, 0},
