@@ -32,6 +32,13 @@ enum MHD_Result h_job_resume(struct req *r);
 enum MHD_Result h_datasets_list(struct req *r);
 enum MHD_Result h_datasets_upload(struct req *r);
 enum MHD_Result h_dataset_get(struct req *r);
+/* oip.c: the Open Inference Protocol (oip.h) */
+enum MHD_Result h_oip_server(struct req *r);
+enum MHD_Result h_oip_live(struct req *r);
+enum MHD_Result h_oip_ready(struct req *r);
+enum MHD_Result h_oip_model(struct req *r);
+enum MHD_Result h_oip_model_ready(struct req *r);
+enum MHD_Result h_oip_infer(struct req *r);
 /* static.c */
 enum MHD_Result h_index(struct req *r);
 enum MHD_Result h_favicon(struct req *r);

@@ -23,6 +23,7 @@
 
 OPENAPI_PART(openapi_part_base, "openapi/base.json");
 OPENAPI_PART(openapi_part_marsseg, "openapi/marsseg.json");
+OPENAPI_PART(openapi_part_oip, "openapi/oip.json");
 
 /* base.json first: it holds info, servers and the shared components; the rest add to it. */
 static const struct {
@@ -31,6 +32,7 @@ static const struct {
 } parts[] = {
     {"openapi/base.json", openapi_part_base},
     {"openapi/marsseg.json", openapi_part_marsseg},
+    {"openapi/oip.json", openapi_part_oip},
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

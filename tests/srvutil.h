@@ -282,6 +282,7 @@ struct resp {
     char *body;
     size_t len;
     char ctype[128], xmodel[64], retry_after[16], location[128], allow[64], etag[64];
+    char infer_header_len[24]; /* Inference-Header-Content-Length (the Open Inference Protocol's binary answers) */
 };
 
 SU_FN void resp_free(struct resp *r) {
@@ -332,6 +333,7 @@ SU_FN size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     header_value(p, len, "Location", r->location, sizeof r->location);
     header_value(p, len, "Allow", r->allow, sizeof r->allow);
     header_value(p, len, "ETag", r->etag, sizeof r->etag);
+    header_value(p, len, "Inference-Header-Content-Length", r->infer_header_len, sizeof r->infer_header_len);
     return len;
 }
 
