@@ -7,7 +7,7 @@
  * them as prerequisites of this object). Why parts: a route group is one local edit (its own
  * file plus one line in `parts` below); the parts are merged once, at the first request:
  * "paths", every "components" section and "tags" are joined, and a name defined twice is a bug
- * that is logged and answered 500 (tests/test_openapi.c checks the document against the route
+ * that is logged and answered 500 (tests/test_server_openapi.c checks the document against the route
  * table, lints it and validates live traffic against it). */
 #include "handlers.h"
 

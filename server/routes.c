@@ -1,7 +1,7 @@
 /* The route table: the one place a route is declared (method, path pattern, handler, metrics
  * label, how it takes its body, whether it needs the token). A new resource adds its lines here,
  * its handlers to handlers.h and its paths to the OpenAPI document (openapi/README.md says where;
- * tests/test_openapi.c fails while a route is missing there); http.c routes, caps bodies and
+ * tests/test_server_openapi.c fails while a route is missing there); http.c routes, caps bodies and
  * checks auth from these fields. */
 #include "handlers.h"
 

@@ -112,6 +112,21 @@ SU_FN int have_cmd(const char *name) {
     return 0;
 }
 
+/* apt-get install PKG quietly (no recommends), as root only, for a tool one test needs
+ * (Prometheus's promtool, node and npm for the protocol validators); the caller checks the
+ * result and skips (77) when it is still missing. */
+SU_FN void su_apt_install(const char *pkg) {
+    if (geteuid() != 0 || access("/usr/bin/apt-get", X_OK) != 0) return;
+    char cmd[512];
+    printf("installing %s with apt-get\n", pkg);
+    fflush(stdout);
+    snprintf(cmd, sizeof cmd,
+             "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends %s >/dev/null 2>&1 || "
+             "{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends %s >/dev/null 2>&1; }",
+             pkg, pkg);
+    if (system(cmd) != 0) printf("apt-get install %s failed\n", pkg);
+}
+
 /* ------------------------------------------------------------------ fixtures */
 
 /* A labelled dataset whose masks all differ and correlate with the images. */

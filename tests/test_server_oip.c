@@ -9,7 +9,7 @@
  *   - the refusals: datatype, shapes, values, outputs, the pixel limit, the body cap, headers;
  *   - the token: infer needs none, as /segment needs none;
  *   - a model other than the active one, by name (a tiny job's), against /segment once active.
- * The published protocol's own schema and examples are checked in tests/test_openapi.c. */
+ * The published protocol's own schema and examples are checked in tests/test_server_openapi.c. */
 #include "marsseg.h"
 #include "testutil.h"
 #include "srvutil.h"
