@@ -257,9 +257,11 @@ static void check_fp32_all_outputs(const struct tiles *t) {
     const size_t K = 5, want = t->n * 4 + total + total * K * 4;
     CHECK(ans && blen == want, "binary data: confidence, labels, probabilities in the outputs' order (%zu bytes, want %zu)", blen, want);
     if (ans && blen == want) {
-        const float *conf = (const float *)bin;
+        /* the binary data starts right after the JSON header, at any alignment: copied out */
+        float *conf = malloc((size_t)t->n * 4), *prob = malloc(total * K * 4);
+        memcpy(conf, bin, (size_t)t->n * 4);
         const uint8_t *lab = bin + t->n * 4;
-        const float *prob = (const float *)(lab + total); /* aligned: n*4 + total is a multiple of 4 here */
+        memcpy(prob, lab + total, total * K * 4);
         CHECK(memcmp(lab, t->labels, total) == 0, "FP32 input: labels equal /segment's masks");
         int sums_ok = 1, argmax_ok = 1, conf_ok = 1;
         for (int b = 0; b < t->n; b++) {
@@ -289,6 +291,8 @@ static void check_fp32_all_outputs(const struct tiles *t) {
         CHECK(strcmp(jstr(output_named(ans, "probabilities"), "datatype"), "FP32") == 0 &&
                   strcmp(jstr(output_named(ans, "confidence"), "datatype"), "FP32") == 0,
               "probabilities and confidence are FP32");
+        free(conf);
+        free(prob);
     }
     cJSON_Delete(ans);
     resp_free(&r);
