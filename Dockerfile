@@ -34,6 +34,7 @@ COPY include include
 COPY core core
 COPY cli cli
 COPY server server
+COPY openapi openapi
 # The Makefile compiles for x86-64-v3 (AVX2/FMA), so the image needs such a CPU. For older ones:
 #   docker build --build-arg MARSSEG_OPT="-O2 -march=x86-64" -t marsseg-server .
 # (Not named OPT: a build arg is an environment variable, and an empty OPT in the environment

@@ -23,6 +23,10 @@ enum body_kind {
     BODY_JSON,  /* in memory, up to max_json */
     BODY_IMAGE, /* in memory, up to max_body; image/png, octet-stream or multipart/form-data */
     BODY_FILE,  /* streamed to a temp file in the data dir, up to max_upload */
+    /* in memory, any type: an Open Inference Protocol request (JSON, or a JSON header and binary
+     * tensor data), up to max_body or, when larger, max_json + 4 * max_pixels (the largest FP32
+     * image allowed, sent as binary data, after a JSON header of up to max_json) */
+    BODY_TENSOR,
 };
 
 #define ROUTE_AUTH 1u /* changes state: needs the bearer token when MARSSEG_TOKEN is set */

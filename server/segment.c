@@ -19,7 +19,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* /segment's tile, or any other work (infer_call: job) */
 struct infer_task {
+    struct infer_job *job;
     const ms_model *model;
     const uint8_t *gray;
     int h, w, tta;
@@ -66,10 +68,15 @@ static void *infer_worker(void *arg) {
         const int want = atomic_load(p->training_active) ? 1 : (int)p->omp_threads;
         if (want != threads) omp_set_num_threads(threads = want);
         double t0 = now_mono();
-        t->st = ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
+        t->st = t->job ? t->job->fn(t->job->ctx) : ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
+        if (t->job) {
+            t->job->st = t->st;
+            t->job->seconds = t->seconds;
+            memcpy(t->job->err, t->err, sizeof t->job->err);
+        }
 
         pthread_mutex_lock(&p->mu);
         p->busy--;
@@ -145,6 +152,12 @@ static int infer_run(struct infer_pool *p, struct infer_task *t) {
     while (!t->done) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
     return 0;
+}
+
+int infer_call(struct infer_pool *p, struct infer_job *job) {
+    struct infer_task t = {.job = job};
+    job->err[0] = 0;
+    return infer_run(p, &t);
 }
 
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap) {

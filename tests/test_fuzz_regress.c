@@ -8,9 +8,11 @@
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npz.c"
+#include "../fuzz/fuzz_oip.c"
 #include "../fuzz/fuzz_png.c"
 #include "../server/jobreq.c"
 #include "../server/multipart.c"
+#include "../server/oip_request.c"
 
 #include "testutil.h"
 
@@ -30,6 +32,7 @@ static const struct {
     {"png", fuzz_png_one},
     {"multipart", fuzz_multipart_one},
     {"config", fuzz_config_one},
+    {"oip", fuzz_oip_one},
 };
 
 static int not_hidden(const struct dirent *de) { return de->d_name[0] != '.'; }
