@@ -10,7 +10,7 @@ enum MHD_Result h_healthz(struct req *r) {
     cJSON *j = cJSON_CreateObject();
     /* blas: the GEMM kernel set in use (core/blas.c), the first thing to check when it is slow */
     if (!j || !jset_str(j, "status", "ok") || !jset_num(j, "uptime_s", round_to(now_wall() - srv->started, 3)) ||
-        !jset_str(j, "blas", ms_blas_core())) {
+        !jset_str(j, "blas", ms_blas_core()) || !jset_str(j, "role", server_role_name(srv->role))) {
         cJSON_Delete(j);
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }
@@ -42,7 +42,7 @@ enum MHD_Result h_metrics(struct req *r) {
     http_metrics(srv->metrics, &buf, &len, &cap);
     infer_metrics(srv->infer, &buf, &len, &cap);
     models_metrics(srv->models, &buf, &len, &cap);
-    jobs_metrics(srv->jobs, &buf, &len, &cap);
+    if (srv->jobs) jobs_metrics(srv->jobs, &buf, &len, &cap); /* an inference replica has none */
     if (!buf) return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     return reply_buffer(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, MHD_HTTP_HEADER_CACHE_CONTROL,
                         "no-store");

@@ -254,6 +254,9 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
         return reply_error(r, 404, "not_found", "no such resource: %s", r->log_path);
     }
     r->route_idx = route_index(r->route);
+    if ((r->route->flags & ROUTE_TRAINER) && srv->role == ROLE_INFERENCE)
+        return reply_error(r, 403, "role", "this is an inference replica (--role inference): %s %s goes to the trainer", r->method,
+                           r->log_path);
     if ((r->route->flags & ROUTE_AUTH) && !authorized(r))
         return reply_error(r, 401, "unauthorized", "this request changes state and needs 'Authorization: Bearer <token>'");
     if (atomic_load(&srv->stopping))

@@ -29,7 +29,8 @@ enum body_kind {
     BODY_TENSOR,
 };
 
-#define ROUTE_AUTH 1u /* changes state: needs the bearer token when MARSSEG_TOKEN is set */
+#define ROUTE_AUTH 1u    /* changes state: needs the bearer token when MARSSEG_TOKEN is set */
+#define ROUTE_TRAINER 2u /* jobs, datasets, model switches: refused by an inference replica (--role) */
 
 typedef enum MHD_Result (*route_fn)(struct req *r);
 

@@ -112,6 +112,11 @@ static struct job *load_job(struct jobs *js, const char *id) {
     }
     /* job.json has no kind yet: every stored job is a training job (a second kind adds the field) */
     jb->kind = &job_kind_train;
+    const double ranks = num_or(j, "ranks", 0);
+    if (ranks >= 1 && ranks <= 4096) {
+        jb->ranks = (int)ranks;
+        jb->kind = &job_kind_mpi;
+    }
     snprintf(jb->id, sizeof jb->id, "%.15s", id);
     fmt_path(jb->dir, sizeof jb->dir, "%s/%s", js->dir, id);
     snprintf(jb->dataset, sizeof jb->dataset, "%s", ds->valuestring);

@@ -56,6 +56,7 @@ cJSON *job_json(const struct job *jb, enum job_view view) {
         }
     }
     ok = ok && set_str_or_null(j, "error", jb->error) && set_str_or_null(j, "model", jb->model_id);
+    if (ok && jb->ranks > 0) ok = jset_num(j, "ranks", jb->ranks); /* an MPI job */
     if (ok && view != VIEW_SUMMARY) ok = jset_item(j, "config", cJSON_Duplicate(jb->config, 1));
     if (ok && view == VIEW_PERSIST) ok = jset_bool(j, "resume", jb->resume);
     if (ok && view == VIEW_DETAIL) {

@@ -123,6 +123,19 @@ int job_request_fields(cJSON *body, char *dataset, size_t cap, int *activate, st
     return 0;
 }
 
+int job_request_ranks(cJSON *body, int *ranks, struct jr_error *e) {
+    *ranks = 0;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "ranks");
+    if (!n) return 0;
+    if (!cJSON_IsNumber(n) || n->valuedouble != (double)(int)n->valuedouble || n->valuedouble < 1 || n->valuedouble > 4096) {
+        refuse(e, 400, "invalid_argument", "ranks: must be a whole number of processes in [1, 4096]");
+        return -1;
+    }
+    *ranks = (int)n->valuedouble;
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "ranks");
+    return 0;
+}
+
 ms_status job_config_resolve(const cJSON *obj, const char *data_path, int threads, ms_train_config *cfg) {
     ms_train_config_default(cfg);
     snprintf(cfg->data, sizeof cfg->data, "%s", data_path);

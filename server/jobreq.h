@@ -30,6 +30,9 @@ cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e);
 /* POST /jobs's own fields: "dataset" (default "sample") and "activate" (default true) are taken
  * out of body; "data", "key" and "init" (server-side paths) are refused. 0, or -1 with *e. */
 int job_request_fields(cJSON *body, char *dataset, size_t cap, int *activate, struct jr_error *e);
+/* POST /jobs's "ranks" (an MPI job's process count, 1..4096; 0 when absent) is taken out of
+ * body. 0, or -1 with *e. Whether the server can run it is mpi_check_ranks's (server.h). */
+int job_request_ranks(cJSON *body, int *ranks, struct jr_error *e);
 /* A job's training config: defaults, then the dataset's path and the service's thread count,
  * then the object's fields (ms_train_config_from_cjson). */
 ms_status job_config_resolve(const cJSON *obj, const char *data_path, int threads, ms_train_config *cfg);

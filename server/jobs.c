@@ -74,7 +74,9 @@ enum MHD_Result h_jobs_create(struct req *r) {
     char dataset[32];
     int activate;
     struct jr_error e;
-    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e)) {
+    int ranks = 0;
+    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e) || job_request_ranks(body, &ranks, &e) ||
+        (ranks && mpi_check_ranks(srv, ranks, &e))) {
         cJSON_Delete(body);
         return reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
     }
@@ -90,7 +92,8 @@ enum MHD_Result h_jobs_create(struct req *r) {
         job_free(jb);
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }
-    jb->kind = &job_kind_train;
+    jb->kind = ranks ? &job_kind_mpi : &job_kind_train;
+    jb->ranks = ranks;
     snprintf(jb->dataset, sizeof jb->dataset, "%s", dataset);
     jb->activate = activate;
     jb->state = JS_QUEUED;

@@ -24,6 +24,7 @@
 #include "handlers.h"
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #define LOG_LINES 32
 #define MAX_CURVE_POINTS 100000
@@ -43,6 +44,8 @@ struct job_kind {
     void (*interrupt)(struct job *jb, int pause);
 };
 extern const struct job_kind job_kind_train;
+/* job_mpi.c: a training job run through mpirun on the --mpi-hostfile hosts (jb->ranks > 0) */
+extern const struct job_kind job_kind_mpi;
 /* job_train.c: a client's (or job.json's) config object as an ms_train_config
  * (job_config_resolve) with the dataset's path, never the client's, and the service's default
  * thread count. On failure ms_last_error() names the field. */
@@ -60,6 +63,8 @@ struct job {
     int resume;         /* the next run continues from dir/checkpoint.npz */
     int cancel_requested, pause_requested;
     ms_trainer *trainer; /* while running */
+    int ranks;           /* > 0: an MPI job of that many processes (job_mpi.c) */
+    pid_t child;         /* an MPI job's mpirun while it runs */
     ms_progress progress;
     int has_progress;
     ms_epoch_stats *curves; /* one point per finished epoch (see Ownership) */

@@ -215,6 +215,33 @@ ms_status models_activate(struct models *ms, const char *id, int persist) {
     return st;
 }
 
+void models_saved_id(struct models *ms, char *buf, size_t cap) {
+    cJSON *j = read_json_file(ms->state_path, 4096);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    snprintf(buf, cap, "%s", cJSON_IsString(id) && is_safe_id(id->valuestring, 63) ? id->valuestring : "");
+    cJSON_Delete(j);
+}
+
+ms_status models_follow_saved(struct models *ms) {
+    char want[64], cur[64];
+    ms_status st = MS_OK;
+    pthread_mutex_lock(&ms->switch_mu);
+    models_saved_id(ms, want, sizeof want);
+    models_active_id(ms, cur, sizeof cur);
+    if (want[0] && strcmp(want, cur) != 0) {
+        char path[PATH_MAX];
+        pthread_mutex_lock(&ms->mu);
+        struct model_entry *e = find_entry(ms, want);
+        if (e) snprintf(path, sizeof path, "%s", e->path);
+        pthread_mutex_unlock(&ms->mu);
+        ms_model *m = NULL;
+        if (!e) st = ms_fail(MS_ERR_NOTFOUND, "no model with id '%s'", want);
+        else if (!(st = ms_model_load(&m, path))) st = swap_in(ms, want, m, 0);
+    }
+    pthread_mutex_unlock(&ms->switch_mu);
+    return st;
+}
+
 void models_restore_active(struct models *ms) {
     cJSON *j = read_json_file(ms->state_path, 4096);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
@@ -242,8 +269,8 @@ int models_create(struct server *srv, struct models **out) {
         return -1;
     }
     /* the temp file of a write that a crash interrupted (only this name: the data directory
-     * may be shared with other files) */
-    if (unlink(tmp) == 0) log_msg("removed %s, left by an interrupted write", tmp);
+     * may be shared with other files; an inference replica never writes there) */
+    if (srv->role != ROLE_INFERENCE && unlink(tmp) == 0) log_msg("removed %s, left by an interrupted write", tmp);
     const char *mp = srv->cfg.model_path;
     struct stat sb;
     if (mp[0] && stat(mp, &sb) == 0) {

@@ -35,6 +35,13 @@ enum MHD_Result h_schema(struct req *r) {
     if (ok) ok = jset_item(j, "limits", limits), limits = NULL;
     if (ok) ok = jset_item(j, "auth", auth), auth = NULL;
     ok = ok && jset_item(j, "config", ms_train_config_schema());
+    /* with --mpi-hostfile: POST /jobs takes "ranks" up to the hostfile's slots (re-read) */
+    const int max_ranks = mpi_max_ranks(req_server(r));
+    if (ok && max_ranks) {
+        cJSON *mpi = cJSON_CreateObject();
+        ok = mpi && jset_num(mpi, "max_ranks", max_ranks);
+        ok = jset_item(j, "mpi", ok ? mpi : (cJSON_Delete(mpi), NULL)) && ok;
+    }
     cJSON_Delete(classes);
     cJSON_Delete(limits);
     cJSON_Delete(auth);

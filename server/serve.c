@@ -40,12 +40,17 @@ static void usage(FILE *f, const struct server_config *d) {
             "  --timeout S          idle connection timeout in seconds [MARSSEG_TIMEOUT] (default %u)\n"
             "  --body-timeout S     time allowed to receive one request body (default %u)\n"
             "  --max-queue N        queued training jobs before POST /jobs answers 503 (default %u)\n"
+            "  --role ROLE          all, trainer (jobs, datasets, model switches) or inference (a replica:\n"
+            "                       /segment and reads; follows the trainer's model) [MARSSEG_ROLE] (default %s)\n"
+            "  --mpi-hostfile H     run POST /jobs {\"ranks\": N} through mpirun on H's hosts [MARSSEG_MPI_HOSTFILE]\n"
+            "  --mpi-marsseg PATH   the MPI build of marsseg that mpirun starts [MARSSEG_MPI_MARSSEG]\n"
+            "                       (default: this binary if built with MPI, else ../build-mpi/marsseg beside it)\n"
             "  -h, --help           this text\n\n"
             "SIZE takes a k, M or G suffix (binary units). With MARSSEG_TOKEN set, every request that\n"
             "changes state needs 'Authorization: Bearer <token>'; reading stays open.\n",
             d->host, d->port, d->data_dir, d->model_path, d->dataset_path, d->static_dir, d->threads, d->infer_queue,
             d->max_body, d->max_pixels, d->max_json, d->max_upload, d->max_dataset_mem, d->max_conns, d->timeout_s,
-            d->body_timeout_s, d->max_queue);
+            d->body_timeout_s, d->max_queue, d->role);
 }
 
 static void defaults(struct server_config *c) {
@@ -69,6 +74,7 @@ static void defaults(struct server_config *c) {
     c->max_dataset_mem = (size_t)2 << 30;
     /* inference keeps every activation of the U-Net: about 1.5 kB per pixel at base 16 */
     c->max_pixels = 1u << 20;
+    snprintf(c->role, sizeof c->role, "all");
 }
 
 enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE };
@@ -103,6 +109,9 @@ static const struct opt opts[] = {
     UINT("--timeout", "MARSSEG_TIMEOUT", timeout_s, 1, 86400),
     UINT("--body-timeout", NULL, body_timeout_s, 1, 86400),
     UINT("--max-queue", NULL, max_queue, 1, 100000),
+    STR("--role", "MARSSEG_ROLE", role),
+    STR("--mpi-hostfile", "MARSSEG_MPI_HOSTFILE", mpi_hostfile),
+    STR("--mpi-marsseg", "MARSSEG_MPI_MARSSEG", mpi_bin),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -171,6 +180,10 @@ static int parse_args(struct server_config *c, int argc, char **argv) {
         }
         if (set_opt(c, o, val, o->flag) != 0) return -1;
     }
+    if (strcmp(c->role, "all") && strcmp(c->role, "trainer") && strcmp(c->role, "inference")) {
+        fprintf(stderr, "marsseg serve: --role: '%s' is not one of all, trainer, inference\n", c->role);
+        return -1;
+    }
     return 0;
 }
 
@@ -208,6 +221,11 @@ int cmd_serve(int argc, char **argv) {
         return pr > 0 ? 0 : 2;
     }
     struct server_config *cfg = &srv->cfg;
+    srv->role = !strcmp(cfg->role, "inference") ? ROLE_INFERENCE : !strcmp(cfg->role, "trainer") ? ROLE_TRAINER : ROLE_ALL;
+    if (mpi_config_check(srv) != 0) { /* printed */
+        free(srv);
+        return 2;
+    }
     srv->started = now_wall();
     atomic_init(&srv->stopping, 0);
     atomic_init(&srv->training_active, 0);
@@ -229,14 +247,23 @@ int cmd_serve(int argc, char **argv) {
         log_msg("no static directory at %s: the dashboard is not served", cfg->static_dir);
         srv->static_real[0] = 0;
     }
-    if (metrics_create(&srv->metrics) != 0 || datasets_create(srv, &srv->datasets) != 0 ||
+    /* an inference replica has no datasets or jobs: it neither trains nor writes the data dir */
+    const int trains = srv->role != ROLE_INFERENCE;
+    if (metrics_create(&srv->metrics) != 0 || (trains && datasets_create(srv, &srv->datasets) != 0) ||
         models_create(srv, &srv->models) != 0 || infer_pool_create(srv, &srv->infer) != 0 ||
-        jobs_create(srv, &srv->jobs) != 0) {
+        (trains && jobs_create(srv, &srv->jobs) != 0)) {
         log_msg("start-up failed");
         goto out;
     }
-    models_restore_active(srv->models);
-    if (jobs_start(srv->jobs) != 0) {
+    if (!trains) {
+        if (follower_start(srv, &srv->follower) != 0) {
+            log_msg("cannot start following the trainer's models");
+            goto out;
+        }
+    } else {
+        models_restore_active(srv->models);
+    }
+    if (trains && jobs_start(srv->jobs) != 0) {
         log_msg("cannot start the job worker");
         goto out;
     }
@@ -250,9 +277,10 @@ int cmd_serve(int argc, char **argv) {
     }
     char active[64];
     models_active_id(srv->models, active, sizeof active);
-    log_msg("marsseg serving on http://%s%s%s:%u/ (data %s, model %s, inference workers %u%s)",
-            strchr(cfg->host, ':') ? "[" : "", cfg->host, strchr(cfg->host, ':') ? "]" : "", port, cfg->data_dir,
-            active[0] ? active : "none", cfg->threads, cfg->token[0] ? ", token required for changes" : "");
+    log_msg("marsseg serving on http://%s%s%s:%u/ (role %s, data %s, model %s, inference workers %u%s%s%s)",
+            strchr(cfg->host, ':') ? "[" : "", cfg->host, strchr(cfg->host, ':') ? "]" : "", port, cfg->role, cfg->data_dir,
+            active[0] ? active : "none", cfg->threads, cfg->token[0] ? ", token required for changes" : "",
+            cfg->mpi_hostfile[0] ? ", MPI jobs on " : "", cfg->mpi_hostfile);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {
@@ -268,6 +296,7 @@ out:
     atomic_store(&srv->stopping, 1);
     http_stop(http);
     jobs_destroy(srv->jobs);
+    follower_stop(srv->follower);
     infer_pool_destroy(srv->infer);
     models_destroy(srv->models);
     datasets_destroy(srv->datasets);

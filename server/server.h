@@ -24,6 +24,13 @@ struct jobs;
 struct datasets;
 struct metrics;
 struct infer_pool;
+struct follower;
+
+/* What a process of a deployment does (--role): ROLE_ALL (the default) and ROLE_TRAINER run
+ * jobs and own the data directory's writes; ROLE_INFERENCE serves /segment and the read-only
+ * routes from the same data directory, never writes to it, refuses the trainer's routes, and
+ * follows the model the trainer activates (follow.c). */
+enum server_role { ROLE_ALL, ROLE_TRAINER, ROLE_INFERENCE };
 
 /* Everything `marsseg serve` can be told with flags and environment variables. */
 struct server_config {
@@ -46,6 +53,9 @@ struct server_config {
     size_t max_dataset_mem;      /* memory a dataset may need when it is validated/trained on */
     size_t max_pixels;           /* pixels of an image to segment */
     char token[256];             /* MARSSEG_TOKEN; "" = no auth */
+    char role[16];               /* "all", "trainer" or "inference" (enum server_role) */
+    char mpi_hostfile[PATH_MAX]; /* "" = no MPI jobs (POST /jobs {"ranks": N} refused) */
+    char mpi_bin[PATH_MAX];      /* the MPI build of marsseg that mpirun starts */
 };
 
 struct server {
@@ -64,6 +74,9 @@ struct server {
     struct metrics *metrics;
     struct infer_pool *infer;
     int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
+    enum server_role role;
+    struct follower *follower; /* ROLE_INFERENCE only */
+    char mpirun[PATH_MAX];     /* mpirun's path, found on PATH at start (with --mpi-hostfile) */
 };
 
 /* ------------------------------------------------------------------ files.c (durable writes: marsseg_io.h) */
@@ -134,6 +147,13 @@ ms_status model_acquire_id(struct models *ms, const char *id, struct model_snap 
 void model_release(struct model_snap *s);
 /* Writes the active model's id into buf ("" if none). */
 void models_active_id(struct models *ms, char *buf, size_t cap);
+/* The id active_model.json holds into buf ("" if none or unreadable). */
+void models_saved_id(struct models *ms, char *buf, size_t cap);
+/* For a process that does not own the choice (an inference replica): when active_model.json
+ * names another model than the active one, activate it without writing the file. The file is
+ * read under the activation lock, so a slower follow never undoes a newer switch.
+ * MS_ERR_NOTFOUND if the saved id is not registered (the caller registers it and calls again). */
+ms_status models_follow_saved(struct models *ms);
 /* Prometheus lines about models. */
 void models_metrics(struct models *ms, char **buf, size_t *len, size_t *cap);
 
@@ -151,6 +171,25 @@ int jobs_start(struct jobs *js);
 void jobs_stop(struct jobs *js);
 void jobs_destroy(struct jobs *js);
 void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap);
+
+/* ------------------------------------------------------------------ follow.c */
+/* An inference replica's link to the trainer through the shared data directory: registers the
+ * models of jobs that succeeded there and swaps to the model active_model.json names, within
+ * FOLLOW_POLL_MS of the trainer's atomic rename. The first pass runs before it returns. */
+#define FOLLOW_POLL_MS 250
+int follower_start(struct server *srv, struct follower **out);
+void follower_stop(struct follower *f); /* NULL is fine */
+const char *server_role_name(enum server_role r);
+
+/* ------------------------------------------------------------------ mpi_conf.c */
+/* With --mpi-hostfile: the hostfile readable with slots, mpirun on PATH (srv->mpirun) and the MPI
+ * build of marsseg (cfg.mpi_bin, resolved). Prints the CLI error and returns -1 otherwise. */
+int mpi_config_check(struct server *srv);
+/* Whether POST /jobs may run `ranks` processes now: 0, or -1 with *e (no hostfile configured,
+ * the hostfile unreadable, mpirun gone, more ranks than slots). */
+int mpi_check_ranks(const struct server *srv, int ranks, struct jr_error *e);
+/* The hostfile's slots now (0 without --mpi-hostfile or when unreadable): /schema's max_ranks. */
+int mpi_max_ranks(const struct server *srv);
 
 /* ------------------------------------------------------------------ segment.c */
 /* Work for an inference worker: fn(ctx) runs on a worker thread, in its OpenMP team, and its
