@@ -40,6 +40,13 @@ export function checkField(raw, spec, label) {
   return { ok: false, message: `${label}: the form has no check for type ${spec.type}.` };
 }
 
+/** The job form's "MPI ranks" text (shown when /schema has mpi): empty → a local job (value
+ * null), else a whole number from 1 to mpi.max_ranks. */
+export function checkRanks(raw, mpi) {
+  if (String(raw ?? '').trim() === '') return { ok: true, value: null };
+  return checkField(raw, { type: 'integer', min: 1, max: mpi.max_ranks }, 'MPI ranks');
+}
+
 /** The config fields a server error names: "lr: …" → ['lr'], "model.depth: …" → ['model.depth'],
  * "model: base * 2^depth …" → ['model.depth', 'model.base'], "min_lr: 0.1 is above lr 0.01" →
  * ['min_lr', 'lr']; [] when it names none. */

@@ -10,7 +10,7 @@ import { store } from './store.mjs';
 import { SchemaError } from './schema.mjs';
 import { esc, fmtBytes } from './format.mjs';
 import { toast, dropToast, reportError } from './toasts.mjs';
-import { checkField, configErrorText, fieldsOfError } from './formcheck.mjs';
+import { checkField, checkRanks, configErrorText, fieldsOfError } from './formcheck.mjs';
 import { refreshJobs } from './jobs.mjs';
 import { focusRun, selectJob } from './runview.mjs';
 import { servingSummary } from './models.mjs';
@@ -87,6 +87,12 @@ function configFromForm(fields) {
     else config[outer] = r.value;
   }
   if (first) throw Object.assign(new Error(first.message), { field: first.f.el() });
+  const ranksEl = document.getElementById('f-ranks');
+  if (ranksEl) { // a server with --mpi-hostfile: empty trains here, N through mpirun
+    const r = checkRanks(ranksEl.value, store.schema.mpi);
+    if (!r.ok) throw Object.assign(new Error(r.message), { field: ranksEl });
+    if (r.value !== null) config.ranks = r.value;
+  }
   const ds = $('#f-dataset').value;
   if (ds) config.dataset = ds;
   if (!$('#f-augment').checked) Object.assign(config, NO_AUGMENTATION);
@@ -174,7 +180,10 @@ export function initJobForm() {
   initUpload();
   const form = $('#job-form'), err = $('#form-error'), btn = $('#job-submit');
   const fields = formFields();
-  $('#config-fields').innerHTML = fields.map((f) => fieldHtml(f, f.schema)).join('');
+  const mpi = store.schema.mpi;
+  $('#config-fields').innerHTML = fields.map((f) => fieldHtml(f, f.schema)).join('') + (mpi
+    ? `<div class="field wide"><label for="f-ranks">MPI ranks <span class="muted">(empty: train on this server)</span></label><input id="f-ranks" name="ranks" type="number" inputmode="numeric" min="1" max="${mpi.max_ranks}" step="1" placeholder="1 to ${mpi.max_ranks}" title="data-parallel processes on the server's MPI hosts (mpirun)"></div>`
+    : '');
   for (const f of fields) {
     if (f.schema.type === 'string') continue;
     // Checked as the user types, so that the message appears before "Start training" is pressed

@@ -73,10 +73,11 @@ function readConfigField(v, at) {
   };
 }
 
-/** GET /schema → { classes: [{id, name, rgb}], config: [field], limits, auth }. The class ids
- * must be 0..n-1 in order: the mask PNG's pixel values index this list. */
+/** GET /schema → { classes: [{id, name, rgb}], config: [field], limits, auth, mpi }. The class
+ * ids must be 0..n-1 in order: the mask PNG's pixel values index this list. mpi is
+ * { max_ranks } when the server runs MPI jobs (serve --mpi-hostfile), null otherwise. */
 export function readSchema(v, at = 'GET /schema') {
-  const { field } = fields(v, at);
+  const { field, maybe } = fields(v, at);
   const classes = field('classes', arrayOf(readClass));
   if (!classes.length) throw new SchemaError(`${at}.classes`, 'no classes');
   classes.forEach((c, i) => { if (c.id !== i) throw new SchemaError(`${at}.classes[${i}].id`, `expected ${i}, got ${c.id}`); });
@@ -86,7 +87,11 @@ export function readSchema(v, at = 'GET /schema') {
       max_json: r.field('max_json', count), max_upload: r.field('max_upload', count) };
   });
   const auth = field('auth', (o, a) => ({ token_required: fields(o, a).field('token_required', bool) }));
-  return { classes, config: field('config', arrayOf(readConfigField)), limits, auth };
+  const mpi = maybe('mpi', (o, a) => {
+    const n = fields(o, a).field('max_ranks', count);
+    return n >= 1 ? { max_ranks: n } : expected(`${a}.max_ranks`, 'an integer >= 1', n);
+  });
+  return { classes, config: field('config', arrayOf(readConfigField)), limits, auth, mpi };
 }
 
 // ───────────────────────────── jobs
@@ -115,7 +120,7 @@ function readRunConfig(v, at) {
 /** A job as GET /jobs lists it; with detail (GET /jobs/{id}, POST /jobs) also its config and log.
  * `epoch` = epochs finished. */
 export function readJob(v, at = 'job', { detail = false } = {}) {
-  const { field } = fields(v, at);
+  const { field, maybe } = fields(v, at);
   return {
     id: field('id', str),
     state: field('state', oneOf(JOB_STATES)),
@@ -132,6 +137,7 @@ export function readJob(v, at = 'job', { detail = false } = {}) {
     eta: field('eta_s', nullable(number)),
     error: field('error', nullable(str)) ?? '',
     model: field('model', nullable(str)),
+    ranks: maybe('ranks', count), // an MPI job's processes; null for a local one
     config: detail ? field('config', readRunConfig) : null,
     log: detail ? field('log', arrayOf(str)) : null,
   };
