@@ -97,6 +97,7 @@ endif
 	./$(BUILD)/bench_predict 128 9 | tee -a $(BUILD)/bench.txt
 	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
+	bash bench/replicas.sh $(BIN) 10
 
 # The bundled default model: trained in two stages on the developers' AI4Mars file
 # (../shared/data), resumable: an interrupted `make model` continues where it stopped.

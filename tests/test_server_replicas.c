@@ -123,7 +123,9 @@ static int start_server(struct srv *s, const char *data, const char *role, int p
     char p[16];
     snprintf(p, sizeof p, "%d", port);
     const char *extra[] = {"--role", role, "--port", p, "--threads", "1", NULL};
-    struct srv_opts o = {.extra = extra, .model = MS_SRC_DIR "/models/default.npz", .dataset = MS_SRC_DIR "/datasets/sample.npz"};
+    /* two replicas and a trainer on 2 cores: one OpenMP thread each, as deploy/compose.yaml */
+    static const char *const env[] = {"OMP_NUM_THREADS=1", NULL};
+    struct srv_opts o = {.extra = extra, .env = env, .model = MS_SRC_DIR "/models/default.npz", .dataset = MS_SRC_DIR "/datasets/sample.npz"};
     return srv_start_opts(s, data, &o);
 }
 
