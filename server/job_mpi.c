@@ -250,7 +250,7 @@ static void run_mpi(struct jobs *js, struct job *jb) {
     pid_t pid = -1;
     pthread_mutex_lock(&js->mu);
     const int cancel = jb->cancel_requested, stop = js->stop;
-    if (!cancel && !stop && env && pipe2(fds, O_CLOEXEC) == 0) pid = jb->child = spawn(srv->mpirun, argv, env, fds[1]);
+    if (!cancel && !stop && env && pipe2(fds, O_CLOEXEC) == 0) pid = spawn(srv->mpirun, argv, env, fds[1]);
     const int spawn_errno = errno;
     pthread_mutex_unlock(&js->mu);
     free(env);
@@ -292,7 +292,6 @@ static void run_mpi(struct jobs *js, struct job *jb) {
     atomic_store(&srv->training_active, 0);
     follow_checkpoint(&m);
     pthread_mutex_lock(&js->mu);
-    jb->child = 0;
     const int cancelled = jb->cancel_requested, paused = jb->pause_requested;
     pthread_mutex_unlock(&js->mu);
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

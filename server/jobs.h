@@ -24,7 +24,6 @@
 #include "handlers.h"
 
 #include <pthread.h>
-#include <sys/types.h>
 
 #define LOG_LINES 32
 #define MAX_CURVE_POINTS 100000
@@ -64,7 +63,6 @@ struct job {
     int cancel_requested, pause_requested;
     ms_trainer *trainer; /* while running */
     int ranks;           /* > 0: an MPI job of that many processes (job_mpi.c) */
-    pid_t child;         /* an MPI job's mpirun while it runs */
     ms_progress progress;
     int has_progress;
     ms_epoch_stats *curves; /* one point per finished epoch (see Ownership) */
