@@ -171,6 +171,76 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
     }
 }
 
+/* The same transform without gathers, for images whose rows hold a multiple of 16 tiles (W a
+ * multiple of 32): each 16-tile vector then lies in one tile row, so the 4x4 inputs of its
+ * tiles are four input rows of 34 floats, read as contiguous (masked at the image's left and
+ * right edge) loads and split into the even and odd columns by permutes. Gathers and scatters
+ * are slow on some CPUs (Zen 4: the gathers took 46% of a level-0 Winograd convolution, more
+ * than its products); loads and permutes are cheap everywhere. */
+static int rows_of_tiles(int W) { return W % 32 == 0; }
+
+__attribute__((target("avx512f"))) static void input_transform_rows(float *V, const float *inp, const float *extra,
+                                                                   int Cin, int Cextra, size_t N, int H, int W,
+                                                                   long t0, int nt) {
+    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2;
+    const size_t plane = (size_t)Ct * TC;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+    for (int v = 0; v < 3; v++) {
+        float *o0 = V + 16 * v;
+        if (16 * v >= nt) { /* absent tiles: zeros (their products are never stored) */
+            for (int x = 0; x < 16; x++)
+                for (int c = 0; c < Ct; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * TC, _mm512_setzero_ps());
+            continue;
+        }
+        const long T = t0 + 16 * v;
+        const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+        const long x0 = 2L * tx0 - 1; /* column of the first tile's first input */
+        const __mmask16 ml = tx0 == 0 ? (__mmask16)0xFFFE : (__mmask16)0xFFFF;
+        const __mmask16 mr = tx0 + 16 < TW ? (__mmask16)0x3 : (__mmask16)0x1; /* columns x0+32, x0+33 */
+        int live[4];
+        long row[4];
+        for (int i = 0; i < 4; i++) {
+            const int y = 2 * ty - 1 + i;
+            live[i] = y >= 0 && y < H;
+            row[i] = ((long)b * H + y) * W + x0;
+        }
+        for (int c = 0; c < Ct; c++) {
+            const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+            __m512 d[4][4];
+            for (int i = 0; i < 4; i++) {
+                if (!live[i]) {
+                    d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *p = src + row[i];
+                const __m512 l0 = _mm512_maskz_loadu_ps(ml, p), l1 = _mm512_loadu_ps(p + 16);
+                const __m512 l2 = _mm512_maskz_loadu_ps(mr, p + 32);
+                d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
+                d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
+                d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
+                d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
+            }
+            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            float *o = o0 + (size_t)c * TC;
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
+            }
+        }
+    }
+}
+
 /* M[x] (8 rows from co0, TC) = U[x] (rows co0.., Ct) . V[x] (Ct, TC), for one x of the 16 */
 __attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, const float *V, int Ct) {
     __m512 acc[24];
@@ -240,6 +310,45 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
         }
     }
 }
+/* output_transform without scatters (rows_of_tiles): the 2x2 outputs of 16 tiles in a row
+ * are two output rows of 32 floats, interleaved from the even and odd columns by permutes */
+__attribute__((target("avx512f"))) static void output_transform_rows(float *out, const float *M, const float *bias,
+                                                                    int relu, int accumulate, int Cout, size_t N,
+                                                                    int H, int W, long t0, int nt) {
+    const size_t plane = (size_t)Cout * TC;
+    const int TW = W / 2, TH = H / 2;
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int v = 0; v < 3 && 16 * v < nt; v++) {
+        const long T = t0 + 16 * v;
+        const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+        const size_t r0 = ((size_t)b * H + 2 * ty) * W + 2 * tx0; /* the tiles' top-left output pixel */
+        for (int co = 0; co < Cout; co++) {
+            const float *m = M + (size_t)co * TC + 16 * v;
+            __m512 s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
+                const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
+                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+            const __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
+            const __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
+            const __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
+            const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+            float *dst = out + (size_t)co * N + r0;
+            __m512 q[4] = {_mm512_permutex2var_ps(y00, lo, y01), _mm512_permutex2var_ps(y00, hi, y01),
+                           _mm512_permutex2var_ps(y10, lo, y11), _mm512_permutex2var_ps(y10, hi, y11)};
+            for (int k = 0; k < 4; k++) {
+                float *d = dst + (k >> 1) * W + 16 * (k & 1);
+                if (accumulate) q[k] = _mm512_add_ps(q[k], _mm512_loadu_ps(d));
+                if (relu) q[k] = _mm512_max_ps(q[k], _mm512_setzero_ps());
+                _mm512_storeu_ps(d, q[k]);
+            }
+        }
+    }
+}
 #endif
 
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
@@ -251,18 +360,23 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
     const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * Ct;
+    const int rows = rows_of_tiles(W);
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
         const long t0 = ch * TC;
         const int nt = T - t0 < TC ? (int)(T - t0) : TC;
         chunk_tiles ct;
-        tiles_of(&ct, B, H, W, t0, nt);
-        input_transform(V, inp, extra, Cin, Cextra, N, W, &ct);
+        if (rows) input_transform_rows(V, inp, extra, Cin, Cextra, N, H, W, t0, nt);
+        else {
+            tiles_of(&ct, B, H, W, t0, nt);
+            input_transform(V, inp, extra, Cin, Cextra, N, W, &ct);
+        }
         for (int x = 0; x < 16; x++)
             for (int co = 0; co < Cout; co += 8)
                 gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * Ct, V + (size_t)x * Ct * TC, Ct);
-        output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
+        if (rows) output_transform_rows(out, M, bias, relu, accumulate, Cout, N, H, W, t0, nt);
+        else output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
     }
 #else
     (void)out, (void)inp, (void)extra, (void)Cextra, (void)U, (void)bias, (void)relu, (void)accumulate;

@@ -170,7 +170,10 @@ static void test_conv3x3_direct(void) {
 static void test_conv3x3_wino(void) {
     const conv_shape shapes[] = {/* B, Cin, Cout, H, W, Cextra */
                              {1, 32, 32, 16, 32, 0}, {3, 40, 32, 6, 8, 0}, {2, 32, 40, 10, 14, 16}, {1, 64, 32, 12, 36, 0},
-                             {2, 32, 40, 10, 24, 0}};
+                             {2, 32, 40, 10, 24, 0},
+                             /* rows of 16k tiles (W a multiple of 32): the gather-free transforms, with
+                              * a short last chunk (80 tiles), 3 vectors a row, appended rows */
+                             {1, 40, 32, 10, 32, 0}, {2, 32, 32, 4, 96, 8}, {3, 32, 40, 6, 64, 16}};
     if (!conv3x3_wino_ok(32, 0, 32, 1, 16, 32)) {
         printf("  conv3x3 winograd: this CPU has no AVX-512F; not used\n");
         return;
