@@ -29,27 +29,30 @@
 #define MS_WINO_MIN_C 32
 #endif
 
-static int wino_enabled = 1;
-void conv3x3_set_wino(int on) { wino_enabled = on; }
-
 /* Per output pixel the direct sum costs 9*Cin + Cextra multiply-adds, Winograd 4*(Cin + Cextra)
  * (16 per 2x2 tile for every channel, the appended 1x1 rows included) plus its transforms,
- * measured at ~1.4x the GEMM part: with Cextra = 2*Cin (the decoder's shortcut from the
- * concatenation) the direct sum is cheaper, and below 32 channels the transforms do not pay. */
+ * measured at ~1.4x the GEMM part on the Xeon: with Cextra = 2*Cin (the decoder's shortcut from
+ * the concatenation) the direct sum is cheaper, and below 32 channels the transforms do not pay.
+ * The fixed rule where nothing is measured (conv.c); the plan cache measures instead. */
 int conv3x3_wino_pays(int Cin, int Cextra, int Cout) {
     const int Ct = Cin + Cextra;
     return Cout % 8 == 0 && Cout >= MS_WINO_MIN_C && Ct >= MS_WINO_MIN_C && 5.6 * Ct < 9.0 * Cin + Cextra;
 }
 
-int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W) {
+int conv3x3_wino_channels_ok(int Cout) {
 #if MS_HAVE_WINO
-    const long tiles = (long)B * (H / 2) * (W / 2);
-    return wino_enabled && __builtin_cpu_supports("avx512f") && conv3x3_wino_pays(Cin, Cextra, Cout) && H % 2 == 0 &&
-           W % 2 == 0 && tiles >= 2 * TC && (size_t)B * H * W < ((size_t)1 << 31); /* int32 gather indices */
+    return __builtin_cpu_supports("avx512f") && Cout % 8 == 0;
 #else
-    (void)Cin, (void)Cextra, (void)Cout, (void)B, (void)H, (void)W;
+    (void)Cout;
     return 0;
 #endif
+}
+
+int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W) {
+    (void)Cin, (void)Cextra;
+    const long tiles = (long)B * (H / 2) * (W / 2);
+    return conv3x3_wino_channels_ok(Cout) && H % 2 == 0 && W % 2 == 0 && tiles >= 16 &&
+           (size_t)B * H * W < ((size_t)1 << 31); /* int32 gather indices */
 }
 
 size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)16 * Cout * (Cin + Cextra); }
@@ -241,8 +244,9 @@ __attribute__((target("avx512f"))) static void input_transform_rows(float *V, co
     }
 }
 
-/* M[x] (8 rows from co0, TC) = U[x] (rows co0.., Ct) . V[x] (Ct, TC), for one x of the 16 */
-__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, const float *V, int Ct) {
+/* M[x] (8 rows from co0, TC) = U[x] (rows co0.., first Ct columns, row stride ldu) . V[x] (Ct, TC),
+ * for one x of the 16 */
+__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct) {
     __m512 acc[24];
 #pragma GCC unroll 24
     for (int j = 0; j < 24; j++) acc[j] = _mm512_setzero_ps();
@@ -251,7 +255,7 @@ __attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *
                      v2 = _mm512_loadu_ps(V + (size_t)c * TC + 32);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const __m512 u = _mm512_set1_ps(U[(size_t)j * Ct + c]);
+            const __m512 u = _mm512_set1_ps(U[j * ldu + c]);
             acc[3 * j] = _mm512_fmadd_ps(v0, u, acc[3 * j]);
             acc[3 * j + 1] = _mm512_fmadd_ps(v1, u, acc[3 * j + 1]);
             acc[3 * j + 2] = _mm512_fmadd_ps(v2, u, acc[3 * j + 2]);
@@ -351,15 +355,15 @@ __attribute__((target("avx512f"))) static void output_transform_rows(float *out,
 }
 #endif
 
-void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws) {
-    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, Cin+Cextra), out (Cout,B,H,W)
+    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, ldu >= Cin+Cextra), out (Cout,B,H,W)
 #if MS_HAVE_WINO
     const int Ct = Cin + Cextra;
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
-    const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * Ct;
+    const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * ldu;
     const int rows = rows_of_tiles(W);
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
@@ -374,7 +378,7 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
         }
         for (int x = 0; x < 16; x++)
             for (int co = 0; co < Cout; co += 8)
-                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * Ct, V + (size_t)x * Ct * TC, Ct);
+                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * ldu, ldu, V + (size_t)x * Ct * TC, Ct);
         if (rows) output_transform_rows(out, M, bias, relu, accumulate, Cout, N, H, W, t0, nt);
         else output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
     }
@@ -398,5 +402,5 @@ void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transpo
     float *U = ws, *slices = ws + conv3x3_wino_weight_floats(Cin, 0, Cout);
     if (transposed) wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
     else wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
-    conv3x3_wino_forward(out, inp, NULL, 0, U, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
+    conv3x3_wino_forward(out, inp, NULL, 0, U, Cin, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
 }
