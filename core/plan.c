@@ -177,6 +177,13 @@ void conv_plan_force(int algo) {
     pthread_mutex_unlock(&mu);
 }
 
+void conv_plan_reset(void) {
+    pthread_mutex_lock(&mu);
+    nentries = 0;
+    generation++;
+    pthread_mutex_unlock(&mu);
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -190,17 +197,18 @@ static double timed(conv_run_fn run, void *ctx, int algo) {
 }
 
 /* Timing: the rule's choice runs once untimed (first touches of fresh buffers must not count
- * against it), then every candidate once; a candidate 1.5x slower than the best is out. Short
- * runs get up to 4 more interleaved rounds (a ~30 ms budget each), and each keeps its fastest
- * run: on a shared machine the minimum is the run nobody disturbed. Long runs (> 40 ms: big
+ * against it), then every candidate twice, interleaved; short runs get up to 4 more rounds (a
+ * ~30 ms budget each) in which a candidate 1.5x slower than the best is out. Each keeps its
+ * fastest run: on a shared machine the minimum is the run nobody disturbed (a descheduled
+ * thread costs a whole 4 ms scheduler tick at an OpenMP barrier). Long runs (> 40 ms: big
  * training shapes) are decided on one run each, which keeps a first training step at batch 32
  * to seconds. */
 #define PLAN_DROP 1.5
 #define PLAN_ROUND_BUDGET 0.03
-#define PLAN_MAX_ROUNDS 4
+#define PLAN_MAX_ROUNDS 5
+#define PLAN_LONG 0.04
 static int measure(plan_entry *e, const int *cands, int n, conv_run_fn run, void *ctx) {
     double best_t[CONV_NALGO];
-    int alive[CONV_NALGO];
     run(ctx, cands[0]);
     double best = 1e30;
     for (int i = 0; i < n; i++) {
@@ -208,11 +216,12 @@ static int measure(plan_entry *e, const int *cands, int n, conv_run_fn run, void
         if (best_t[i] < best) best = best_t[i];
     }
     int rounds = best > 0 ? (int)(PLAN_ROUND_BUDGET / best) : PLAN_MAX_ROUNDS;
-    if (best > 0.04) rounds = 0;
+    if (rounds < 1) rounds = 1;
     if (rounds > PLAN_MAX_ROUNDS) rounds = PLAN_MAX_ROUNDS;
+    if (best > PLAN_LONG) rounds = 0;
     for (int r = 0; r < rounds; r++) {
-        int left = 0;
-        for (int i = 0; i < n; i++) left += alive[i] = best_t[i] <= PLAN_DROP * best;
+        int alive[CONV_NALGO], left = 0;
+        for (int i = 0; i < n; i++) left += alive[i] = r == 0 || best_t[i] <= PLAN_DROP * best;
         if (left < 2) break;
         for (int i = 0; i < n; i++) {
             if (!alive[i]) continue;
@@ -223,7 +232,7 @@ static int measure(plan_entry *e, const int *cands, int n, conv_run_fn run, void
     }
     int win = 0;
     for (int i = 0; i < n; i++) {
-        e->us[cands[i]] = (float)(best_t[i] * 1e6);
+        e->us[cands[i]] = (float)((long)(best_t[i] * 1e7 + 0.5) / 10.0); /* 0.1 us, as the file keeps it */
         if (best_t[i] < best_t[win]) win = i;
     }
     return cands[win];
@@ -356,34 +365,51 @@ ms_status ms_plan_load(const char *path) {
     return st;
 }
 
-static cJSON *to_json(void) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *list = root ? cJSON_AddArrayToObject(root, "plans") : NULL;
-    int ok = list && cJSON_AddStringToObject(root, "format", PLAN_FORMAT) &&
-             cJSON_AddNumberToObject(root, "version", PLAN_VERSION) && cJSON_AddStringToObject(root, "cpu", ms_cpu_name()) &&
-             cJSON_AddStringToObject(root, "blas", ms_blas_core());
-    for (int i = 0; ok && i < nentries; i++) {
-        const plan_entry *e = &table[i];
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(list, o)) {
-            cJSON_Delete(o);
-            ok = 0;
-            break;
-        }
-        cJSON *us = NULL;
-        ok = cJSON_AddStringToObject(o, "op", conv_op_name(e->k.op)) && cJSON_AddNumberToObject(o, "B", e->k.B) &&
+static cJSON *entry_json(const plan_entry *e) {
+    cJSON *o = cJSON_CreateObject(), *us = NULL;
+    int ok = o && cJSON_AddStringToObject(o, "op", conv_op_name(e->k.op)) && cJSON_AddNumberToObject(o, "B", e->k.B) &&
              cJSON_AddNumberToObject(o, "cin", e->k.Cin) && cJSON_AddNumberToObject(o, "cextra", e->k.Cextra) &&
              cJSON_AddNumberToObject(o, "cout", e->k.Cout) && cJSON_AddNumberToObject(o, "h", e->k.H) &&
              cJSON_AddNumberToObject(o, "w", e->k.W) && cJSON_AddNumberToObject(o, "threads", e->k.threads) &&
              cJSON_AddStringToObject(o, "algo", algo_names[e->algo]) && (us = cJSON_AddObjectToObject(o, "us"));
-        for (int a = 0; ok && a < CONV_NALGO; a++) /* microseconds, one decimal */
-            if (e->us[a] > 0) ok = cJSON_AddNumberToObject(us, algo_names[a], (double)(long)(e->us[a] * 10 + 0.5f) / 10) != NULL;
-    }
+    for (int a = 0; ok && a < CONV_NALGO; a++) /* microseconds, one decimal */
+        if (e->us[a] > 0) ok = cJSON_AddNumberToObject(us, algo_names[a], (double)(long)(e->us[a] * 10 + 0.5f) / 10) != NULL;
     if (!ok) {
-        cJSON_Delete(root);
+        cJSON_Delete(o);
         return NULL;
     }
-    return root;
+    return o;
+}
+
+/* the file's text: the identity first, then one plan per line (mu held) */
+static char *to_text(void) {
+    cJSON *head = cJSON_CreateObject();
+    char *h = head && cJSON_AddStringToObject(head, "format", PLAN_FORMAT) &&
+                      cJSON_AddNumberToObject(head, "version", PLAN_VERSION) &&
+                      cJSON_AddStringToObject(head, "cpu", ms_cpu_name()) && cJSON_AddStringToObject(head, "blas", ms_blas_core())
+                  ? cJSON_PrintUnformatted(head) : NULL;
+    cJSON_Delete(head);
+    if (!h) return NULL;
+    size_t cap = strlen(h) + 64, len = 0;
+    char *s = malloc(cap);
+    if (s) len = (size_t)sprintf(s, "%.*s,\n\"plans\": [\n", (int)strlen(h) - 1, h); /* h without its closing brace */
+    free(h);
+    for (int i = 0; s && i < nentries; i++) {
+        cJSON *o = entry_json(&table[i]);
+        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        char *t = line ? realloc(s, cap += strlen(line) + 4) : NULL;
+        if (!t) {
+            free(line);
+            free(s);
+            return NULL;
+        }
+        s = t;
+        len += (size_t)sprintf(s + len, "%s%s\n", line, i + 1 < nentries ? "," : "");
+        free(line);
+    }
+    if (s) sprintf(s + len, "]}\n");
+    return s;
 }
 
 /* mkdir -p of path's directory (the default cache directory may not exist yet) */
@@ -403,9 +429,7 @@ static void make_parent_dirs(const char *path) {
 }
 
 static ms_status save_locked(const char *path) {
-    cJSON *root = to_json();
-    char *text = root ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
+    char *text = to_text();
     if (!text) return ms_fail(MS_ERR_NOMEM, "%s: out of memory", path);
     make_parent_dirs(path);
     const ms_status st = ms_write_file_atomic(path, text, strlen(text));

@@ -40,6 +40,8 @@ int conv_plan_choose(const conv_key *k, const int *cands, int n, conv_run_fn run
 
 /* Tests: every call takes `algo` where it is a candidate (-1: back to measured choices). */
 void conv_plan_force(int algo);
+/* Tests: forget every plan of the process (the attached file stays as it is). */
+void conv_plan_reset(void);
 
 const char *conv_algo_name(int algo, int op);
 const char *conv_op_name(int op);

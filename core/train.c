@@ -204,6 +204,10 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
     *out = t;
     ms_set_threads(cfg->threads);
     if ((st = make_dir(dir))) return st;
+    /* the run's own plan (core/plan.c): a resumed run takes the algorithms it started with */
+    char plan[1100];
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    if (ms_plan_load(plan)) logf_cb(t, "plan: %s; ignored, measured again", ms_last_error());
     return prepare_data(t);
 }
 
@@ -443,7 +447,10 @@ static ms_status save_checkpoint(ms_trainer *t) {
         .order_rng = t->order_rng, .aug_rng = t->aug_rng, .loss_sum = t->loss_sum,
         .train_cm = t->train_cm, .seconds_in_epoch = t->seconds_done,
     };
-    return ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
+    ms_status st = ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
+    snprintf(path, sizeof path, "%s/plan.json", t->dir); /* the algorithms this run measured and took */
+    if (!st && ms_plan_save(path)) logf_cb(t, "plan: %s", ms_last_error());
+    return st;
 }
 
 static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }

@@ -187,6 +187,11 @@ static int make_dirs(const char *path) {
     return ensure_dir(tmp);
 }
 
+static void plan_log(void *user, const char *line) {
+    (void)user;
+    log_msg("%s", line);
+}
+
 int cmd_serve(int argc, char **argv) {
     /* Only the inference workers and training jobs run OpenMP teams (each sets its own size).
      * Any other thread that ran a parallel region would keep an idle pool of OpenMP threads,
@@ -224,6 +229,11 @@ int cmd_serve(int argc, char **argv) {
         log_msg("cannot create the data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
+    /* measured convolution plans (core/plan.c) persist in the data directory */
+    ms_set_log(plan_log, NULL);
+    char plan[PATH_MAX + 16];
+    snprintf(plan, sizeof plan, "%s/plan.json", cfg->data_dir);
+    ms_plan_attach(plan);
     if (!realpath(cfg->static_dir, srv->static_real)) {
         log_msg("no static directory at %s: the dashboard is not served", cfg->static_dir);
         srv->static_real[0] = 0;
