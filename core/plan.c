@@ -20,6 +20,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -508,4 +509,63 @@ char *ms_plan_report(void) {
 #undef ADD
     free(v);
     return s;
+}
+
+/* ------------------------------------------------------------------ thread split under contention */
+
+#define GOV_SLOW 2.0     /* a call this much slower than the best one means the team was starved */
+#define GOV_FORGET 1.002 /* the best grows by this per full-team call: a lucky minimum fades */
+#define GOV_FIRST 0.25   /* seconds on one thread after the first slow call */
+#define GOV_MAX 8.0
+#define GOV_PROBE 0.003  /* CPU seconds each thread of a probe spins */
+
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Is the CPU still shared? Every thread of a team spins for GOV_PROBE seconds of its own CPU
+ * time: on free cores that takes GOV_PROBE of wall time, where the scheduler shares a core
+ * with another busy process at least twice that. 3 ms of the cores once per one-thread period,
+ * against a whole inference on a starved team (30-400 ms measured) as the probe. */
+static int team_starved(int team) {
+    const double t0 = now();
+#pragma omp parallel num_threads(team)
+    {
+        const double c0 = thread_cpu();
+        while (thread_cpu() - c0 < GOV_PROBE) {
+        }
+    }
+    return now() - t0 > 1.5 * GOV_PROBE;
+}
+
+int ms_governor_threads(ms_thread_governor *g, int team, double now_s) {
+    if (team <= 1) return team;
+    if (now_s < g->until) return 1;
+    if (g->until > 0) { /* the one-thread period is over: back to the team if the cores are free */
+        if (team_starved(team)) {
+            g->until = now_s + g->backoff;
+            g->backoff = g->backoff * 2 < GOV_MAX ? g->backoff * 2 : GOV_MAX;
+            return 1;
+        }
+        g->until = 0;
+        g->backoff = GOV_FIRST;
+    }
+    return team;
+}
+
+void ms_governor_done(ms_thread_governor *g, int threads, int team, double work, double seconds, double now_s) {
+    if (threads != team || team <= 1 || work <= 0) return;
+    const double r = seconds / work;
+    if (g->best <= 0 || r < g->best) {
+        g->best = r;
+        return;
+    }
+    if (r > GOV_SLOW * g->best) {
+        if (g->backoff < GOV_FIRST) g->backoff = GOV_FIRST;
+        g->until = now_s + g->backoff;
+        g->backoff = g->backoff * 2 < GOV_MAX ? g->backoff * 2 : GOV_MAX;
+    }
+    g->best *= GOV_FORGET;
 }

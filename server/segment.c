@@ -51,6 +51,7 @@ static void *infer_worker(void *arg) {
      * while a job trains (see training_active) */
     int threads = (int)p->omp_threads;
     omp_set_num_threads(threads);
+    ms_thread_governor gov = {0, 0, 0}; /* one thread while the CPU is shared (core/plan.c) */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->stop && !p->head) pthread_cond_wait(&p->work, &p->mu);
@@ -62,13 +63,15 @@ static void *infer_worker(void *arg) {
         p->busy++;
         pthread_mutex_unlock(&p->mu);
 
-        const int want = atomic_load(&training_active) ? 1 : (int)p->omp_threads;
-        if (want != threads) omp_set_num_threads(threads = want);
+        const int team = atomic_load(&training_active) ? 1 : (int)p->omp_threads;
         double t0 = now_mono();
+        const int want = ms_governor_threads(&gov, team, t0);
+        if (want != threads) omp_set_num_threads(threads = want);
         t->st = ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
+        ms_governor_done(&gov, threads, team, (double)t->h * t->w * (t->tta ? 2 : 1), t->seconds, t0 + t->seconds);
 
         pthread_mutex_lock(&p->mu);
         p->busy--;
