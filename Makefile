@@ -83,7 +83,7 @@ ifeq ($(PEER),1)
 else
 	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
-	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
+	bash bench/segment_load.sh $(BIN) 10 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 
 # The bundled default model: trained in two stages on the developers' AI4Mars file
