@@ -13,18 +13,12 @@
  * (conv3x3_wino_ok), where it pays for its transforms. F(2x2,3x3) in float32 keeps the error
  * within a few units of the direct sum's rounding (tested against it and against PyTorch). */
 #include "layers.h"
+#include "wino.h"
 
 #include <omp.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define MS_HAVE_WINO 1
-#else
-#define MS_HAVE_WINO 0
-#endif
-
-#define TC 48 /* tiles per chunk: 3 zmm vectors */
+#define TC WINO_TC
 #ifndef MS_WINO_MIN_C
 #define MS_WINO_MIN_C 32
 #endif
@@ -107,17 +101,7 @@ void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cex
 }
 
 #if MS_HAVE_WINO
-/* Where the tiles of a chunk are, as gather/scatter indices into a channel plane: for each of
- * its 3 vectors of 16 tiles, the index of each tile's top-left input pixel (row 2ty-1, column
- * 2tx-1) and, per position (i,j) of the 4x4 input tile, which lanes lie inside the image (the
- * rest is padding, never read); lanes past the chunk's last tile are off everywhere. */
-typedef struct {
-    __m512i base[3];  /* input: b*H*W + (2ty-1)*W + 2tx-1 */
-    __mmask16 m[3][16];
-    __mmask16 live[3]; /* tiles that exist */
-} chunk_tiles;
-
-__attribute__((target("avx512f"))) static void tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt) {
+__attribute__((target("avx512f"))) void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt) {
     (void)B;
     const int TH = H / 2, TW = W / 2;
     for (int v = 0; v < 3; v++) {
@@ -143,10 +127,10 @@ __attribute__((target("avx512f"))) static void tiles_of(chunk_tiles *ct, int B, 
     }
 }
 
-/* V (16, Ct, TC) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
-__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, const float *extra, int Cin,
-                                                              int Cextra, size_t N, int W, const chunk_tiles *ct) {
-    const size_t plane = (size_t)(Cin + Cextra) * TC;
+/* V (16, Ct, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
+__attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra,
+                                                            int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct) {
+    const size_t plane = (size_t)(Cin + Cextra) * ldt;
     for (int c = 0; c < Cin + Cextra; c++) {
         const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
         for (int v = 0; v < 3; v++) {
@@ -163,7 +147,7 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                 r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
                 r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
             }
-            float *o = V + (size_t)c * TC + 16 * v;
+            float *o = V + (size_t)c * ldt + 16 * v;
             for (int i = 0; i < 4; i++) { /* (B^T d) B */
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
@@ -180,13 +164,13 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
  * right edge) loads and split into the even and odd columns by permutes. Gathers and scatters
  * are slow on some CPUs (Zen 4: the gathers took 46% of a level-0 Winograd convolution, more
  * than its products); loads and permutes are cheap everywhere. */
-static int rows_of_tiles(int W) { return W % 32 == 0; }
+int wino_rows_of_tiles(int W) { return W % 32 == 0; }
 
-__attribute__((target("avx512f"))) static void input_transform_rows(float *V, const float *inp, const float *extra,
-                                                                   int Cin, int Cextra, size_t N, int H, int W,
-                                                                   long t0, int nt) {
+__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
+                                                                 const float *extra, int Cin, int Cextra, size_t N,
+                                                                 int H, int W, long t0, int nt) {
     const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2;
-    const size_t plane = (size_t)Ct * TC;
+    const size_t plane = (size_t)Ct * ldt;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
@@ -195,7 +179,7 @@ __attribute__((target("avx512f"))) static void input_transform_rows(float *V, co
         float *o0 = V + 16 * v;
         if (16 * v >= nt) { /* absent tiles: zeros (their products are never stored) */
             for (int x = 0; x < 16; x++)
-                for (int c = 0; c < Ct; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * TC, _mm512_setzero_ps());
+                for (int c = 0; c < Ct; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * ldt, _mm512_setzero_ps());
             continue;
         }
         const long T = t0 + 16 * v;
@@ -233,7 +217,7 @@ __attribute__((target("avx512f"))) static void input_transform_rows(float *V, co
                 r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
                 r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
             }
-            float *o = o0 + (size_t)c * TC;
+            float *o = o0 + (size_t)c * ldt;
             for (int i = 0; i < 4; i++) { /* (B^T d) B */
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
@@ -364,17 +348,17 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
     const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * ldu;
-    const int rows = rows_of_tiles(W);
+    const int rows = wino_rows_of_tiles(W);
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
         const long t0 = ch * TC;
         const int nt = T - t0 < TC ? (int)(T - t0) : TC;
         chunk_tiles ct;
-        if (rows) input_transform_rows(V, inp, extra, Cin, Cextra, N, H, W, t0, nt);
+        if (rows) wino_input_transform_rows(V, TC, inp, extra, Cin, Cextra, N, H, W, t0, nt);
         else {
-            tiles_of(&ct, B, H, W, t0, nt);
-            input_transform(V, inp, extra, Cin, Cextra, N, W, &ct);
+            wino_tiles_of(&ct, B, H, W, t0, nt);
+            wino_input_transform(V, TC, inp, extra, Cin, Cextra, N, W, &ct);
         }
         for (int x = 0; x < 16; x++)
             for (int co = 0; co < Cout; co += 8)

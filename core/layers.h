@@ -70,6 +70,12 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
 size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
 void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
                        int Cout, int H, int W, float *ws);
+/* conv_wino_dw.c: the weight gradient by Winograd F(2x2,3x3) (Cout a multiple of 8, Cin of 16,
+ * even H and W); thread t adds into dw_ws + t*wslice, (Cout, Cin*9). */
+int conv3x3_wino_dw_ok(int Cin, int Cout, int B, int H, int W);
+size_t conv3x3_wino_dw_ws_floats(int Cin, int Cout);
+void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float *inp, int B, int Cin, int Cout, int H,
+                     int W, float *ws);
 /* The algorithms (plan.h: conv_algo) that can run a call of op (conv_op) on this shape, the fixed
  * rule's choice first; have_u: Winograd weights are at hand (a frozen model). Returns how many. */
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *algos);

@@ -41,7 +41,7 @@ static void candidates_agree(shape s) {
     float *ws = malloc(sizeof(float) * nws), *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));
     float *dx0 = rnd(N * s.Cin, 1), *dxr = malloc(sizeof(float) * N * s.Cin), *dx = malloc(sizeof(float) * N * s.Cin);
     float *dwr = malloc(sizeof(float) * (size_t)s.Cout * K), *dw = malloc(sizeof(float) * (size_t)s.Cout * K);
-    char line[256];
+    char line[512];
     int len = snprintf(line, sizeof line, "  %dx%dx%dx%d%s%.0d -> %d:", s.B, s.Cin, s.H, s.W, s.Ce ? "+" : "", s.Ce, s.Cout);
     for (int op = 0; op < CONV_NOP; op++) {
         if (op != CONV_OP_INFER && s.Ce) continue; /* appended rows: the inference form only */
@@ -87,7 +87,7 @@ static void test_candidates(void) {
         /* edges: odd sizes, W = 8 and 24 (vectors across rows and images), short Winograd chunks,
          * channel counts that are not multiples of 8 */
         {3, 5, 0, 8, 6, 8}, {1, 8, 3, 24, 8, 24}, {2, 3, 0, 4, 5, 10}, {3, 40, 0, 32, 6, 8}, {1, 40, 8, 32, 10, 32},
-        {2, 32, 16, 40, 10, 14}, {2, 24, 0, 16, 7, 16}};
+        {2, 32, 16, 40, 10, 14}, {2, 24, 0, 16, 7, 16}, {3, 48, 0, 24, 6, 10}, {1, 32, 0, 8, 8, 64}};
     if (!conv3x3_direct_ok(8, 16, 16)) printf("  (no AVX-512F: im2col is the only candidate here)\n");
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) candidates_agree(shapes[i]);
 }
