@@ -158,18 +158,20 @@ __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ld
     }
 }
 
-/* The same transform without gathers, for images whose rows hold a multiple of 16 tiles (W a
- * multiple of 32): each 16-tile vector then lies in one tile row, so the 4x4 inputs of its
+/* The same transform without gathers (wino_row_layout): where image rows hold a multiple of 16
+ * tiles (W a multiple of 32), each 16-tile vector lies in one tile row, so the 4x4 inputs of its
  * tiles are four input rows of 34 floats, read as contiguous (masked at the image's left and
- * right edge) loads and split into the even and odd columns by permutes. Gathers and scatters
+ * right edge) loads and split into the even and odd columns by permutes; 16-wide images (8
+ * tiles a row, H a multiple of 4) put two tile rows of one image in a vector, the halves of
+ * each load coming from rows two apart. Gathers and scatters
  * are slow on some CPUs (Zen 4: the gathers took 46% of a level-0 Winograd convolution, more
  * than its products); loads and permutes are cheap everywhere. */
-int wino_rows_of_tiles(int W) { return W % 32 == 0; }
+int wino_row_layout(int H, int W) { return W % 32 == 0 ? 1 : W == 16 && H % 4 == 0 ? 2 : 0; }
 
 __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
                                                                  const float *extra, int Cin, int Cextra, size_t N,
                                                                  int H, int W, long t0, int nt) {
-    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2;
+    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2;
     const size_t plane = (size_t)Ct * ldt;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -187,17 +189,28 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
         const long x0 = 2L * tx0 - 1; /* column of the first tile's first input */
         const __mmask16 ml = tx0 == 0 ? (__mmask16)0xFFFE : (__mmask16)0xFFFF;
         const __mmask16 mr = tx0 + 16 < TW ? (__mmask16)0x3 : (__mmask16)0x1; /* columns x0+32, x0+33 */
-        int live[4];
+        int live[4], live2[4];
         long row[4];
         for (int i = 0; i < 4; i++) {
             const int y = 2 * ty - 1 + i;
             live[i] = y >= 0 && y < H;
+            live2[i] = two && y + 2 < H; /* the second tile row's input row (y + 2 >= 1) */
             row[i] = ((long)b * H + y) * W + x0;
         }
         for (int c = 0; c < Ct; c++) {
             const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
             __m512 d[4][4];
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < (two ? 4 : 0); i++) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
+                const float *p = src + row[i];
+                const __mmask16 a = live[i] ? 0xFFFF : 0, c2 = live2[i] ? 0xFFFF : 0;
+                const __m512 pa = _mm512_maskz_loadu_ps(a & 0xFFFE, p), pb = _mm512_maskz_loadu_ps(c2 & 0xFFFE, p + 2 * W);
+                const __m512 qa = _mm512_maskz_loadu_ps(a & 0x7FFF, p + 2), qb = _mm512_maskz_loadu_ps(c2 & 0x7FFF, p + 2 * W + 2);
+                d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
+                d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
+                d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
+                d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
+            }
+            for (int i = 0; i < (two ? 0 : 4); i++) {
                 if (!live[i]) {
                     d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
                     continue;
@@ -298,13 +311,15 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
         }
     }
 }
-/* output_transform without scatters (rows_of_tiles): the 2x2 outputs of 16 tiles in a row
- * are two output rows of 32 floats, interleaved from the even and odd columns by permutes */
+/* output_transform without scatters (wino_row_layout): the 2x2 outputs of 16 tiles in a row are
+ * two output rows of 32 floats, interleaved from the even and odd columns by permutes (two tile
+ * rows of 8: the second half of each lands two output rows further down) */
 __attribute__((target("avx512f"))) static void output_transform_rows(float *out, const float *M, const float *bias,
                                                                     int relu, int accumulate, int Cout, size_t N,
                                                                     int H, int W, long t0, int nt) {
     const size_t plane = (size_t)Cout * TC;
     const int TW = W / 2, TH = H / 2;
+    const size_t half = wino_row_layout(H, W) == 2 ? 2 * (size_t)W : 16; /* where the vector's second 8 tiles' outputs go */
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (int v = 0; v < 3 && 16 * v < nt; v++) {
@@ -329,7 +344,7 @@ __attribute__((target("avx512f"))) static void output_transform_rows(float *out,
             __m512 q[4] = {_mm512_permutex2var_ps(y00, lo, y01), _mm512_permutex2var_ps(y00, hi, y01),
                            _mm512_permutex2var_ps(y10, lo, y11), _mm512_permutex2var_ps(y10, hi, y11)};
             for (int k = 0; k < 4; k++) {
-                float *d = dst + (k >> 1) * W + 16 * (k & 1);
+                float *d = dst + (k >> 1) * W + half * (k & 1);
                 if (accumulate) q[k] = _mm512_add_ps(q[k], _mm512_loadu_ps(d));
                 if (relu) q[k] = _mm512_max_ps(q[k], _mm512_setzero_ps());
                 _mm512_storeu_ps(d, q[k]);
@@ -348,7 +363,7 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
     const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * ldu;
-    const int rows = wino_rows_of_tiles(W);
+    const int rows = wino_row_layout(H, W) != 0;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;

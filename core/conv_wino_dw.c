@@ -43,12 +43,13 @@ size_t conv3x3_wino_dw_ws_floats(int Cin, int Cout) { return (size_t)omp_get_num
 
 #if MS_HAVE_WINO
 /* Z (16, Cout, ldz) <- A dY A^T of the sub-chunk's tiles (zeros for absent ones), A^T = [1 1 1 0;
- * 0 1 -1 -1]; dY read as contiguous rows where W allows (wino_rows_of_tiles), else gathered */
+ * 0 1 -1 -1]; dY read as contiguous rows where W allows (wino_row_layout), else gathered */
 __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t ldz, const float *dout, int Cout,
                                                              size_t N, int H, int W, long t0, int nt,
                                                              const chunk_tiles *ct) {
     const size_t plane = (size_t)Cout * ldz;
-    const int TW = W / 2, TH = H / 2, rows = wino_rows_of_tiles(W);
+    const int TW = W / 2, TH = H / 2, rows = wino_row_layout(H, W) != 0;
+    const size_t half = wino_row_layout(H, W) == 2 ? 2 * (size_t)W : 16; /* the second 8 tiles' rows (see wino.h) */
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (int v = 0; v < 3; v++) {
@@ -75,8 +76,8 @@ __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t l
             __m512 y00, y01, y10, y11;
             if (rows) {
                 const float *p = src + r0;
-                const __m512 a0 = _mm512_loadu_ps(p), a1 = _mm512_loadu_ps(p + 16);
-                const __m512 b0 = _mm512_loadu_ps(p + W), b1 = _mm512_loadu_ps(p + W + 16);
+                const __m512 a0 = _mm512_loadu_ps(p), a1 = _mm512_loadu_ps(p + half);
+                const __m512 b0 = _mm512_loadu_ps(p + W), b1 = _mm512_loadu_ps(p + W + half);
                 y00 = _mm512_permutex2var_ps(a0, even, a1), y01 = _mm512_permutex2var_ps(a0, odd, a1);
                 y10 = _mm512_permutex2var_ps(b0, even, b1), y11 = _mm512_permutex2var_ps(b0, odd, b1);
             } else {
@@ -184,7 +185,7 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
     const size_t N = (size_t)B * H * W, slice = dw_slice(Cin, Cout);
     const int subs = dw_subs(Cin, Cout), CT = TC * subs;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + CT - 1) / CT;
-    const int rows = wino_rows_of_tiles(W);
+    const int rows = wino_row_layout(H, W) != 0;
 #pragma omp parallel num_threads(conv_threads())
     {
         const int tid = omp_get_thread_num();

@@ -87,7 +87,9 @@ static void test_candidates(void) {
         /* edges: odd sizes, W = 8 and 24 (vectors across rows and images), short Winograd chunks,
          * channel counts that are not multiples of 8 */
         {3, 5, 0, 8, 6, 8}, {1, 8, 3, 24, 8, 24}, {2, 3, 0, 4, 5, 10}, {3, 40, 0, 32, 6, 8}, {1, 40, 8, 32, 10, 32},
-        {2, 32, 16, 40, 10, 14}, {2, 24, 0, 16, 7, 16}, {3, 48, 0, 24, 6, 10}, {1, 32, 0, 8, 8, 64}};
+        {2, 32, 16, 40, 10, 14}, {2, 24, 0, 16, 7, 16}, {3, 48, 0, 24, 6, 10}, {1, 32, 0, 8, 8, 64},
+        /* 16-wide rows: two rows of 8 tiles per vector (H a multiple of 4), or gathers (H = 6) */
+        {3, 32, 0, 32, 4, 16}, {2, 16, 16, 24, 12, 16}, {1, 32, 0, 16, 6, 16}};
     if (!conv3x3_direct_ok(8, 16, 16)) printf("  (no AVX-512F: im2col is the only candidate here)\n");
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) candidates_agree(shapes[i]);
 }
