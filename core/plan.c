@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
@@ -447,6 +448,9 @@ ms_status ms_plan_save(const char *path) {
 
 void ms_plan_attach(const char *path) {
     if (path) {
+        /* the temp file of a save that a crash interrupted (ms_write_file_atomic's "<path>.tmp") */
+        char tmp[4200];
+        if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) < sizeof tmp) unlink(tmp);
         const ms_status st = ms_plan_load(path);
         if (st) {
             pthread_mutex_lock(&mu);

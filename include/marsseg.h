@@ -299,8 +299,8 @@ const char *ms_cpu_name(void);
 ms_status ms_plan_load(const char *path);
 /* Write every plan of the process to path atomically (its directory is created if missing). */
 ms_status ms_plan_save(const char *path);
-/* Load path (a bad file is logged and ignored) and save the plans there whenever a new one is
- * measured; NULL detaches. */
+/* Load path (a bad file is logged and ignored; the temp file of an interrupted save is removed)
+ * and save the plans there whenever a new one is measured; NULL detaches. */
 void ms_plan_attach(const char *path);
 /* A counter that moves whenever a plan is measured, loaded or replaced. */
 unsigned long ms_plan_generation(void);

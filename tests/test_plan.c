@@ -201,6 +201,8 @@ static void test_files(void) {
     CHECK_OK(ms_plan_load(path)); /* nothing measured there yet: fine */
 
     /* attached: a corrupt file is logged and ignored, then replaced by the plans measured */
+    snprintf(path, sizeof path, "%s/attached.json.tmp", dir);
+    write_text(path, "{half a plan"); /* a save interrupted by a crash: removed on attach */
     snprintf(path, sizeof path, "%s/attached.json", dir);
     write_text(path, "{corrupt");
     ms_set_log(on_log, NULL);
@@ -209,6 +211,9 @@ static void test_files(void) {
     ms_plan_attach(path);
     CHECK(nlogs == 1 && strstr(last_log, "attached.json") && strstr(last_log, "ignored"), "log: %d lines, last '%s'", nlogs, last_log);
     printf("  attached corrupt file logged: %s\n", last_log);
+    char tmpf[600];
+    snprintf(tmpf, sizeof tmpf, "%s.tmp", path);
+    CHECK(access(tmpf, F_OK) != 0, "the temp file of an interrupted save was left: %s", tmpf);
     run_some();
     ms_plan_attach(NULL);
     ms_set_log(NULL, NULL);
