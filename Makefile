@@ -66,8 +66,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 # Without SAN=1, `make test` also builds the ThreadSanitizer server that test_server_tsan drives.
+# The CLI's convolution plans (core/plan.c) go to a file in the build, not the user's cache.
 test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
-	@bash tests/run.sh $(BUILD)/tests
+	@MARSSEG_PLAN=$(abspath $(BUILD))/test-plan.json bash tests/run.sh $(BUILD)/tests
 
 # Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
 # to PyTorch when PEER=1 (bench/peer.py, Debian's python3-torch).
