@@ -1,9 +1,10 @@
-/* Convolutions on channel-major (C,B,H,W) data, and the choice of algorithm for each 3x3 one.
- *  - 3x3, padding 1: the direct AVX-512 kernel (conv_direct.c) or Winograd F(2x2,3x3)
- *    (conv_wino.c) where they apply and were measured to win (use_direct, conv3x3_wino_ok,
- *    MS_DIRECT_DW_MAX_C); otherwise darknet-style im2col of a chunk of rows into the shared
- *    workspace and one cblas_sgemm per chunk (chunking bounds the workspace and keeps the column
- *    block warm in cache for the GEMM). conv3x3_set_direct(0) forces the im2col path (tests).
+/* Convolutions on channel-major (C,B,H,W) data, and the algorithms of each 3x3 one.
+ *  - 3x3, padding 1: each call lists the algorithms that can run it (conv3x3_candidates: the
+ *    direct AVX-512 kernel of conv_direct.c, Winograd F(2x2,3x3) of conv_wino.c and
+ *    conv_wino_dw.c, and darknet-style im2col of a chunk of rows into the shared workspace with
+ *    one cblas_sgemm per chunk: chunking bounds the workspace and keeps the column block warm in
+ *    cache for the GEMM), and runs the one the plan cache measured fastest for its shape
+ *    (plan.c; conv_plan_force makes tests take each in turn).
  *  - 1x1: the input already is the column matrix; no im2col (column chunks for many pixels).
  *  - transposed 2x2 stride 2: one GEMM into the workspace, then a scatter (each output pixel
  *    comes from exactly one input pixel, so there is no overlap to add up). */
