@@ -12,8 +12,10 @@
  * are checked like any input: an algorithm that cannot run the shape is never taken from it
  * (conv_plan_choose only returns one of the candidates the caller offers).
  *
- * Thread safety: one mutex guards the table and is held while measuring, so two threads never
- * time candidates at once (they would slow each other's runs and pick by noise). */
+ * Thread safety: one mutex guards the table, held only briefly, so that lookups never wait for
+ * a measurement (a training job's first step measures for seconds while the server segments);
+ * a second one is held while measuring, so two threads never time candidates at once (they
+ * would slow each other's runs and pick by noise). */
 #include "marsseg_io.h"
 #include "plan.h"
 #include "util.h"
@@ -45,7 +47,8 @@ typedef struct {
     float us[CONV_NALGO]; /* measured microseconds per candidate; 0: not a candidate or not timed */
 } plan_entry;
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;         /* the table and the settings */
+static pthread_mutex_t measuring = PTHREAD_MUTEX_INITIALIZER;  /* one measurement at a time */
 static plan_entry *table;
 static int nentries, cap;
 static unsigned long generation; /* bumped by every new or changed entry */
@@ -242,40 +245,45 @@ static int measure(plan_entry *e, const int *cands, int n, conv_run_fn run, void
 
 static ms_status save_locked(const char *path);
 
-int conv_plan_choose(const conv_key *k, const int *cands, int n, conv_run_fn run, void *ctx) {
-    if (n <= 1) return cands[0];
-    pthread_mutex_lock(&mu);
-    if (forced >= 0) {
-        int a = cands[0];
-        for (int i = 0; i < n; i++)
-            if (cands[i] == forced) a = forced;
-        pthread_mutex_unlock(&mu);
-        return a;
-    }
+/* the plan's choice for k if it is among the candidates, else -1 (mu held) */
+static int planned(const conv_key *k, const int *cands, int n) {
     const plan_entry *p = find(k);
     if (p)
         for (int i = 0; i < n; i++)
-            if (cands[i] == p->algo) {
-                pthread_mutex_unlock(&mu);
-                return p->algo;
-            }
-    if (!ms_plan_measuring()) {
-        pthread_mutex_unlock(&mu);
-        return cands[0];
-    }
-    plan_entry e;
-    memset(&e, 0, sizeof e);
-    e.k = *k;
-    const double t0 = now();
-    e.algo = measure(&e, cands, n, run, ctx);
-    measured_seconds += now() - t0;
-    const int stored = put(&e) == 0;
-    if (stored && attached[0]) {
-        const ms_status st = save_locked(attached);
-        if (st) log_line("plan: cannot save %s: %s", attached, ms_last_error());
-    }
+            if (cands[i] == p->algo) return p->algo;
+    return -1;
+}
+
+int conv_plan_choose(const conv_key *k, const int *cands, int n, conv_run_fn run, void *ctx) {
+    if (n <= 1) return cands[0];
+    pthread_mutex_lock(&mu);
+    int a = forced >= 0 ? cands[0] : planned(k, cands, n);
+    if (forced >= 0)
+        for (int i = 0; i < n; i++)
+            if (cands[i] == forced) a = forced;
     pthread_mutex_unlock(&mu);
-    return e.algo;
+    if (a >= 0) return a;
+    if (!ms_plan_measuring()) return cands[0];
+    pthread_mutex_lock(&measuring);
+    pthread_mutex_lock(&mu);
+    a = planned(k, cands, n); /* another thread may have measured it meanwhile */
+    pthread_mutex_unlock(&mu);
+    if (a < 0) {
+        plan_entry e;
+        memset(&e, 0, sizeof e);
+        e.k = *k;
+        const double t0 = now();
+        a = e.algo = measure(&e, cands, n, run, ctx);
+        pthread_mutex_lock(&mu);
+        measured_seconds += now() - t0;
+        if (put(&e) == 0 && attached[0]) {
+            const ms_status st = save_locked(attached);
+            if (st) log_line("plan: cannot save %s: %s", attached, ms_last_error());
+        }
+        pthread_mutex_unlock(&mu);
+    }
+    pthread_mutex_unlock(&measuring);
+    return a;
 }
 
 /* ------------------------------------------------------------------ files */
