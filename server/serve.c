@@ -29,7 +29,7 @@ static void usage(FILE *f, const struct server_config *d) {
             "  --model PATH         default model [MARSSEG_MODEL] (default %s)\n"
             "  --dataset PATH       bundled dataset, listed as \"sample\" [MARSSEG_DATASET] (default %s)\n"
             "  --static-dir DIR     dashboard files [MARSSEG_STATIC_DIR] (default %s)\n"
-            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: half the cores)\n"
+            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: the cores)\n"
             "  --infer-queue N      inferences that may wait for a worker before 503 (default %u)\n"
             "  --max-body SIZE      /segment request body limit [MARSSEG_MAX_BODY] (default %zu)\n"
             "  --max-pixels N       pixels of an image to segment [MARSSEG_MAX_PIXELS] (default %zu)\n"
@@ -57,7 +57,7 @@ static void defaults(struct server_config *c) {
     snprintf(c->dataset_path, sizeof c->dataset_path, "datasets/sample.npz");
     snprintf(c->static_dir, sizeof c->static_dir, "static");
     int cores = cpu_count();
-    c->threads = cores >= 2 ? (unsigned)cores / 2 : 1;
+    c->threads = cores >= 2 ? (unsigned)cores : 1;
     c->infer_queue = 32;
     c->max_conns = 64;
     c->timeout_s = 30;
