@@ -73,8 +73,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 # Without SAN=1, `make test` also builds the ThreadSanitizer server that test_server_tsan drives.
+# The CLI's convolution plans (core/plan.c) go to a file in the build, not the user's cache.
 test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
-	@bash tests/run.sh $(BUILD)/tests
+	@MARSSEG_PLAN=$(abspath $(BUILD))/test-plan.json bash tests/run.sh $(BUILD)/tests
 
 # Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
 # to PyTorch when PEER=1 (bench/peer.py, Debian's python3-torch).
@@ -95,7 +96,7 @@ else
 	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
 	./$(BUILD)/bench_predict 128 9 | tee -a $(BUILD)/bench.txt
-	bash bench/segment_load.sh $(BIN) 30 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
+	bash bench/segment_load.sh $(BIN) 10 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 	bash bench/replicas.sh $(BIN) 10
 

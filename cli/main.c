@@ -32,7 +32,16 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 }
 
+static void log_line(void *user, const char *line) {
+    (void)user;
+    fprintf(stderr, "marsseg: %s\n", line);
+}
+
 int main(int argc, char **argv) {
+    /* measured convolution plans persist in the user's cache (core/plan.c; `serve` keeps its own
+     * in the data directory) */
+    ms_set_log(log_line, NULL);
+    ms_plan_attach(ms_plan_default_path());
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,17 +1,20 @@
-/* Convolutions on channel-major (C,B,H,W) data, and the choice of algorithm for each 3x3 one.
- *  - 3x3, padding 1: the direct AVX-512 kernel (conv_direct.c) or Winograd F(2x2,3x3)
- *    (conv_wino.c) where they apply and were measured to win (use_direct, conv3x3_wino_ok,
- *    MS_DIRECT_DW_MAX_C); otherwise darknet-style im2col of a chunk of rows into the shared
- *    workspace and one cblas_sgemm per chunk (chunking bounds the workspace and keeps the column
- *    block warm in cache for the GEMM). conv3x3_set_direct(0) forces the im2col path (tests).
+/* Convolutions on channel-major (C,B,H,W) data, and the algorithms of each 3x3 one.
+ *  - 3x3, padding 1: each call lists the algorithms that can run it (conv3x3_candidates: the
+ *    direct AVX-512 kernel of conv_direct.c, Winograd F(2x2,3x3) of conv_wino.c and
+ *    conv_wino_dw.c, and darknet-style im2col of a chunk of rows into the shared workspace with
+ *    one cblas_sgemm per chunk: chunking bounds the workspace and keeps the column block warm in
+ *    cache for the GEMM), and runs the one the plan cache measured fastest for its shape
+ *    (plan.c; conv_plan_force makes tests take each in turn).
  *  - 1x1: the input already is the column matrix; no im2col (column chunks for many pixels).
  *  - transposed 2x2 stride 2: one GEMM into the workspace, then a scatter (each output pixel
  *    comes from exactly one input pixel, so there is no overlap to add up). */
 #include "layers.h"
+#include "plan.h"
 #include "util.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -61,12 +64,13 @@ size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W) {
     return (size_t)max_threads() * ((size_t)K * rows * W + 16);
 }
 
-/* im2col chunks, and Winograd's weights and tiles where the forward or input-gradient pass
- * takes it */
+/* what any candidate of the forward, input-gradient and weight-gradient passes needs: im2col
+ * chunks, and Winograd's weights and tiles */
 size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W) {
     size_t n = conv3x3_fused_ws_floats(B, Cin, 0, H, W);
     if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cin, Cout));
     if (conv3x3_wino_ok(Cout, 0, Cin, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cout, Cin));
+    if (conv3x3_wino_dw_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_dw_ws_floats(Cin, Cout));
     return n;
 }
 
@@ -124,34 +128,180 @@ static void col2im_rows_add(float *dinp, const float *dcol, int B, int Cin, int 
     }
 }
 
-/* The direct AVX-512 kernel (conv_direct.c) beats im2col+GEMM on every U-Net shape measured
- * except wide layers over many pixels, where OpenBLAS's blocking wins (F=32 at batch 32, Cin 256
- * and 512: 263 vs 250 and 261 vs 196 GFLOP/s; see README, Benchmarks). */
-static int direct_enabled = 1;
-void conv3x3_set_direct(int on) { direct_enabled = on; }
-static int use_direct(int B, int Cin, int Cout, int H, int W) {
-    if (!direct_enabled || !conv3x3_direct_ok(Cout, H, W)) return 0;
-    return Cin < 256 || (size_t)B * H * W < 1024;
+/* ------------------------------------------------------------------ the choice of algorithm
+ * Every 3x3 call names its candidates, the fixed rule's pick first, and conv_plan_choose
+ * (plan.c) returns the one measured fastest for the shape on this machine. The rules stay as
+ * the choice where nothing is measured (MARSSEG_PLAN=off) and as the order of the candidates:
+ *  - direct beats im2col+GEMM on every U-Net shape measured on the Xeon except wide layers over
+ *    many pixels, where OpenBLAS's blocking wins (F=32 at batch 32, Cin 256 and 512);
+ *  - Winograd pays from 32 channels and two chunks of tiles on (conv3x3_wino_pays);
+ *  - the direct weight gradient beat im2col+GEMM by 1.1-2.1x up to 128 input + output channels
+ *    with rows at least 32 wide, and lost (0.8x) on 16-wide rows with 192+ channels. */
+static int direct_rule(int B, int Cin, int Cout, int H, int W) {
+    return conv3x3_direct_ok(Cout, H, W) && (Cin < 256 || (size_t)B * H * W < 1024);
 }
-/* the direct weight gradient where input + output channels are at most this and rows at least
- * 32 wide: measured to beat im2col+GEMM (whose packing dominates there) by 1.1-2.1x on F=16's
- * levels 0-2 and F=32's levels 0-1, and to lose (0.8x) on 16-wide rows with 192+ channels */
+static int wino_rule(int Cin, int Cextra, int Cout, int B, int H, int W) {
+    return conv3x3_wino_ok(Cin, Cextra, Cout, B, H, W) && conv3x3_wino_pays(Cin, Cextra, Cout) &&
+           (long)B * (H / 2) * (W / 2) >= 96;
+}
 #ifndef MS_DIRECT_DW_MAX_C
 #define MS_DIRECT_DW_MAX_C 128
 #endif
+
+/* The weight gradient's im2col chunks: two per thread (the col2im parity passes below run every
+ * other chunk); the direct weight gradient's padded rows live in the same slices. */
+static int bwd_rows(int Cin, int W, int total) { return chunk_rows(Cin, W, total, 2 * max_threads()); }
+static int dw_direct_rows(int B, int Cin, int Cout, int H, int W) {
+    const size_t slice = (size_t)Cin * 9 * bwd_rows(Cin, W, B * H) * W + 16;
+    return conv3x3_direct_dw_rows(slice, Cin, Cout, H, W);
+}
+
+/* candidates of an op, the rule's first; have_u: a frozen model's Winograd weights exist */
+int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *c) {
+    int n = 0, rule;
+    const int rest[] = {CONV_WINO, CONV_WINO_SPLIT, CONV_DIRECT, CONV_IM2COL};
+    int ok[CONV_NALGO] = {0};
+    ok[CONV_IM2COL] = 1;
+    switch (op) {
+    case CONV_OP_FWD:
+    case CONV_OP_INFER:
+        ok[CONV_DIRECT] = conv3x3_direct_ok(Cout, H, W);
+        if (op == CONV_OP_FWD || have_u) {
+            ok[CONV_WINO] = conv3x3_wino_ok(Cin, Cextra, Cout, B, H, W);
+            ok[CONV_WINO_SPLIT] = Cextra > 0 && conv3x3_wino_ok(Cin, 0, Cout, B, H, W);
+        }
+        rule = ok[CONV_WINO] && wino_rule(Cin, Cextra, Cout, B, H, W)                    ? CONV_WINO
+               : ok[CONV_WINO_SPLIT] && wino_rule(Cin, 0, Cout, B, H, W)                  ? CONV_WINO_SPLIT
+               : direct_rule(B, Cin, Cout, H, W)                                            ? CONV_DIRECT
+                                                                                            : CONV_IM2COL;
+        break;
+    case CONV_OP_DINP: /* a convolution from Cout to Cin channels */
+        ok[CONV_DIRECT] = conv3x3_direct_ok(Cin, H, W);
+        ok[CONV_WINO] = conv3x3_wino_ok(Cout, 0, Cin, B, H, W);
+        rule = wino_rule(Cout, 0, Cin, B, H, W) ? CONV_WINO : direct_rule(B, Cout, Cin, H, W) ? CONV_DIRECT : CONV_IM2COL;
+        break;
+    default: /* CONV_OP_DW */
+        ok[CONV_DIRECT] = dw_direct_rows(B, Cin, Cout, H, W) > 0;
+        ok[CONV_WINO] = conv3x3_wino_dw_ok(Cin, Cout, B, H, W);
+        rule = ok[CONV_DIRECT] && Cin + Cout <= MS_DIRECT_DW_MAX_C && W >= 32 ? CONV_DIRECT : CONV_IM2COL;
+        break;
+    }
+    c[n++] = rule;
+    for (size_t i = 0; i < sizeof rest / sizeof *rest; i++)
+        if (ok[rest[i]] && rest[i] != rule) c[n++] = rest[i];
+    return n;
+}
+
+/* one 3x3 call: everything any candidate needs */
+typedef struct {
+    int op;
+    float *out;                 /* FWD/INFER: out; DINP: dinp (added to); DW: unused (dw_ws) */
+    const float *inp, *extra;   /* DINP: inp is dout; DW: extra is dout */
+    int Cextra, relu;
+    const float *w, *U, *bias;  /* U: a frozen model's Winograd weights (16, Cout, Cin + Cextra) */
+    int B, Cin, Cout, H, W;
+    float *ws, *dw_ws;
+    size_t out_floats, dw_floats; /* timing copies: out/dw_ws are scratch made on first use */
+    int scratch;
+} conv_call;
+
+static void im2col_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
+static void col2im_dinp(float *dinp, const float *dout, const float *w, int B, int Cin, int Cout, int H, int W,
+                        float *ws);
+static void im2col_dw(float *dw_ws, const float *dout, const float *inp, int B, int Cin, int Cout, int H, int W,
+                      float *ws);
+
+static void conv_run(void *p, int algo) {
+    conv_call *c = p;
+    if (c->scratch) { /* timing a call that adds into its outputs: into scratch copies */
+        if (!c->out && c->out_floats) c->out = calloc(c->out_floats, sizeof(float));
+        if (!c->dw_ws) c->dw_ws = calloc(c->dw_floats, sizeof(float));
+        if ((c->out_floats && !c->out) || !c->dw_ws) return; /* no memory: nothing to time */
+    }
+    const int B = c->B, Cin = c->Cin, Cout = c->Cout, H = c->H, W = c->W;
+    switch (c->op) {
+    case CONV_OP_FWD:
+    case CONV_OP_INFER:
+        if (algo == CONV_WINO && c->op == CONV_OP_FWD) {
+            conv3x3_wino_conv(c->out, c->inp, c->w, 0, 0, B, Cin, Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO) {
+            conv3x3_wino_forward(c->out, c->inp, c->extra, c->Cextra, c->U, Cin + c->Cextra, c->bias, c->relu, 0, B, Cin,
+                                 Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO_SPLIT) {
+            /* out = the appended rows as a 1x1 convolution, then += 3x3 (the U's first Cin columns) + bias, ReLU */
+            const int N = B * H * W, K = Cin * 9 + c->Cextra;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, N, c->Cextra, 1.0f, c->w + Cin * 9, K, c->extra,
+                        N, 0.0f, c->out, N);
+            conv3x3_wino_forward(c->out, c->inp, NULL, 0, c->U, Cin + c->Cextra, c->bias, c->relu, 1, B, Cin, Cout, H,
+                                 W, c->ws);
+        } else if (algo == CONV_DIRECT) {
+            conv3x3_direct_forward(c->out, c->inp, c->extra, c->Cextra, c->w, c->bias, c->relu, 0, B, Cin, Cout, H, W);
+        } else {
+            im2col_forward(c->out, c->inp, c->extra, c->Cextra, c->w, c->bias, c->relu, B, Cin, Cout, H, W, c->ws);
+        }
+        break;
+    case CONV_OP_DINP:
+        if (algo == CONV_WINO) {
+            conv3x3_wino_conv(c->out, c->inp, c->w, 1, 1, B, Cout, Cin, H, W, c->ws); /* reads w transposed, flipped */
+        } else if (algo == CONV_DIRECT) {
+            float *wt = c->dw_ws; // (Cin, Cout*9): wt[ci][co*9 + 8-k] = w[co][ci*9 + k]; dw_ws holds no partial sums yet
+            const int K = Cin * 9;
+            for (int co = 0; co < Cout; co++)
+                for (int ci = 0; ci < Cin; ci++)
+                    for (int k = 0; k < 9; k++) wt[(size_t)ci * Cout * 9 + co * 9 + 8 - k] = c->w[(size_t)co * K + ci * 9 + k];
+            conv3x3_direct_forward(c->out, c->inp, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+        } else {
+            col2im_dinp(c->out, c->inp, c->w, B, Cin, Cout, H, W, c->ws);
+        }
+        break;
+    default: { /* CONV_OP_DW: per-thread partial sums into dw_ws */
+        const int nthr = conv_threads();
+        memset(c->dw_ws, 0, sizeof(float) * ((size_t)Cout * Cin * 9 + 16) * nthr);
+        if (algo == CONV_WINO) {
+            conv3x3_wino_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
+        } else if (algo == CONV_DIRECT) {
+            const size_t slice = (size_t)Cin * 9 * bwd_rows(Cin, W, B * H) * W + 16;
+            conv3x3_direct_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->ws, slice, c->extra, c->inp, B, Cin, Cout, H, W,
+                              dw_direct_rows(B, Cin, Cout, H, W));
+        } else {
+            im2col_dw(c->dw_ws, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
+        }
+    }
+    }
+}
+
+/* plan, then run the chosen algorithm on the real buffers (after measuring, too: the result
+ * must be the winner's, whichever candidate ran last) */
+static void conv_dispatch(conv_call *c) {
+    int cands[CONV_NALGO];
+    const int n = conv3x3_candidates(c->op, c->B, c->Cin, c->Cextra, c->Cout, c->H, c->W, c->U != NULL, cands);
+    const conv_key k = {c->op, c->B, c->Cin, c->Cextra, c->Cout, c->H, c->W, conv_threads()};
+    int algo;
+    if (c->op == CONV_OP_DINP || c->op == CONV_OP_DW) { /* these add into their outputs: time on scratch */
+        conv_call t = *c;
+        t.scratch = 1;
+        t.out = NULL;
+        t.dw_ws = NULL;
+        t.out_floats = c->op == CONV_OP_DINP ? (size_t)c->Cin * c->B * c->H * c->W : 0;
+        t.dw_floats = conv3x3_dw_floats(c->Cin, c->Cout);
+        algo = conv_plan_choose(&k, cands, n, conv_run, &t);
+        free(t.out);
+        free(t.dw_ws);
+    } else {
+        algo = conv_plan_choose(&k, cands, n, conv_run, c);
+    }
+    conv_run(c, algo);
+}
 
 /* Inference: out = act(w . [im2col(inp); extra] + bias), with the bias, the optional ReLU and
  * the appended rows all applied to each chunk while its column block and output are in cache.
  * With BN folded into w and bias, and the ResBlock's 1x1 shortcut input as `extra` (its weights
  * appended to w's rows), one call is a whole conv-BN-(+shortcut)-ReLU: no separate passes over
  * memory for BN, the residual add or the shortcut GEMM. */
-void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+static void im2col_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), extra (Cextra,B,H,W), w (Cout, Cin*9 + Cextra), out (Cout,B,H,W)
-    if (use_direct(B, Cin, Cout, H, W)) {
-        conv3x3_direct_forward(out, inp, extra, Cextra, w, bias, relu, 0, B, Cin, Cout, H, W);
-        return;
-    }
     const int K = Cin * 9 + Cextra, total = B * H, rows = chunk_rows_k(K, W, total, conv_threads());
     const int nchunks = (total + rows - 1) / rows;
     const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
@@ -180,66 +330,81 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
     }
 }
 
+void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    im2col_forward(out, inp, extra, Cextra, w, bias, relu, B, Cin, Cout, H, W, ws);
+}
+
+size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W) {
+    size_t n = conv3x3_fused_ws_floats(B, Cin, Cextra, H, W);
+    if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_ws_floats(Cin + Cextra, Cout));
+    return n;
+}
+
+void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
+                   const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_dispatch(&c);
+}
+
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    if (direct_enabled && conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) {
-        conv3x3_wino_conv(out, inp, w, 0, 0, B, Cin, Cout, H, W, ws);
-        return;
+    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_dispatch(&c);
+}
+
+/* dinp += col2im(w^T . dout), chunk by chunk: two passes, even chunks then odd ones (a chunk's
+ * col2im touches one row of each neighbour, and chunks of the same parity are at least 2 rows
+ * apart) */
+static void col2im_dinp(float *dinp, const float *dout, const float *w, int B, int Cin, int Cout, int H, int W,
+                        float *ws) {
+    const int nthr = conv_threads(), K = Cin * 9, total = B * H, rows = bwd_rows(Cin, W, total);
+    const int nchunks = (total + rows - 1) / rows;
+    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16;
+    for (int parity = 0; parity < 2; parity++) {
+#pragma omp parallel for schedule(static) num_threads(nthr)
+        for (int c = parity; c < nchunks; c += 2) {
+            float *col = ws + (size_t)omp_get_thread_num() * slice;
+            const int g0 = c * rows, nr = MS_MIN(rows, total - g0), ncols = nr * W;
+            // dcol (K,ncols) = w^T (K,Cout) . dout_chunk (Cout,ncols)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, Cout, 1.0f, w, K, dout + (size_t)g0 * W, (int)N,
+                        0.0f, col, ncols);
+            col2im_rows_add(dinp, col, B, Cin, H, W, g0, nr);
+        }
     }
-    conv3x3_fused_forward(out, inp, NULL, 0, w, NULL, 0, B, Cin, Cout, H, W, ws);
+}
+
+/* thread t's dw_ws slice += dout_chunk (Cout,ncols) . im2col(inp)^T (ncols,K) over its chunks */
+static void im2col_dw(float *dw_ws, const float *dout, const float *inp, int B, int Cin, int Cout, int H, int W,
+                      float *ws) {
+    const int nthr = conv_threads(), K = Cin * 9, total = B * H, rows = bwd_rows(Cin, W, total);
+    const int nchunks = (total + rows - 1) / rows;
+    const size_t N = (size_t)total * W, slice = (size_t)K * rows * W + 16, wslice = (size_t)Cout * K + 16;
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (int c = 0; c < nchunks; c++) {
+        const int tid = omp_get_thread_num();
+        float *col = ws + (size_t)tid * slice;
+        const int g0 = c * rows, nr = MS_MIN(rows, total - g0), ncols = nr * W;
+        im2col_rows(col, inp, B, Cin, H, W, g0, nr);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, K, ncols, 1.0f, dout + (size_t)g0 * W, (int)N, col,
+                    ncols, 1.0f, dw_ws + (size_t)tid * wslice, K);
+    }
 }
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
-    const int nthr = conv_threads(), K = Cin * 9, total = B * H;
-    const size_t N = (size_t)total * W, wslice = (size_t)Cout * K + 16;
-    /* dinp += the 3x3 convolution of dout with w transposed and flipped: by Winograd or the
-     * direct kernel where they apply (the direct kernel's flipped weights borrow dw_ws before it
-     * holds partial sums), else by col2im below */
-    const int wino_dinp = dinp && direct_enabled && conv3x3_wino_ok(Cout, 0, Cin, B, H, W);
-    const int direct_dinp = dinp && !wino_dinp && use_direct(B, Cout, Cin, H, W);
-    if (wino_dinp) {
-        conv3x3_wino_conv(dinp, dout, w, 1, 1, B, Cout, Cin, H, W, ws); /* reads w transposed, flipped */
-    } else if (direct_dinp) {
-        float *wt = dw_ws; // (Cin, Cout*9): wt[c][co*9 + 8-k] = w[co][c*9 + k]
-        for (int co = 0; co < Cout; co++)
-            for (int c = 0; c < Cin; c++)
-                for (int k = 0; k < 9; k++) wt[(size_t)c * Cout * 9 + co * 9 + 8 - k] = w[(size_t)co * K + c * 9 + k];
-        conv3x3_direct_forward(dinp, dout, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+    /* dinp += the 3x3 convolution of dout with w transposed and flipped (first: the direct
+     * kernel's flipped weights borrow dw_ws before it holds partial sums) */
+    if (dinp) {
+        conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+        conv_dispatch(&c);
     }
-    const int col2im = dinp && !wino_dinp && !direct_dinp;
-    /* two chunks per thread: the parity passes below each run every other chunk */
-    const int rows = chunk_rows(Cin, W, total, 2 * nthr), nchunks = (total + rows - 1) / rows;
-    const size_t slice = (size_t)K * rows * W + 16;
-    memset(dw_ws, 0, sizeof(float) * wslice * nthr);
-    const int dw_rows = direct_enabled && !col2im && Cin + Cout <= MS_DIRECT_DW_MAX_C && W >= 32
-                            ? conv3x3_direct_dw_rows(slice, Cin, Cout, H, W) : 0;
-    if (dw_rows) conv3x3_direct_dw(dw_ws, wslice, ws, slice, dout, inp, B, Cin, Cout, H, W, dw_rows);
-    /* im2col+GEMM for dw unless done directly; with col2im: two passes, even chunks then odd
-     * ones: a chunk's col2im touches one row of each neighbour, and chunks of the same parity
-     * are at least 2 rows apart */
-    const int step = dw_rows ? 0 : col2im ? 2 : 1;
-    for (int parity = 0; parity < step; parity++) {
-#pragma omp parallel for schedule(static) num_threads(nthr)
-        for (int c = parity; c < nchunks; c += step) {
-            const int tid = omp_get_thread_num();
-            float *col = ws + (size_t)tid * slice, *dwt = dw_ws + (size_t)tid * wslice;
-            const int g0 = c * rows, nr = MS_MIN(rows, total - g0), ncols = nr * W;
-            const float *dout_chunk = dout + (size_t)g0 * W;
-            im2col_rows(col, inp, B, Cin, H, W, g0, nr);
-            // dw_t (Cout,K) += dout_chunk (Cout,ncols) . col^T (ncols,K)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, K, ncols,
-                        1.0f, dout_chunk, (int)N, col, ncols, 1.0f, dwt, K);
-            if (!col2im) continue;
-            // dcol (K,ncols) = w^T (K,Cout) . dout_chunk (Cout,ncols), reusing the column buffer
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, Cout,
-                        1.0f, w, K, dout_chunk, (int)N, 0.0f, col, ncols);
-            col2im_rows_add(dinp, col, B, Cin, H, W, g0, nr);
-        }
-    }
+    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+    conv_dispatch(&c);
     /* reduce the per-thread weight gradients in a fixed order (deterministic) */
-    const size_t n = (size_t)Cout * K;
+    const int nthr = conv_threads();
+    const size_t n = (size_t)Cout * Cin * 9, wslice = n + 16;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float s = 0.0f;

@@ -13,43 +13,40 @@
  * (conv3x3_wino_ok), where it pays for its transforms. F(2x2,3x3) in float32 keeps the error
  * within a few units of the direct sum's rounding (tested against it and against PyTorch). */
 #include "layers.h"
+#include "wino.h"
 
 #include <omp.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define MS_HAVE_WINO 1
-#else
-#define MS_HAVE_WINO 0
-#endif
-
-#define TC 48 /* tiles per chunk: 3 zmm vectors */
+#define TC WINO_TC
 #ifndef MS_WINO_MIN_C
 #define MS_WINO_MIN_C 32
 #endif
 
-static int wino_enabled = 1;
-void conv3x3_set_wino(int on) { wino_enabled = on; }
-
 /* Per output pixel the direct sum costs 9*Cin + Cextra multiply-adds, Winograd 4*(Cin + Cextra)
  * (16 per 2x2 tile for every channel, the appended 1x1 rows included) plus its transforms,
- * measured at ~1.4x the GEMM part: with Cextra = 2*Cin (the decoder's shortcut from the
- * concatenation) the direct sum is cheaper, and below 32 channels the transforms do not pay. */
+ * measured at ~1.4x the GEMM part on the Xeon: with Cextra = 2*Cin (the decoder's shortcut from
+ * the concatenation) the direct sum is cheaper, and below 32 channels the transforms do not pay.
+ * The fixed rule where nothing is measured (conv.c); the plan cache measures instead. */
 int conv3x3_wino_pays(int Cin, int Cextra, int Cout) {
     const int Ct = Cin + Cextra;
     return Cout % 8 == 0 && Cout >= MS_WINO_MIN_C && Ct >= MS_WINO_MIN_C && 5.6 * Ct < 9.0 * Cin + Cextra;
 }
 
-int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W) {
+int conv3x3_wino_channels_ok(int Cout) {
 #if MS_HAVE_WINO
-    const long tiles = (long)B * (H / 2) * (W / 2);
-    return wino_enabled && __builtin_cpu_supports("avx512f") && conv3x3_wino_pays(Cin, Cextra, Cout) && H % 2 == 0 &&
-           W % 2 == 0 && tiles >= 2 * TC && (size_t)B * H * W < ((size_t)1 << 31); /* int32 gather indices */
+    return __builtin_cpu_supports("avx512f") && Cout % 8 == 0;
 #else
-    (void)Cin, (void)Cextra, (void)Cout, (void)B, (void)H, (void)W;
+    (void)Cout;
     return 0;
 #endif
+}
+
+int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W) {
+    (void)Cin, (void)Cextra;
+    const long tiles = (long)B * (H / 2) * (W / 2);
+    return conv3x3_wino_channels_ok(Cout) && H % 2 == 0 && W % 2 == 0 && tiles >= 16 &&
+           (size_t)B * H * W < ((size_t)1 << 31); /* int32 gather indices */
 }
 
 size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)16 * Cout * (Cin + Cextra); }
@@ -104,17 +101,7 @@ void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cex
 }
 
 #if MS_HAVE_WINO
-/* Where the tiles of a chunk are, as gather/scatter indices into a channel plane: for each of
- * its 3 vectors of 16 tiles, the index of each tile's top-left input pixel (row 2ty-1, column
- * 2tx-1) and, per position (i,j) of the 4x4 input tile, which lanes lie inside the image (the
- * rest is padding, never read); lanes past the chunk's last tile are off everywhere. */
-typedef struct {
-    __m512i base[3];  /* input: b*H*W + (2ty-1)*W + 2tx-1 */
-    __mmask16 m[3][16];
-    __mmask16 live[3]; /* tiles that exist */
-} chunk_tiles;
-
-__attribute__((target("avx512f"))) static void tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt) {
+__attribute__((target("avx512f"))) void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt) {
     (void)B;
     const int TH = H / 2, TW = W / 2;
     for (int v = 0; v < 3; v++) {
@@ -140,10 +127,10 @@ __attribute__((target("avx512f"))) static void tiles_of(chunk_tiles *ct, int B, 
     }
 }
 
-/* V (16, Ct, TC) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
-__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, const float *extra, int Cin,
-                                                              int Cextra, size_t N, int W, const chunk_tiles *ct) {
-    const size_t plane = (size_t)(Cin + Cextra) * TC;
+/* V (16, Ct, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
+__attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra,
+                                                            int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct) {
+    const size_t plane = (size_t)(Cin + Cextra) * ldt;
     for (int c = 0; c < Cin + Cextra; c++) {
         const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
         for (int v = 0; v < 3; v++) {
@@ -160,7 +147,7 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                 r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
                 r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
             }
-            float *o = V + (size_t)c * TC + 16 * v;
+            float *o = V + (size_t)c * ldt + 16 * v;
             for (int i = 0; i < 4; i++) { /* (B^T d) B */
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
                 _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
@@ -171,8 +158,92 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
     }
 }
 
-/* M[x] (8 rows from co0, TC) = U[x] (rows co0.., Ct) . V[x] (Ct, TC), for one x of the 16 */
-__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, const float *V, int Ct) {
+/* The same transform without gathers (wino_row_layout): where image rows hold a multiple of 16
+ * tiles (W a multiple of 32), each 16-tile vector lies in one tile row, so the 4x4 inputs of its
+ * tiles are four input rows of 34 floats, read as contiguous (masked at the image's left and
+ * right edge) loads and split into the even and odd columns by permutes; 16-wide images (8
+ * tiles a row, H a multiple of 4) put two tile rows of one image in a vector, the halves of
+ * each load coming from rows two apart. Gathers and scatters
+ * are slow on some CPUs (Zen 4: the gathers took 46% of a level-0 Winograd convolution, more
+ * than its products); loads and permutes are cheap everywhere. */
+int wino_row_layout(int H, int W) { return W % 32 == 0 ? 1 : W == 16 && H % 4 == 0 ? 2 : 0; }
+
+__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
+                                                                 const float *extra, int Cin, int Cextra, size_t N,
+                                                                 int H, int W, long t0, int nt) {
+    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2;
+    const size_t plane = (size_t)Ct * ldt;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+    for (int v = 0; v < 3; v++) {
+        float *o0 = V + 16 * v;
+        if (16 * v >= nt) { /* absent tiles: zeros (their products are never stored) */
+            for (int x = 0; x < 16; x++)
+                for (int c = 0; c < Ct; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * ldt, _mm512_setzero_ps());
+            continue;
+        }
+        const long T = t0 + 16 * v;
+        const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+        const long x0 = 2L * tx0 - 1; /* column of the first tile's first input */
+        const __mmask16 ml = tx0 == 0 ? (__mmask16)0xFFFE : (__mmask16)0xFFFF;
+        const __mmask16 mr = tx0 + 16 < TW ? (__mmask16)0x3 : (__mmask16)0x1; /* columns x0+32, x0+33 */
+        int live[4], live2[4];
+        long row[4];
+        for (int i = 0; i < 4; i++) {
+            const int y = 2 * ty - 1 + i;
+            live[i] = y >= 0 && y < H;
+            live2[i] = two && y + 2 < H; /* the second tile row's input row (y + 2 >= 1) */
+            row[i] = ((long)b * H + y) * W + x0;
+        }
+        for (int c = 0; c < Ct; c++) {
+            const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+            __m512 d[4][4];
+            for (int i = 0; i < (two ? 4 : 0); i++) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
+                const float *p = src + row[i];
+                const __mmask16 a = live[i] ? 0xFFFF : 0, c2 = live2[i] ? 0xFFFF : 0;
+                const __m512 pa = _mm512_maskz_loadu_ps(a & 0xFFFE, p), pb = _mm512_maskz_loadu_ps(c2 & 0xFFFE, p + 2 * W);
+                const __m512 qa = _mm512_maskz_loadu_ps(a & 0x7FFF, p + 2), qb = _mm512_maskz_loadu_ps(c2 & 0x7FFF, p + 2 * W + 2);
+                d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
+                d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
+                d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
+                d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
+            }
+            for (int i = 0; i < (two ? 0 : 4); i++) {
+                if (!live[i]) {
+                    d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *p = src + row[i];
+                const __m512 l0 = _mm512_maskz_loadu_ps(ml, p), l1 = _mm512_loadu_ps(p + 16);
+                const __m512 l2 = _mm512_maskz_loadu_ps(mr, p + 32);
+                d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
+                d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
+                d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
+                d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
+            }
+            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            float *o = o0 + (size_t)c * ldt;
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
+                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
+            }
+        }
+    }
+}
+
+/* M[x] (8 rows from co0, TC) = U[x] (rows co0.., first Ct columns, row stride ldu) . V[x] (Ct, TC),
+ * for one x of the 16 */
+__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct) {
     __m512 acc[24];
 #pragma GCC unroll 24
     for (int j = 0; j < 24; j++) acc[j] = _mm512_setzero_ps();
@@ -181,7 +252,7 @@ __attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *
                      v2 = _mm512_loadu_ps(V + (size_t)c * TC + 32);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const __m512 u = _mm512_set1_ps(U[(size_t)j * Ct + c]);
+            const __m512 u = _mm512_set1_ps(U[j * ldu + c]);
             acc[3 * j] = _mm512_fmadd_ps(v0, u, acc[3 * j]);
             acc[3 * j + 1] = _mm512_fmadd_ps(v1, u, acc[3 * j + 1]);
             acc[3 * j + 2] = _mm512_fmadd_ps(v2, u, acc[3 * j + 2]);
@@ -240,29 +311,75 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
         }
     }
 }
+/* output_transform without scatters (wino_row_layout): the 2x2 outputs of 16 tiles in a row are
+ * two output rows of 32 floats, interleaved from the even and odd columns by permutes (two tile
+ * rows of 8: the second half of each lands two output rows further down) */
+__attribute__((target("avx512f"))) static void output_transform_rows(float *out, const float *M, const float *bias,
+                                                                    int relu, int accumulate, int Cout, size_t N,
+                                                                    int H, int W, long t0, int nt) {
+    const size_t plane = (size_t)Cout * TC;
+    const int TW = W / 2, TH = H / 2;
+    const size_t half = wino_row_layout(H, W) == 2 ? 2 * (size_t)W : 16; /* where the vector's second 8 tiles' outputs go */
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int v = 0; v < 3 && 16 * v < nt; v++) {
+        const long T = t0 + 16 * v;
+        const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+        const size_t r0 = ((size_t)b * H + 2 * ty) * W + 2 * tx0; /* the tiles' top-left output pixel */
+        for (int co = 0; co < Cout; co++) {
+            const float *m = M + (size_t)co * TC + 16 * v;
+            __m512 s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
+                const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
+                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+            const __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
+            const __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
+            const __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
+            const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+            float *dst = out + (size_t)co * N + r0;
+            __m512 q[4] = {_mm512_permutex2var_ps(y00, lo, y01), _mm512_permutex2var_ps(y00, hi, y01),
+                           _mm512_permutex2var_ps(y10, lo, y11), _mm512_permutex2var_ps(y10, hi, y11)};
+            for (int k = 0; k < 4; k++) {
+                float *d = dst + (k >> 1) * W + half * (k & 1);
+                if (accumulate) q[k] = _mm512_add_ps(q[k], _mm512_loadu_ps(d));
+                if (relu) q[k] = _mm512_max_ps(q[k], _mm512_setzero_ps());
+                _mm512_storeu_ps(d, q[k]);
+            }
+        }
+    }
+}
 #endif
 
-void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws) {
-    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, Cin+Cextra), out (Cout,B,H,W)
+    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, ldu >= Cin+Cextra), out (Cout,B,H,W)
 #if MS_HAVE_WINO
     const int Ct = Cin + Cextra;
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
-    const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * Ct;
+    const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * ldu;
+    const int rows = wino_row_layout(H, W) != 0;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
         const long t0 = ch * TC;
         const int nt = T - t0 < TC ? (int)(T - t0) : TC;
         chunk_tiles ct;
-        tiles_of(&ct, B, H, W, t0, nt);
-        input_transform(V, inp, extra, Cin, Cextra, N, W, &ct);
+        if (rows) wino_input_transform_rows(V, TC, inp, extra, Cin, Cextra, N, H, W, t0, nt);
+        else {
+            wino_tiles_of(&ct, B, H, W, t0, nt);
+            wino_input_transform(V, TC, inp, extra, Cin, Cextra, N, W, &ct);
+        }
         for (int x = 0; x < 16; x++)
             for (int co = 0; co < Cout; co += 8)
-                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * Ct, V + (size_t)x * Ct * TC, Ct);
-        output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
+                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * ldu, ldu, V + (size_t)x * Ct * TC, Ct);
+        if (rows) output_transform_rows(out, M, bias, relu, accumulate, Cout, N, H, W, t0, nt);
+        else output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
     }
 #else
     (void)out, (void)inp, (void)extra, (void)Cextra, (void)U, (void)bias, (void)relu, (void)accumulate;
@@ -284,5 +401,5 @@ void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transpo
     float *U = ws, *slices = ws + conv3x3_wino_weight_floats(Cin, 0, Cout);
     if (transposed) wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
     else wino_weights_strided(U, (size_t)Cin, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
-    conv3x3_wino_forward(out, inp, NULL, 0, U, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
+    conv3x3_wino_forward(out, inp, NULL, 0, U, Cin, NULL, 0, accumulate, B, Cin, Cout, H, W, slices);
 }

@@ -22,13 +22,19 @@
 /* Threads of a convolution's parallel loops: the caller's OpenMP setting, at most one per
  * processor (what the workspaces are sized for). */
 int conv_threads(void);
-/* Scratch floats that conv3x3_forward/backward need for this shape. */
+/* Scratch floats that conv3x3_forward/backward need for this shape (any candidate algorithm). */
 size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W);
-/* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias. */
+/* out (Cout,B,H,W) = conv3x3(inp (Cin,B,H,W); w (Cout,Cin,3,3)), padding 1, no bias; by the
+ * algorithm the plan cache chose for the shape (plan.h). */
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws);
-/* Inference form: out = act(w . [im2col(inp); extra] + bias) per cache-sized chunk, w (Cout,
- * Cin*9 + Cextra) (BN folded in, the 1x1 shortcut's weights appended), act = ReLU if relu. */
+/* Inference form: out = act(w . [im2col(inp); extra] + bias), w (Cout, Cin*9 + Cextra) (BN folded
+ * in, the 1x1 shortcut's weights appended), act = ReLU if relu; U: the same weights for Winograd
+ * (conv3x3_wino_weights with Cextra, (16, Cout, Cin + Cextra)), or NULL. By the plan's algorithm. */
+void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
+                   const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
+size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W);
+/* The im2col+GEMM form of conv3x3_infer (per cache-sized chunk), whatever the plan says. */
 void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
@@ -36,24 +42,27 @@ size_t conv3x3_fused_ws_floats(int B, int Cin, int Cextra, int H, int W);
  * shapes where conv3x3_direct_ok (AVX-512F present, Cout a multiple of 8, W a multiple of 16 or
  * a few 16-pixel vectors per image). accumulate=1 adds the result to out instead of overwriting. */
 int conv3x3_direct_ok(int Cout, int H, int W);
-/* Direct weight gradient (used by conv3x3_backward): rows per chunk for a per-thread slice of
- * slice_floats, 0 where it does not apply; thread t adds into dw_ws + t*wslice. */
+void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
+                            const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W);
+/* Direct weight gradient: rows per chunk for a per-thread slice of slice_floats, 0 where it does
+ * not apply; thread t adds into dw_ws + t*wslice. */
 int conv3x3_direct_dw_rows(size_t slice_floats, int Cin, int Cout, int H, int W);
 void conv3x3_direct_dw(float *dw_ws, size_t wslice, float *ws, size_t slice, const float *dout, const float *inp,
                        int B, int Cin, int Cout, int H, int W, int R);
-/* conv_wino.c: Winograd F(2x2,3x3) for inference, U = conv3x3_wino_weights(w) computed once:
- * out = act(conv(inp; w) + conv1x1(extra) + bias) like conv3x3_fused_forward. _pays: the
- * channel counts make it cheaper than the direct sum (decided when a model is frozen); _ok: that,
- * and AVX-512F, even H and W, enough tiles for both cores, and not switched off (tests, bench). */
-int conv3x3_wino_pays(int Cin, int Cextra, int Cout);
+/* conv_wino.c: Winograd F(2x2,3x3): out = act(conv(inp; w) + conv1x1(extra) + bias) like
+ * conv3x3_fused_forward from U = conv3x3_wino_weights(w), whose rows are ldu apart (ldu >
+ * Cin + Cextra uses the first columns only). _channels_ok: AVX-512F and Cout a multiple of 8 (a
+ * frozen model makes U where this holds); _ok: that, even H and W, at least 16 tiles; _pays: the
+ * fixed rule's guess that it beats the direct sum (used where nothing is measured). */
+int conv3x3_wino_channels_ok(int Cout);
 int conv3x3_wino_ok(int Cin, int Cextra, int Cout, int B, int H, int W);
-void conv3x3_set_wino(int on);
+int conv3x3_wino_pays(int Cin, int Cextra, int Cout);
 size_t conv3x3_wino_weight_floats(int Cin, int Cextra, int Cout);
 size_t conv3x3_wino_ws_floats(int Ct, int Cout);
 /* U (16, Cout, Cin + Cextra) from w's rows (Cout, row stride ldw): Cin 3x3 kernels, then Cextra
  * 1x1 weights (centre taps); ldw > Cin*9 + Cextra skips what follows in each row. */
 void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout);
-void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);
 /* Training form: U made from w (Cout, Cin*9) on each call in the front of ws; transposed=1 takes
@@ -61,10 +70,15 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
 size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
 void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
                        int Cout, int H, int W, float *ws);
-/* conv.c uses the direct kernel where it applies and pays unless switched off (tests, bench) */
-void conv3x3_set_direct(int on);
-void conv3x3_direct_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
-                            const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W);
+/* conv_wino_dw.c: the weight gradient by Winograd F(2x2,3x3) (Cout a multiple of 8, Cin of 16,
+ * even H and W); thread t adds into dw_ws + t*wslice, (Cout, Cin*9). */
+int conv3x3_wino_dw_ok(int Cin, int Cout, int B, int H, int W);
+size_t conv3x3_wino_dw_ws_floats(int Cin, int Cout);
+void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float *inp, int B, int Cin, int Cout, int H,
+                     int W, float *ws);
+/* The algorithms (plan.h: conv_algo) that can run a call of op (conv_op) on this shape, the fixed
+ * rule's choice first; have_u: Winograd weights are at hand (a frozen model). Returns how many. */
+int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *algos);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);
 /* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */

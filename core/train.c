@@ -242,6 +242,10 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
                        t->nranks);
     share_of(cfg->batch, t->rank, t->nranks, &t->share_lo, &t->share_n);
     if (t->rank == 0 && (st = make_dir(dir))) return st; /* rank 0 alone writes the run directory */
+    /* the run's own plan (core/plan.c): a resumed run takes the algorithms it started with */
+    char plan[1100];
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    if (ms_plan_load(plan)) logf_cb(t, "plan: %s; ignored, measured again", ms_last_error());
     if ((st = prepare_data(t))) return st;
     if (t->nranks > 1) {
         char shares[64];
@@ -534,7 +538,10 @@ static ms_status save_checkpoint(ms_trainer *t) {
         .order_rng = t->order_rng, .aug_rng = t->aug_rng, .loss_sum = t->loss_sum,
         .train_cm = t->train_cm, .seconds_in_epoch = t->seconds_done,
     };
-    return ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
+    ms_status st = ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
+    snprintf(path, sizeof path, "%s/plan.json", t->dir); /* the algorithms this run measured and took */
+    if (!st && ms_plan_save(path)) logf_cb(t, "plan: %s", ms_last_error());
+    return st;
 }
 
 /* The "meta" JSON stored with saved models: where they came from and how good they are. */

@@ -339,9 +339,8 @@ ms_status ms_acts_create(ms_acts *a, const ms_model *m, int B, int H, int W, int
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->cin, blocks[k]->c, h, w));
             ws = MS_MAX(ws, conv3x3_ws_floats(B, blocks[k]->c, blocks[k]->c, h, w));
             if (!training) {
-                ws = MS_MAX(ws, conv3x3_fused_ws_floats(B, blocks[k]->c, blocks[k]->cin, h, w));
-                ws = MS_MAX(ws, conv3x3_wino_ws_floats(blocks[k]->cin, blocks[k]->c));
-                ws = MS_MAX(ws, conv3x3_wino_ws_floats(blocks[k]->c + blocks[k]->cin, blocks[k]->c));
+                ws = MS_MAX(ws, conv3x3_infer_ws_floats(B, blocks[k]->cin, 0, blocks[k]->c, h, w));
+                ws = MS_MAX(ws, conv3x3_infer_ws_floats(B, blocks[k]->c, blocks[k]->cin, blocks[k]->c, h, w));
             }
         }
         if (l < D) ws = MS_MAX(ws, convt2x2_ws_floats(B, m->ch[l], h >> 1, w >> 1));
@@ -481,21 +480,15 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
     *pos += (size_t)c * k2;
     p->b2 = *pos;
     *pos += (size_t)c;
+    /* Winograd weights wherever Winograd can run (the plan measures whether it pays); conv2's
+     * with its shortcut as centre-tap channels, whose first c columns also serve the split form
+     * (the shortcut as its own GEMM) */
     p->u1 = p->u2 = MS_NO_WINO;
-    if (conv3x3_wino_pays(cin, 0, c)) {
+    if (conv3x3_wino_channels_ok(c)) {
         p->u1 = *pos;
         *pos += conv3x3_wino_weight_floats(cin, 0, c);
-    }
-    /* conv2 with its shortcut as centre-tap channels where that pays; where the shortcut is too
-     * wide for it (the decoder's, from the 2c-channel concatenation), the 3x3 part alone */
-    p->u2_split = 0;
-    if (conv3x3_wino_pays(c, cin, c)) {
         p->u2 = *pos;
         *pos += conv3x3_wino_weight_floats(c, cin, c);
-    } else if (conv3x3_wino_pays(c, 0, c)) {
-        p->u2 = *pos;
-        p->u2_split = 1;
-        *pos += conv3x3_wino_weight_floats(c, 0, c);
     }
     float *L = m->plan;
     if (!L) return; /* sizing pass */
@@ -509,8 +502,7 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         L[p->b2 + co] = P[o->b2b + co] - bf[o->b2rm + co] * s2 + P[o->scb + co];
     }
     if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, (size_t)k1, cin, 0, c);
-    /* split: the 3x3 part of w2's rows only */
-    if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, (size_t)k2, c, p->u2_split ? 0 : cin, c);
+    if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, (size_t)k2, c, cin, c);
 }
 
 static size_t fold_all(ms_model *m) {
@@ -532,20 +524,9 @@ ms_status ms_model_freeze(ms_model *m) {
 
 static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r, const float *inp, int B, float *ws) {
     const float *L = m->plan;
-    if (p->u1 != MS_NO_WINO && conv3x3_wino_ok(r->cin, 0, r->c, B, r->h, r->w))
-        conv3x3_wino_forward(r->a1, inp, NULL, 0, L + p->u1, L + p->b1, 1, 0, B, r->cin, r->c, r->h, r->w, ws);
-    else
-        conv3x3_fused_forward(r->a1, inp, NULL, 0, L + p->w1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
-    if (p->u2 != MS_NO_WINO && p->u2_split && conv3x3_wino_ok(r->c, 0, r->c, B, r->h, r->w)) {
-        /* out = shortcut (the appended columns of w2 as a 1x1 conv), then += 3x3 + bias, ReLU */
-        const int N = B * r->h * r->w, k2 = 9 * r->c + r->cin;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->c, N, r->cin, 1.0f, L + p->w2 + 9 * r->c, k2, inp, N,
-                    0.0f, r->out, N);
-        conv3x3_wino_forward(r->out, r->a1, NULL, 0, L + p->u2, L + p->b2, 1, 1, B, r->c, r->c, r->h, r->w, ws);
-    } else if (p->u2 != MS_NO_WINO && !p->u2_split && conv3x3_wino_ok(r->c, r->cin, r->c, B, r->h, r->w))
-        conv3x3_wino_forward(r->out, r->a1, inp, r->cin, L + p->u2, L + p->b2, 1, 0, B, r->c, r->c, r->h, r->w, ws);
-    else
-        conv3x3_fused_forward(r->out, r->a1, inp, r->cin, L + p->w2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+    const float *u1 = p->u1 != MS_NO_WINO ? L + p->u1 : NULL, *u2 = p->u2 != MS_NO_WINO ? L + p->u2 : NULL;
+    conv3x3_infer(r->a1, inp, NULL, 0, L + p->w1, u1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+    conv3x3_infer(r->out, r->a1, inp, r->cin, L + p->w2, u2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
 }
 
 void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B) {

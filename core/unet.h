@@ -32,8 +32,7 @@ typedef struct {
  * (w2 (c, c*9 + cin), b2 = bn2 shift + shortcut bias). */
 typedef struct {
     size_t w1, b1, w2, b2;
-    size_t u1, u2; /* Winograd weights of conv1 and conv2 (conv3x3_wino_weights), MS_NO_WINO if not worth it */
-    int u2_split;  /* u2 covers conv2's 3x3 part only; the shortcut runs as its own 1x1 GEMM first */
+    size_t u1, u2; /* Winograd weights of conv1 and of conv2 with its shortcut (conv3x3_wino_weights), MS_NO_WINO where Winograd cannot run */
 } ms_rb_plan;
 #define MS_NO_WINO ((size_t)-1)
 

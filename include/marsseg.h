@@ -285,6 +285,58 @@ ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val,
 const char *ms_blas_core(void);
 const char *ms_blas_better_core(void);
 
+/* ------------------------------------------------------------------ plans (core/plan.c)
+ * Each 3x3 convolution shape (operation, batch, channels, size, threads) runs the algorithm
+ * measured fastest on this machine (direct, Winograd, im2col+GEMM), timed the first time the
+ * shape runs, like FFTW's plans. The choices live in the process; a plan file keeps them per
+ * machine: JSON keyed by CPU model (ms_cpu_name), OpenBLAS kernel set and format version,
+ * written atomically. A file for another CPU or version, or a corrupt one, is ignored as a
+ * whole. MARSSEG_PLAN=off in the environment turns measuring off (fixed rules decide). */
+typedef void (*ms_log_fn)(void *user, const char *line);
+/* Where the core's informational lines go (a plan file ignored, or not saved); NULL drops them.
+ * The callback must not call back into ms_plan_*. */
+void ms_set_log(ms_log_fn fn, void *user);
+/* The CPU's brand string with family, model and stepping, e.g. "AMD EPYC (family 25, model 17,
+ * stepping 1)". */
+const char *ms_cpu_name(void);
+/* Merge a plan file into the process's plans, its choices winning. A missing file is MS_OK;
+ * another CPU/version is MS_ERR_UNSUPPORTED, a corrupt file MS_ERR_FORMAT (nothing merged). */
+ms_status ms_plan_load(const char *path);
+/* Write every plan of the process to path atomically (its directory is created if missing). */
+ms_status ms_plan_save(const char *path);
+/* Load path (a bad file is logged and ignored; the temp file of an interrupted save is removed)
+ * and save the plans there whenever a new one is measured; NULL detaches. */
+void ms_plan_attach(const char *path);
+/* A counter that moves whenever a plan is measured, loaded or replaced. */
+unsigned long ms_plan_generation(void);
+/* $MARSSEG_PLAN, else $XDG_CACHE_HOME/marsseg/plan.json, else ~/.cache/marsseg/plan.json; NULL
+ * when MARSSEG_PLAN=off or there is no home. Returns a thread-local buffer. */
+const char *ms_plan_default_path(void);
+/* 0 when MARSSEG_PLAN=off. */
+int ms_plan_measuring(void);
+/* The plans as a text table (CPU, kernels, per shape the choice and each candidate's time);
+ * malloc'd, NULL on allocation failure. */
+char *ms_plan_report(void);
+
+/* Thread split on a shared CPU (the server's inference workers). A team of T OpenMP threads
+ * waits at every barrier for whichever of its threads the scheduler gave away: on the 2-core
+ * EPYC with one busy process beside the service, a 64x128 tile took 27 ms on two threads
+ * against 4.4 ms alone, and 7.8 ms on one thread either way. The governor keeps the full team
+ * while calls take their usual time per unit of work, drops to one thread when a call takes
+ * more than twice the best recent one, and tries the team again after a backoff (0.25 s,
+ * doubling while the contention lasts, at most 8 s) if a short probe finds the cores free.
+ * One per calling thread; zero-initialise. */
+typedef struct {
+    double best;    /* best seconds per unit of work on the full team, slowly forgotten */
+    double until;   /* one thread until this time (seconds, any monotonic clock) */
+    double backoff; /* the next one-thread period */
+} ms_thread_governor;
+/* The threads for the next call (team: what the caller would run; now: its clock). When a
+ * one-thread period ends, a 3 ms probe of the team decides whether the CPU is free again. */
+int ms_governor_threads(ms_thread_governor *g, int team, double now);
+/* After a call on `threads` threads that did `work` units (e.g. pixels) in `seconds`. */
+void ms_governor_done(ms_thread_governor *g, int threads, int team, double work, double seconds, double now);
+
 /* Threads for the calling thread's core work, OpenMP loops and BLAS alike (0 = all online
  * cores); other threads keep their own setting. */
 void ms_set_threads(int threads);

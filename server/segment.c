@@ -40,7 +40,7 @@ struct infer_pool {
     struct infer_task *head, *tail;
     unsigned queued, busy, max_wait;
     int stop;
-    unsigned nthreads, omp_threads;
+    unsigned nthreads, omp_threads, started, w0_busy;
     const atomic_int *training_active; /* the server's: while set, one OpenMP thread per inference */
     pthread_t *threads;
     /* metrics */
@@ -52,22 +52,34 @@ static void *infer_worker(void *arg) {
     struct infer_pool *p = arg;
     /* per-thread ICV: this worker's parallel regions use its share of the cores, or one thread
      * while a job trains (see training_active) */
-    int threads = (int)p->omp_threads;
+    int threads = 1;
     omp_set_num_threads(threads);
+    ms_thread_governor gov = {0, 0, 0}; /* one thread while the CPU is shared (core/plan.c) */
     pthread_mutex_lock(&p->mu);
+    /* Only worker 0 runs a team (libgomp stops spinning once it manages more threads than there
+     * are CPUs), and only for a request alone in the pool: concurrent requests run side by side
+     * on one thread each, none waiting at a barrier for another's threads. */
+    const unsigned id = p->started++;
     for (;;) {
-        while (!p->stop && !p->head) pthread_cond_wait(&p->work, &p->mu);
+        /* a request alone goes to worker 0 (the team); the others take one only while it is busy */
+        while (!p->stop && (!p->head || (id != 0 && !p->w0_busy))) pthread_cond_wait(&p->work, &p->mu);
         if (!p->head) break; /* stop, and nothing left to do */
         struct infer_task *t = p->head;
         p->head = t->next;
         if (!p->head) p->tail = NULL;
         p->queued--;
         p->busy++;
+        const int alone = p->busy == 1 && p->queued == 0;
+        if (id == 0) {
+            p->w0_busy = 1;
+            if (p->head) pthread_cond_broadcast(&p->work);
+        }
         pthread_mutex_unlock(&p->mu);
 
-        const int want = atomic_load(p->training_active) ? 1 : (int)p->omp_threads;
-        if (want != threads) omp_set_num_threads(threads = want);
+        const int team = id == 0 && alone && !atomic_load(p->training_active) ? (int)p->omp_threads : 1;
         double t0 = now_mono();
+        const int want = ms_governor_threads(&gov, team, t0);
+        if (want != threads) omp_set_num_threads(threads = want);
         t->st = t->job ? t->job->fn(t->job->ctx) : ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
@@ -77,9 +89,11 @@ static void *infer_worker(void *arg) {
             t->job->seconds = t->seconds;
             memcpy(t->job->err, t->err, sizeof t->job->err);
         }
+        ms_governor_done(&gov, threads, team, (double)t->h * t->w * (t->tta ? 2 : 1), t->seconds, t0 + t->seconds);
 
         pthread_mutex_lock(&p->mu);
         p->busy--;
+        if (id == 0) p->w0_busy = 0;
         p->served++;
         if (t->st) p->failed++;
         p->busy_seconds += t->seconds;
@@ -98,7 +112,7 @@ int infer_pool_create(struct server *srv, struct infer_pool **out) {
     p->training_active = &srv->training_active;
     /* an equal share of the cores, capped by OMP_NUM_THREADS when the environment sets it
      * (srv->omp_max: read before cmd_serve set its own thread to 1) */
-    int share = cpu_count() / (int)p->nthreads, cap = srv->omp_max;
+    int share = cpu_count(), cap = srv->omp_max; /* worker 0's team */
     if (cap > 0 && share > cap) share = cap;
     p->omp_threads = share > 0 ? (unsigned)share : 1;
     if (!(p->threads = calloc(p->nthreads, sizeof *p->threads))) {
@@ -148,7 +162,7 @@ static int infer_run(struct infer_pool *p, struct infer_task *t) {
     else p->head = t;
     p->tail = t;
     p->queued++;
-    pthread_cond_signal(&p->work);
+    pthread_cond_broadcast(&p->work); /* worker 0 first, see infer_worker */
     while (!t->done) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
     return 0;

@@ -29,7 +29,7 @@ static void usage(FILE *f, const struct server_config *d) {
             "  --model PATH         default model [MARSSEG_MODEL] (default %s)\n"
             "  --dataset PATH       bundled dataset, listed as \"sample\" [MARSSEG_DATASET] (default %s)\n"
             "  --static-dir DIR     dashboard files [MARSSEG_STATIC_DIR] (default %s)\n"
-            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: half the cores)\n"
+            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: the cores)\n"
             "  --infer-queue N      inferences that may wait for a worker before 503 (default %u)\n"
             "  --max-body SIZE      /segment request body limit [MARSSEG_MAX_BODY] (default %zu)\n"
             "  --max-pixels N       pixels of an image to segment [MARSSEG_MAX_PIXELS] (default %zu)\n"
@@ -62,7 +62,7 @@ static void defaults(struct server_config *c) {
     snprintf(c->dataset_path, sizeof c->dataset_path, "datasets/sample.npz");
     snprintf(c->static_dir, sizeof c->static_dir, "static");
     int cores = cpu_count();
-    c->threads = cores >= 2 ? (unsigned)cores / 2 : 1;
+    c->threads = cores >= 2 ? (unsigned)cores : 1;
     c->infer_queue = 32;
     c->max_conns = 64;
     c->timeout_s = 30;
@@ -200,6 +200,11 @@ static int make_dirs(const char *path) {
     return ensure_dir(tmp);
 }
 
+static void plan_log(void *user, const char *line) {
+    (void)user;
+    log_msg("%s", line);
+}
+
 int cmd_serve(int argc, char **argv) {
     /* Only the inference workers and training jobs run OpenMP teams (each sets its own size).
      * Any other thread that ran a parallel region would keep an idle pool of OpenMP threads,
@@ -243,6 +248,11 @@ int cmd_serve(int argc, char **argv) {
         log_msg("cannot create the data directory %s: %s", cfg->data_dir, strerror(errno));
         goto out;
     }
+    /* measured convolution plans (core/plan.c) persist in the data directory */
+    ms_set_log(plan_log, NULL);
+    char plan[PATH_MAX + 16];
+    snprintf(plan, sizeof plan, "%s/plan.json", cfg->data_dir);
+    ms_plan_attach(plan);
     if (!realpath(cfg->static_dir, srv->static_real)) {
         log_msg("no static directory at %s: the dashboard is not served", cfg->static_dir);
         srv->static_real[0] = 0;

@@ -5,6 +5,7 @@
  * differenced on a double-precision reference of its graph (see test_unet_fd). */
 #include "layers.h"
 #include "marsseg.h"
+#include "plan.h"
 #include "rng.h"
 #include "testutil.h"
 #include "unet.h"
@@ -63,20 +64,38 @@ static double conv3_loss(void *p) {
     conv3x3_forward(c->out, c->x, c->w, c->B, c->Cin, c->Cout, c->H, c->W, c->ws);
     return dot(c->out, c->r, (size_t)c->Cout * c->B * c->H * c->W);
 }
+/* finite differences of the forward against the backward, under each algorithm that can run
+ * the shape (conv_plan_force: im2col/col2im, direct, Winograd; the weight gradient takes the
+ * direct kernel or im2col) */
 static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
     conv_ctx c = {B, Cin, Cout, H, W, 0, 0, 0, 0, 0};
-    printf("  conv3x3 %dx%dx%dx%d -> %d channels: %s forward, %s dinp\n", B, Cin, H, W, Cout,
-           conv3x3_wino_ok(Cin, 0, Cout, B, H, W) ? "winograd" : conv3x3_direct_ok(Cout, H, W) ? "direct" : "im2col",
-           conv3x3_wino_ok(Cout, 0, Cin, B, H, W) ? "winograd" : conv3x3_direct_ok(Cin, H, W) ? "direct" : "col2im");
     size_t nx = (size_t)c.Cin * c.B * c.H * c.W, ny = (size_t)c.Cout * c.B * c.H * c.W, nw = (size_t)c.Cout * c.Cin * 9;
     c.x = rnd(nx, 1); c.w = rnd(nw, 0.5f); c.r = rnd(ny, 1); c.out = malloc(sizeof(float) * ny);
     c.ws = malloc(sizeof(float) * conv3x3_ws_floats(c.B, c.Cin, c.Cout, c.H, c.W));
-    float *dx = calloc(nx, sizeof(float)), *dw = calloc(nw, sizeof(float));
+    float *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
     float *dws = malloc(sizeof(float) * conv3x3_dw_floats(c.Cin, c.Cout));
-    conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws);
+    const int algos[] = {CONV_IM2COL, CONV_DIRECT, CONV_WINO};
+    for (size_t ai = 0; ai < sizeof algos / sizeof *algos; ai++) {
+        const int a = algos[ai];
+        int cf[CONV_NALGO], cd[CONV_NALGO], cw[CONV_NALGO], in_f = 0, in_d = 0, in_w = 0;
+        const int nf = conv3x3_candidates(CONV_OP_FWD, B, Cin, 0, Cout, H, W, 0, cf);
+        const int nd = conv3x3_candidates(CONV_OP_DINP, B, Cin, 0, Cout, H, W, 0, cd);
+        const int nw2 = conv3x3_candidates(CONV_OP_DW, B, Cin, 0, Cout, H, W, 0, cw);
+        for (int i = 0; i < nf; i++) in_f |= cf[i] == a;
+        for (int i = 0; i < nd; i++) in_d |= cd[i] == a;
+        for (int i = 0; i < nw2; i++) in_w |= cw[i] == a;
+        if (a != CONV_IM2COL && !in_f && !in_d && !in_w) continue;
+        printf("  conv3x3 %dx%dx%dx%d -> %d channels, forced %s: forward %s, dinp %s, dw %s\n", B, Cin, H, W, Cout,
+               conv_algo_name(a, CONV_OP_FWD), in_f ? "yes" : "no", in_d ? "yes" : "no", in_w ? "yes" : "no");
+        conv_plan_force(a);
+        memset(dx, 0, sizeof(float) * nx);
+        memset(dw, 0, sizeof(float) * nw);
+        conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws);
+        fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
+        fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
+        conv_plan_force(-1);
+    }
     free(dws);
-    fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
-    fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
     free(c.x); free(c.w); free(c.r); free(c.out); free(c.ws); free(dx); free(dw);
 }
 
@@ -119,10 +138,8 @@ static void test_conv3x3_direct(void) {
         CHECK(conv3x3_direct_ok(s.Cout, s.H, s.W), "shape %zu should take the direct path", si);
         conv_case c = conv_case_new(s, 0.5f);
         for (int relu = 0; relu < 2; relu++) {
-            conv3x3_set_direct(0);
             conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
-            conv3x3_set_direct(1);
-            conv3x3_fused_forward(c.got, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
+            conv3x3_direct_forward(c.got, c.x, c.ex, s.Ce, c.w, c.b, relu, 0, s.B, s.Cin, s.Cout, s.H, s.W);
             double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "direct conv %zu (relu %d): normwise error %.3g", si, relu, d);
         }
@@ -130,7 +147,6 @@ static void test_conv3x3_direct(void) {
         float *acc = rnd(c.N * s.Cout, 1);
         memcpy(c.got, acc, sizeof(float) * c.N * s.Cout);
         conv3x3_direct_forward(c.got, c.x, c.ex, s.Ce, c.w, c.b, 0, 1, s.B, s.Cin, s.Cout, s.H, s.W);
-        conv3x3_set_direct(0);
         conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, 0, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
         for (size_t i = 0; i < c.N * s.Cout; i++) c.ref[i] += acc[i];
         double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
@@ -146,7 +162,7 @@ static void test_conv3x3_direct(void) {
                 dx[dir] = malloc(sizeof(float) * c.N * s.Cin);
                 memcpy(dx[dir], dx0, sizeof(float) * c.N * s.Cin);
                 dw[dir] = calloc((size_t)s.Cout * c.K, sizeof(float));
-                conv3x3_set_direct(dir);
+                conv_plan_force(dir ? CONV_DIRECT : CONV_IM2COL);
                 conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws);
             }
             d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);
@@ -156,7 +172,7 @@ static void test_conv3x3_direct(void) {
             for (int dir = 0; dir < 2; dir++) free(dx[dir]), free(dw[dir]);
             free(dout); free(dx0); free(bws); free(dws);
         }
-        conv3x3_set_direct(1);
+        conv_plan_force(-1);
         printf("  conv3x3 direct %dx%dx%dx%d -> %d (+%d rows): matches im2col (normwise error %.2g)\n", s.B, s.Cin, s.H, s.W, s.Cout, s.Ce, d);
         conv_case_free(&c);
         free(acc);
@@ -170,7 +186,10 @@ static void test_conv3x3_direct(void) {
 static void test_conv3x3_wino(void) {
     const conv_shape shapes[] = {/* B, Cin, Cout, H, W, Cextra */
                              {1, 32, 32, 16, 32, 0}, {3, 40, 32, 6, 8, 0}, {2, 32, 40, 10, 14, 16}, {1, 64, 32, 12, 36, 0},
-                             {2, 32, 40, 10, 24, 0}};
+                             {2, 32, 40, 10, 24, 0},
+                             /* rows of 16k tiles (W a multiple of 32): the gather-free transforms, with
+                              * a short last chunk (80 tiles), 3 vectors a row, appended rows */
+                             {1, 40, 32, 10, 32, 0}, {2, 32, 32, 4, 96, 8}, {3, 32, 40, 6, 64, 16}};
     if (!conv3x3_wino_ok(32, 0, 32, 1, 16, 32)) {
         printf("  conv3x3 winograd: this CPU has no AVX-512F; not used\n");
         return;
@@ -186,7 +205,7 @@ static void test_conv3x3_wino(void) {
         for (int relu = 0; relu < 2; relu++) {
             conv3x3_fused_forward(c.ref, c.x, c.ex, s.Ce, c.w, c.b, relu, s.B, s.Cin, s.Cout, s.H, s.W, c.ws);
             for (size_t i = 0; i < c.N * s.Cout; i++) c.got[i] = NAN; /* every output must be written */
-            conv3x3_wino_forward(c.got, c.x, c.ex, s.Ce, U, c.b, relu, 0, s.B, s.Cin, s.Cout, s.H, s.W, wws);
+            conv3x3_wino_forward(c.got, c.x, c.ex, s.Ce, U, s.Cin + s.Ce, c.b, relu, 0, s.B, s.Cin, s.Cout, s.H, s.W, wws);
             size_t unwritten = 0;
             for (size_t i = 0; i < c.N * s.Cout; i++) unwritten += !isfinite(c.got[i]);
             CHECK(unwritten == 0, "winograd conv %zu: %zu outputs not written", si, unwritten);
@@ -201,13 +220,14 @@ static void test_conv3x3_wino(void) {
             float *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));
             float *dout = rnd(c.N * s.Cout, 1), *dx0 = rnd(c.N * s.Cin, 1), *dx[2], *dw[2];
             for (int wino = 0; wino < 2; wino++) {
-                conv3x3_set_wino(wino);
+                conv_plan_force(wino ? CONV_WINO : CONV_IM2COL);
                 conv3x3_forward(wino ? c.got : c.ref, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws);
                 dx[wino] = malloc(sizeof(float) * c.N * s.Cin);
                 memcpy(dx[wino], dx0, sizeof(float) * c.N * s.Cin);
                 dw[wino] = calloc((size_t)s.Cout * c.K, sizeof(float));
                 conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws);
             }
+            conv_plan_force(-1);
             double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "winograd conv3x3_forward %zu: normwise error %.3g", si, d);
             d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);

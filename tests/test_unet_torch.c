@@ -5,6 +5,7 @@
 #include "layers.h"
 #include "marsseg.h"
 #include "marsseg_npz.h"
+#include "plan.h"
 #include "testutil.h"
 #include "unet.h"
 
@@ -113,7 +114,7 @@ static void run_fixture(const char *path) {
     ms_npz *z = NULL;
     CHECK_OK(ms_npz_open(&z, path));
     if (!z) return;
-    size_t n;
+    size_t n = 0;
     ms_npy_info info;
     CHECK_OK(ms_npz_info(z, "config.json", &info));
     char *txt = calloc((size_t)info.count + 1, 1);
@@ -223,10 +224,20 @@ static void run_fixture(const char *path) {
 }
 
 int main(void) {
-    run_fixture("tests/fixtures/unet_d3_f4.npz");
-    run_fixture("tests/fixtures/unet_d2_f4.npz");
-    run_fixture("tests/fixtures/unet_d2_f8.npz"); /* every level on the direct convolution (AVX-512) */
-    run_fixture("tests/fixtures/unet_d2_f16.npz"); /* eval form: Winograd convolutions (AVX-512) */
-    run_fixture("tests/fixtures/unet_d1_f32.npz"); /* training through Winograd (forward, dinp) */
+    /* every fixture with the algorithms the plan measures best here, then with each one forced
+     * wherever it can run the shape (conv_plan_force; the rest take the fixed rule's choice):
+     * with AVX-512, every level on the direct convolution (d2_f8), Winograd in the eval form
+     * (d2_f16) and in training (d1_f32, forward and dinp), im2col and col2im everywhere */
+    const int force[] = {-1, CONV_IM2COL, CONV_DIRECT, CONV_WINO, CONV_WINO_SPLIT};
+    for (size_t i = 0; i < sizeof force / sizeof *force; i++) {
+        printf("== algorithms: %s\n", force[i] < 0 ? "as planned" : conv_algo_name(force[i], CONV_OP_INFER));
+        conv_plan_force(force[i]);
+        run_fixture("tests/fixtures/unet_d3_f4.npz");
+        run_fixture("tests/fixtures/unet_d2_f4.npz");
+        run_fixture("tests/fixtures/unet_d2_f8.npz");
+        run_fixture("tests/fixtures/unet_d2_f16.npz");
+        run_fixture("tests/fixtures/unet_d1_f32.npz");
+    }
+    conv_plan_force(-1);
     return TEST_END();
 }

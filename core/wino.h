@@ -1,0 +1,40 @@
+/* Winograd F(2x2,3x3) internals shared by conv_wino.c (forward, input gradient) and
+ * conv_wino_dw.c (weight gradient): chunks of WINO_TC tiles and the input transform. */
+#ifndef MS_WINO_H
+#define MS_WINO_H
+
+#include <stddef.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MS_HAVE_WINO 1
+#else
+#define MS_HAVE_WINO 0
+#endif
+
+#define WINO_TC 48 /* tiles per chunk: 3 zmm vectors of 16 tiles */
+
+#if MS_HAVE_WINO
+/* Where the tiles of a chunk are, as gather/scatter indices into a channel plane: for each of
+ * its 3 vectors of 16 tiles, the index of each tile's top-left input pixel (row 2ty-1, column
+ * 2tx-1) and, per position (i,j) of the 4x4 input tile, which lanes lie inside the image (the
+ * rest is padding, never read); lanes past the chunk's last tile are off everywhere. */
+typedef struct {
+    __m512i base[3]; /* input: b*H*W + (2ty-1)*W + 2tx-1 */
+    __mmask16 m[3][16];
+    __mmask16 live[3]; /* tiles that exist */
+} chunk_tiles;
+
+/* the tiles t0 .. t0+nt-1 (nt <= WINO_TC) of the (B, H/2, W/2) tile grid */
+void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt);
+/* V (16, Cin + Cextra, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones): by gathers
+ * (any W), or without them where wino_row_layout(H, W) is not 0: 1 where a 16-tile vector lies in
+ * one tile row (W a multiple of 32), 2 where it holds two rows of 8 tiles (W 16, H a multiple of 4) */
+void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra, size_t N,
+                          int W, const chunk_tiles *ct);
+int wino_row_layout(int H, int W);
+void wino_input_transform_rows(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra,
+                               size_t N, int H, int W, long t0, int nt);
+#endif
+
+#endif
