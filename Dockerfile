@@ -37,10 +37,10 @@ RUN make -j"$(nproc)" build/marsseg ${MARSSEG_OPT:+"OPT=$MARSSEG_OPT"} && ./buil
 FROM debian:bookworm-slim
 # Only the shared libraries the binary links (ldd build/marsseg): the OpenMP build of OpenBLAS
 # (found through the binary's rpath, /usr/lib/x86_64-linux-gnu/openblas-openmp), libgomp, libpng,
-# zlib, cJSON, libmicrohttpd.
+# zlib, cJSON, libmicrohttpd, libcurl (Label Studio task images).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libopenblas0-openmp libgomp1 libpng16-16 zlib1g libcjson1 libmicrohttpd12 \
+      libopenblas0-openmp libgomp1 libpng16-16 zlib1g libcjson1 libmicrohttpd12 libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 marsseg \
  && useradd --uid 10001 --gid marsseg --home-dir /data --no-create-home \

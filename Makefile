@@ -18,7 +18,7 @@ endif
 SAN      ?= 0
 BUILD    ?= build$(if $(filter 1,$(SAN)),-san,)
 CC       ?= cc
-PKGS     := libpng zlib libcjson libmicrohttpd
+PKGS     := libpng zlib libcjson libmicrohttpd libcurl
 # OpenBLAS built for OpenMP: one thread pool shared with our own OpenMP loops (the pthread build
 # and libgomp would spin against each other on 2 cores), and single-threaded GEMMs inside our
 # parallel regions.

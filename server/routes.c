@@ -24,6 +24,11 @@ static const struct route routes[] = {
     {"GET", "/datasets", h_datasets_list, "datasets_list", BODY_NONE, 0},
     {"POST", "/datasets", h_datasets_upload, "datasets_upload", BODY_FILE, ROUTE_AUTH},
     {"GET", "/datasets/{}", h_dataset_get, "dataset_get", BODY_NONE, 0},
+    /* the Label Studio ML backend (labelstudio.h), at the root where Label Studio calls it */
+    {"GET", "/health", h_ls_health, "ls_health", BODY_NONE, 0},
+    {"POST", "/setup", h_ls_setup, "ls_setup", BODY_JSON_MEDIA, ROUTE_AUTH},
+    {"POST", "/predict", h_ls_predict, "ls_predict", BODY_JSON_MEDIA, ROUTE_AUTH},
+    {"POST", "/webhook", h_ls_webhook, "ls_webhook", BODY_JSON_MEDIA, ROUTE_AUTH},
     {"GET", "/", h_index, "index", BODY_NONE, 0},
     {"GET", "/favicon.ico", h_favicon, "favicon", BODY_NONE, 0},
     {"GET", "/static/*", h_static, "static", BODY_NONE, 0},

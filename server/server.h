@@ -24,6 +24,7 @@ struct jobs;
 struct datasets;
 struct metrics;
 struct infer_pool;
+struct labelstudio;
 
 /* Everything `marsseg serve` can be told with flags and environment variables. */
 struct server_config {
@@ -46,6 +47,8 @@ struct server_config {
     size_t max_dataset_mem;      /* memory a dataset may need when it is validated/trained on */
     size_t max_pixels;           /* pixels of an image to segment */
     char token[256];             /* MARSSEG_TOKEN; "" = no auth */
+    char ls_url[1024];           /* --label-studio-url: the one host task images are fetched from */
+    char ls_token[256];          /* --label-studio-token: sent to it as 'Authorization: Token ...' */
 };
 
 struct server {
@@ -63,6 +66,7 @@ struct server {
     struct datasets *datasets;
     struct metrics *metrics;
     struct infer_pool *infer;
+    struct labelstudio *labelstudio; /* the Label Studio ML backend (labelstudio.h) */
     int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
 };
 
@@ -100,6 +104,9 @@ double tidy_float(float f);
 double round_to(double v, int decimals);
 /* The number of online CPUs (>= 1). */
 int cpu_count(void);
+/* Decodes base64 (standard or URL-safe alphabet, padding optional, line breaks ignored) into
+ * out (at most cap bytes). 0, or -1 if malformed or longer than cap. */
+int base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len);
 /* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
  * and *buf set to NULL (callers check once at the end). */
 void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -135,6 +142,12 @@ int datasets_create(struct server *srv, struct datasets **out);
 void datasets_destroy(struct datasets *ds);
 /* Path of dataset id into buf; MS_ERR_NOTFOUND if unknown. */
 ms_status datasets_path(struct datasets *ds, const char *id, char *buf, size_t cap);
+/* The npz path dataset id has (or will have) in the data directory; 0 if id is not a safe id or
+ * the path is too long. */
+int datasets_file(struct datasets *ds, const char *id, char *buf, size_t cap);
+/* Registers, or updates, dataset id once its npz is in place at datasets_file(id) (written
+ * atomically by the caller): <id>.json is written atomically and the dataset is listed. */
+ms_status datasets_publish(struct datasets *ds, const char *id, const char *name, int n, int h, int w);
 
 /* ------------------------------------------------------------------ jobs (jobs.h says which file holds what) */
 int jobs_create(struct server *srv, struct jobs **out); /* reloads jobs from the data dir */
@@ -149,5 +162,14 @@ void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap);
 int infer_pool_create(struct server *srv, struct infer_pool **out);
 void infer_pool_destroy(struct infer_pool *p);
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap);
+/* One segmentation of a gray image on an inference worker, as POST /segment runs it (no TTA),
+ * and, when confidence is not NULL, the image's confidence (segment_with_confidence). 0 when it
+ * ran (*st and err tell how), -1 when every worker is busy and the wait queue is full. */
+int infer_segment(struct infer_pool *p, const ms_model *m, const uint8_t *gray, int h, int w, uint8_t *labels,
+                  float *confidence, ms_status *st, char *err, size_t errcap);
+/* ms_model_segment (no TTA) that also gives *confidence: the mean over the image of each
+ * pixel's top softmax probability (the tile's confidence). */
+ms_status segment_with_confidence(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t *labels,
+                                  float *confidence);
 
 #endif
