@@ -165,11 +165,9 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *ud) {
 /* Whether u is on the configured host; err says why not. */
 static int allowed(const struct ls_host *h, CURLU *u, const char *shown, char *err, size_t errcap) {
     char scheme[16], host[256], port[8];
-    if (origin_of(u, scheme, sizeof scheme, host, sizeof host, port, sizeof port) != 0) {
-        snprintf(err, errcap, "refused '%.200s': not a URL with a host", shown);
-        return 0;
-    }
-    if (strcmp(scheme, h->scheme) != 0 || strcmp(host, h->host) != 0 || strcmp(port, h->port) != 0) {
+    /* (an unknown scheme has no default port: origin_of fails, and it is refused the same way) */
+    if (origin_of(u, scheme, sizeof scheme, host, sizeof host, port, sizeof port) != 0 || strcmp(scheme, h->scheme) != 0 ||
+        strcmp(host, h->host) != 0 || strcmp(port, h->port) != 0) {
         snprintf(err, errcap, "refused '%.200s': images are fetched only from the Label Studio host %s://%s:%s", shown,
                  h->scheme, h->host, h->port);
         return 0;

@@ -11,7 +11,8 @@
  *     A skipped task or an annotation without brush regions of a known label records nothing:
  *     -> 200 {"status": "skipped", "reason"}
  *   START_TRAINING  {"action", "project": {"id", ...}}
- *     A training job (the default config, as POST /jobs makes it) on the project's dataset. It
+ *     A training job (the default config, as POST /jobs makes it, with a batch of at most half the
+ *     recorded samples so that a few annotated frames can train) on the project's dataset. It
  *     does not replace the serving model when it ends: a model trained on a few annotated frames
  *     is rarely better than the one serving, so activating it is a person's call (the dashboard,
  *     or PUT /models/active) once its validation mIoU is known.
@@ -23,6 +24,7 @@
 #include "labelstudio.h"
 
 #include "jobs.h"
+#include "marsseg_npz.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -248,8 +250,19 @@ static enum MHD_Result on_start_training(struct req *r, struct labelstudio *ls, 
                            "no annotation of project %lld has been recorded yet: the dataset %s is made from "
                            "ANNOTATION_CREATED/UPDATED events (enable them for this ML backend in Label Studio)",
                            pid, id);
+    /* the default config, but a batch that a few annotated frames can fill: the trainer refuses a
+     * dataset smaller than one batch (32 by default) */
+    ms_npz *z = NULL;
+    ms_npy_info info;
+    long long samples = 0;
+    if (ms_npz_open(&z, path) == MS_OK && ms_npz_info(z, "training_set", &info) == MS_OK) samples = info.shape[0];
+    ms_npz_close(z);
+    const long long batch = samples / 2 < 1 ? 1 : samples / 2 > 32 ? 32 : samples / 2;
     cJSON *config = cJSON_CreateObject();
-    if (!config) return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    if (!config || !jset_num(config, "batch", (double)batch)) {
+        cJSON_Delete(config);
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    }
     struct jr_error je;
     struct job *jb = job_submit(srv->jobs, id, config, 0, &je);
     cJSON_Delete(config);
