@@ -6,10 +6,13 @@
  * memory access of the replay. */
 #define MS_FUZZ_REGRESS 1
 #include "../fuzz/fuzz_config.c"
+#include "../fuzz/fuzz_labelstudio.c"
 #include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npz.c"
 #include "../fuzz/fuzz_png.c"
 #include "../server/jobreq.c"
+#include "../server/ls_config.c"
+#include "../server/ls_rle.c"
 #include "../server/multipart.c"
 
 #include "testutil.h"
@@ -30,6 +33,7 @@ static const struct {
     {"png", fuzz_png_one},
     {"multipart", fuzz_multipart_one},
     {"config", fuzz_config_one},
+    {"labelstudio", fuzz_labelstudio_one},
 };
 
 static int not_hidden(const struct dirent *de) { return de->d_name[0] != '.'; }
