@@ -821,8 +821,9 @@ static void test_webhook(int port, const char *data) {
     if (job[0]) { /* no need to train it here */
         char path[64];
         snprintf(path, sizeof path, "/jobs/%s", job);
-        send_json_tok("DELETE", port, path, NULL, API_TOKEN, &r);
-        resp_free(&r);
+        struct resp del;
+        send_json_tok("DELETE", port, path, NULL, API_TOKEN, &del);
+        resp_free(&del);
         char last[32];
         CHECK(wait_state(port, job, "cancelled|succeeded", 60, last, sizeof last), "job cancelled, not failed: %s", last);
     }
