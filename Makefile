@@ -106,6 +106,9 @@ BIN        := $(BUILD)/marsseg
 .PHONY: run
 all: $(BIN)
 
+# the OpenAPI document's parts are built into the binary (.incbin in server/openapi.c)
+$(BUILD)/server/openapi.o: $(wildcard openapi/*.json)
+
 $(BIN): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
 
@@ -186,7 +189,7 @@ FUZZ_RSS     ?= 2048
 FUZZ_TIMEOUT ?= 10
 FUZZ_OPTS    ?= -use_value_profile=1
 FUZZ_BUILD   := build/fuzz
-FUZZ_ALL     := npz png multipart config labelstudio
+FUZZ_ALL     := npz png multipart config oip labelstudio
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wmissing-prototypes -Iinclude -Icore \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -196,11 +199,13 @@ FUZZ_SRC_npz       := core/npz.c core/npy.c core/zip.c core/zip_write.c core/dat
 FUZZ_SRC_png       := core/png.c core/status.c
 FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
 FUZZ_SRC_config    := core/config.c core/status.c server/jobreq.c
+FUZZ_SRC_oip       := server/oip_request.c server/jobreq.c core/config.c core/status.c
 FUZZ_SRC_labelstudio := server/ls_config.c server/ls_rle.c
 FUZZ_LEN_npz       := 32768
 FUZZ_LEN_png       := 65536
 FUZZ_LEN_multipart := 16384
 FUZZ_LEN_config    := 4096
+FUZZ_LEN_oip       := 16384
 FUZZ_LEN_labelstudio := 8192
 
 define FUZZ_RULES
@@ -223,7 +228,7 @@ $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULES,$(t))))
 fuzz:
 	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-$$t || exit 1; done
 
-# The replay test #includes the harnesses, server/multipart.c, server/jobreq.c and the Label
-# Studio parsers.
+# The replay test #includes the harnesses, server/multipart.c, server/jobreq.c, server/oip_request.c
+# and the Label Studio parsers.
 $(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h server/jobreq.c server/jobreq.h \
-  server/ls_config.c server/ls_rle.c server/labelstudio.h
+  server/oip_request.c server/oip.h server/ls_config.c server/ls_rle.c server/labelstudio.h

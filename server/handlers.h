@@ -13,6 +13,8 @@ enum MHD_Result h_schema(struct req *r);
 /* {"id": c, "name": ..., "color": "#rrggbb"} of class c (NULL on allocation failure); /segment's
  * JSON adds its counts to it. */
 cJSON *class_json(int c);
+/* openapi.c */
+enum MHD_Result h_openapi(struct req *r);
 /* segment.c */
 enum MHD_Result h_segment(struct req *r);
 /* models.c */
@@ -35,6 +37,13 @@ enum MHD_Result h_ls_health(struct req *r);
 enum MHD_Result h_ls_setup(struct req *r);
 enum MHD_Result h_ls_predict(struct req *r);
 enum MHD_Result h_ls_webhook(struct req *r);
+/* oip.c: the Open Inference Protocol (oip.h) */
+enum MHD_Result h_oip_server(struct req *r);
+enum MHD_Result h_oip_live(struct req *r);
+enum MHD_Result h_oip_ready(struct req *r);
+enum MHD_Result h_oip_model(struct req *r);
+enum MHD_Result h_oip_model_ready(struct req *r);
+enum MHD_Result h_oip_infer(struct req *r);
 /* static.c */
 enum MHD_Result h_index(struct req *r);
 enum MHD_Result h_favicon(struct req *r);

@@ -220,6 +220,7 @@ static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
     case BODY_JSON:
     case BODY_JSON_MEDIA:
     case BODY_IMAGE:
+    case BODY_TENSOR:
         if (r->len + n > r->cap) {
             size_t ncap = r->cap ? r->cap : 16384;
             while (ncap < r->len + n) ncap *= 2;
@@ -257,6 +258,11 @@ static void sanitize_for_log(char *dst, size_t cap, const char *src) {
     dst[i] = 0;
 }
 
+static size_t tensor_body_cap(const struct server_config *cfg) {
+    const size_t px = cfg->max_pixels, fp32 = px > (SIZE_MAX - cfg->max_json) / 4 ? SIZE_MAX : cfg->max_json + 4 * px;
+    return fp32 > cfg->max_body ? fp32 : cfg->max_body;
+}
+
 /* First call: headers only. Decide everything that does not need the body. */
 static enum MHD_Result begin_request(struct req *r, const char *url, const char *method) {
     struct server *srv = r->srv;
@@ -279,6 +285,7 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
     case BODY_JSON_MEDIA: r->limit = srv->cfg.max_body; break;
     case BODY_IMAGE: r->limit = srv->cfg.max_body; break;
     case BODY_FILE: r->limit = srv->cfg.max_upload; break;
+    case BODY_TENSOR: r->limit = tensor_body_cap(&srv->cfg); break;
     }
     const char *cl = req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {

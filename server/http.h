@@ -24,6 +24,10 @@ enum body_kind {
     BODY_JSON_MEDIA, /* JSON that carries images or masks (Label Studio's): in memory, up to max_body */
     BODY_IMAGE, /* in memory, up to max_body; image/png, octet-stream or multipart/form-data */
     BODY_FILE,  /* streamed to a temp file in the data dir, up to max_upload */
+    /* in memory, any type: an Open Inference Protocol request (JSON, or a JSON header and binary
+     * tensor data), up to max_body or, when larger, max_json + 4 * max_pixels (the largest FP32
+     * image allowed, sent as binary data, after a JSON header of up to max_json) */
+    BODY_TENSOR,
 };
 
 /* Needs the token when MARSSEG_TOKEN is set: 'Authorization: Bearer <token>', or HTTP Basic

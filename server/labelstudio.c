@@ -130,6 +130,66 @@ int ls_task_image(struct labelstudio *ls, const cJSON *task, const struct ls_con
     return 0;
 }
 
+/* ------------------------------------------------------------------ inference with confidence */
+
+/* ms_model_segment without TTA, plus the mean over the image of each pixel's top softmax
+ * probability (the tile's confidence). The padding (edge replication) and the argmax (the first
+ * of equal maxima) are ms_model_segment's, so the labels are the ones POST /segment answers for
+ * the same image. (The core's uncertainty API, ms_model_segment_ex's score.confidence, is the
+ * same figure: this body can become a call to it.) */
+static ms_status segment_with_confidence(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t *labels,
+                                         float *confidence) {
+    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
+    const ms_model_config *mc = ms_model_get_config(m);
+    const int q = 1 << mc->depth, K = mc->classes;
+    const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
+    const size_t hw = (size_t)Hp * Wp;
+    float *x = malloc(sizeof(float) * hw), *probs = malloc(sizeof(float) * hw * (size_t)K);
+    ms_status st = MS_OK;
+    if (!x || !probs) {
+        st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
+        goto done;
+    }
+    for (int y = 0; y < Hp; y++) {
+        const uint8_t *row = gray + (size_t)(y < H ? y : H - 1) * W;
+        for (int xx = 0; xx < Wp; xx++) x[(size_t)y * Wp + xx] = row[xx < W ? xx : W - 1] * (1.0f / 255.0f);
+    }
+    if ((st = ms_model_predict(m, x, 1, Hp, Wp, NULL, probs))) goto done;
+    double sum = 0;
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            int best = 0;
+            float bv = -1.0f;
+            for (int k = 0; k < K; k++) {
+                const float p = probs[(size_t)k * hw + (size_t)y * Wp + xx];
+                if (p > bv) {
+                    bv = p;
+                    best = k;
+                }
+            }
+            labels[(size_t)y * W + xx] = (uint8_t)best;
+            sum += bv;
+        }
+    *confidence = (float)(sum / ((double)H * W));
+done:
+    free(x);
+    free(probs);
+    return st;
+}
+
+struct ls_infer {
+    const ms_model *model;
+    const uint8_t *gray;
+    int h, w;
+    uint8_t *labels;
+    float confidence;
+};
+
+static ms_status ls_infer_run(void *ctx) { /* on an inference worker (infer_call) */
+    struct ls_infer *t = ctx;
+    return segment_with_confidence(t->model, t->gray, t->h, t->w, t->labels, &t->confidence);
+}
+
 /* ------------------------------------------------------------------ GET /health, POST /setup */
 
 enum MHD_Result h_ls_health(struct req *r) {
@@ -207,13 +267,16 @@ static cJSON *predict_task(struct labelstudio *ls, const struct model_snap *snap
     int ok = out && result;
     atomic_fetch_add(&ls->tasks, 1);
     if (ok && ls_task_image(ls, task, c, &gray, &w, &h, &e) == 0) {
-        ms_status st = MS_OK;
-        char err[256];
-        if (!(labels = malloc((size_t)w * h))) task_error(&e, 503, "nomem", "out of memory for a %dx%d image", w, h);
-        else if (infer_segment(srv->infer, snap->model, gray, h, w, labels, &conf, &st, err, sizeof err) != 0)
+        struct ls_infer t = {.model = snap->model, .gray = gray, .h = h, .w = w};
+        struct infer_job job = {.fn = ls_infer_run, .ctx = &t};
+        if (!(labels = t.labels = malloc((size_t)w * h)))
+            task_error(&e, 503, "nomem", "out of memory for a %dx%d image", w, h);
+        else if (infer_call(srv->infer, &job) != 0)
             task_error(&e, 503, "overloaded", "all %u inference workers are busy; retry shortly", srv->cfg.threads);
-        else if (st)
-            task_error(&e, st == MS_ERR_NOMEM || st == MS_ERR_LIMIT ? 503 : 500, ms_status_code(st), "inference failed: %s", err);
+        else if (job.st)
+            task_error(&e, job.st == MS_ERR_NOMEM || job.st == MS_ERR_LIMIT ? 503 : 500, ms_status_code(job.st),
+                       "inference failed: %s", job.err);
+        conf = t.confidence;
     }
     if (ok && !e.code) {
         int64_t counts[MS_NUM_CLASSES] = {0};

@@ -20,14 +20,14 @@
 #define MAX_DEPTH 64
 #define MAX_IMAGES 16
 
-struct scan {
+struct xml_scan {
     const char *s;
     size_t n, i;
     char *err;
     size_t errcap;
 };
 
-static int fail(struct scan *sc, const char *what) {
+static int xml_fail(struct xml_scan *sc, const char *what) {
     /* the line number helps whoever wrote the config */
     int line = 1;
     for (size_t k = 0; k < sc->i && k < sc->n; k++) line += sc->s[k] == '\n';
@@ -35,13 +35,13 @@ static int fail(struct scan *sc, const char *what) {
     return -1;
 }
 
-static int starts(const struct scan *sc, const char *lit) {
+static int xml_starts(const struct xml_scan *sc, const char *lit) {
     size_t l = strlen(lit);
     return sc->i + l <= sc->n && memcmp(sc->s + sc->i, lit, l) == 0;
 }
 
 /* Moves past the next occurrence of end; -1 if there is none. */
-static int skip_past(struct scan *sc, const char *end) {
+static int xml_skip_past(struct xml_scan *sc, const char *end) {
     size_t l = strlen(end);
     for (size_t k = sc->i; k + l <= sc->n; k++)
         if (memcmp(sc->s + k, end, l) == 0) {
@@ -51,18 +51,18 @@ static int skip_past(struct scan *sc, const char *end) {
     return -1;
 }
 
-static int name_start(int c) { return isalpha(c) || c == '_' || c == ':' || c >= 0x80; }
-static int name_char(int c) { return name_start(c) || isdigit(c) || c == '-' || c == '.'; }
-static void skip_ws(struct scan *sc) {
+static int xml_name_start(int c) { return isalpha(c) || c == '_' || c == ':' || c >= 0x80; }
+static int xml_name_char(int c) { return xml_name_start(c) || isdigit(c) || c == '-' || c == '.'; }
+static void xml_skip_ws(struct xml_scan *sc) {
     while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' || sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
         sc->i++;
 }
 
 /* A name into dst (NUL-terminated). -1 if there is none or it is too long. */
-static int read_name(struct scan *sc, char *dst, size_t cap) {
+static int xml_read_name(struct xml_scan *sc, char *dst, size_t cap) {
     size_t k = 0;
-    if (sc->i >= sc->n || !name_start((unsigned char)sc->s[sc->i])) return -1;
-    while (sc->i < sc->n && name_char((unsigned char)sc->s[sc->i])) {
+    if (sc->i >= sc->n || !xml_name_start((unsigned char)sc->s[sc->i])) return -1;
+    while (sc->i < sc->n && xml_name_char((unsigned char)sc->s[sc->i])) {
         if (k + 1 >= cap) return -1;
         dst[k++] = sc->s[sc->i++];
     }
@@ -71,7 +71,7 @@ static int read_name(struct scan *sc, char *dst, size_t cap) {
 }
 
 /* Appends code point cp as UTF-8. -1 if it does not fit or is not a character. */
-static int put_utf8(char *dst, size_t cap, size_t *k, unsigned long cp) {
+static int xml_put_utf8(char *dst, size_t cap, size_t *k, unsigned long cp) {
     char b[4];
     int n;
     if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
@@ -90,19 +90,19 @@ static int put_utf8(char *dst, size_t cap, size_t *k, unsigned long cp) {
 
 /* A quoted attribute value, entities decoded, into dst. Values longer than cap are cut (we only
  * keep names shorter than LS_NAME_MAX; *cut tells the caller). -1 if malformed. */
-static int read_value(struct scan *sc, char *dst, size_t cap, int *cut) {
+static int xml_read_value(struct xml_scan *sc, char *dst, size_t cap, int *cut) {
     *cut = 0;
-    if (sc->i >= sc->n || (sc->s[sc->i] != '"' && sc->s[sc->i] != '\'')) return fail(sc, "attribute value without quotes");
+    if (sc->i >= sc->n || (sc->s[sc->i] != '"' && sc->s[sc->i] != '\'')) return xml_fail(sc, "attribute value without quotes");
     const char q = sc->s[sc->i++];
     size_t k = 0;
     for (;;) {
-        if (sc->i >= sc->n) return fail(sc, "unterminated attribute value");
+        if (sc->i >= sc->n) return xml_fail(sc, "unterminated attribute value");
         char c = sc->s[sc->i];
         if (c == q) {
             sc->i++;
             break;
         }
-        if (c == '<') return fail(sc, "'<' inside an attribute value");
+        if (c == '<') return xml_fail(sc, "'<' inside an attribute value");
         if (c == '&') {
             static const struct {
                 const char *name;
@@ -111,7 +111,7 @@ static int read_value(struct scan *sc, char *dst, size_t cap, int *cut) {
             sc->i++;
             int done = 0;
             for (size_t e = 0; e < sizeof ents / sizeof ents[0] && !done; e++)
-                if (starts(sc, ents[e].name)) {
+                if (xml_starts(sc, ents[e].name)) {
                     sc->i += strlen(ents[e].name);
                     if (k + 1 < cap) dst[k++] = ents[e].c;
                     else *cut = 1;
@@ -127,17 +127,17 @@ static int read_value(struct scan *sc, char *dst, size_t cap, int *cut) {
                 while (sc->i < sc->n && (hex ? isxdigit((unsigned char)sc->s[sc->i]) : isdigit((unsigned char)sc->s[sc->i]))) {
                     char d = sc->s[sc->i++];
                     cp = cp * (hex ? 16 : 10) + (unsigned long)(isdigit((unsigned char)d) ? d - '0' : (tolower((unsigned char)d) - 'a' + 10));
-                    if (cp > 0x10FFFF || ++digits > 8) return fail(sc, "character reference out of range");
+                    if (cp > 0x10FFFF || ++digits > 8) return xml_fail(sc, "character reference out of range");
                 }
-                if (!digits || sc->i >= sc->n || sc->s[sc->i] != ';') return fail(sc, "malformed character reference");
+                if (!digits || sc->i >= sc->n || sc->s[sc->i] != ';') return xml_fail(sc, "malformed character reference");
                 sc->i++;
-                if (put_utf8(dst, cap, &k, cp) != 0) {
-                    if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return fail(sc, "invalid character reference");
+                if (xml_put_utf8(dst, cap, &k, cp) != 0) {
+                    if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return xml_fail(sc, "invalid character reference");
                     *cut = 1;
                 }
                 continue;
             }
-            return fail(sc, "unknown entity (only &lt; &gt; &amp; &quot; &apos; and &#...; are read)");
+            return xml_fail(sc, "unknown entity (only &lt; &gt; &amp; &quot; &apos; and &#...; are read)");
         }
         if (k + 1 < cap) dst[k++] = c;
         else *cut = 1;
@@ -148,7 +148,7 @@ static int read_value(struct scan *sc, char *dst, size_t cap, int *cut) {
 }
 
 /* Copies src into dst; 1 if it had to be cut. */
-static int copy_attr(char *dst, size_t cap, const char *src) {
+static int xml_copy_attr(char *dst, size_t cap, const char *src) {
     size_t l = strlen(src);
     const int cut = l >= cap;
     if (cut) l = cap - 1;
@@ -160,7 +160,7 @@ static int copy_attr(char *dst, size_t cap, const char *src) {
 /* ------------------------------------------------------------------ label names -> classes */
 
 /* lower-case, without spaces, '_', '-' and a final plural 's' */
-static void normalise(const char *s, char *dst, size_t cap) {
+static void label_normalise(const char *s, char *dst, size_t cap) {
     size_t k = 0;
     for (; *s && k + 1 < cap; s++) {
         unsigned char c = (unsigned char)*s;
@@ -182,7 +182,7 @@ int ls_class_of_name(const char *name) {
         {"largerock", 4},
     };
     char n[LS_NAME_MAX];
-    normalise(name, n, sizeof n);
+    label_normalise(name, n, sizeof n);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(n, names[i].name) == 0) return names[i].cls;
     return -1;
@@ -222,12 +222,12 @@ struct image_obj {
 int ls_config_parse(const char *xml, size_t len, struct ls_config *c, char *err, size_t errcap) {
     memset(c, 0, sizeof *c);
     for (int k = 0; k < MS_NUM_CLASSES; k++) c->label_of_class[k] = -1;
-    struct scan sc = {.s = xml, .n = len, .err = err, .errcap = errcap};
+    struct xml_scan sc = {.s = xml, .n = len, .err = err, .errcap = errcap};
     if (len > LS_MAX_CONFIG) {
         snprintf(err, errcap, "label_config is longer than %u bytes", LS_MAX_CONFIG);
         return LS_CONFIG_MALFORMED;
     }
-    if (memchr(xml, 0, len)) return fail(&sc, "NUL byte"), LS_CONFIG_MALFORMED;
+    if (memchr(xml, 0, len)) return xml_fail(&sc, "NUL byte"), LS_CONFIG_MALFORMED;
     char stack[MAX_DEPTH][LS_NAME_MAX];
     int depth = 0, elements = 0;
     int brush_depth = -1; /* depth of the open BrushLabels element we read, -1 outside it */
@@ -239,68 +239,68 @@ int ls_config_parse(const char *xml, size_t len, struct ls_config *c, char *err,
             sc.i++;
             continue;
         }
-        if (starts(&sc, "<!--")) {
+        if (xml_starts(&sc, "<!--")) {
             sc.i += 4;
-            if (skip_past(&sc, "-->") != 0) return fail(&sc, "unterminated comment"), LS_CONFIG_MALFORMED;
+            if (xml_skip_past(&sc, "-->") != 0) return xml_fail(&sc, "unterminated comment"), LS_CONFIG_MALFORMED;
             continue;
         }
-        if (starts(&sc, "<![CDATA[")) {
-            if (depth == 0) return fail(&sc, "CDATA outside the root element"), LS_CONFIG_MALFORMED;
-            if (skip_past(&sc, "]]>") != 0) return fail(&sc, "unterminated CDATA section"), LS_CONFIG_MALFORMED;
+        if (xml_starts(&sc, "<![CDATA[")) {
+            if (depth == 0) return xml_fail(&sc, "CDATA outside the root element"), LS_CONFIG_MALFORMED;
+            if (xml_skip_past(&sc, "]]>") != 0) return xml_fail(&sc, "unterminated CDATA section"), LS_CONFIG_MALFORMED;
             continue;
         }
-        if (starts(&sc, "<!")) return fail(&sc, "DOCTYPE and other declarations are not accepted"), LS_CONFIG_MALFORMED;
-        if (starts(&sc, "<?")) {
-            if (skip_past(&sc, "?>") != 0) return fail(&sc, "unterminated processing instruction"), LS_CONFIG_MALFORMED;
+        if (xml_starts(&sc, "<!")) return xml_fail(&sc, "DOCTYPE and other declarations are not accepted"), LS_CONFIG_MALFORMED;
+        if (xml_starts(&sc, "<?")) {
+            if (xml_skip_past(&sc, "?>") != 0) return xml_fail(&sc, "unterminated processing instruction"), LS_CONFIG_MALFORMED;
             continue;
         }
         char name[LS_NAME_MAX];
-        if (starts(&sc, "</")) {
+        if (xml_starts(&sc, "</")) {
             sc.i += 2;
-            if (read_name(&sc, name, sizeof name) != 0) return fail(&sc, "bad closing tag"), LS_CONFIG_MALFORMED;
-            skip_ws(&sc);
-            if (sc.i >= sc.n || sc.s[sc.i] != '>') return fail(&sc, "unterminated closing tag"), LS_CONFIG_MALFORMED;
+            if (xml_read_name(&sc, name, sizeof name) != 0) return xml_fail(&sc, "bad closing tag"), LS_CONFIG_MALFORMED;
+            xml_skip_ws(&sc);
+            if (sc.i >= sc.n || sc.s[sc.i] != '>') return xml_fail(&sc, "unterminated closing tag"), LS_CONFIG_MALFORMED;
             sc.i++;
             if (depth == 0 || strcasecmp(stack[depth - 1], name) != 0)
-                return fail(&sc, depth ? "closing tag does not match the open element" : "closing tag without an open element"),
+                return xml_fail(&sc, depth ? "closing tag does not match the open element" : "closing tag without an open element"),
                        LS_CONFIG_MALFORMED;
             depth--;
             if (depth == brush_depth) brush_depth = -1;
             continue;
         }
         sc.i++;
-        if (read_name(&sc, name, sizeof name) != 0) return fail(&sc, "bad tag name"), LS_CONFIG_MALFORMED;
-        if (depth == 0 && elements > 0) return fail(&sc, "more than one root element"), LS_CONFIG_MALFORMED;
+        if (xml_read_name(&sc, name, sizeof name) != 0) return xml_fail(&sc, "bad tag name"), LS_CONFIG_MALFORMED;
+        if (depth == 0 && elements > 0) return xml_fail(&sc, "more than one root element"), LS_CONFIG_MALFORMED;
         elements++;
         /* the attributes we read: name, toName, value, predicted_values */
         char a_name[LS_NAME_MAX] = "", a_to[LS_NAME_MAX] = "", a_value[LS_NAME_MAX] = "", a_pred[512] = "";
         int cut_name = 0, cut_value = 0, self_closing = 0;
         for (;;) {
             size_t before = sc.i;
-            skip_ws(&sc);
-            if (sc.i >= sc.n) return fail(&sc, "unterminated tag"), LS_CONFIG_MALFORMED;
+            xml_skip_ws(&sc);
+            if (sc.i >= sc.n) return xml_fail(&sc, "unterminated tag"), LS_CONFIG_MALFORMED;
             if (sc.s[sc.i] == '>') {
                 sc.i++;
                 break;
             }
-            if (starts(&sc, "/>")) {
+            if (xml_starts(&sc, "/>")) {
                 sc.i += 2;
                 self_closing = 1;
                 break;
             }
-            if (sc.i == before) return fail(&sc, "attributes must be separated by spaces"), LS_CONFIG_MALFORMED;
+            if (sc.i == before) return xml_fail(&sc, "attributes must be separated by spaces"), LS_CONFIG_MALFORMED;
             char an[LS_NAME_MAX], val[512];
             int cut;
-            if (read_name(&sc, an, sizeof an) != 0) return fail(&sc, "bad attribute name"), LS_CONFIG_MALFORMED;
-            skip_ws(&sc);
-            if (sc.i >= sc.n || sc.s[sc.i] != '=') return fail(&sc, "attribute without a value"), LS_CONFIG_MALFORMED;
+            if (xml_read_name(&sc, an, sizeof an) != 0) return xml_fail(&sc, "bad attribute name"), LS_CONFIG_MALFORMED;
+            xml_skip_ws(&sc);
+            if (sc.i >= sc.n || sc.s[sc.i] != '=') return xml_fail(&sc, "attribute without a value"), LS_CONFIG_MALFORMED;
             sc.i++;
-            skip_ws(&sc);
-            if (read_value(&sc, val, sizeof val, &cut) != 0) return LS_CONFIG_MALFORMED;
-            if (strcmp(an, "name") == 0) cut_name = copy_attr(a_name, sizeof a_name, val) | cut;
-            else if (strcmp(an, "toName") == 0) copy_attr(a_to, sizeof a_to, val);
-            else if (strcmp(an, "value") == 0) cut_value = copy_attr(a_value, sizeof a_value, val) | cut;
-            else if (strcmp(an, "predicted_values") == 0) copy_attr(a_pred, sizeof a_pred, val);
+            xml_skip_ws(&sc);
+            if (xml_read_value(&sc, val, sizeof val, &cut) != 0) return LS_CONFIG_MALFORMED;
+            if (strcmp(an, "name") == 0) cut_name = xml_copy_attr(a_name, sizeof a_name, val) | cut;
+            else if (strcmp(an, "toName") == 0) xml_copy_attr(a_to, sizeof a_to, val);
+            else if (strcmp(an, "value") == 0) cut_value = xml_copy_attr(a_value, sizeof a_value, val) | cut;
+            else if (strcmp(an, "predicted_values") == 0) xml_copy_attr(a_pred, sizeof a_pred, val);
         }
         /* what this element tells us */
         if (strcasecmp(name, "BrushLabels") == 0 && !have_brush) {
@@ -332,12 +332,12 @@ int ls_config_parse(const char *xml, size_t len, struct ls_config *c, char *err,
             nimages++;
         }
         if (!self_closing) {
-            if (depth == MAX_DEPTH) return fail(&sc, "elements nested deeper than 64"), LS_CONFIG_MALFORMED;
+            if (depth == MAX_DEPTH) return xml_fail(&sc, "elements nested deeper than 64"), LS_CONFIG_MALFORMED;
             snprintf(stack[depth++], sizeof stack[0], "%s", name);
         }
     }
-    if (depth) return fail(&sc, "unclosed element"), LS_CONFIG_MALFORMED;
-    if (!elements) return fail(&sc, "no element"), LS_CONFIG_MALFORMED;
+    if (depth) return xml_fail(&sc, "unclosed element"), LS_CONFIG_MALFORMED;
+    if (!elements) return xml_fail(&sc, "no element"), LS_CONFIG_MALFORMED;
     if (!have_brush) {
         snprintf(err, errcap, "label_config has no <BrushLabels> control: marsseg predicts brush masks; add "
                               "<BrushLabels name=\"tag\" toName=\"image\"> with a <Label> per class");

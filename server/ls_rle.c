@@ -4,7 +4,7 @@
  *
  *   32 bits  n, the number of values (4 x pixels)
  *    5 bits  word size - 1 (8 for RGBA bytes)
- *   4 x 4 bits  the four run-length widths - 1 (we write 3, 4, 8, 16 as the converter does)
+ *   4 x 4 bits  the four run-length rle_widths - 1 (we write 3, 4, 8, 16 as the converter does)
  *   then until n values are out, chunks of:
  *    1 bit   1 = a run of one repeated value, 0 = literal values
  *    2 bits  which run-length width follows
@@ -22,13 +22,13 @@
 
 /* ------------------------------------------------------------------ writing */
 
-struct bits {
+struct rle_bits {
     uint8_t *b;
     size_t nbits, cap; /* cap in bytes */
     int oom;
 };
 
-static void put(struct bits *w, uint32_t v, int n) {
+static void rle_put(struct rle_bits *w, uint32_t v, int n) {
     if (w->oom) return;
     if ((w->nbits + (size_t)n + 7) / 8 > w->cap) {
         size_t ncap = w->cap ? w->cap * 2 : 256;
@@ -45,34 +45,34 @@ static void put(struct bits *w, uint32_t v, int n) {
         if ((v >> i) & 1u) w->b[w->nbits / 8] |= (uint8_t)(0x80u >> (w->nbits % 8));
 }
 
-static const int widths[4] = {3, 4, 8, 16};
+static const int rle_widths[4] = {3, 4, 8, 16};
 
 /* A run of len (>= 1) copies of value, split into chunks of at most 2^16. */
-static void put_run(struct bits *w, size_t len, uint8_t value) {
+static void rle_put_run(struct rle_bits *w, size_t len, uint8_t value) {
     while (len) {
         size_t l = len > 65536 ? 65536 : len;
         int k = 0;
-        while ((size_t)1 << widths[k] < l) k++;
-        put(w, 1, 1);
-        put(w, (uint32_t)k, 2);
-        put(w, (uint32_t)(l - 1), widths[k]);
-        put(w, value, 8);
+        while ((size_t)1 << rle_widths[k] < l) k++;
+        rle_put(w, 1, 1);
+        rle_put(w, (uint32_t)k, 2);
+        rle_put(w, (uint32_t)(l - 1), rle_widths[k]);
+        rle_put(w, value, 8);
         len -= l;
     }
 }
 
 char *ls_rle_encode_json(const uint8_t *labels, size_t n, uint8_t cls, size_t *rle_bytes) {
-    struct bits w = {0};
+    struct rle_bits w = {0};
     const uint64_t count = (uint64_t)n * 4;
     if (count > UINT32_MAX) return NULL; /* the format's count is 32 bits (over 1e9 pixels) */
-    put(&w, (uint32_t)count, 32);
-    put(&w, 8 - 1, 5);
-    for (int k = 0; k < 4; k++) put(&w, (uint32_t)(widths[k] - 1), 4);
+    rle_put(&w, (uint32_t)count, 32);
+    rle_put(&w, 8 - 1, 5);
+    for (int k = 0; k < 4; k++) rle_put(&w, (uint32_t)(rle_widths[k] - 1), 4);
     for (size_t i = 0; i < n;) {
         const int on = labels[i] == cls;
         size_t j = i + 1;
         while (j < n && (labels[j] == cls) == on) j++;
-        put_run(&w, (j - i) * 4, on ? 255 : 0);
+        rle_put_run(&w, (j - i) * 4, on ? 255 : 0);
         i = j;
     }
     if (w.oom) {
@@ -97,13 +97,13 @@ char *ls_rle_encode_json(const uint8_t *labels, size_t n, uint8_t cls, size_t *r
 
 /* ------------------------------------------------------------------ reading */
 
-struct reader {
+struct rle_reader {
     const uint8_t *b;
     size_t nbits, pos;
 };
 
 /* n <= 32 bits; -1 past the end */
-static int get(struct reader *r, int n, uint32_t *v) {
+static int rle_get(struct rle_reader *r, int n, uint32_t *v) {
     if (r->pos + (size_t)n > r->nbits) return -1;
     uint32_t x = 0;
     for (int i = 0; i < n; i++, r->pos++) x = x << 1 | ((r->b[r->pos / 8] >> (7 - r->pos % 8)) & 1u);
@@ -112,12 +112,12 @@ static int get(struct reader *r, int n, uint32_t *v) {
 }
 
 int ls_rle_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n, char *err, size_t errcap) {
-    struct reader r = {.b = in, .nbits = len * 8};
+    struct rle_reader r = {.b = in, .nbits = len * 8};
     uint32_t count, ws, sizes[4], v;
-    if (get(&r, 32, &count) || get(&r, 5, &ws)) goto short_input;
+    if (rle_get(&r, 32, &count) || rle_get(&r, 5, &ws)) goto short_input;
     ws += 1;
     for (int k = 0; k < 4; k++) {
-        if (get(&r, 4, &v)) goto short_input;
+        if (rle_get(&r, 4, &v)) goto short_input;
         sizes[k] = v + 1;
     }
     if (count != n) {
@@ -126,19 +126,19 @@ int ls_rle_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n, char *e
     }
     for (size_t i = 0; i < n;) {
         uint32_t rep, which, l, val;
-        if (get(&r, 1, &rep) || get(&r, 2, &which) || get(&r, (int)sizes[which], &l)) goto short_input;
+        if (rle_get(&r, 1, &rep) || rle_get(&r, 2, &which) || rle_get(&r, (int)sizes[which], &l)) goto short_input;
         size_t j = i + 1 + (size_t)l;
         if (j > n) {
             snprintf(err, errcap, "an RLE run goes past the %zu values of the image", n);
             return -1;
         }
         if (rep) {
-            if (get(&r, (int)ws, &val)) goto short_input;
+            if (rle_get(&r, (int)ws, &val)) goto short_input;
             memset(out + i, (int)(val & 0xFF), j - i);
             i = j;
         } else {
             for (; i < j; i++) {
-                if (get(&r, (int)ws, &val)) goto short_input;
+                if (rle_get(&r, (int)ws, &val)) goto short_input;
                 out[i] = (uint8_t)val;
             }
         }

@@ -38,6 +38,10 @@ struct models {
     struct model_entry *v;
     int n, cap;
     struct model_snap *active;
+    /* the last model loaded by id for a request that named a model other than the active one
+     * (model_acquire_id: the Open Inference Protocol addresses any model by name); one is kept
+     * so that a client working with one such model loads it once */
+    struct model_snap *named;
     char state_path[PATH_MAX]; /* <data-dir>/active_model.json */
     unsigned long long switches;
 };
@@ -67,6 +71,49 @@ static struct model_entry *find_entry(struct models *ms, const char *id) {
     for (int i = 0; i < ms->n; i++)
         if (strcmp(ms->v[i].id, id) == 0) return &ms->v[i];
     return NULL;
+}
+
+int models_known(struct models *ms, const char *id, ms_model_config *cfg) {
+    pthread_mutex_lock(&ms->mu);
+    const struct model_entry *e = find_entry(ms, id);
+    if (e && cfg) *cfg = e->cfg;
+    pthread_mutex_unlock(&ms->mu);
+    return e != NULL;
+}
+
+ms_status model_acquire_id(struct models *ms, const char *id, struct model_snap **out) {
+    char path[PATH_MAX];
+    *out = NULL;
+    pthread_mutex_lock(&ms->mu);
+    struct model_snap *s = ms->active && strcmp(ms->active->id, id) == 0 ? ms->active
+                           : ms->named && strcmp(ms->named->id, id) == 0 ? ms->named
+                                                                           : NULL;
+    if (s) atomic_fetch_add(&s->refs, 1);
+    struct model_entry *e = s ? NULL : find_entry(ms, id);
+    if (e) snprintf(path, sizeof path, "%s", e->path);
+    pthread_mutex_unlock(&ms->mu);
+    if (s) {
+        *out = s;
+        return MS_OK;
+    }
+    if (!e) return ms_fail(MS_ERR_NOTFOUND, "no model with id '%s'", id);
+    ms_model *m = NULL; /* loaded outside the lock, as models_activate does */
+    ms_status st = ms_model_load(&m, path);
+    if (st) return st;
+    if (!(s = calloc(1, sizeof *s))) {
+        ms_model_free(m);
+        return ms_fail(MS_ERR_NOMEM, "model %s: out of memory", id);
+    }
+    s->model = m;
+    snprintf(s->id, sizeof s->id, "%s", id);
+    atomic_init(&s->refs, 2); /* the registry's and the caller's */
+    pthread_mutex_lock(&ms->mu);
+    struct model_snap *old = ms->named;
+    ms->named = s;
+    pthread_mutex_unlock(&ms->mu);
+    model_release(old);
+    *out = s;
+    return MS_OK;
 }
 
 /* Swap in a loaded model; takes ownership of m. */
@@ -132,7 +179,13 @@ ms_status models_register(struct models *ms, const char *id, const char *path, c
     e->cfg = *ms_model_get_config(m);
     e->params = ms_model_num_params(m);
     e->registered = now_wall();
+    struct model_snap *stale = NULL;
+    if (ms->named && strcmp(ms->named->id, id) == 0) { /* a new file under that id */
+        stale = ms->named;
+        ms->named = NULL;
+    }
     pthread_mutex_unlock(&ms->mu);
+    model_release(stale);
     if (!activate) {
         ms_model_free(m);
         return MS_OK;
@@ -207,6 +260,7 @@ int models_create(struct server *srv, struct models **out) {
 void models_destroy(struct models *ms) {
     if (!ms) return;
     model_release(ms->active);
+    model_release(ms->named);
     for (int i = 0; i < ms->n; i++) free(ms->v[i].meta_json);
     free(ms->v);
     pthread_mutex_destroy(&ms->mu);

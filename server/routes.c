@@ -1,6 +1,8 @@
 /* The route table: the one place a route is declared (method, path pattern, handler, metrics
- * label, how it takes its body, whether it needs the token). A new resource adds its lines here
- * and its handlers to handlers.h; http.c routes, caps bodies and checks auth from these fields. */
+ * label, how it takes its body, whether it needs the token). A new resource adds its lines here,
+ * its handlers to handlers.h and its paths to the OpenAPI document (openapi/README.md says where;
+ * tests/test_server_openapi.c fails while a route is missing there); http.c routes, caps bodies and
+ * checks auth from these fields. */
 #include "handlers.h"
 
 #include <stdio.h>
@@ -11,6 +13,7 @@ static const struct route routes[] = {
     {"GET", "/readyz", h_readyz, "readyz", BODY_NONE, 0},
     {"GET", "/metrics", h_metrics, "metrics", BODY_NONE, 0},
     {"GET", "/schema", h_schema, "schema", BODY_NONE, 0},
+    {"GET", "/openapi.json", h_openapi, "openapi", BODY_NONE, 0},
     {"POST", "/segment", h_segment, "segment", BODY_IMAGE, 0},
     {"GET", "/models", h_models_list, "models_list", BODY_NONE, 0},
     {"GET", "/models/active", h_models_active_get, "models_active", BODY_NONE, 0},
@@ -29,6 +32,17 @@ static const struct route routes[] = {
     {"POST", "/setup", h_ls_setup, "ls_setup", BODY_JSON_MEDIA, ROUTE_AUTH},
     {"POST", "/predict", h_ls_predict, "ls_predict", BODY_JSON_MEDIA, ROUTE_AUTH},
     {"POST", "/webhook", h_ls_webhook, "ls_webhook", BODY_JSON_MEDIA, ROUTE_AUTH},
+    /* the Open Inference Protocol (oip.h); infer only reads, so it needs no token, as /segment */
+    {"GET", "/v2", h_oip_server, "oip_server", BODY_NONE, 0},
+    {"GET", "/v2/", h_oip_server, "oip_server_slash", BODY_NONE, 0}, /* the published OpenAPI document's path */
+    {"GET", "/v2/health/live", h_oip_live, "oip_live", BODY_NONE, 0},
+    {"GET", "/v2/health/ready", h_oip_ready, "oip_ready", BODY_NONE, 0},
+    {"GET", "/v2/models/{}", h_oip_model, "oip_model", BODY_NONE, 0},
+    {"GET", "/v2/models/{}/ready", h_oip_model_ready, "oip_model_ready", BODY_NONE, 0},
+    {"POST", "/v2/models/{}/infer", h_oip_infer, "oip_infer", BODY_TENSOR, 0},
+    {"GET", "/v2/models/{}/versions/{}", h_oip_model, "oip_model_version", BODY_NONE, 0},
+    {"GET", "/v2/models/{}/versions/{}/ready", h_oip_model_ready, "oip_model_version_ready", BODY_NONE, 0},
+    {"POST", "/v2/models/{}/versions/{}/infer", h_oip_infer, "oip_infer_version", BODY_TENSOR, 0},
     {"GET", "/", h_index, "index", BODY_NONE, 0},
     {"GET", "/favicon.ico", h_favicon, "favicon", BODY_NONE, 0},
     {"GET", "/static/*", h_static, "static", BODY_NONE, 0},

@@ -19,12 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
+/* /segment's tile, or any other work (infer_call: job) */
 struct infer_task {
+    struct infer_job *job;
     const ms_model *model;
     const uint8_t *gray;
     int h, w, tta;
     uint8_t *labels;
-    float *confidence; /* not NULL: also the image's confidence (segment_with_confidence) */
     ms_status st;
     char err[256];
     double seconds;
@@ -67,11 +68,15 @@ static void *infer_worker(void *arg) {
         const int want = atomic_load(p->training_active) ? 1 : (int)p->omp_threads;
         if (want != threads) omp_set_num_threads(threads = want);
         double t0 = now_mono();
-        t->st = t->confidence ? segment_with_confidence(t->model, t->gray, t->h, t->w, t->labels, t->confidence)
-                              : ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
+        t->st = t->job ? t->job->fn(t->job->ctx) : ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
+        if (t->job) {
+            t->job->st = t->st;
+            t->job->seconds = t->seconds;
+            memcpy(t->job->err, t->err, sizeof t->job->err);
+        }
 
         pthread_mutex_lock(&p->mu);
         p->busy--;
@@ -149,57 +154,10 @@ static int infer_run(struct infer_pool *p, struct infer_task *t) {
     return 0;
 }
 
-int infer_segment(struct infer_pool *p, const ms_model *m, const uint8_t *gray, int h, int w, uint8_t *labels,
-                  float *confidence, ms_status *st, char *err, size_t errcap) {
-    struct infer_task t = {.model = m, .gray = gray, .h = h, .w = w, .labels = labels, .confidence = confidence};
-    if (infer_run(p, &t) != 0) return -1;
-    *st = t.st;
-    snprintf(err, errcap, "%s", t.st ? t.err : "");
-    return 0;
-}
-
-/* ms_model_segment without TTA, plus the mean over the image of each pixel's top softmax
- * probability. The padding and the argmax (first maximum) are ms_model_segment's, so the labels
- * are the ones POST /segment answers for the same image. (The core's uncertainty API, when it
- * lands, can replace the body: ms_model_segment_ex's score.confidence is the same figure.) */
-ms_status segment_with_confidence(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t *labels,
-                                  float *confidence) {
-    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
-    const ms_model_config *mc = ms_model_get_config(m);
-    const int q = 1 << mc->depth, K = mc->classes;
-    const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
-    const size_t hw = (size_t)Hp * Wp;
-    float *x = malloc(sizeof(float) * hw), *probs = malloc(sizeof(float) * hw * (size_t)K);
-    ms_status st = MS_OK;
-    if (!x || !probs) {
-        st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
-        goto done;
-    }
-    for (int y = 0; y < Hp; y++) { /* edge replication, as ms_model_segment pads */
-        const uint8_t *row = gray + (size_t)(y < H ? y : H - 1) * W;
-        for (int xx = 0; xx < Wp; xx++) x[(size_t)y * Wp + xx] = row[xx < W ? xx : W - 1] * (1.0f / 255.0f);
-    }
-    if ((st = ms_model_predict(m, x, 1, Hp, Wp, NULL, probs))) goto done;
-    double sum = 0;
-    for (int y = 0; y < H; y++)
-        for (int xx = 0; xx < W; xx++) {
-            int best = 0;
-            float bv = -1.0f;
-            for (int k = 0; k < K; k++) {
-                const float p = probs[(size_t)k * hw + (size_t)y * Wp + xx];
-                if (p > bv) {
-                    bv = p;
-                    best = k;
-                }
-            }
-            labels[(size_t)y * W + xx] = (uint8_t)best;
-            sum += bv;
-        }
-    *confidence = (float)(sum / ((double)H * W));
-done:
-    free(x);
-    free(probs);
-    return st;
+int infer_call(struct infer_pool *p, struct infer_job *job) {
+    struct infer_task t = {.job = job};
+    job->err[0] = 0;
+    return infer_run(p, &t);
 }
 
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap) {

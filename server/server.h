@@ -131,6 +131,13 @@ ms_status models_activate(struct models *ms, const char *id, int persist);
 /* Apply the choice saved in the data dir, if any (called once every model is registered). */
 void models_restore_active(struct models *ms);
 struct model_snap *model_acquire(struct models *ms); /* NULL if no model is active */
+/* Whether id names a registered model (GET /models lists it); its architecture into *cfg
+ * (may be NULL). */
+int models_known(struct models *ms, const char *id, ms_model_config *cfg);
+/* The model registered as id, for a request that names one: the active snapshot when id is
+ * active, otherwise its file loaded (the last model so loaded is kept for the next request).
+ * MS_ERR_NOTFOUND when id is unknown, or the load's error. Release *out with model_release. */
+ms_status model_acquire_id(struct models *ms, const char *id, struct model_snap **out);
 void model_release(struct model_snap *s);
 /* Writes the active model's id into buf ("" if none). */
 void models_active_id(struct models *ms, char *buf, size_t cap);
@@ -159,17 +166,21 @@ void jobs_destroy(struct jobs *js);
 void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap);
 
 /* ------------------------------------------------------------------ segment.c */
+/* Work for an inference worker: fn(ctx) runs on a worker thread, in its OpenMP team, and its
+ * status, ms_last_error() text and time come back here. */
+struct infer_job {
+    ms_status (*fn)(void *ctx);
+    void *ctx;
+    ms_status st;
+    char err[256];
+    double seconds;
+};
+/* Runs job on a worker and waits for it: 0 when it ran (job->st tells how), -1 when refused
+ * because every worker is busy and the wait queue is full (answer 503 with Retry-After). The
+ * same workers, queue bound and metrics as /segment. */
+int infer_call(struct infer_pool *p, struct infer_job *job);
 int infer_pool_create(struct server *srv, struct infer_pool **out);
 void infer_pool_destroy(struct infer_pool *p);
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap);
-/* One segmentation of a gray image on an inference worker, as POST /segment runs it (no TTA),
- * and, when confidence is not NULL, the image's confidence (segment_with_confidence). 0 when it
- * ran (*st and err tell how), -1 when every worker is busy and the wait queue is full. */
-int infer_segment(struct infer_pool *p, const ms_model *m, const uint8_t *gray, int h, int w, uint8_t *labels,
-                  float *confidence, ms_status *st, char *err, size_t errcap);
-/* ms_model_segment (no TTA) that also gives *confidence: the mean over the image of each
- * pixel's top softmax probability (the tile's confidence). */
-ms_status segment_with_confidence(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t *labels,
-                                  float *confidence);
 
 #endif

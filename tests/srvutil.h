@@ -112,6 +112,21 @@ SU_FN int have_cmd(const char *name) {
     return 0;
 }
 
+/* apt-get install PKG quietly (no recommends), as root only, for a tool one test needs
+ * (Prometheus's promtool, node and npm for the protocol validators); the caller checks the
+ * result and skips (77) when it is still missing. */
+SU_FN void su_apt_install(const char *pkg) {
+    if (geteuid() != 0 || access("/usr/bin/apt-get", X_OK) != 0) return;
+    char cmd[512];
+    printf("installing %s with apt-get\n", pkg);
+    fflush(stdout);
+    snprintf(cmd, sizeof cmd,
+             "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends %s >/dev/null 2>&1 || "
+             "{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends %s >/dev/null 2>&1; }",
+             pkg, pkg);
+    if (system(cmd) != 0) printf("apt-get install %s failed\n", pkg);
+}
+
 /* ------------------------------------------------------------------ fixtures */
 
 /* A labelled dataset whose masks all differ and correlate with the images. */
@@ -282,6 +297,7 @@ struct resp {
     char *body;
     size_t len;
     char ctype[128], xmodel[64], retry_after[16], location[128], allow[64], etag[64];
+    char infer_header_len[24]; /* Inference-Header-Content-Length (the Open Inference Protocol's binary answers) */
 };
 
 SU_FN void resp_free(struct resp *r) {
@@ -332,6 +348,7 @@ SU_FN size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     header_value(p, len, "Location", r->location, sizeof r->location);
     header_value(p, len, "Allow", r->allow, sizeof r->allow);
     header_value(p, len, "ETag", r->etag, sizeof r->etag);
+    header_value(p, len, "Inference-Header-Content-Length", r->infer_header_len, sizeof r->infer_header_len);
     return len;
 }
 

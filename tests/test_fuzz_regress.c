@@ -9,11 +9,13 @@
 #include "../fuzz/fuzz_labelstudio.c"
 #include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npz.c"
+#include "../fuzz/fuzz_oip.c"
 #include "../fuzz/fuzz_png.c"
 #include "../server/jobreq.c"
 #include "../server/ls_config.c"
 #include "../server/ls_rle.c"
 #include "../server/multipart.c"
+#include "../server/oip_request.c"
 
 #include "testutil.h"
 
@@ -34,6 +36,7 @@ static const struct {
     {"multipart", fuzz_multipart_one},
     {"config", fuzz_config_one},
     {"labelstudio", fuzz_labelstudio_one},
+    {"oip", fuzz_oip_one},
 };
 
 static int not_hidden(const struct dirent *de) { return de->d_name[0] != '.'; }
