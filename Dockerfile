@@ -52,12 +52,12 @@ RUN make -j"$(nproc)" build/marsseg ${MARSSEG_OPT:+"OPT=$MARSSEG_OPT"} && ./buil
 FROM debian:bookworm-slim
 # Only the shared libraries the binary links (ldd build/marsseg): the OpenMP build of OpenBLAS
 # (found through the binary's rpath, /usr/lib/x86_64-linux-gnu/openblas-openmp), libgomp, libpng,
-# zlib, cJSON, libmicrohttpd; with MARSSEG_MPI=1 also Open MPI (libmpi, mpirun) and the ssh client
+# zlib, cJSON, libmicrohttpd, libcurl (Label Studio task images); with MARSSEG_MPI=1 also Open MPI (libmpi, mpirun) and the ssh client
 # its launcher uses to reach other hosts.
 ARG MARSSEG_MPI=0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libopenblas0-openmp libgomp1 libpng16-16 zlib1g libcjson1 libmicrohttpd12 \
+      libopenblas0-openmp libgomp1 libpng16-16 zlib1g libcjson1 libmicrohttpd12 libcurl4 \
       $(if [ "$MARSSEG_MPI" = 1 ]; then echo libopenmpi3 openmpi-bin openssh-client; fi) \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 marsseg \

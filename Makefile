@@ -21,7 +21,7 @@ SAN      ?= 0
 MPI      ?= 0
 BUILD    ?= build$(if $(filter 1,$(MPI)),-mpi,)$(if $(filter 1,$(SAN)),-san,)
 CC       ?= cc
-PKGS     := libpng zlib libcjson libmicrohttpd
+PKGS     := libpng zlib libcjson libmicrohttpd libcurl
 # OpenBLAS built for OpenMP: one thread pool shared with our own OpenMP loops (the pthread build
 # and libgomp would spin against each other on 2 cores), and single-threaded GEMMs inside our
 # parallel regions.
@@ -203,7 +203,7 @@ FUZZ_RSS     ?= 2048
 FUZZ_TIMEOUT ?= 10
 FUZZ_OPTS    ?= -use_value_profile=1
 FUZZ_BUILD   := build/fuzz
-FUZZ_ALL     := npz png multipart config oip
+FUZZ_ALL     := npz png multipart config oip labelstudio
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wmissing-prototypes -Iinclude -Icore \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -214,11 +214,13 @@ FUZZ_SRC_png       := core/png.c core/status.c
 FUZZ_SRC_multipart := server/multipart.c core/png.c core/status.c
 FUZZ_SRC_config    := core/config.c core/status.c server/jobreq.c
 FUZZ_SRC_oip       := server/oip_request.c server/jobreq.c core/config.c core/status.c
+FUZZ_SRC_labelstudio := server/ls_config.c server/ls_rle.c
 FUZZ_LEN_npz       := 32768
 FUZZ_LEN_png       := 65536
 FUZZ_LEN_multipart := 16384
 FUZZ_LEN_config    := 4096
 FUZZ_LEN_oip       := 16384
+FUZZ_LEN_labelstudio := 8192
 
 define FUZZ_RULES
 $(FUZZ_BUILD)/fuzz_$(1): fuzz/fuzz_$(1).c fuzz/fuzz_common.h $(FUZZ_SRC_$(1)) | $(DEPS_OK)
@@ -240,9 +242,10 @@ $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULES,$(t))))
 fuzz:
 	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-$$t || exit 1; done
 
-# The replay test #includes the harnesses, server/multipart.c, server/jobreq.c and server/oip_request.c.
+# The replay test #includes the harnesses, server/multipart.c, server/jobreq.c, server/oip_request.c
+# and the Label Studio parsers.
 $(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/*.c fuzz/*.h) server/multipart.c server/multipart.h server/jobreq.c server/jobreq.h \
-  server/oip_request.c server/oip.h
+  server/oip_request.c server/oip.h server/ls_config.c server/ls_rle.c server/labelstudio.h
 
 # ---- MPI (issue 16): data-parallel training. `make MPI=1` (or `make mpi`) builds build-mpi/marsseg
 # with mpicc (Open MPI, from tools/deps.sh); `mpirun -np N build-mpi/marsseg train ...` trains one

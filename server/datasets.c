@@ -201,6 +201,37 @@ void datasets_destroy(struct datasets *ds) {
     free(ds);
 }
 
+int datasets_file(struct datasets *ds, const char *id, char *buf, size_t cap) {
+    return is_safe_id(id, sizeof ((struct dataset *)0)->id - 1) && fmt_path(buf, cap, "%s/%s.npz", ds->dir, id);
+}
+
+ms_status datasets_publish(struct datasets *ds, const char *id, const char *name, int n, int h, int w) {
+    struct dataset e = {.n = n, .h = h, .w = w, .created = now_wall()};
+    char jpath[PATH_MAX];
+    struct stat sb;
+    if (!datasets_file(ds, id, e.path, sizeof e.path) || !fmt_path(jpath, sizeof jpath, "%s/%s.json", ds->dir, id))
+        return ms_fail(MS_ERR_ARG, "dataset id '%s' is not usable", id);
+    if (stat(e.path, &sb) != 0) return ms_fail(MS_ERR_IO, "dataset %s: %s", id, strerror(errno));
+    e.bytes = (long long)sb.st_size;
+    snprintf(e.id, sizeof e.id, "%s", id);
+    snprintf(e.name, sizeof e.name, "%s", name);
+    pthread_mutex_lock(&ds->mu);
+    struct dataset *old = find(ds, id);
+    if (old) e.created = old->created;
+    pthread_mutex_unlock(&ds->mu);
+    cJSON *meta = dataset_json(&e);
+    ms_status st = meta ? write_json_atomic(jpath, meta) : ms_fail(MS_ERR_NOMEM, "dataset %s", id);
+    cJSON_Delete(meta);
+    if (st) return st;
+    pthread_mutex_lock(&ds->mu);
+    old = find(ds, id);
+    int rc = 0;
+    if (old) *old = e;
+    else rc = add_dataset(ds, &e);
+    pthread_mutex_unlock(&ds->mu);
+    return rc ? ms_fail(MS_ERR_NOMEM, "dataset registry full or out of memory") : MS_OK;
+}
+
 /* ------------------------------------------------------------------ handlers */
 
 enum MHD_Result h_datasets_list(struct req *r) {

@@ -32,6 +32,11 @@ enum MHD_Result h_job_resume(struct req *r);
 enum MHD_Result h_datasets_list(struct req *r);
 enum MHD_Result h_datasets_upload(struct req *r);
 enum MHD_Result h_dataset_get(struct req *r);
+/* labelstudio.c, ls_webhook.c: the Label Studio ML backend */
+enum MHD_Result h_ls_health(struct req *r);
+enum MHD_Result h_ls_setup(struct req *r);
+enum MHD_Result h_ls_predict(struct req *r);
+enum MHD_Result h_ls_webhook(struct req *r);
 /* oip.c: the Open Inference Protocol (oip.h) */
 enum MHD_Result h_oip_server(struct req *r);
 enum MHD_Result h_oip_live(struct req *r);

@@ -1,5 +1,6 @@
 /* GET /healthz (liveness), /readyz (a model is loaded), /metrics (Prometheus text format). */
 #include "handlers.h"
+#include "labelstudio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ enum MHD_Result h_metrics(struct req *r) {
     infer_metrics(srv->infer, &buf, &len, &cap);
     models_metrics(srv->models, &buf, &len, &cap);
     if (srv->jobs) jobs_metrics(srv->jobs, &buf, &len, &cap); /* an inference replica has none */
+    labelstudio_metrics(srv->labelstudio, &buf, &len, &cap);
     if (!buf) return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     return reply_buffer(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, MHD_HTTP_HEADER_CACHE_CONTROL,
                         "no-store");

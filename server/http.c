@@ -140,10 +140,28 @@ static int token_equal(const char *given, size_t glen, const char *want, size_t 
     return d == 0;
 }
 
+/* Basic credentials whose password is the token (the user name is not checked): Label Studio
+ * sends Basic auth to an ML backend when one is configured for it. */
+static int basic_authorized(const char *b64, const char *want) {
+    uint8_t dec[512];
+    size_t n = 0, blen = strlen(b64);
+    while (blen && (b64[blen - 1] == ' ' || b64[blen - 1] == '\t')) blen--;
+    if (base64_decode(b64, blen, dec, sizeof dec, &n) != 0) return 0;
+    const uint8_t *colon = memchr(dec, ':', n);
+    if (!colon) return 0;
+    const size_t off = (size_t)(colon + 1 - dec);
+    return token_equal((const char *)dec + off, n - off, want, strlen(want));
+}
+
 static int authorized(struct req *r) {
     const char *want = r->srv->cfg.token;
     if (!want[0]) return 1;
     const char *h = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && strncasecmp(h, "Basic ", 6) == 0) {
+        h += 6;
+        while (*h == ' ') h++;
+        return basic_authorized(h, want);
+    }
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
     h += 7;
     while (*h == ' ') h++;
@@ -200,6 +218,7 @@ static enum MHD_Result take_body(struct req *r, const char *data, size_t n) {
     case BODY_NONE:
         return MHD_YES;
     case BODY_JSON:
+    case BODY_JSON_MEDIA:
     case BODY_IMAGE:
     case BODY_TENSOR:
         if (r->len + n > r->cap) {
@@ -266,6 +285,7 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
     switch (r->body_kind) {
     case BODY_NONE: r->limit = NONE_BODY_MAX; break;
     case BODY_JSON: r->limit = srv->cfg.max_json; break;
+    case BODY_JSON_MEDIA: r->limit = srv->cfg.max_body; break;
     case BODY_IMAGE: r->limit = srv->cfg.max_body; break;
     case BODY_FILE: r->limit = srv->cfg.max_upload; break;
     case BODY_TENSOR: r->limit = tensor_body_cap(&srv->cfg); break;

@@ -21,6 +21,7 @@
 enum body_kind {
     BODY_NONE,  /* a small body is tolerated and ignored */
     BODY_JSON,  /* in memory, up to max_json */
+    BODY_JSON_MEDIA, /* JSON that carries images or masks (Label Studio's): in memory, up to max_body */
     BODY_IMAGE, /* in memory, up to max_body; image/png, octet-stream or multipart/form-data */
     BODY_FILE,  /* streamed to a temp file in the data dir, up to max_upload */
     /* in memory, any type: an Open Inference Protocol request (JSON, or a JSON header and binary
@@ -29,6 +30,9 @@ enum body_kind {
     BODY_TENSOR,
 };
 
+/* Needs the token when MARSSEG_TOKEN is set: 'Authorization: Bearer <token>', or HTTP Basic
+ * auth with the token as the password (any user name), which is how Label Studio authenticates
+ * to an ML backend. Every route that changes state has it. */
 #define ROUTE_AUTH 1u    /* changes state: needs the bearer token when MARSSEG_TOKEN is set */
 #define ROUTE_TRAINER 2u /* jobs, datasets, model switches: refused by an inference replica (--role) */
 
@@ -80,7 +84,7 @@ const char *req_param(struct req *r, int i);     /* {} segments of the pattern, 
 const char *req_rest(struct req *r);             /* what a final "*" matched */
 const char *req_query(struct req *r, const char *name); /* NULL if absent */
 const char *req_header(struct req *r, const char *name);
-const uint8_t *req_body(struct req *r, size_t *len); /* BODY_JSON / BODY_IMAGE */
+const uint8_t *req_body(struct req *r, size_t *len); /* BODY_JSON, BODY_JSON_MEDIA, BODY_IMAGE */
 /* BODY_FILE: the temp file holding the body. The handler takes it over with req_take_upload
  * (renaming it into place); otherwise it is unlinked when the request ends. */
 const char *req_upload_path(struct req *r);

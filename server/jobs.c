@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,32 +66,31 @@ enum MHD_Result h_jobs_list(struct req *r) {
     return reply_json_list(r, j, "jobs", arr, ok);
 }
 
-enum MHD_Result h_jobs_create(struct req *r) {
-    struct server *srv = req_server(r);
-    struct jobs *js = srv->jobs;
-    enum MHD_Result res;
-    cJSON *body = req_json_object(r, &res);
-    if (!body) return res;
-    char dataset[32];
-    int activate;
-    struct jr_error e;
-    int ranks = 0;
-    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e) || job_request_ranks(body, &ranks, &e) ||
-        (ranks && mpi_check_ranks(srv, ranks, &e))) {
-        cJSON_Delete(body);
-        return reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
-    }
+static struct job *submit_refused(struct jr_error *e, int status, int retry_after, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static struct job *submit_refused(struct jr_error *e, int status, int retry_after, const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->retry_after = retry_after;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+struct job *job_submit(struct jobs *js, const char *dataset, const cJSON *config, int activate, int ranks, struct jr_error *e) {
+    struct server *srv = js->srv;
     ms_train_config cfg;
-    ms_status st = job_train_config(js, dataset, body, &cfg);
-    cJSON_Delete(body);
-    if (st == MS_ERR_NOTFOUND) return reply_error(r, 400, "unknown_dataset", "dataset: no dataset with id '%s'", dataset);
-    if (st == MS_ERR_NOMEM) return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    if (st) return reply_error(r, 400, "invalid_config", "%s", ms_last_error());
+    ms_status st = job_train_config(js, dataset, config, &cfg);
+    if (st == MS_ERR_NOTFOUND) return submit_refused(e, 400, 0, "unknown_dataset", "dataset: no dataset with id '%s'", dataset);
+    if (st == MS_ERR_NOMEM) return submit_refused(e, 503, 5, "nomem", "out of memory");
+    if (st) return submit_refused(e, 400, 0, "invalid_config", "%s", ms_last_error());
 
     struct job *jb = calloc(1, sizeof *jb);
     if (!jb || !(jb->config = job_config_display(&cfg))) {
         job_free(jb);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+        return submit_refused(e, 503, 5, "nomem", "out of memory");
     }
     jb->kind = ranks ? &job_kind_mpi : &job_kind_train;
     jb->ranks = ranks;
@@ -103,21 +103,21 @@ enum MHD_Result h_jobs_create(struct req *r) {
     if (js->stop) {
         pthread_mutex_unlock(&js->mu);
         job_free(jb);
-        return reply_error_retry(r, 503, 5, "shutting_down", "the service is shutting down");
+        return submit_refused(e, 503, 5, "shutting_down", "the service is shutting down");
     }
     if ((unsigned)js->nqueued >= srv->cfg.max_queue) {
         int q = js->nqueued;
         pthread_mutex_unlock(&js->mu);
         job_free(jb);
-        return reply_error_retry(r, 503, 30, "queue_full", "%d jobs are already queued; retry later", q);
+        return submit_refused(e, 503, 30, "queue_full", "%d jobs are already queued; retry later", q);
     }
     unsigned num = js->next_id++;
     pthread_mutex_unlock(&js->mu);
     snprintf(jb->id, sizeof jb->id, "j%06u", num);
     if (!fmt_path(jb->dir, sizeof jb->dir, "%s/%s", js->dir, jb->id) || ensure_dir(jb->dir) != 0) {
-        int e = errno;
+        int err = errno;
         job_free(jb);
-        return reply_error(r, 500, "io", "cannot create the job directory: %s", strerror(e));
+        return submit_refused(e, 500, 0, "io", "cannot create the job directory: %s", strerror(err));
     }
     if (ms_fsync_dir(js->dir) != 0) log_msg("job %s: cannot sync %s: %s", jb->id, js->dir, strerror(errno));
     /* on disk before it is visible, so an accepted job is never lost */
@@ -128,18 +128,44 @@ enum MHD_Result h_jobs_create(struct req *r) {
     if (st) {
         rmdir(jb->dir);
         job_free(jb);
-        return reply_status(r, st, "saving the job");
+        if (st == MS_ERR_NOMEM) return submit_refused(e, 503, 5, "nomem", "saving the job: out of memory");
+        return submit_refused(e, 500, 0, ms_status_code(st), "saving the job: %s", ms_last_error()[0] ? ms_last_error() : ms_strerror(st));
     }
     jb->persisted_version = jb->version = 1;
     pthread_mutex_lock(&js->mu);
     if (job_add(js, jb) != 0) {
         pthread_mutex_unlock(&js->mu);
         job_free(jb);
-        return reply_error_retry(r, 503, 30, "too_many_jobs", "job registry full or out of memory");
+        return submit_refused(e, 503, 30, "too_many_jobs", "job registry full or out of memory");
     }
     job_enqueue(js, jb);
     pthread_mutex_unlock(&js->mu);
     log_msg("job %s: queued (dataset %s)", jb->id, dataset);
+    return jb;
+}
+
+static enum MHD_Result reply_jr_error(struct req *r, const struct jr_error *e) {
+    if (e->retry_after) return reply_error_retry(r, (unsigned)e->status, (unsigned)e->retry_after, e->code, "%s", e->msg);
+    return reply_error(r, (unsigned)e->status, e->code, "%s", e->msg);
+}
+
+enum MHD_Result h_jobs_create(struct req *r) {
+    struct server *srv = req_server(r);
+    struct jobs *js = srv->jobs;
+    enum MHD_Result res;
+    cJSON *body = req_json_object(r, &res);
+    if (!body) return res;
+    char dataset[32];
+    int activate, ranks = 0;
+    struct jr_error e;
+    if (job_request_fields(body, dataset, sizeof dataset, &activate, &e) || job_request_ranks(body, &ranks, &e) ||
+        (ranks && mpi_check_ranks(srv, ranks, &e))) {
+        cJSON_Delete(body);
+        return reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
+    }
+    struct job *jb = job_submit(js, dataset, body, activate, ranks, &e);
+    cJSON_Delete(body);
+    if (!jb) return reply_jr_error(r, &e);
     return reply_job(r, js, jb, 202, VIEW_DETAIL);
 }
 

@@ -95,6 +95,11 @@ struct jobs {
     unsigned long long finished_total[JS_COUNT];
 };
 
+/* jobs.c: a training job on dataset with config's fields (a client's object: defaults for the
+ * rest), queued and on disk before it is visible: what POST /jobs and Label Studio's
+ * START_TRAINING make. Call without mu. NULL with *e filled (status, code, message). */
+struct job *job_submit(struct jobs *js, const char *dataset, const cJSON *config, int activate, int ranks, struct jr_error *e);
+
 /* ------------------------------------------------------------------ job_view.c (callers hold mu) */
 enum job_view { VIEW_SUMMARY, VIEW_DETAIL, VIEW_PERSIST };
 cJSON *job_json(const struct job *jb, enum job_view view);

@@ -24,6 +24,7 @@
 OPENAPI_PART(openapi_part_base, "openapi/base.json");
 OPENAPI_PART(openapi_part_marsseg, "openapi/marsseg.json");
 OPENAPI_PART(openapi_part_oip, "openapi/oip.json");
+OPENAPI_PART(openapi_part_labelstudio, "openapi/labelstudio.json");
 
 /* base.json first: it holds info, servers and the shared components; the rest add to it. */
 static const struct {
@@ -33,6 +34,7 @@ static const struct {
     {"openapi/base.json", openapi_part_base},
     {"openapi/marsseg.json", openapi_part_marsseg},
     {"openapi/oip.json", openapi_part_oip},
+    {"openapi/labelstudio.json", openapi_part_labelstudio},
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -27,6 +27,11 @@ static const struct route routes[] = {
     {"GET", "/datasets", h_datasets_list, "datasets_list", BODY_NONE, ROUTE_TRAINER},
     {"POST", "/datasets", h_datasets_upload, "datasets_upload", BODY_FILE, ROUTE_AUTH | ROUTE_TRAINER},
     {"GET", "/datasets/{}", h_dataset_get, "dataset_get", BODY_NONE, ROUTE_TRAINER},
+    /* the Label Studio ML backend (labelstudio.h), at the root where Label Studio calls it */
+    {"GET", "/health", h_ls_health, "ls_health", BODY_NONE, 0},
+    {"POST", "/setup", h_ls_setup, "ls_setup", BODY_JSON_MEDIA, ROUTE_AUTH},
+    {"POST", "/predict", h_ls_predict, "ls_predict", BODY_JSON_MEDIA, ROUTE_AUTH},
+    {"POST", "/webhook", h_ls_webhook, "ls_webhook", BODY_JSON_MEDIA, ROUTE_AUTH},
     /* the Open Inference Protocol (oip.h); infer only reads, so it needs no token, as /segment */
     {"GET", "/v2", h_oip_server, "oip_server", BODY_NONE, 0},
     {"GET", "/v2/", h_oip_server, "oip_server_slash", BODY_NONE, 0}, /* the published OpenAPI document's path */

@@ -7,6 +7,9 @@
  * async-signal-safety concerns and no flag polling. */
 #include "../cli/commands.h"
 #include "http.h"
+#include "labelstudio.h"
+
+#include <curl/curl.h>
 
 #include <errno.h>
 #include <omp.h>
@@ -45,9 +48,15 @@ static void usage(FILE *f, const struct server_config *d) {
             "  --mpi-hostfile H     run POST /jobs {\"ranks\": N} through mpirun on H's hosts [MARSSEG_MPI_HOSTFILE]\n"
             "  --mpi-marsseg PATH   the MPI build of marsseg that mpirun starts [MARSSEG_MPI_MARSSEG]\n"
             "                       (default: this binary if built with MPI, else ../build-mpi/marsseg beside it)\n"
+            "  --label-studio-url URL    the Label Studio host task images may be fetched from, and no\n"
+            "                       other [MARSSEG_LABEL_STUDIO_URL] (default none: data: URIs only)\n"
+            "  --label-studio-token TOKEN  sent to it as 'Authorization: Token TOKEN'\n"
+            "                       [MARSSEG_LABEL_STUDIO_TOKEN]\n"
             "  -h, --help           this text\n\n"
             "SIZE takes a k, M or G suffix (binary units). With MARSSEG_TOKEN set, every request that\n"
-            "changes state needs 'Authorization: Bearer <token>'; reading stays open.\n",
+            "changes state, and Label Studio's POST /predict, /setup and /webhook, needs\n"
+            "'Authorization: Bearer <token>' (or Basic auth with the token as the password, as Label\n"
+            "Studio sends it); reading stays open.\n",
             d->host, d->port, d->data_dir, d->model_path, d->dataset_path, d->static_dir, d->threads, d->infer_queue,
             d->max_body, d->max_pixels, d->max_json, d->max_upload, d->max_dataset_mem, d->max_conns, d->timeout_s,
             d->body_timeout_s, d->max_queue, d->role);
@@ -112,6 +121,8 @@ static const struct opt opts[] = {
     STR("--role", "MARSSEG_ROLE", role),
     STR("--mpi-hostfile", "MARSSEG_MPI_HOSTFILE", mpi_hostfile),
     STR("--mpi-marsseg", "MARSSEG_MPI_MARSSEG", mpi_bin),
+    STR("--label-studio-url", "MARSSEG_LABEL_STUDIO_URL", ls_url),
+    STR("--label-studio-token", "MARSSEG_LABEL_STUDIO_TOKEN", ls_token),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -241,6 +252,12 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the service */
+    /* before any thread: libcurl's global set-up is not thread-safe (Label Studio image fetches) */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_msg("cannot initialise libcurl");
+        free(srv);
+        return 1;
+    }
 
     int rc = 1;
     struct http *http = NULL;
@@ -262,6 +279,7 @@ int cmd_serve(int argc, char **argv) {
     if (metrics_create(&srv->metrics) != 0 || (trains && datasets_create(srv, &srv->datasets) != 0) ||
         models_create(srv, &srv->models) != 0 || infer_pool_create(srv, &srv->infer) != 0 ||
         (trains && jobs_create(srv, &srv->jobs) != 0)) {
+        jobs_create(srv, &srv->jobs) != 0 || labelstudio_create(srv, &srv->labelstudio) != 0) {
         log_msg("start-up failed");
         goto out;
     }
@@ -307,11 +325,13 @@ out:
     http_stop(http);
     jobs_destroy(srv->jobs);
     follower_stop(srv->follower);
+    labelstudio_destroy(srv->labelstudio);
     infer_pool_destroy(srv->infer);
     models_destroy(srv->models);
     datasets_destroy(srv->datasets);
     metrics_destroy(srv->metrics);
     if (rc == 0) log_msg("stopped");
     free(srv);
+    curl_global_cleanup();
     return rc;
 }

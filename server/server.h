@@ -31,6 +31,7 @@ struct follower;
  * routes from the same data directory, never writes to it, refuses the trainer's routes, and
  * follows the model the trainer activates (follow.c). */
 enum server_role { ROLE_ALL, ROLE_TRAINER, ROLE_INFERENCE };
+struct labelstudio;
 
 /* Everything `marsseg serve` can be told with flags and environment variables. */
 struct server_config {
@@ -56,6 +57,8 @@ struct server_config {
     char role[16];               /* "all", "trainer" or "inference" (enum server_role) */
     char mpi_hostfile[PATH_MAX]; /* "" = no MPI jobs (POST /jobs {"ranks": N} refused) */
     char mpi_bin[PATH_MAX];      /* the MPI build of marsseg that mpirun starts */
+    char ls_url[1024];           /* --label-studio-url: the one host task images are fetched from */
+    char ls_token[256];          /* --label-studio-token: sent to it as 'Authorization: Token ...' */
 };
 
 struct server {
@@ -73,6 +76,7 @@ struct server {
     struct datasets *datasets;
     struct metrics *metrics;
     struct infer_pool *infer;
+    struct labelstudio *labelstudio; /* the Label Studio ML backend (labelstudio.h) */
     int omp_max; /* OpenMP threads a team may have (OMP_NUM_THREADS or the cores), read at start */
     enum server_role role;
     struct follower *follower; /* ROLE_INFERENCE only */
@@ -113,6 +117,9 @@ double tidy_float(float f);
 double round_to(double v, int decimals);
 /* The number of online CPUs (>= 1). */
 int cpu_count(void);
+/* Decodes base64 (standard or URL-safe alphabet, padding optional, line breaks ignored) into
+ * out (at most cap bytes). 0, or -1 if malformed or longer than cap. */
+int base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len);
 /* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
  * and *buf set to NULL (callers check once at the end). */
 void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -162,6 +169,12 @@ int datasets_create(struct server *srv, struct datasets **out);
 void datasets_destroy(struct datasets *ds);
 /* Path of dataset id into buf; MS_ERR_NOTFOUND if unknown. */
 ms_status datasets_path(struct datasets *ds, const char *id, char *buf, size_t cap);
+/* The npz path dataset id has (or will have) in the data directory; 0 if id is not a safe id or
+ * the path is too long. */
+int datasets_file(struct datasets *ds, const char *id, char *buf, size_t cap);
+/* Registers, or updates, dataset id once its npz is in place at datasets_file(id) (written
+ * atomically by the caller): <id>.json is written atomically and the dataset is listed. */
+ms_status datasets_publish(struct datasets *ds, const char *id, const char *name, int n, int h, int w);
 
 /* ------------------------------------------------------------------ jobs (jobs.h says which file holds what) */
 int jobs_create(struct server *srv, struct jobs **out); /* reloads jobs from the data dir */

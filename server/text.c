@@ -130,3 +130,38 @@ void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
         *cap = ncap;
     }
 }
+
+static int b64val(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62; /* '-' and '_': the URL-safe alphabet */
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+int base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len) {
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        if (c == '\r' || c == '\n' || c == ' ') continue;
+        int v = b64val(c);
+        if (v < 0 || pad) return -1; /* a character after padding */
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap) return -1;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    if (pad > 2 || bits >= 6) return -1; /* a lone 6-bit group is no byte */
+    *len = o;
+    return 0;
+}

@@ -6,11 +6,14 @@
  * memory access of the replay. */
 #define MS_FUZZ_REGRESS 1
 #include "../fuzz/fuzz_config.c"
+#include "../fuzz/fuzz_labelstudio.c"
 #include "../fuzz/fuzz_multipart.c"
 #include "../fuzz/fuzz_npz.c"
 #include "../fuzz/fuzz_oip.c"
 #include "../fuzz/fuzz_png.c"
 #include "../server/jobreq.c"
+#include "../server/ls_config.c"
+#include "../server/ls_rle.c"
 #include "../server/multipart.c"
 #include "../server/oip_request.c"
 
@@ -32,6 +35,7 @@ static const struct {
     {"png", fuzz_png_one},
     {"multipart", fuzz_multipart_one},
     {"config", fuzz_config_one},
+    {"labelstudio", fuzz_labelstudio_one},
     {"oip", fuzz_oip_one},
 };
 

@@ -5,7 +5,8 @@
  *   2. `@redocly/cli lint` (tests/protocol/redocly.yaml: the recommended rules);
  *   3. the Open Inference Protocol's schemas in our document equal the protocol's published
  *      document (tests/fixtures/oip/open_inference_rest.yaml, bundled to JSON by redocly);
- *   4. traffic over every route of the route table through Stoplight Prism's validation proxy
+ *   4. traffic over every route of the route table (ours, the protocol's, Label Studio's) through
+ *      Stoplight Prism's validation proxy
  *      (`prism proxy --errors`): any request or answer the document does not describe comes
  *      back as application/problem+json and fails the test; every route must have been sent;
  *   5. the protocol's traffic through Prism again, this time with the protocol's own published
@@ -336,6 +337,130 @@ static void traffic_own(int p) {
     via_free(p, "GET", "/static/{}", "/static/nosuch.css", NULL, 404);
 }
 
+/* The Label Studio ML backend's routes, as Label Studio calls them (Basic auth with the token
+ * as the password, or the bearer token); images inline as data: URIs (ASCII: Prism keeps them). */
+static char *ls_b64(const uint8_t *p, size_t n) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(n / 3 * 4 + 8), *w = o;
+    for (size_t i = 0; o && i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *w++ = a[v >> 18 & 63];
+        *w++ = a[v >> 12 & 63];
+        *w++ = i + 1 < n ? a[v >> 6 & 63] : '=';
+        *w++ = i + 2 < n ? a[v & 63] : '=';
+    }
+    if (o) *w = 0;
+    return o;
+}
+
+static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
+    static const char cfg[] = "<View><Image name=\"image\" value=\"$image\"/><BrushLabels name=\"tag\" toName=\"image\">"
+                              "<Label value=\"Soil\"/><Label value=\"Bedrock\"/><Label value=\"Sand\"/><Label value=\"Big rock\"/>"
+                              "</BrushLabels></View>";
+    char *cred = ls_b64((const uint8_t *)"labelstudio:" TOKEN, strlen("labelstudio:" TOKEN)), basic[160];
+    snprintf(basic, sizeof basic, "Authorization: Basic %s", cred);
+    free(cred);
+    char *img = ls_b64(png, png_len), *uri = malloc(strlen(img) + 32);
+    sprintf(uri, "data:image/png;base64,%s", img);
+    free(img);
+    via_free(p, "GET", "/health", "/health", NULL, 200);
+
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "project", "1.1700000000");
+    cJSON_AddStringToObject(j, "schema", cfg);
+    cJSON_AddStringToObject(j, "hostname", "http://localhost:8080");
+    cJSON_AddStringToObject(j, "access_token", "abc");
+    cJSON_AddNullToObject(j, "extra_params");
+    char *setup = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    struct reqopt o = {.ctype = "application/json", .body = setup, .len = strlen(setup), .has_body = 1, .extra_header = basic};
+    via_free(p, "POST", "/setup", "/setup", &o, 200);
+    o.extra_header = NULL;
+    via_free(p, "POST", "/setup", "/setup", &o, 401);
+    o.token = TOKEN;
+    via_free(p, "POST", "/setup", "/setup", &o, 200);
+    static const char nobrush[] = "{\"schema\": \"<View><Image name='i' value='$i'/></View>\"}";
+    struct reqopt nb = {.ctype = "application/json", .body = nobrush, .len = sizeof nobrush - 1, .has_body = 1, .token = TOKEN};
+    via_free(p, "POST", "/setup", "/setup", &nb, 400);
+    free(setup);
+
+    /* two tasks: one predicted, one refused (a URL, and no Label Studio host is configured) */
+    j = cJSON_CreateObject();
+    cJSON *tasks = cJSON_AddArrayToObject(j, "tasks"), *t = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(t, "data");
+    cJSON_AddNumberToObject(t, "id", 1);
+    cJSON_AddStringToObject(d, "image", uri);
+    cJSON_AddItemToArray(tasks, t);
+    t = cJSON_CreateObject();
+    d = cJSON_AddObjectToObject(t, "data");
+    cJSON_AddNumberToObject(t, "id", 2);
+    cJSON_AddStringToObject(d, "image", "/data/upload/1/x.png");
+    cJSON_AddItemToArray(tasks, t);
+    cJSON_AddStringToObject(j, "label_config", cfg);
+    cJSON_AddStringToObject(j, "project", "1.1700000000");
+    cJSON_AddItemToObject(j, "params", cJSON_CreateObject());
+    char *predict = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    struct reqopt po = {.ctype = "application/json", .body = predict, .len = strlen(predict), .has_body = 1, .extra_header = basic};
+    cJSON *ans = via_json(p, "POST", "/predict", "/predict", &po, 200);
+    po.extra_header = NULL;
+    via_free(p, "POST", "/predict", "/predict", &po, 401);
+    free(predict);
+    static const char badcfg[] = "{\"tasks\": [], \"label_config\": \"<View><Image name='i' value='$i'/>\"}";
+    struct reqopt bc = {.ctype = "application/json", .body = badcfg, .len = sizeof badcfg - 1, .has_body = 1, .token = TOKEN};
+    via_free(p, "POST", "/predict", "/predict", &bc, 400);
+
+    /* the first predicted region, sent back as an annotation: recorded as dataset ls1 */
+    const cJSON *region = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ans, "results"), 0), "result"), 0);
+    CHECK(region != NULL, "a predicted region");
+    j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "action", "ANNOTATION_CREATED");
+    cJSON *pr = cJSON_AddObjectToObject(j, "project"), *an = cJSON_AddObjectToObject(j, "annotation");
+    cJSON_AddNumberToObject(pr, "id", 1);
+    cJSON_AddStringToObject(pr, "label_config", cfg);
+    cJSON_AddNumberToObject(an, "id", 1);
+    cJSON_AddNumberToObject(an, "task", 1);
+    cJSON_AddFalseToObject(an, "was_cancelled");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(an, "result"), region ? cJSON_Duplicate(region, 1) : cJSON_CreateObject());
+    t = cJSON_AddObjectToObject(j, "task");
+    cJSON_AddNumberToObject(t, "id", 1);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "data"), "image", uri);
+    char *ev = cJSON_PrintUnformatted(j);
+    struct reqopt eo = {.ctype = "application/json", .body = ev, .len = strlen(ev), .has_body = 1, .extra_header = basic};
+    via_free(p, "POST", "/webhook", "/webhook", &eo, 201);
+    free(ev);
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(an, "result"), 0);
+    cJSON_ReplaceItemInObject(first, "original_width", cJSON_CreateNumber(7)); /* does not fit the image */
+    ev = cJSON_PrintUnformatted(j);
+    eo.body = ev, eo.len = strlen(ev);
+    via_free(p, "POST", "/webhook", "/webhook", &eo, 422);
+    eo.extra_header = NULL;
+    via_free(p, "POST", "/webhook", "/webhook", &eo, 401);
+    free(ev);
+    cJSON_Delete(j);
+    cJSON_Delete(ans);
+    free(uri);
+
+    static const char other[] = "{\"action\": \"PROJECT_UPDATED\", \"project\": {\"id\": 1}}";
+    struct reqopt ot = {.ctype = "application/json", .body = other, .len = sizeof other - 1, .has_body = 1, .extra_header = basic};
+    via_free(p, "POST", "/webhook", "/webhook", &ot, 200);
+    static const char none[] = "{\"action\": \"START_TRAINING\", \"project\": {\"id\": 99}}";
+    struct reqopt no = {.ctype = "application/json", .body = none, .len = sizeof none - 1, .has_body = 1, .extra_header = basic};
+    via_free(p, "POST", "/webhook", "/webhook", &no, 409);
+    static const char train[] = "{\"action\": \"START_TRAINING\", \"project\": {\"id\": 1}}";
+    struct reqopt tr = {.ctype = "application/json", .body = train, .len = sizeof train - 1, .has_body = 1, .extra_header = basic};
+    cJSON *started = via_json(p, "POST", "/webhook", "/webhook", &tr, 201);
+    const char *job = jstr(cJSON_GetObjectItem(started, "result"), "job");
+    if (job[0]) { /* its training is not this test's business: cancelled directly */
+        char path[64];
+        snprintf(path, sizeof path, "/jobs/%s", job);
+        struct resp r;
+        send_json_tok("DELETE", g_srv.port, path, NULL, TOKEN, &r);
+        resp_free(&r);
+        CHECK(job_reaches(job, "cancelled|succeeded|failed"), "START_TRAINING's job %s ended", job);
+    }
+    cJSON_Delete(started);
+}
+
 /* The protocol's routes; versioned says whether the unversioned paths are sent too (the
  * published document has only the versioned ones). */
 static void traffic_oip(int p, const uint8_t *tile, int h, int w, int unversioned) {
@@ -476,6 +601,7 @@ int main(int argc, char **argv) {
     if (prism > 0 && gray) {
         traffic_own(port);
         traffic_oip(port, gray, h, w, 1);
+        traffic_labelstudio(port, png, png_len);
         for (int i = 0; i < g_nroutes; i++) CHECK(g_sent[i] > 0, "traffic sent over %s %s", g_routes[i].method, g_routes[i].path);
         if (tu_failures) print_file(log, 40);
     }
