@@ -31,7 +31,7 @@ static const struct route routes[] = {
     {"GET", "/health", h_ls_health, "ls_health", BODY_NONE, 0},
     {"POST", "/setup", h_ls_setup, "ls_setup", BODY_JSON_MEDIA, ROUTE_AUTH},
     {"POST", "/predict", h_ls_predict, "ls_predict", BODY_JSON_MEDIA, ROUTE_AUTH},
-    {"POST", "/webhook", h_ls_webhook, "ls_webhook", BODY_JSON_MEDIA, ROUTE_AUTH},
+    {"POST", "/webhook", h_ls_webhook, "ls_webhook", BODY_JSON_MEDIA, ROUTE_AUTH | ROUTE_TRAINER},
     /* the Open Inference Protocol (oip.h); infer only reads, so it needs no token, as /segment */
     {"GET", "/v2", h_oip_server, "oip_server", BODY_NONE, 0},
     {"GET", "/v2/", h_oip_server, "oip_server_slash", BODY_NONE, 0}, /* the published OpenAPI document's path */

@@ -278,8 +278,7 @@ int cmd_serve(int argc, char **argv) {
     const int trains = srv->role != ROLE_INFERENCE;
     if (metrics_create(&srv->metrics) != 0 || (trains && datasets_create(srv, &srv->datasets) != 0) ||
         models_create(srv, &srv->models) != 0 || infer_pool_create(srv, &srv->infer) != 0 ||
-        (trains && jobs_create(srv, &srv->jobs) != 0)) {
-        jobs_create(srv, &srv->jobs) != 0 || labelstudio_create(srv, &srv->labelstudio) != 0) {
+        (trains && jobs_create(srv, &srv->jobs) != 0) || labelstudio_create(srv, &srv->labelstudio) != 0) {
         log_msg("start-up failed");
         goto out;
     }
