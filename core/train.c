@@ -20,6 +20,7 @@
 #include "marsseg_npz.h"
 #include "data.h"
 #include "layers.h"
+#include "plan.h"
 #include "rng.h"
 #include "unet.h"
 #include "util.h"
@@ -242,10 +243,18 @@ static ms_status trainer_new(ms_trainer **out, const ms_train_config *cfg, const
                        t->nranks);
     share_of(cfg->batch, t->rank, t->nranks, &t->share_lo, &t->share_n);
     if (t->rank == 0 && (st = make_dir(dir))) return st; /* rank 0 alone writes the run directory */
-    /* the run's own plan (core/plan.c): a resumed run takes the algorithms it started with */
-    char plan[1100];
-    snprintf(plan, sizeof plan, "%s/plan.json", dir);
-    if (ms_plan_load(plan)) logf_cb(t, "plan: %s; ignored, measured again", ms_last_error());
+    if (t->nranks > 1) {
+        /* every rank must run the same algorithms (their roundings differ, and the ranks' weights
+         * must stay bit-identical): no per-rank measurement, the fixed rules decide everywhere */
+        conv_plan_reset();
+        setenv("MARSSEG_PLAN", "off", 1);
+        logf_cb(t, "plan: measured plans off in a data-parallel run (the fixed rules decide on every rank)");
+    } else {
+        /* the run's own plan (core/plan.c): a resumed run takes the algorithms it started with */
+        char plan[1100];
+        snprintf(plan, sizeof plan, "%s/plan.json", dir);
+        if (ms_plan_load(plan)) logf_cb(t, "plan: %s; ignored, measured again", ms_last_error());
+    }
     if ((st = prepare_data(t))) return st;
     if (t->nranks > 1) {
         char shares[64];
