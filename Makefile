@@ -189,6 +189,11 @@ crash: $(BIN) $(BUILD)/tests/test_server_crash
 .PHONY: docker-test
 docker-test:
 	bash tests/docker.sh $(DOCKER_TEST_FLAGS)
+# deploy/compose.yaml end to end: HAProxy, two inference replicas and a trainer in containers
+# (tests/compose.sh: a Docker engine and a compose command; not part of `make test`)
+.PHONY: compose-test
+compose-test:
+	bash tests/compose.sh $(COMPOSE_TEST_FLAGS)
 
 -include $(CORE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,31 @@ int ms_write_all(int fd, const void *buf, size_t n) {
         }
         p += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+int ms_mkdirs(const char *path) {
+    char d[PATH_MAX];
+    const size_t n = strlen(path);
+    if (n == 0 || n >= sizeof d) {
+        errno = n ? ENAMETOOLONG : ENOENT;
+        return -1;
+    }
+    memcpy(d, path, n + 1);
+    for (char *p = d + 1; *p; p++) {
+        if (*p != '/' || p[-1] == '/') continue;
+        *p = 0;
+        const int rc = mkdir(d, 0755);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST) return -1;
+    }
+    if (mkdir(d, 0755) != 0 && errno != EEXIST) return -1;
+    struct stat st;
+    if (stat(d, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
     }
     return 0;
 }

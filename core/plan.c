@@ -422,20 +422,14 @@ static char *to_text(void) {
     return s;
 }
 
-/* mkdir -p of path's directory (the default cache directory may not exist yet) */
+/* the directory of path, made when missing (the default cache directory may not exist yet) */
 static void make_parent_dirs(const char *path) {
     char d[4096];
     snprintf(d, sizeof d, "%s", path);
     char *slash = strrchr(d, '/');
     if (!slash || slash == d) return;
     *slash = 0;
-    for (char *p = d + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        mkdir(d, 0755);
-        *p = '/';
-    }
-    mkdir(d, 0755);
+    (void)ms_mkdirs(d); /* a failure shows in the write that follows */
 }
 
 static ms_status save_locked(const char *path) {

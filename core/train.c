@@ -202,7 +202,7 @@ static ms_status alloc_state(ms_trainer *t) {
 }
 
 static ms_status make_dir(const char *dir) {
-    if (mkdir(dir, 0755) && errno != EEXIST) return ms_fail(MS_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (ms_mkdirs(dir) != 0) return ms_fail(MS_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     return MS_OK;
 }
 

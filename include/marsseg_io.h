@@ -24,6 +24,9 @@ extern "C" {
 
 /* write(2) all of buf, retrying EINTR and short writes. 0 or -1 with errno set. */
 int ms_write_all(int fd, const void *buf, size_t n);
+/* mkdir -p: path and every missing parent, mode 0755; an existing directory is fine.
+ * 0 or -1 with errno (ENAMETOOLONG past PATH_MAX). */
+int ms_mkdirs(const char *path);
 /* fsync a directory (after rename/unlink/mkdir in it). 0 or -1 with errno. */
 int ms_fsync_dir(const char *dir);
 /* Atomic whole-file write: <path>.tmp, write, fsync, rename over path, fsync the directory.

@@ -352,6 +352,9 @@ int main(int argc, char **argv) {
     /* a short training run on the packed tiles */
     CHECK(run("%s train --data %s/packed.npz --epochs 2 --batch 8 --base 4 --depth 2 --threads 1 --out %s/run", bin, tmp, tmp) == 0 &&
               strstr(out, "best val mIoU"), "train: %s", out);
+    /* --out's missing parents are made (as `train --out runs/r1` in a fresh directory wants) */
+    CHECK(run("%s train --data %s/packed.npz --epochs 1 --batch 8 --base 2 --depth 1 --threads 1 --out %s/new/runs/r1 --quiet", bin,
+              tmp, tmp) == 0 && strstr(out, "new/runs/r1/model.npz"), "train --out with missing parents: %s", out);
     CHECK(run("%s train --data %s/packed.npz --epochs 2 --out %s/run", bin, tmp, tmp) == 2 && strstr(out, "--resume"),
           "train into an existing run must point at --resume: %s", out);
     CHECK(run("%s train --data %s/packed.npz --lr abc --out %s/r2", bin, tmp, tmp) == 2 && strstr(out, "--lr"), "bad --lr: %s", out);

@@ -109,6 +109,31 @@ static void test_fsync_dir(void) {
     unlink(file);
 }
 
+/* mkdir -p (what `train --out runs/r1` needs when runs/ does not exist yet) */
+static void test_mkdirs(void) {
+    char deep[400], mid[400], top[400], file[400], under[450];
+    snprintf(top, sizeof top, "%s/m", dir);
+    snprintf(mid, sizeof mid, "%s/m/n", dir);
+    snprintf(deep, sizeof deep, "%s/m/n//o/", dir);
+    snprintf(file, sizeof file, "%s/m/f", dir);
+    snprintf(under, sizeof under, "%s/m/f/x", dir);
+    struct stat st;
+    CHECK(ms_mkdirs(deep) == 0 && stat(deep, &st) == 0 && S_ISDIR(st.st_mode), "three new levels: %s", strerror(errno));
+    CHECK(ms_mkdirs(deep) == 0, "an existing directory is fine: %s", strerror(errno));
+    CHECK_OK(ms_write_file_atomic(file, "f", 1));
+    errno = 0;
+    CHECK(ms_mkdirs(file) == -1 && errno == ENOTDIR, "a file in the way: errno %d", errno);
+    errno = 0;
+    CHECK(ms_mkdirs(under) == -1 && errno == ENOTDIR, "a file as a parent: errno %d", errno);
+    errno = 0;
+    CHECK(ms_mkdirs("") == -1 && errno == ENOENT, "an empty path: errno %d", errno);
+    unlink(file);
+    snprintf(deep, sizeof deep, "%s/m/n/o", dir);
+    rmdir(deep);
+    rmdir(mid);
+    rmdir(top);
+}
+
 static void test_stream(void) {
     char path[300], tmp[310];
     snprintf(path, sizeof path, "%s/out.bin", dir);
@@ -266,6 +291,7 @@ int main(void) {
     if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     test_write_all();
     test_fsync_dir();
+    test_mkdirs();
     test_stream();
     test_whole_files();
     CHECK(dir_entries() == 0, "%d entries left in %s", dir_entries(), dir);
