@@ -185,7 +185,7 @@ crash: $(BIN) $(BUILD)/tests/test_server_crash
 	./$(BUILD)/tests/test_server_crash
 
 # The Docker image end to end (tests/docker.sh: needs a Docker engine and curl; not part of
-# `make test`). DOCKER_TEST_FLAGS: --rmi, --no-build, --model FILE.
+# `make test`). DOCKER_TEST_FLAGS: --rmi, --no-build, --model FILE, --mpi (the MPI variant too).
 .PHONY: docker-test
 docker-test:
 	bash tests/docker.sh $(DOCKER_TEST_FLAGS)

@@ -70,6 +70,9 @@ all_active() {
   done
 }
 
+# how many times HAProxy has logged the replica's server as UP (its health check passing)
+up_count() { compose logs --no-color haproxy 2>/dev/null | grep -c "Server replicas/$1 is UP" || true; }
+
 step "preflight: docker CLI, a Docker engine, a compose command, curl"
 command -v docker >/dev/null || fail "no docker command"
 command -v curl >/dev/null || fail "curl is needed (apt-get install curl)"
@@ -148,11 +151,14 @@ for gone in replica1 replica2; do
   sleep 2   # HAProxy's health check: fall 2, inter 500ms
   for i in 1 2 3 4; do segment examples/tile1.png; done
   info "with $gone killed: 4 of 4 /segment answered"
+  ups=$(up_count "$gone")
   compose start "$gone" >/dev/null 2>&1 || fail "compose start $gone"
   t=$SECONDS
-  until [ "$(docker inspect -f '{{.State.Running}}' "$(compose ps -q "$gone")")" = true ] && all_active "$model"; do
-    [ $((SECONDS - t)) -lt 60 ] || fail "$gone did not come back within 60 s"
+  # back in HAProxy's pool: its health check says so (a restarted container may have a new address)
+  until [ "$(up_count "$gone")" -gt "$ups" ]; do
+    [ $((SECONDS - t)) -lt 60 ] || fail "HAProxy did not see $gone up again within 60 s"
     sleep 1
   done
-  info "$gone back in $((SECONDS - t)) s"
+  all_active "$model" || fail "after its restart the replicas do not all serve $model"
+  info "$gone back in HAProxy's pool after $((SECONDS - t)) s"
 done

@@ -11,12 +11,16 @@
 # Needs a Docker engine (on the project machine: `bash ../shared/tools/offline-docker.sh` as
 # root, which serves the Docker API through podman) and curl.
 #
-#   tests/docker.sh [--no-build] [--rmi] [--model FILE]
+# With --mpi it then builds the MPI variant (--build-arg MARSSEG_MPI=1, tagged $IMAGE:mpi) and
+# trains with `mpirun -np 2` inside it, as the Dockerfile's head shows.
+#
+#   tests/docker.sh [--no-build] [--rmi] [--model FILE] [--mpi]
 #     --no-build    test the existing image instead of building it
 #     --rmi         also remove the image (and the build stage's leftover image) at the end
 #     --model FILE  mount FILE read-only as the image's default model (for a tree without
 #                   models/default.npz); without it a tree without a default model is tested
 #                   with the model of the tiny job
+#     --mpi         also the MPI variant: build it, train 2 epochs on 2 ranks in a container
 #   env: IMAGE (default marsseg-server), DOCKER (default docker), PORT (host port; default any
 #        free one), WAIT (seconds allowed for each wait, default 300)
 set -euo pipefail
@@ -26,11 +30,12 @@ IMAGE=${IMAGE:-marsseg-server}
 DOCKER=${DOCKER:-docker}
 PORT=${PORT:-}
 WAIT=${WAIT:-300}
-BUILD=1 RMI=0 MODEL=""
+BUILD=1 RMI=0 MODEL="" MPI=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) BUILD=0 ;;
     --rmi) RMI=1 ;;
+    --mpi) MPI=1 ;;
     --model) [ $# -ge 2 ] || { echo "docker-test: --model needs a file" >&2; exit 2; }; MODEL=$2; shift ;;
     --model=*) MODEL=${1#--model=} ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -70,6 +75,7 @@ cleanup() {
   fi
   if [ "$RMI" = 1 ]; then
     info "docker rmi $IMAGE"; $DOCKER rmi "$IMAGE" >/dev/null
+    [ "$MPI" = 1 ] && { info "docker rmi $IMAGE:mpi"; $DOCKER rmi "$IMAGE:mpi" >/dev/null; }
     info "docker image prune --filter label=marsseg.stage=build (the build stage's leftover)"
     $DOCKER image prune -f --filter label=marsseg.stage=build >/dev/null
   fi
@@ -235,3 +241,19 @@ wait_job "$B" cancelled
 step "stop the second container"
 stop_container
 [ "$DEFAULT_MODEL" = 1 ] || info "note: segmenting was tested with the tiny job's model (no default model in the image)"
+
+if [ "$MPI" = 1 ]; then
+  step "the MPI variant: docker build --build-arg MARSSEG_MPI=1 -t $IMAGE:mpi .   (log: $OUT/build-mpi.log)"
+  t=$SECONDS
+  $DOCKER build --build-arg MARSSEG_MPI=1 -t "$IMAGE:mpi" . >"$OUT/build-mpi.log" 2>&1 ||
+    { tail -30 "$OUT/build-mpi.log" | sed 's/^/    /' >&2; fail "docker build (MPI) failed"; }
+  info "built in $((SECONDS - t)) s"
+  step "mpirun -np 2 marsseg train inside the MPI image (the Dockerfile's example)"
+  $DOCKER run --rm --shm-size=512m --entrypoint mpirun "$IMAGE:mpi" -np 2 marsseg train \
+    --data /opt/marsseg/datasets/sample.npz --epochs 2 --limit 64 --batch 16 --base 4 --depth 2 --out runs/r1 \
+    >"$OUT/mpi.log" 2>&1 || { tail -20 "$OUT/mpi.log" | sed 's/^/    /' >&2; fail "mpirun -np 2 in $IMAGE:mpi failed"; }
+  grep -q "all-reduce" "$OUT/mpi.log" && grep -q "trained 2 epochs" "$OUT/mpi.log" ||
+    fail "the 2-rank run did not report its all-reduce and its end: $(tail -3 "$OUT/mpi.log")"
+  info "$(grep -m1 'all-reduce' "$OUT/mpi.log")"
+  info "$(tail -1 "$OUT/mpi.log")"
+fi
