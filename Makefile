@@ -109,6 +109,7 @@ model: $(BIN)
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch; not run by CI).
 fixtures:
 	/usr/bin/python3 tools/make_fixtures.py
+	/usr/bin/python3 tools/make_resize_fixture.py
 
 # The marsseg binary (cli/: main.c and the subcommands; server/: the HTTP service that `serve`
 # runs) and its integration tests (libcurl, only there).

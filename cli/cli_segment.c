@@ -9,23 +9,29 @@
 #include <string.h>
 
 static const char *usage_text =
-    "usage: marsseg segment --model M.npz IN.png OUT.png [--format color|overlay|index|uncertainty] [--tta]\n\n"
+    "usage: marsseg segment --model M.npz IN.png OUT.png [--format color|overlay|index|uncertainty] [--tta]\n"
+    "       [--frame]\n\n"
     "Any image size (padded to a multiple of 2^depth, cropped back). Formats:\n"
     "  color    palette PNG: pixel values are class ids, the palette colours them (default)\n"
     "  overlay  RGB: the class colours blended over the input\n"
     "  index    8-bit gray PNG of class ids 0..4\n"
     "  uncertainty  8-bit gray PNG of each pixel's normalised softmax entropy: round(255 H),\n"
     "           0 = certain, 255 = all classes equally likely\n"
+    "--frame: IN is a whole camera frame, not a tile: it is resized (bilinear) to the width of the\n"
+    "  frames the model's training tiles came from (model.frame, 128 for AI4Mars tiles), segmented,\n"
+    "  and the labels (nearest) and uncertainty come back at IN's own size. A 256x256 NAVCAM frame\n"
+    "  segmented so scores markedly better than the same frame sent as it is.\n"
     "Prints the class fractions and the image's confidence (mean top softmax probability) and\n"
     "entropy (mean normalised entropy).\n";
 
 int cmd_segment(int argc, char **argv) {
     const char *cmd = "segment", *model = NULL, *in = NULL, *out = NULL, *format = "color";
-    int tta = 0;
+    int tta = 0, frame = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage_text, stdout), 0;
         else if (!strcmp(a, "--tta")) tta = 1;
+        else if (!strcmp(a, "--frame")) frame = 1;
         else if (!strcmp(a, "--model")) { if (!(model = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--format")) { if (!(format = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (a[0] == '-' && a[1]) return fprintf(stderr, "marsseg segment: unknown option '%s'\n", a), 2;
@@ -46,7 +52,7 @@ int cmd_segment(int argc, char **argv) {
     if (!st) st = ms_read_file(in, (size_t)256 << 20, &file, &len);
     if (!st) st = ms_png_decode_gray(file, len, (size_t)64 << 20, &gray, &w, &h);
     if (!st && (!(labels = malloc((size_t)w * h)) || !(entropy = malloc(sizeof(float) * w * h)))) st = MS_ERR_NOMEM;
-    if (!st) st = ms_model_segment_ex(m, gray, h, w, tta, labels, entropy, &score);
+    if (!st) st = (frame ? ms_model_segment_frame : ms_model_segment_ex)(m, gray, h, w, tta, labels, entropy, &score);
     if (!st) {
         if (!strcmp(format, "color")) st = ms_png_encode_labels(labels, w, h, &png, &plen);
         else if (!strcmp(format, "overlay")) st = ms_png_encode_overlay(gray, labels, w, h, 0.5f, &png, &plen);

@@ -18,6 +18,7 @@ static char *config_json(const ms_model *m, const char *meta_json) {
     cJSON_AddNumberToObject(root, "base", m->cfg.base);
     cJSON_AddNumberToObject(root, "classes", m->cfg.classes);
     cJSON_AddNumberToObject(root, "dropout", m->cfg.dropout);
+    cJSON_AddNumberToObject(root, "frame", m->cfg.frame > 0 ? m->cfg.frame : MS_DEFAULT_FRAME);
     cJSON_AddStringToObject(root, "format", "marsseg-weights-1");
     cJSON *meta = meta_json ? cJSON_Parse(meta_json) : NULL;
     if (meta) cJSON_AddItemToObject(root, "meta", meta);
@@ -84,11 +85,16 @@ ms_status ms_model_read_npz(ms_npz *z, const char *path, ms_model **out) {
     }
     int ok = 1;
     ms_model_config cfg = {json_int(root, "depth", 4, &ok), json_int(root, "base", 32, &ok),
-                           json_int(root, "classes", 5, &ok), 0.0f};
+                           json_int(root, "classes", 5, &ok), 0.0f, 0};
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "dropout");
     if (cJSON_IsNumber(dp)) cfg.dropout = (float)dp->valuedouble;
     if (!ok) {
         st = ms_fail(MS_ERR_FORMAT, "%s: config.json depth/base/classes must be integers", path);
+        goto done;
+    }
+    cfg.frame = json_int(root, "frame", MS_DEFAULT_FRAME, &ok); /* older files: the 128x128 frames */
+    if (!ok || cfg.frame < 16 || cfg.frame > MS_MAX_FRAME_SIDE) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: config.json frame must be an integer in 16..%d", path, MS_MAX_FRAME_SIDE);
         goto done;
     }
     if ((st = ms_model_alloc_internal(&m, &cfg))) {

@@ -110,12 +110,16 @@ void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t 
 #define MS_MAX_DEPTH 6     /* encoder levels */
 #define MS_MAX_BASE 128    /* channels at level 0 */
 #define MS_MAX_WIDTH 4096  /* channels at the bottleneck: base * 2^depth */
+#define MS_DEFAULT_FRAME 128   /* model.frame of a weights file that records none */
+#define MS_MAX_FRAME_SIDE 4096 /* model.frame's range, and the side of a resized frame */
 
 typedef struct {
     int depth;      /* D: encoder levels (default 4) */
     int base;       /* F: channels at level 0; level l has F*2^l (default 16) */
     int classes;    /* output classes (5) */
     float dropout;  /* p after the bottleneck and every decoder block (train only) */
+    int frame;      /* width of the camera frames the training tiles came from (0 = 128): what
+                     * a whole frame is resized to before it is segmented (core/frame.c) */
 } ms_model_config;
 
 typedef struct ms_model ms_model;

@@ -68,6 +68,25 @@ typedef struct {
 ms_status ms_model_segment_ex(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
                               float *entropy, ms_tile_score *score);
 
+/* ------------------------------------------------------------------ resizing (core/resize.c) */
+
+/* src (H,W) -> dst (h,w) as Pillow 9's Image.resize does it, bit for bit: BILINEAR (antialiased
+ * when shrinking) for 8-bit images and float maps ("F" mode), NEAREST for label maps. Sizes at
+ * least 1 and at most 2^28 pixels (MS_ERR_ARG). */
+ms_status ms_resize_bilinear_u8(const uint8_t *src, int H, int W, uint8_t *dst, int h, int w);
+ms_status ms_resize_bilinear_f32(const float *src, int H, int W, float *dst, int h, int w);
+ms_status ms_resize_nearest_u8(const uint8_t *src, int H, int W, uint8_t *dst, int h, int w);
+
+/* ------------------------------------------------------------------ whole frames (core/frame.c) */
+
+/* The size a whole frame (H,W) is segmented at: width model.frame (the width of the frames the
+ * training tiles were cut from; 128 when the file says nothing), height in proportion. */
+void ms_frame_size(const ms_model *m, int H, int W, int *h, int *w);
+/* ms_model_segment_ex for a whole camera frame: resized to ms_frame_size (bilinear), segmented,
+ * labels (nearest) and entropy (bilinear) returned at (H,W); the score is the resized frame's. */
+ms_status ms_model_segment_frame(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
+                                 float *entropy, ms_tile_score *score);
+
 /* ------------------------------------------------------------------ inputs (core/predict.c) */
 
 /* The array of `path` to predict when the caller names none: "test_set" if present, else

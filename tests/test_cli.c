@@ -4,6 +4,7 @@
  * rank, eval --report and segment --format uncertainty on the bundled model and sample. */
 #include "marsseg.h"
 #include "marsseg_npz.h"
+#include "marsseg_predict.h"
 #include "testutil.h"
 
 #include <cJSON.h>
@@ -182,6 +183,30 @@ static void test_issue14(void) {
         CHECK(strstr(out, want), "segment's entropy (want %s): %s", want, out);
         free(ent);
     } else CHECK(0, "uncertainty PNG is %dx%d, input %dx%d", uw, uh, w, h);
+
+    /* segment --frame: a 256x128 "frame" (the tile enlarged 2x) segmented at the model's frame
+     * width, labels back at 256x128: what ms_model_segment_frame gives */
+    if (m && g && w == 128 && h == 64) {
+        enum { FW = 256, FH = 128 };
+        static uint8_t big[FW * FH], want[FW * FH];
+        uint8_t *png = NULL, *got = NULL;
+        size_t plen = 0;
+        int gw = 0, gh = 0;
+        CHECK_OK(ms_resize_bilinear_u8(g, h, w, big, FH, FW));
+        CHECK_OK(ms_png_encode_gray(big, FW, FH, &png, &plen));
+        snprintf(p, sizeof p, "%s/frame.png", tmp);
+        CHECK_OK(ms_write_file_atomic(p, png, plen));
+        free(png);
+        CHECK(run("%s segment --model %s %s/frame.png %s/frame-labels.png --frame --format index", bin, model, tmp, tmp) == 0 &&
+                  strstr(out, "128x256 (HxW)"), "segment --frame: %s", out);
+        snprintf(p, sizeof p, "%s/frame-labels.png", tmp);
+        CHECK_OK(ms_read_file(p, 1 << 20, &buf, &len));
+        CHECK_OK(ms_png_decode_gray(buf, len, 0, &got, &gw, &gh));
+        free(buf);
+        CHECK_OK(ms_model_segment_frame(m, big, FH, FW, 0, want, NULL, NULL));
+        CHECK(got && gw == FW && gh == FH && !memcmp(got, want, sizeof want), "segment --frame labels (%dx%d)", gw, gh);
+        free(got);
+    }
     free(g);
     free(u);
 
@@ -249,7 +274,7 @@ static void test_issue14(void) {
         {"eval --model X/three.npz --data datasets/sample.npz --report X/rep", 1, "the model predicts only 3 classes"},
         {"segment --model models/default.npz a.png b.png --format entropy", 2, "uncertainty"},
     };
-    ms_model_config c3 = {2, 4, 3, 0.0f};
+    ms_model_config c3 = {2, 4, 3, 0.0f, 0};
     ms_model *m3 = NULL;
     snprintf(q, sizeof q, "%s/three.npz", tmp);
     CHECK_OK(ms_model_create(&m3, &c3, 3));
@@ -281,7 +306,7 @@ static void test_issue14(void) {
     CHECK_OK(ms_npz_writer_add(wr, "test_set", MS_DT_U1, 3, sb, tiles));
     CHECK_OK(ms_npz_writer_commit(wr));
     free(tiles);
-    ms_model_config c16 = {4, 4, 5, 0.0f};
+    ms_model_config c16 = {4, 4, 5, 0.0f, 0};
     CHECK_OK(ms_model_create(&m3, &c16, 5));
     snprintf(q, sizeof q, "%s/small.npz", tmp);
     CHECK_OK(ms_model_save(m3, q, NULL));

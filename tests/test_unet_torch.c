@@ -123,7 +123,7 @@ static void run_fixture(const char *path) {
     free(txt);
 #define JI(k) (int)cJSON_GetObjectItem(cfgj, k)->valuedouble
 #define JD(k) cJSON_GetObjectItem(cfgj, k)->valuedouble
-    ms_model_config cfg = {JI("depth"), JI("base"), JI("classes"), 0.0f};
+    ms_model_config cfg = {JI("depth"), JI("base"), JI("classes"), 0.0f, 0};
     const int B = JI("batch"), H = JI("height"), W = JI("width"), steps = JI("steps");
     ms_adamw_cfg opt = {(float)JD("lr"), 0.9f, 0.999f, (float)JD("eps"), (float)JD("weight_decay")};
     cJSON_Delete(cfgj);
