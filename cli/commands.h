@@ -14,5 +14,6 @@ int cmd_rank(int argc, char **argv);    /* cli/cli_predict.c */
 int cmd_inspect(int argc, char **argv); /* cli/cli_data.c */
 int cmd_export(int argc, char **argv);  /* cli/cli_data.c */
 int cmd_pack(int argc, char **argv);    /* cli/cli_data.c */
+int cmd_convert(int argc, char **argv); /* cli/cli_convert.c */
 
 #endif

@@ -27,31 +27,62 @@ static char *config_json(const ms_model *m, const char *meta_json) {
     return s;
 }
 
-ms_status ms_model_write_npz(ms_npz_writer *w, const ms_model *m, const char *path, const char *meta_json) {
+/* The parameters as float16 (half the file; BN statistics and the counter stay as they are):
+ * finite and within float16's range, or MS_ERR_LIMIT naming the tensor. */
+static ms_status add_f16(ms_npz_writer *w, const ms_tensor_info *t, const float *v, const char *path) {
+    uint16_t *h = malloc(sizeof *h * t->count);
+    if (!h) return ms_fail(MS_ERR_NOMEM, "%s: %s as float16", path, t->name);
+    ms_status st = MS_OK;
+    for (size_t i = 0; i < t->count && st == MS_OK; i++)
+        if (!(fabsf(v[i]) <= 65504.0f)) st = ms_fail(MS_ERR_LIMIT, "%s: %s holds %g, outside float16's range", path, t->name, (double)v[i]);
+    if (st == MS_OK) {
+        ms_f32_to_f16_n(v, h, t->count);
+        st = ms_npz_writer_add(w, t->name, MS_DT_F2, t->ndim, t->shape, h);
+    }
+    free(h);
+    return st;
+}
+
+static ms_status write_npz(ms_npz_writer *w, const ms_model *m, const char *path, const char *meta_json, int f16) {
     char *cfg = config_json(m, meta_json ? meta_json : m->meta_json);
     if (!cfg) return ms_fail(MS_ERR_NOMEM, "%s: config json", path);
     int64_t len = (int64_t)strlen(cfg);
     ms_status st = ms_npz_writer_add(w, "config.json", MS_DT_U1, 1, &len, cfg);
     for (int i = 0; i < m->ntensors && st == MS_OK; i++) {
         const ms_tensor_info *t = &m->tensors[i];
+        const float *v = (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset;
         if (t->kind == MS_T_COUNTER)
             st = ms_npz_writer_add(w, t->name, MS_DT_I8, 0, t->shape, &m->num_batches_tracked);
+        else if (f16 && t->kind == MS_T_PARAM)
+            st = add_f16(w, t, v, path);
         else
-            st = ms_npz_writer_add(w, t->name, MS_DT_F4, t->ndim, t->shape,
-                                   (t->kind == MS_T_PARAM ? m->params : m->bufs) + t->offset);
+            st = ms_npz_writer_add(w, t->name, MS_DT_F4, t->ndim, t->shape, v);
     }
     free(cfg);
     return st;
 }
 
-ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json) {
+ms_status ms_model_write_npz(ms_npz_writer *w, const ms_model *m, const char *path, const char *meta_json) {
+    return write_npz(w, m, path, meta_json, 0);
+}
+
+static ms_status save(const ms_model *m, const char *path, const char *meta_json, int f16) {
     ms_npz_writer *w = NULL;
     ms_status st = ms_npz_writer_open(&w, path);
     if (st) return st;
-    st = ms_model_write_npz(w, m, path, meta_json);
+    st = write_npz(w, m, path, meta_json, f16);
     if (st == MS_OK) return ms_npz_writer_commit(w);
     ms_npz_writer_abort(w);
     return st;
+}
+
+ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json) { return save(m, path, meta_json, 0); }
+ms_status ms_model_save_f16(const ms_model *m, const char *path, const char *meta_json) { return save(m, path, meta_json, 1); }
+
+ms_status ms_model_set_frame(ms_model *m, int frame) {
+    if (frame < 16 || frame > MS_MAX_FRAME_SIDE) return ms_fail(MS_ERR_ARG, "frame: %d is outside 16..%d", frame, MS_MAX_FRAME_SIDE);
+    m->cfg.frame = frame;
+    return MS_OK;
 }
 
 static int json_int(const cJSON *o, const char *k, int dflt, int *ok) {

@@ -129,11 +129,16 @@ ms_status ms_model_create(ms_model **out, const ms_model_config *cfg, uint64_t s
 void ms_model_free(ms_model *m);
 ms_status ms_model_clone(ms_model **out, const ms_model *m);
 const ms_model_config *ms_model_get_config(const ms_model *m);
+/* Record another frame width (model.frame, 16..MS_MAX_FRAME_SIDE; MS_ERR_ARG otherwise). */
+ms_status ms_model_set_frame(ms_model *m, int frame);
 size_t ms_model_num_params(const ms_model *m);
 /* Weights file: an npz with one array per PyTorch state_dict name plus "config.json"
  * (uint8 bytes of {"depth":..,"base":..,"classes":..,"dropout":..,"meta":{...}}).
  * Saving is atomic (temp file, fsync, rename). meta_json (may be NULL) is stored under "meta". */
 ms_status ms_model_save(const ms_model *m, const char *path, const char *meta_json);
+/* The same file with the parameters stored as float16 (half the size; BN statistics stay float32):
+ * MS_ERR_LIMIT if a parameter is beyond float16's range. Loading widens them to float32. */
+ms_status ms_model_save_f16(const ms_model *m, const char *path, const char *meta_json);
 ms_status ms_model_load(ms_model **out, const char *path); /* returns a frozen model */
 /* Declare the weights final and precompute the inference form (BN folded into the convolutions,
  * the shortcut merged into conv2): ms_model_predict then runs fewer passes over memory. Call again

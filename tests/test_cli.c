@@ -207,6 +207,14 @@ static void test_issue14(void) {
         CHECK(got && gw == FW && gh == FH && !memcmp(got, want, sizeof want), "segment --frame labels (%dx%d)", gw, gh);
         free(got);
     }
+    /* convert: float16 weights segment like the float32 ones; a bad frame width is refused */
+    CHECK(run("%s convert %s --out %s/m16.npz --f16 --frame-size 256", bin, model, tmp) == 0 && strstr(out, "float16, frame 256"),
+          "convert --f16: %s", out);
+    CHECK(run("%s segment --model %s/m16.npz examples/tile1.png %s/m16.png", bin, tmp, tmp) == 0 && strstr(out, "confidence"),
+          "segment with float16 weights: %s", out);
+    CHECK(run("%s inspect %s/m16.npz", bin, tmp) == 0 && strstr(out, "frame 256") && strstr(out, "float16"), "inspect: %s", out);
+    CHECK(run("%s convert %s --out %s/bad.npz --frame-size 5", bin, model, tmp) == 2 && strstr(out, "--frame-size"), "bad frame: %s", out);
+    CHECK(run("%s convert %s/none.npz --out %s/bad.npz", bin, tmp, tmp) == 1 && strstr(out, "none.npz"), "missing model: %s", out);
     free(g);
     free(u);
 
