@@ -49,10 +49,10 @@ int jr_refuse(struct jr_error *e, int status, const char *code, const char *fmt,
 }
 
 const struct activate_choice activate_choices[3] = {
-    {ACTIVATE_IF_BETTER, "if_better",
-     "Serve the new model only if it beats the serving one on this run's validation tiles"},
-    {ACTIVATE_ALWAYS, "always", "Serve the new model when the run succeeds, whatever its score"},
-    {ACTIVATE_NEVER, NULL, "Keep the serving model (switch by hand under Models)"},
+    {ACTIVATE_IF_BETTER, "if_better", "Serve it if it scores better",
+     "The new model and the serving one are evaluated on this run's validation tiles; the new one serves only if its mIoU is higher."},
+    {ACTIVATE_ALWAYS, "always", "Serve it, whatever its score", "The new model replaces the serving one when the run succeeds, whatever its score."},
+    {ACTIVATE_NEVER, NULL, "Keep the serving model", "The new model is only listed under Models; switch to it there by hand."},
 };
 
 cJSON *activate_json(enum activate_rule rule) {

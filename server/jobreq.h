@@ -31,7 +31,8 @@ enum activate_rule { ACTIVATE_NEVER, ACTIVATE_ALWAYS, ACTIVATE_IF_BETTER };
 struct activate_choice {
     enum activate_rule rule;
     const char *value; /* its JSON value: a string, or NULL for false */
-    const char *label; /* what happens, in the dashboard's words */
+    const char *label; /* the choice, in a few words (the dashboard's select) */
+    const char *help;  /* what happens, in a sentence */
 };
 extern const struct activate_choice activate_choices[3];
 /* The JSON value of a rule ("if_better", "always" or false); NULL on no memory. */

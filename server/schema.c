@@ -26,7 +26,8 @@ static cJSON *activate_schema(void) {
         cJSON *c = cJSON_CreateObject();
         ok = c && cJSON_AddItemToArray(arr, c);
         if (!ok) cJSON_Delete(c);
-        ok = ok && jset_item(c, "value", activate_json(activate_choices[i].rule)) && jset_str(c, "label", activate_choices[i].label);
+        ok = ok && jset_item(c, "value", activate_json(activate_choices[i].rule)) && jset_str(c, "label", activate_choices[i].label) &&
+             jset_str(c, "help", activate_choices[i].help);
     }
     if (ok) ok = jset_item(j, "choices", arr), arr = NULL;
     cJSON_Delete(arr);
