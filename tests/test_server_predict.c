@@ -479,36 +479,37 @@ static void test_bad_inputs(int port) {
     CHECK(r.body && strstr(r.body, "frames"), "the error names the keys there are: %s", r.body);
     resp_free(&r);
     free(body);
-    buf_t npy_b = npy(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2, 64, 128), }          \n", 2 * H * W);
-    buf_t zb = zip1(npy_b.b, npy_b.len);
-    o.body = zb.b, o.len = zb.len;
-    http("POST", port, "/predictions?key=a", &o, &r);
-    EXPECT_ERROR(r, 400, "bad_dtype");
-    resp_free(&r);
-    free(npy_b.b), free(zb.b);
-    npy_b = npy(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 64, 128), }       \n", 6 * H * W);
-    zb = zip1(npy_b.b, npy_b.len);
-    o.body = zb.b, o.len = zb.len;
-    http("POST", port, "/predictions?key=a", &o, &r);
-    EXPECT_ERROR(r, 400, "bad_shape");
-    resp_free(&r);
-    free(npy_b.b), free(zb.b);
-    /* the ranking: top > N, an unknown dataset, a bad top */
-    get(port, "/datasets/sample/uncertain?top=41&key=test_set", &r);
-    EXPECT_ERROR(r, 400, "invalid_argument");
-    resp_free(&r);
-    get(port, "/datasets/nosuch/uncertain?top=1", &r);
-    EXPECT_ERROR(r, 404, "not_found");
-    resp_free(&r);
-    get(port, "/datasets/sample/uncertain?top=x", &r);
-    EXPECT_ERROR(r, 400, "invalid_argument");
-    resp_free(&r);
-    get(port, "/predictions/nosuch/result", &r);
-    EXPECT_ERROR(r, 404, "not_found");
-    resp_free(&r);
-    get(port, "/evaluations/nosuch", &r);
-    EXPECT_ERROR(r, 404, "not_found");
-    resp_free(&r);
+    static const struct {
+        const char *header, *code; /* npy header text (a multiple of 16 bytes with the magic), the refusal */
+        size_t bytes;
+    } arrays[] = {
+        {"{'descr': '|b1', 'fortran_order': False, 'shape': (2, 64, 128), }          \n", "bad_dtype", 2 * H * W},
+        {"{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 64, 128), }       \n", "bad_shape", 6 * H * W},
+    };
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        buf_t nb = npy(1, arrays[i].header, arrays[i].bytes), zb = zip1(nb.b, nb.len);
+        o.body = zb.b, o.len = zb.len;
+        http("POST", port, "/predictions?key=a", &o, &r);
+        EXPECT_ERROR(r, 400, arrays[i].code);
+        resp_free(&r);
+        free(nb.b), free(zb.b);
+    }
+    /* the ranking: top > N, an unknown dataset, a bad top; results of nothing */
+    static const struct {
+        const char *path, *code;
+        int status;
+    } gets[] = {
+        {"/datasets/sample/uncertain?top=41&key=test_set", "invalid_argument", 400},
+        {"/datasets/nosuch/uncertain?top=1", "not_found", 404},
+        {"/datasets/sample/uncertain?top=x", "invalid_argument", 400},
+        {"/predictions/nosuch/result", "not_found", 404},
+        {"/evaluations/nosuch", "not_found", 404},
+    };
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+        get(port, gets[i].path, &r);
+        EXPECT_ERROR(r, gets[i].status, gets[i].code);
+        resp_free(&r);
+    }
     /* no queued job appeared from any of these */
     cJSON *p = get_json(port, "/predictions"), *e = get_json(port, "/evaluations");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(p, "predictions")) == 2 && cJSON_GetArraySize(cJSON_GetObjectItem(e, "evaluations")) == 2,
