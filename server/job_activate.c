@@ -58,7 +58,7 @@ struct verdict {
     int activate, tiles;
     double miou, serving_miou; /* NaN: not measured */
     char serving[64];
-    char message[480];
+    char message[768];
 };
 
 /* The if_better comparison on the run's validation split. */
@@ -74,7 +74,7 @@ static void compare(struct jobs *js, struct job *jb, const char *data_path, stru
     ms_train_config cfg;
     ms_dataset ds = {0};
     int *idx = NULL, n = 0;
-    char err[400] = "";
+    char err[256] = "";
     ms_status st = job_train_config(js, jb->dataset, jb->config, &cfg);
     if (!st) {
         ms_set_threads(cfg.threads);

@@ -1,6 +1,7 @@
 /* The jobs' HTTP handlers (GET/POST /jobs, GET/DELETE /jobs/{id}, GET /jobs/{id}/curves, POST
- * /jobs/{id}/resume) and their Prometheus lines. The queue, the store and the views they use are
- * described in jobs.h. */
+ * /jobs/{id}/resume), the steps of every submission (job_reserve, job_publish), the list, detail
+ * and cancel handlers every kind's collection shares (/predictions, /evaluations use them too),
+ * and the Prometheus lines. The queue, the store and the views they use are described in jobs.h. */
 #include "jobs.h"
 
 #include "marsseg_curves.h"

@@ -1,5 +1,10 @@
 /* POST /segment and the inference workers behind it.
  *
+ * Answers: the palette mask PNG (the default), ?format=overlay, ?format=uncertainty (each pixel's
+ * normalised softmax entropy as 8-bit gray: marsseg_predict.h) and ?format=json (counts, the
+ * tile's confidence and entropy; &maps=1 adds the class ids and the uncertainty map in base64,
+ * all the dashboard needs from one model run). PNG answers carry X-Confidence.
+ *
  * Inference is CPU-bound and its memory grows with the image (hundreds of MB for the largest
  * allowed one), so it runs on a fixed set of worker threads (--threads) with a short bounded
  * wait queue (--infer-queue): a request beyond that is answered 503 with Retry-After at once

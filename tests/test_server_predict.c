@@ -206,10 +206,7 @@ static void test_segment(int port) {
     const char *xc = hbuf ? strcasestr(hbuf, "X-Confidence:") : NULL;
     if (xc) sscanf(xc + 13, " %63s", hdr);
     CHECK(xc && fabs(atof(hdr) - top_sum / (H * W)) < 2e-4, "X-Confidence %s, mean top probability here %.6f", hdr, top_sum / (H * W));
-    free(hbuf);
-    fclose(devnull);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(c);
+    free(hbuf), fclose(devnull), curl_slist_free_all(hs), curl_easy_cleanup(c);
     /* ?format=json: the same scores; maps=1: the same maps as the PNG answers */
     http("POST", port, "/segment?format=json&maps=1", &o, &r);
     cJSON *j = parse(&r);
@@ -228,8 +225,7 @@ static void test_segment(int port) {
     http("POST", port, "/segment?format=overlay&maps=1", &o, &r);
     EXPECT_ERROR(r, 400, "bad_maps");
     resp_free(&r);
-    free(mask), free(lab), free(um), free(unc), free(p), free(png);
-    cJSON_Delete(j);
+    free(mask), free(lab), free(um), free(unc), free(p), free(png), cJSON_Delete(j);
 }
 
 /* ------------------------------------------------------------------ 2, 3. predictions, ranking */
