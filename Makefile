@@ -136,8 +136,9 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
 # the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
-# tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
+# tests/srvmixed.h (the mixed workload), tests/reliability.h (the reliability tests' fixtures) and
+# tests/srvpass.h (predictions and evaluations)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h tests/srvpass.h tests/npzutil.h tests/openapi_passes.h
 $(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
 $(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h

@@ -125,6 +125,10 @@ enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Respon
 enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content_type, void *buf,
                              size_t len, const char *extra_header, const char *extra_value);
 
+/* A file's bytes (streamed from its descriptor), 404 if it is not a regular file;
+ * download_name (may be NULL) sets Content-Disposition: attachment. */
+enum MHD_Result reply_file(struct req *r, const char *path, const char *content_type, const char *download_name);
+
 /* cJSON helpers that report allocation failure instead of ignoring it: they return 0 once
  * anything has failed, so a handler builds a whole object and checks at the end. */
 int jset_str(cJSON *o, const char *k, const char *v);

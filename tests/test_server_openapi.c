@@ -259,6 +259,8 @@ static int job_reaches(const char *id, const char *states) {
     return wait_state(g_srv.port, id, states, 60, last, sizeof last);
 }
 
+#include "openapi_passes.h" /* traffic_passes: uses via_free, via_json and g_srv above */
+
 static void traffic_own(int p) {
     const struct reqopt tok = {.token = TOKEN};
     via_free(p, "GET", "/healthz", "/healthz", NULL, 200);
@@ -322,6 +324,7 @@ static void traffic_own(int p) {
     via_free(p, "GET", "/jobs/{}", "/jobs/nosuch", NULL, 404);
     via_free(p, "GET", "/jobs/{}/curves", "/jobs/nosuch/curves", NULL, 404);
     via_free(p, "GET", "/models", "/models", NULL, 200); /* now with the job's model */
+    traffic_passes(p, id);
 
     via_free(p, "GET", "/datasets", "/datasets", NULL, 200);
     via_free(p, "GET", "/datasets/{}", "/datasets/sample", NULL, 200);
