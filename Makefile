@@ -79,11 +79,11 @@ test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
 
 # Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
 # to PyTorch when PEER=1 (bench/peer.py, Debian's python3-torch).
-$(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
+$(BUILD)/bench_unet: bench/bench_unet.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 # issue 14: `marsseg predict`'s rate against the batch-32 inference rate (bench/bench_predict.c)
-$(BUILD)/bench_predict: bench/bench_predict.c $(LIB)
+$(BUILD)/bench_predict: bench/bench_predict.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 bench: $(BUILD)/bench_unet $(BUILD)/bench_predict $(BIN)
@@ -260,7 +260,7 @@ $(BUILD)/tests/test_mpi: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"' -DMS_MPI_B
 $(BUILD)/tests/test_mpi: $(BIN)
 test: $(if $(shell command -v mpicc),mpi-build,)
 # the gradient all-reduce against the step time; 2 ranks x 1 thread against 1 rank x 2 threads
-$(BUILD)/bench_mpi: bench/bench_mpi.c $(LIB)
+$(BUILD)/bench_mpi: bench/bench_mpi.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 bench-mpi:
 	@$(MAKE) --no-print-directory MPI=1 SAN=0 BUILD=$(MPI_BUILD) $(MPI_BUILD)/bench_mpi
