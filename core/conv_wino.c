@@ -127,6 +127,24 @@ __attribute__((target("avx512f"))) void wino_tiles_of(chunk_tiles *ct, int B, in
     }
 }
 
+/* B^T d B of 16 tiles' 4x4 inputs d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], stored at
+ * o + x * plane for the 16 positions x */
+__attribute__((target("avx512f"), always_inline)) static inline void tile_inputs(float *o, size_t plane, __m512 d[4][4]) {
+    __m512 r[4][4]; /* B^T d */
+    for (int j = 0; j < 4; j++) {
+        r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+        r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+        r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+        r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+    for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
+    }
+}
+
 /* V (16, Ct, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
 __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra,
                                                             int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct) {
@@ -140,20 +158,7 @@ __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ld
                     const __m512i idx = _mm512_add_epi32(ct->base[v], _mm512_set1_epi32(i * W + j));
                     d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ct->m[v][i * 4 + j], idx, src, 4);
                 }
-            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            float *o = V + (size_t)c * ldt + 16 * v;
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
-            }
+            tile_inputs(V + (size_t)c * ldt + 16 * v, plane, d);
         }
     }
 }
@@ -223,20 +228,7 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
                 d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
                 d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
             }
-            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            float *o = o0 + (size_t)c * ldt;
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
-            }
+            tile_inputs(o0 + (size_t)c * ldt, plane, d);
         }
     }
 }
