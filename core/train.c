@@ -314,53 +314,45 @@ static ms_status create_local(ms_trainer **out, const ms_train_config *cfg, cons
 }
 
 static ms_status resume_local(ms_trainer **out, const char *dir, const ms_train_callbacks *cb) {
-    ms_train_config cfg;
-    ms_checkpoint_state cs;
-    ms_model *model = NULL, *best = NULL;
-    float *m1 = NULL, *v = NULL;
-    ms_epoch_stats *curves = NULL;
-    int ncurves = 0;
+    ms_checkpoint ck;
     char path[1100];
     snprintf(path, sizeof path, "%s/checkpoint.npz", dir);
-    ms_status st = ms_checkpoint_load(path, &cfg, &cs, &model, &best, &m1, &v, &curves, &ncurves);
+    ms_status st = ms_checkpoint_load(path, &ck);
     if (st) return st;
     ms_trainer *t = NULL;
-    st = trainer_new(&t, &cfg, dir, cb);
+    st = trainer_new(&t, &ck.cfg, dir, cb);
     if (st == MS_OK) {
-        t->model = model;
-        t->best = best;
-        model = best = NULL;
+        t->model = ck.model;
+        t->best = ck.best;
+        ck.model = ck.best = NULL;
         st = alloc_state(t);
     }
     if (st) {
         ms_trainer_free(t);
-        ms_model_free(model);
-        ms_model_free(best);
-        free(m1);
-        free(v);
-        free(curves);
+        ms_checkpoint_free(&ck);
         return st;
     }
-    memcpy(t->m1, m1, sizeof(float) * t->model->nparams);
-    memcpy(t->v, v, sizeof(float) * t->model->nparams);
-    free(m1);
-    free(v);
-    t->curves = curves;
-    t->ncurves = t->capcurves = ncurves;
-    t->epoch = cs.epoch;
-    t->batch_in_epoch = cs.batch_in_epoch;
-    t->step = cs.step;
-    t->lr = cs.lr;
-    t->best_miou = cs.best_miou;
-    t->best_epoch = cs.best_epoch;
-    t->bad_epochs = cs.bad_epochs;
-    t->plateau_best = cs.plateau_best;
-    t->plateau_wait = cs.plateau_wait;
-    t->order_rng = cs.order_rng;
-    t->aug_rng = cs.aug_rng;
-    t->loss_sum = cs.loss_sum;
-    t->train_cm = cs.train_cm;
-    t->seconds_done = cs.seconds_in_epoch;
+    memcpy(t->m1, ck.m1, sizeof(float) * t->model->nparams);
+    memcpy(t->v, ck.v, sizeof(float) * t->model->nparams);
+    t->curves = ck.curves;
+    t->ncurves = t->capcurves = ck.ncurves;
+    ck.curves = NULL;
+    const ms_checkpoint_state *cs = &ck.state;
+    t->epoch = cs->epoch;
+    t->batch_in_epoch = cs->batch_in_epoch;
+    t->step = cs->step;
+    t->lr = cs->lr;
+    t->best_miou = cs->best_miou;
+    t->best_epoch = cs->best_epoch;
+    t->bad_epochs = cs->bad_epochs;
+    t->plateau_best = cs->plateau_best;
+    t->plateau_wait = cs->plateau_wait;
+    t->order_rng = cs->order_rng;
+    t->aug_rng = cs->aug_rng;
+    t->loss_sum = cs->loss_sum;
+    t->train_cm = cs->train_cm;
+    t->seconds_done = cs->seconds_in_epoch;
+    ms_checkpoint_free(&ck);
     logf_cb(t, "resumed %s at epoch %d batch %d (step %lld)", dir, t->epoch + 1, t->batch_in_epoch, (long long)t->step);
     *out = t;
     return MS_OK;

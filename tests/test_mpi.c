@@ -335,24 +335,16 @@ static void stop_kill_resume(void) {
             read_text(log, text, sizeof text);
             CHECK(rc == 130 && strstr(text, "paused at epoch"), "SIGCONT to rank 1 pauses the job: rc %d: %s", rc, text);
         }
-        ms_train_config c;
-        ms_checkpoint_state cs;
-        ms_model *model = NULL, *best = NULL;
-        float *m1 = NULL, *v = NULL;
-        ms_epoch_stats *curves = NULL;
-        int ncurves = 0;
         CHECK(stat(ck, &sb) == 0 && sb.st_ino != before.st_ino, "%s: the stop wrote the checkpoint", strsignal(sig));
-        CHECK_OK(ms_checkpoint_load(ck, &c, &cs, &model, &best, &m1, &v, &curves, &ncurves)); /* every CRC checked */
-        const int at = cs.epoch * 1000 + cs.batch_in_epoch;
-        CHECK(cs.epoch >= 1 && cs.epoch < 20 && at > last, "%s: a checkpoint in mid-run, after the last (epoch %d batch %d)",
-              strsignal(sig), cs.epoch, cs.batch_in_epoch);
+        ms_checkpoint cp;
+        CHECK_OK(ms_checkpoint_load(ck, &cp)); /* every CRC checked */
+        const ms_checkpoint_state *cs = &cp.state;
+        const int at = cs->epoch * 1000 + cs->batch_in_epoch;
+        CHECK(cs->epoch >= 1 && cs->epoch < 20 && at > last, "%s: a checkpoint in mid-run, after the last (epoch %d batch %d)",
+              strsignal(sig), cs->epoch, cs->batch_in_epoch);
         last = at;
-        printf("%s to %s: checkpoint at epoch %d batch %d, mpirun exit %d\n", strsignal(sig), sig == SIGCONT ? "rank 1" : "mpirun", cs.epoch + 1, cs.batch_in_epoch, rc);
-        ms_model_free(model);
-        ms_model_free(best);
-        free(m1);
-        free(v);
-        free(curves);
+        printf("%s to %s: checkpoint at epoch %d batch %d, mpirun exit %d\n", strsignal(sig), sig == SIGCONT ? "rank 1" : "mpirun", cs->epoch + 1, cs->batch_in_epoch, rc);
+        ms_checkpoint_free(&cp);
     }
     snprintf(pb, sizeof pb, "%s/model.npz", rd);
     CHECK(access(pb, F_OK) != 0, "a stopped run wrote no model.npz");
@@ -368,20 +360,11 @@ static void stop_kill_resume(void) {
     rc = wait_exit(pid);
     read_text(log, text, sizeof text);
     CHECK(rc != 0 && strstr(text, "rank 1") && strstr(text, "signal 9"), "SIGKILL of rank 1: rc %d: %s", rc, text);
-    ms_train_config c;
-    ms_checkpoint_state cs;
-    ms_model *model = NULL, *best = NULL;
-    float *m1 = NULL, *v = NULL;
-    ms_epoch_stats *curves = NULL;
-    int ncurves = 0;
-    CHECK_OK(ms_checkpoint_load(ck, &c, &cs, &model, &best, &m1, &v, &curves, &ncurves)); /* every entry CRC-checked */
-    CHECK(cs.epoch == 1 && cs.batch_in_epoch == 0 && ncurves == 1, "the epoch-1 checkpoint: epoch %d batch %d", cs.epoch,
-          cs.batch_in_epoch);
-    ms_model_free(model);
-    ms_model_free(best);
-    free(m1);
-    free(v);
-    free(curves);
+    ms_checkpoint cp;
+    CHECK_OK(ms_checkpoint_load(ck, &cp)); /* every entry CRC-checked */
+    CHECK(cp.state.epoch == 1 && cp.state.batch_in_epoch == 0 && cp.ncurves == 1, "the epoch-1 checkpoint: epoch %d batch %d",
+          cp.state.epoch, cp.state.batch_in_epoch);
+    ms_checkpoint_free(&cp);
     rc = run(MPIRUN " -np 2 %s train --resume %s --quiet", mpibin, rc_);
     CHECK(rc == 0 && strstr(out, "resumed") && strstr(out, "at epoch 2 batch 0"), "resume after the kill: rc %d: %s", rc, out);
     snprintf(pb, sizeof pb, "%s/model.npz", rc_);
