@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* ms_fail (record a detail for ms_last_error) is public: marsseg.h. */
 void ms_clear_error(void);
@@ -34,6 +35,13 @@ static inline uint64_t ms_hash_bytes(const void *buf, size_t bytes, uint64_t h) 
     h ^= h >> 33;
     h *= 0xFF51AFD7ED558CCDull;
     return h ^ (h >> 33);
+}
+
+/* Seconds on the monotonic clock (durations: training epochs, plan measurements, passes). */
+static inline double ms_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 #define MS_MIN(a, b) ((a) < (b) ? (a) : (b))
