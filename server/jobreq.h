@@ -20,6 +20,9 @@ struct jr_error {
     char msg[192];
 };
 
+/* Fills *e (Retry-After 5 s with a 503, none otherwise); returns -1, for `return jr_refuse(...)`. */
+int jr_refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* An id of ours (datasets, models, jobs): 1..max characters of [A-Za-z0-9_-]. */
 int is_safe_id(const char *s, size_t max);
 /* Whether [ and { nest deeper than limit outside strings. */
