@@ -199,11 +199,7 @@ enum MHD_Result h_ls_health(struct req *r) {
              (snap ? jset_str(j, "model_version", snap->id) : cJSON_AddNullToObject(j, "model_version") != NULL) &&
              jset_bool(j, "model_loaded", snap != NULL);
     if (snap) model_release(snap);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
 }
 
 enum MHD_Result h_ls_setup(struct req *r) {
@@ -217,11 +213,7 @@ enum MHD_Result h_ls_setup(struct req *r) {
     char id[64];
     models_active_id(req_server(r)->models, id, sizeof id);
     cJSON *j = cJSON_CreateObject();
-    if (!j || !jset_str(j, "model_version", id[0] ? id : "none")) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, j && jset_str(j, "model_version", id[0] ? id : "none"));
 }
 
 /* ------------------------------------------------------------------ POST /predict */
