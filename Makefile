@@ -126,7 +126,7 @@ $(BUILD)/server/openapi.o: $(wildcard openapi/*.json)
 $(BIN): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h tests/srvutil.h $(LIB) $(BIN)
+$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h tests/srvutil.h tests/srvhttp.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
@@ -135,9 +135,9 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
+# the server tests share tests/srvutil.h (the process, fixtures), tests/srvhttp.h (the libcurl client),
 # tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvhttp.h tests/srvmixed.h tests/reliability.h
 $(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
 $(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h
