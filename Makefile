@@ -138,6 +138,7 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 # the server tests share tests/srvutil.h (the process, fixtures), tests/srvhttp.h (the libcurl client),
 # tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
 $(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvhttp.h tests/srvmixed.h tests/reliability.h
+$(BUILD)/tests/test_server_labelstudio $(BUILD)/tests/test_server_openapi: tests/lsutil.h
 $(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
 $(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h

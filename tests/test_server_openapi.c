@@ -21,6 +21,7 @@
 #include "marsseg_npz.h"
 #include "testutil.h"
 #include "srvutil.h"
+#include "lsutil.h" /* Label Studio's requests */
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -343,30 +344,13 @@ static void traffic_own(int p) {
 
 /* The Label Studio ML backend's routes, as Label Studio calls them (Basic auth with the token
  * as the password, or the bearer token); images inline as data: URIs (ASCII: Prism keeps them). */
-static char *ls_b64(const uint8_t *p, size_t n) {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *o = malloc(n / 3 * 4 + 8), *w = o;
-    for (size_t i = 0; o && i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        *w++ = a[v >> 18 & 63];
-        *w++ = a[v >> 12 & 63];
-        *w++ = i + 1 < n ? a[v >> 6 & 63] : '=';
-        *w++ = i + 2 < n ? a[v & 63] : '=';
-    }
-    if (o) *w = 0;
-    return o;
-}
-
 static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     static const char cfg[] = "<View><Image name=\"image\" value=\"$image\"/><BrushLabels name=\"tag\" toName=\"image\">"
                               "<Label value=\"Soil\"/><Label value=\"Bedrock\"/><Label value=\"Sand\"/><Label value=\"Big rock\"/>"
                               "</BrushLabels></View>";
-    char *cred = ls_b64((const uint8_t *)"labelstudio:" TOKEN, strlen("labelstudio:" TOKEN)), basic[160];
-    snprintf(basic, sizeof basic, "Authorization: Basic %s", cred);
-    free(cred);
-    char *img = ls_b64(png, png_len), *uri = malloc(strlen(img) + 32);
-    sprintf(uri, "data:image/png;base64,%s", img);
-    free(img);
+    char basic[256];
+    ls_basic_header(basic, sizeof basic, TOKEN);
+    char *uri = data_uri(png, png_len);
     via_free(p, "GET", "/health", "/health", NULL, 200);
 
     cJSON *j = cJSON_CreateObject();
@@ -389,19 +373,10 @@ static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     free(setup);
 
     /* two tasks: one predicted, one refused (a URL, and no Label Studio host is configured) */
-    j = cJSON_CreateObject();
-    cJSON *tasks = cJSON_AddArrayToObject(j, "tasks"), *t = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(t, "data");
-    cJSON_AddNumberToObject(t, "id", 1);
-    cJSON_AddStringToObject(d, "image", uri);
-    cJSON_AddItemToArray(tasks, t);
-    t = cJSON_CreateObject();
-    d = cJSON_AddObjectToObject(t, "data");
-    cJSON_AddNumberToObject(t, "id", 2);
-    cJSON_AddStringToObject(d, "image", "/data/upload/1/x.png");
-    cJSON_AddItemToArray(tasks, t);
-    cJSON_AddStringToObject(j, "label_config", cfg);
-    cJSON_AddStringToObject(j, "project", "1.1700000000");
-    cJSON_AddItemToObject(j, "params", cJSON_CreateObject());
+    cJSON *tasks = cJSON_CreateArray();
+    cJSON_AddItemToArray(tasks, task_json(1, uri));
+    cJSON_AddItemToArray(tasks, task_json(2, "/data/upload/1/x.png"));
+    j = predict_request(cfg, tasks);
     char *predict = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     struct reqopt po = {.ctype = "application/json", .body = predict, .len = strlen(predict), .has_body = 1, .extra_header = basic};
@@ -416,23 +391,14 @@ static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     /* the first predicted region, sent back as an annotation: recorded as dataset ls1 */
     const cJSON *region = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ans, "results"), 0), "result"), 0);
     CHECK(region != NULL, "a predicted region");
-    j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "action", "ANNOTATION_CREATED");
-    cJSON *pr = cJSON_AddObjectToObject(j, "project"), *an = cJSON_AddObjectToObject(j, "annotation");
-    cJSON_AddNumberToObject(pr, "id", 1);
-    cJSON_AddStringToObject(pr, "label_config", cfg);
-    cJSON_AddNumberToObject(an, "id", 1);
-    cJSON_AddNumberToObject(an, "task", 1);
-    cJSON_AddFalseToObject(an, "was_cancelled");
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(an, "result"), region ? cJSON_Duplicate(region, 1) : cJSON_CreateObject());
-    t = cJSON_AddObjectToObject(j, "task");
-    cJSON_AddNumberToObject(t, "id", 1);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "data"), "image", uri);
+    cJSON *result = cJSON_CreateArray();
+    cJSON_AddItemToArray(result, region ? cJSON_Duplicate(region, 1) : cJSON_CreateObject());
+    j = annotation_event_of("ANNOTATION_CREATED", 1, cfg, 1, 1, uri, result);
     char *ev = cJSON_PrintUnformatted(j);
     struct reqopt eo = {.ctype = "application/json", .body = ev, .len = strlen(ev), .has_body = 1, .extra_header = basic};
     via_free(p, "POST", "/webhook", "/webhook", &eo, 201);
     free(ev);
-    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(an, "result"), 0);
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "annotation"), "result"), 0);
     cJSON_ReplaceItemInObject(first, "original_width", cJSON_CreateNumber(7)); /* does not fit the image */
     ev = cJSON_PrintUnformatted(j);
     eo.body = ev, eo.len = strlen(ev);
