@@ -113,8 +113,11 @@ enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const ch
 /* 200 with arr attached to j under key, or 503 "nomem" when ok is 0 or attaching fails.
  * Takes ownership of j and arr either way (the list handlers' common tail). */
 enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok);
-/* Same with one extra header (name and value may be NULL); a Cache-Control header replaces the
- * default no-store. */
+/* An object built field by field: sent with status when ok (every field went in), otherwise
+ * 503 "nomem" (Retry-After 5). Takes ownership of json (NULL: not built). */
+enum MHD_Result reply_json_built(struct req *r, unsigned status, cJSON *json, int ok);
+/* reply_json with one extra header (name and value may be NULL); a Cache-Control header replaces
+ * the default no-store. */
 enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
                                   const char *name, const char *value);
 /* Any response built by the handler (headers added by it); takes ownership of resp (http.c: it

@@ -84,11 +84,13 @@ enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON 
         arr = NULL;
     }
     cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
+}
+
+enum MHD_Result reply_json_built(struct req *r, unsigned status, cJSON *json, int ok) {
+    if (ok) return reply_json(r, status, json, NULL);
+    cJSON_Delete(json);
+    return reply_error_retry(r, 503, 5, "nomem", "out of memory");
 }
 
 /* ------------------------------------------------------------------ errors */
