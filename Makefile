@@ -79,11 +79,11 @@ test: $(TEST_BIN) $(if $(filter 1,$(SAN)),,tsan-build)
 
 # Benchmarks (never part of `make test`): speed as ratios to this machine's own sgemm peak, and
 # to PyTorch when PEER=1 (bench/peer.py, Debian's python3-torch).
-$(BUILD)/bench_unet: bench/bench_unet.c $(LIB)
+$(BUILD)/bench_unet: bench/bench_unet.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 # issue 14: `marsseg predict`'s rate against the batch-32 inference rate (bench/bench_predict.c)
-$(BUILD)/bench_predict: bench/bench_predict.c $(LIB)
+$(BUILD)/bench_predict: bench/bench_predict.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
 bench: $(BUILD)/bench_unet $(BUILD)/bench_predict $(BIN)
@@ -127,7 +127,7 @@ $(BUILD)/server/openapi.o: $(wildcard openapi/*.json)
 $(BIN): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h tests/srvutil.h $(LIB) $(BIN)
+$(BUILD)/tests/test_server: tests/test_server.c tests/testutil.h tests/srvutil.h tests/srvhttp.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
@@ -136,9 +136,11 @@ $(BUILD)/tests/test_server_%: tests/test_server_%.c tests/testutil.h $(LIB) $(BI
 	$(CC) $(CFLAGS) -Itests -DMS_SRC_DIR='"$(CURDIR)"' -DMS_TSAN_BIN='"$(abspath $(TSAN_BUILD))/marsseg"' $< -o $@ \
 	  $(LIB) $(LDFLAGS) $(LDLIBS) -lcurl
 
-# the server tests share tests/srvutil.h (the process, the libcurl client, fixtures),
-# tests/srvmixed.h (the mixed workload) and tests/reliability.h (the reliability tests' fixtures)
-$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvmixed.h tests/reliability.h
+# the server tests share tests/srvutil.h (the process, fixtures), tests/srvhttp.h (the libcurl client),
+# tests/srvmixed.h (the mixed workload), tests/reliability.h (the reliability tests' fixtures) and
+# tests/srvpass.h (predictions and evaluations)
+$(filter $(BUILD)/tests/test_server_%,$(TEST_BIN)): tests/srvutil.h tests/srvhttp.h tests/srvmixed.h tests/reliability.h tests/srvpass.h tests/npzutil.h tests/openapi_passes.h
+$(BUILD)/tests/test_server_labelstudio $(BUILD)/tests/test_server_openapi: tests/lsutil.h
 $(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
 $(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h
@@ -266,7 +268,7 @@ $(BUILD)/tests/test_mpi: private CFLAGS += -DMS_SRC_DIR='"$(CURDIR)"' -DMS_MPI_B
 $(BUILD)/tests/test_mpi: $(BIN)
 test: $(if $(shell command -v mpicc),mpi-build,)
 # the gradient all-reduce against the step time; 2 ranks x 1 thread against 1 rank x 2 threads
-$(BUILD)/bench_mpi: bench/bench_mpi.c $(LIB)
+$(BUILD)/bench_mpi: bench/bench_mpi.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 bench-mpi:
 	@$(MAKE) --no-print-directory MPI=1 SAN=0 BUILD=$(MPI_BUILD) $(MPI_BUILD)/bench_mpi

@@ -5,6 +5,7 @@
 #include "marsseg_blas_restart.h" /* the kernels production uses */
 #include "rng.h"
 #include "unet.h"
+#include "bench_util.h"
 
 #include <cJSON.h>
 #include <cblas.h>
@@ -14,23 +15,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* the median of n timings: one descheduled step on a shared machine must not move the figure
- * (bench/peer.py reports PyTorch's medians the same way) */
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
 
 static double sgemm_gflops(int n) {
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);

@@ -166,22 +166,20 @@ static ms_status read_floats(ms_npz *z, const char *key, size_t n, float **out) 
     return ms_npz_read_f32(z, key, *out, n);
 }
 
-ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoint_state *s, ms_model **model,
-                             ms_model **best, float **m1, float **v, ms_epoch_stats **curves, int *ncurves) {
+ms_status ms_checkpoint_load(const char *path, ms_checkpoint *ck) {
     ms_npz *z = NULL;
     char *cj = NULL, *sj = NULL;
     cJSON *so = NULL;
-    ms_model *m = NULL, *b = NULL;
-    float *pm = NULL, *pv = NULL, *bp = NULL, *bb = NULL;
-    ms_epoch_stats *cv = NULL;
+    float *bp = NULL, *bb = NULL;
+    ms_checkpoint_state *s = &ck->state;
+    memset(ck, 0, sizeof *ck);
     ms_status st = ms_npz_open(&z, path);
     if (st) return st;
-    memset(s, 0, sizeof *s);
-    if ((st = ms_model_read_npz(z, path, &m))) goto done;
+    if ((st = ms_model_read_npz(z, path, &ck->model))) goto done;
     if (!(cj = read_text(z, path, "train_config.json", &st))) goto done;
     if (!(sj = read_text(z, path, "state.json", &st))) goto done;
-    ms_train_config_default(cfg);
-    if ((st = ms_train_config_from_json(cfg, cj, strlen(cj)))) {
+    ms_train_config_default(&ck->cfg);
+    if ((st = ms_train_config_from_json(&ck->cfg, cj, strlen(cj)))) {
         ms_fail(st, "%s: train_config.json: %s", path, ms_last_error());
         goto done;
     }
@@ -208,40 +206,38 @@ ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoi
             ok = cJSON_IsNumber(e);
             if (ok) s->train_cm.cm[i / MS_NUM_CLASSES][i % MS_NUM_CLASSES] = (int64_t)e->valuedouble;
         }
-        if (ok && (st = curves_read(so, path, &cv, ncurves)) != MS_OK) goto done;
+        if (ok && (st = curves_read(so, path, &ck->curves, &ck->ncurves)) != MS_OK) goto done;
     }
     if (!ok || s->epoch < 0 || s->batch_in_epoch < 0 || s->step < 0) {
         st = ms_fail(MS_ERR_FORMAT, "%s: state.json is malformed", path);
         goto done;
     }
-    if ((st = read_floats(z, "adam.m", m->nparams, &pm))) goto done;
-    if ((st = read_floats(z, "adam.v", m->nparams, &pv))) goto done;
+    const ms_model *m = ck->model;
+    if ((st = read_floats(z, "adam.m", m->nparams, &ck->m1))) goto done;
+    if ((st = read_floats(z, "adam.v", m->nparams, &ck->v))) goto done;
     if (ms_npz_has(z, "best.params")) {
         if ((st = read_floats(z, "best.params", m->nparams, &bp))) goto done;
         if ((st = read_floats(z, "best.bufs", m->nbufs, &bb))) goto done;
-        if ((st = ms_model_clone(&b, m))) goto done;
-        memcpy(b->params, bp, sizeof(float) * m->nparams);
-        memcpy(b->bufs, bb, sizeof(float) * m->nbufs);
+        if ((st = ms_model_clone(&ck->best, m))) goto done;
+        memcpy(ck->best->params, bp, sizeof(float) * m->nparams);
+        memcpy(ck->best->bufs, bb, sizeof(float) * m->nbufs);
     }
-    *model = m;
-    *best = b;
-    *m1 = pm;
-    *v = pv;
-    *curves = cv;
-    m = b = NULL;
-    pm = pv = NULL;
-    cv = NULL;
 done:
     ms_npz_close(z);
     free(cj);
     free(sj);
     cJSON_Delete(so);
-    ms_model_free(m);
-    ms_model_free(b);
-    free(pm);
-    free(pv);
     free(bp);
     free(bb);
-    free(cv);
+    if (st) ms_checkpoint_free(ck);
     return st;
+}
+
+void ms_checkpoint_free(ms_checkpoint *ck) {
+    ms_model_free(ck->model);
+    ms_model_free(ck->best);
+    free(ck->m1);
+    free(ck->v);
+    free(ck->curves);
+    memset(ck, 0, sizeof *ck);
 }

@@ -24,8 +24,18 @@ typedef struct {
 ms_status ms_checkpoint_save(const char *path, const ms_train_config *cfg, const ms_checkpoint_state *s,
                              const ms_model *model, const ms_model *best, const float *m1, const float *v,
                              const ms_epoch_stats *curves, int ncurves);
-/* Allocates *model, *best (NULL if none), *m1, *v, *curves. */
-ms_status ms_checkpoint_load(const char *path, ms_train_config *cfg, ms_checkpoint_state *s, ms_model **model,
-                             ms_model **best, float **m1, float **v, ms_epoch_stats **curves, int *ncurves);
+/* A checkpoint as ms_checkpoint_load reads it; ms_checkpoint_free frees what it holds. */
+typedef struct {
+    ms_train_config cfg;
+    ms_checkpoint_state state;
+    ms_model *model, *best; /* best: NULL if none */
+    float *m1, *v;          /* AdamW moments, model->nparams each */
+    ms_epoch_stats *curves;
+    int ncurves;
+} ms_checkpoint;
+
+/* Fills *ck (all of it, or nothing: zeroed on failure). */
+ms_status ms_checkpoint_load(const char *path, ms_checkpoint *ck);
+void ms_checkpoint_free(ms_checkpoint *ck);
 
 #endif

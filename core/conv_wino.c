@@ -127,6 +127,24 @@ __attribute__((target("avx512f"))) void wino_tiles_of(chunk_tiles *ct, int B, in
     }
 }
 
+/* B^T d B of 16 tiles' 4x4 inputs d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], stored at
+ * o + x * plane for the 16 positions x */
+__attribute__((target("avx512f"), always_inline)) static inline void tile_inputs(float *o, size_t plane, __m512 d[4][4]) {
+    __m512 r[4][4]; /* B^T d */
+    for (int j = 0; j < 4; j++) {
+        r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+        r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+        r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+        r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+    for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
+        _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
+    }
+}
+
 /* V (16, Ct, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
 __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra,
                                                             int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct) {
@@ -140,20 +158,7 @@ __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ld
                     const __m512i idx = _mm512_add_epi32(ct->base[v], _mm512_set1_epi32(i * W + j));
                     d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ct->m[v][i * 4 + j], idx, src, 4);
                 }
-            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            float *o = V + (size_t)c * ldt + 16 * v;
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
-            }
+            tile_inputs(V + (size_t)c * ldt + 16 * v, plane, d);
         }
     }
 }
@@ -223,20 +228,7 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
                 d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
                 d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
             }
-            __m512 r[4][4]; /* B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-            }
-            float *o = o0 + (size_t)c * ldt;
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 0) * plane, _mm512_sub_ps(r[i][0], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 1) * plane, _mm512_add_ps(r[i][1], r[i][2]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 2) * plane, _mm512_sub_ps(r[i][2], r[i][1]));
-                _mm512_storeu_ps(o + (size_t)(i * 4 + 3) * plane, _mm512_sub_ps(r[i][1], r[i][3]));
-            }
+            tile_inputs(o0 + (size_t)c * ldt, plane, d);
         }
     }
 }
@@ -266,6 +258,24 @@ __attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *
     }
 }
 
+/* The 2x2 outputs y00, y01, y10, y11 of 16 tiles: A^T m A + bias, A^T = [1 1 1 0; 0 1 -1 -1], from
+ * the 16 positions of m (position x at m + x * plane) */
+__attribute__((target("avx512f"), always_inline)) static inline void tile_outputs(__m512 y[4], const float *m, size_t plane,
+                                                                                float bias) {
+    __m512 s0[4], s1[4];
+    for (int j = 0; j < 4; j++) {
+        const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
+        const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
+        s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+    }
+    const __m512 bv = _mm512_set1_ps(bias);
+    y[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
+    y[1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
+    y[2] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
+    y[3] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+}
+
 /* out <- A^T M A (+ bias, ReLU), A^T = [1 1 1 0; 0 1 -1 -1]; scattered 16 tiles at a time */
 __attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, const float *bias, int relu,
                                                                int accumulate, int Cout, size_t N, int W,
@@ -277,37 +287,17 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
         /* output tile's top-left pixel: input top-left + one row + one column */
         const __m512i o00 = _mm512_add_epi32(ct->base[v], wp1), o01 = _mm512_add_epi32(o00, one);
         const __m512i o10 = _mm512_add_epi32(o00, _mm512_set1_epi32(W)), o11 = _mm512_add_epi32(o10, one);
+        const __m512i o[4] = {o00, o01, o10, o11};
+        const __mmask16 lv = ct->live[v];
         for (int co = 0; co < Cout; co++) {
-            const float *m = M + (size_t)co * TC + 16 * v;
-            __m512 s0[4], s1[4];
-            for (int j = 0; j < 4; j++) {
-                const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
-                const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
-                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-            }
-            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
-            __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
-            __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
-            __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
-            __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+            __m512 y[4];
+            tile_outputs(y, M + (size_t)co * TC + 16 * v, plane, bias ? bias[co] : 0.0f);
             float *dst = out + (size_t)co * N;
-            if (accumulate) {
-                const __mmask16 lv = ct->live[v];
-                y00 = _mm512_add_ps(y00, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lv, o00, dst, 4));
-                y01 = _mm512_add_ps(y01, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lv, o01, dst, 4));
-                y10 = _mm512_add_ps(y10, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lv, o10, dst, 4));
-                y11 = _mm512_add_ps(y11, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lv, o11, dst, 4));
+            for (int k = 0; k < 4; k++) { /* the four outputs of a tile are distinct pixels */
+                if (accumulate) y[k] = _mm512_add_ps(y[k], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lv, o[k], dst, 4));
+                if (relu) y[k] = _mm512_max_ps(y[k], _mm512_setzero_ps());
+                _mm512_mask_i32scatter_ps(dst, lv, o[k], y[k], 4);
             }
-            if (relu) {
-                const __m512 z = _mm512_setzero_ps();
-                y00 = _mm512_max_ps(y00, z), y01 = _mm512_max_ps(y01, z);
-                y10 = _mm512_max_ps(y10, z), y11 = _mm512_max_ps(y11, z);
-            }
-            _mm512_mask_i32scatter_ps(dst, ct->live[v], o00, y00, 4);
-            _mm512_mask_i32scatter_ps(dst, ct->live[v], o01, y01, 4);
-            _mm512_mask_i32scatter_ps(dst, ct->live[v], o10, y10, 4);
-            _mm512_mask_i32scatter_ps(dst, ct->live[v], o11, y11, 4);
         }
     }
 }
@@ -327,22 +317,11 @@ __attribute__((target("avx512f"))) static void output_transform_rows(float *out,
         const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
         const size_t r0 = ((size_t)b * H + 2 * ty) * W + 2 * tx0; /* the tiles' top-left output pixel */
         for (int co = 0; co < Cout; co++) {
-            const float *m = M + (size_t)co * TC + 16 * v;
-            __m512 s0[4], s1[4];
-            for (int j = 0; j < 4; j++) {
-                const __m512 m0 = _mm512_loadu_ps(m + (size_t)(0 * 4 + j) * plane), m1 = _mm512_loadu_ps(m + (size_t)(1 * 4 + j) * plane);
-                const __m512 m2 = _mm512_loadu_ps(m + (size_t)(2 * 4 + j) * plane), m3 = _mm512_loadu_ps(m + (size_t)(3 * 4 + j) * plane);
-                s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-            }
-            const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
-            const __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), bv);
-            const __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]), bv);
-            const __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), bv);
-            const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]), bv);
+            __m512 y[4];
+            tile_outputs(y, M + (size_t)co * TC + 16 * v, plane, bias ? bias[co] : 0.0f);
             float *dst = out + (size_t)co * N + r0;
-            __m512 q[4] = {_mm512_permutex2var_ps(y00, lo, y01), _mm512_permutex2var_ps(y00, hi, y01),
-                           _mm512_permutex2var_ps(y10, lo, y11), _mm512_permutex2var_ps(y10, hi, y11)};
+            __m512 q[4] = {_mm512_permutex2var_ps(y[0], lo, y[1]), _mm512_permutex2var_ps(y[0], hi, y[1]),
+                           _mm512_permutex2var_ps(y[2], lo, y[3]), _mm512_permutex2var_ps(y[2], hi, y[3])};
             for (int k = 0; k < 4; k++) {
                 float *d = dst + (k >> 1) * W + half * (k & 1);
                 if (accumulate) q[k] = _mm512_add_ps(q[k], _mm512_loadu_ps(d));

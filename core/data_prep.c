@@ -10,22 +10,6 @@
 
 /* ================================================================== duplicate masks */
 
-/* Word-at-a-time multiplicative hash: collisions are only a speed matter, memcmp decides. */
-static uint64_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        h = (h ^ v) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
-    }
-    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    h ^= h >> 33;
-    h *= 0xC4CEB9FE1A85EC53ull;
-    return h ^ (h >> 33);
-}
-
 typedef struct {
     uint64_t h;
     int idx;
@@ -43,7 +27,7 @@ static ms_status mask_groups(const ms_dataset *ds, int *rep, int *cnt) {
     hash_idx *hi = malloc((size_t)ds->n * sizeof *hi);
     if (!hi) return ms_fail(MS_ERR_NOMEM, "duplicate masks: out of memory for %d hashes", ds->n);
     for (int i = 0; i < ds->n; i++) {
-        hi[i].h = hash_bytes(ds->mask + (size_t)i * hw, hw);
+        hi[i].h = ms_hash_bytes(ds->mask + (size_t)i * hw, hw, 0x9E3779B97F4A7C15ull ^ hw); /* memcmp decides */
         hi[i].idx = i;
         rep[i] = -1;
         cnt[i] = 0;

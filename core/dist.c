@@ -153,20 +153,7 @@ ms_status ms_dist_agree(ms_status st) {
 #endif
 }
 
-uint64_t ms_dist_hash(const void *buf, size_t bytes, uint64_t h) {
-    const unsigned char *p = buf;
-    size_t i = 0;
-    for (; i + 8 <= bytes; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001B3ull;
-        h ^= h >> 29;
-    }
-    for (; i < bytes; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    h ^= h >> 33;
-    h *= 0xFF51AFD7ED558CCDull;
-    return h ^ (h >> 33);
-}
+uint64_t ms_dist_hash(const void *buf, size_t bytes, uint64_t h) { return ms_hash_bytes(buf, bytes, h); }
 
 ms_status ms_dist_check_same(uint64_t h, const char *what) {
     if (g_size == 1) return MS_OK;

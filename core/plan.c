@@ -189,16 +189,10 @@ void conv_plan_reset(void) {
     pthread_mutex_unlock(&mu);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double timed(conv_run_fn run, void *ctx, int algo) {
-    const double t = now();
+    const double t = ms_now_s();
     run(ctx, algo);
-    return now() - t;
+    return ms_now_s() - t;
 }
 
 /* Timing: the rule's choice runs once untimed (first touches of fresh buffers must not count
@@ -272,10 +266,10 @@ int conv_plan_choose(const conv_key *k, const int *cands, int n, conv_run_fn run
         plan_entry e;
         memset(&e, 0, sizeof e);
         e.k = *k;
-        const double t0 = now();
+        const double t0 = ms_now_s();
         a = e.algo = measure(&e, cands, n, run, ctx);
         pthread_mutex_lock(&mu);
-        measured_seconds += now() - t0;
+        measured_seconds += ms_now_s() - t0;
         if (put(&e) == 0 && attached[0]) {
             const ms_status st = save_locked(attached);
             if (st) log_line("plan: cannot save %s: %s", attached, ms_last_error());
@@ -536,14 +530,14 @@ static double thread_cpu(void) {
  * with another busy process at least twice that. 3 ms of the cores once per one-thread period,
  * against a whole inference on a starved team (30-400 ms measured) as the probe. */
 static int team_starved(int team) {
-    const double t0 = now();
+    const double t0 = ms_now_s();
 #pragma omp parallel num_threads(team)
     {
         const double c0 = thread_cpu();
         while (thread_cpu() - c0 < GOV_PROBE) {
         }
     }
-    return now() - t0 > 1.5 * GOV_PROBE;
+    return ms_now_s() - t0 > 1.5 * GOV_PROBE;
 }
 
 int ms_governor_threads(ms_thread_governor *g, int team, double now_s) {

@@ -150,12 +150,6 @@ ms_status ms_predict_load(ms_dataset *ds, const char *path, const char *key, siz
 
 /* ------------------------------------------------------------------ the pass */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* What every batched pass checks first: tiles the model can take, and the indices. */
 static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int *idx, int n) {
     const int q = 1 << ms_model_get_config(m)->depth;
@@ -300,7 +294,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
         const int64_t shape[4] = {n, K, H, W};
         if ((st = ms_npz_writer_begin(zw, "probs", MS_DT_F2, 4, shape))) goto done;
     }
-    const double t0 = now_s();
+    const double t0 = ms_now_s();
     for (int i0 = 0; i0 < n; i0 += B) {
         if (o->cancel && atomic_load(o->cancel)) {
             st = ms_fail(MS_ERR_CANCELLED, "predict: cancelled after %d of %d tiles", i0, n);
@@ -315,7 +309,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
             ms_f32_to_f16_n(bb.probs, half, (size_t)nb * K * hw);
             if ((st = ms_npz_writer_write(zw, half, sizeof(uint16_t) * (size_t)nb * K * hw))) goto done;
         }
-        if (o->progress) o->progress(o->user, i0 + nb, n, now_s() - t0);
+        if (o->progress) o->progress(o->user, i0 + nb, n, ms_now_s() - t0);
     }
     if (zw) {
         const int64_t s3[3] = {n, H, W}, s1[1] = {n};
@@ -344,7 +338,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
         }
         if (st) goto done;
     }
-    out->seconds = now_s() - t0;
+    out->seconds = ms_now_s() - t0;
 done:
     if (zw) ms_npz_writer_abort(zw);
     ms_atomic_abort(csv);

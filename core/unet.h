@@ -1,4 +1,5 @@
-/* The U-Net graph: parameter table, activations, training forward/backward.
+/* The U-Net graph: parameter table, activations, training forward/backward (core/unet.c) and
+ * the folded inference form (core/unet_infer.c).
  * Internal to core/ (the public face is ms_model in marsseg.h). */
 #ifndef MS_UNET_H
 #define MS_UNET_H
@@ -7,6 +8,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* BatchNorm's constants (PyTorch's defaults): the training graph and the folded form share them. */
+#define BN_MOMENTUM 0.1f
+#define BN_EPS 1e-5f
 
 typedef enum { MS_T_PARAM, MS_T_BUFFER, MS_T_COUNTER } ms_tensor_kind;
 

@@ -104,7 +104,7 @@ ms_status ms_duplicate_mask_groups(const ms_dataset *ds, int min_count, ms_mask_
 void ms_class_pixel_counts(const ms_dataset *ds, const int *idx, int n, int64_t counts[MS_NUM_CLASSES]);
 
 
-/* ------------------------------------------------------------------ the model (core/unet.c, core/model.c) */
+/* ------------------------------------------------------------------ the model (core/unet.c, unet_infer.c, model.c) */
 /* Architecture limits, the one home of each: the training config's ranges (core/config.c) and
  * the model builder's checks (core/unet.c, also for loaded weights files) both use them. */
 #define MS_MAX_DEPTH 6     /* encoder levels */
@@ -173,7 +173,7 @@ typedef struct {
 void ms_confusion_add(ms_confusion *c, const uint8_t *truth, const uint8_t *pred, size_t n);
 void ms_confusion_scores(const ms_confusion *c, ms_scores *s);
 
-/* ------------------------------------------------------------------ training (core/train.c) */
+/* ------------------------------------------------------------------ training (core/train.c, train_state.c) */
 typedef struct {
     /* data */
     char data[1024];        /* npz path */
@@ -350,7 +350,7 @@ void ms_governor_done(ms_thread_governor *g, int threads, int team, double work,
  * cores); other threads keep their own setting. */
 void ms_set_threads(int threads);
 
-/* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL). */
+/* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL): core/evaluate.c. */
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta,
                       int batch, ms_confusion *cm);
 

@@ -32,6 +32,19 @@ enum MHD_Result h_job_resume(struct req *r);
 enum MHD_Result h_datasets_list(struct req *r);
 enum MHD_Result h_datasets_upload(struct req *r);
 enum MHD_Result h_dataset_get(struct req *r);
+/* dataset_uncertain.c */
+enum MHD_Result h_dataset_uncertain(struct req *r);
+/* job_predict.c, job_eval.c: passes of a model over a dataset, as jobs (jobs.h) */
+enum MHD_Result h_predictions_list(struct req *r);
+enum MHD_Result h_predictions_create(struct req *r);
+enum MHD_Result h_prediction_get(struct req *r);
+enum MHD_Result h_prediction_cancel(struct req *r);
+enum MHD_Result h_prediction_result(struct req *r);
+enum MHD_Result h_evaluations_list(struct req *r);
+enum MHD_Result h_evaluations_create(struct req *r);
+enum MHD_Result h_evaluation_get(struct req *r);
+enum MHD_Result h_evaluation_cancel(struct req *r);
+enum MHD_Result h_evaluation_file(struct req *r);
 /* labelstudio.c, ls_webhook.c: the Label Studio ML backend */
 enum MHD_Result h_ls_health(struct req *r);
 enum MHD_Result h_ls_setup(struct req *r);

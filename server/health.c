@@ -10,12 +10,9 @@ enum MHD_Result h_healthz(struct req *r) {
     struct server *srv = req_server(r);
     cJSON *j = cJSON_CreateObject();
     /* blas: the GEMM kernel set in use (core/blas.c), the first thing to check when it is slow */
-    if (!j || !jset_str(j, "status", "ok") || !jset_num(j, "uptime_s", round_to(now_wall() - srv->started, 3)) ||
-        !jset_str(j, "blas", ms_blas_core()) || !jset_str(j, "role", server_role_name(srv->role))) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    const int ok = j && jset_str(j, "status", "ok") && jset_num(j, "uptime_s", round_to(now_wall() - srv->started, 3)) &&
+                   jset_str(j, "blas", ms_blas_core()) && jset_str(j, "role", server_role_name(srv->role));
+    return reply_json_built(r, 200, j, ok);
 }
 
 enum MHD_Result h_readyz(struct req *r) {
@@ -24,11 +21,7 @@ enum MHD_Result h_readyz(struct req *r) {
     models_active_id(srv->models, id, sizeof id);
     if (!id[0]) return reply_error_retry(r, 503, 5, "not_ready", "no model is loaded");
     cJSON *j = cJSON_CreateObject();
-    if (!j || !jset_bool(j, "ready", 1) || !jset_str(j, "model", id)) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, j && jset_bool(j, "ready", 1) && jset_str(j, "model", id));
 }
 
 enum MHD_Result h_metrics(struct req *r) {

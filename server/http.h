@@ -113,8 +113,11 @@ enum MHD_Result reply_json(struct req *r, unsigned status, cJSON *json, const ch
 /* 200 with arr attached to j under key, or 503 "nomem" when ok is 0 or attaching fails.
  * Takes ownership of j and arr either way (the list handlers' common tail). */
 enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON *arr, int ok);
-/* Same with one extra header (name and value may be NULL); a Cache-Control header replaces the
- * default no-store. */
+/* An object built field by field: sent with status when ok (every field went in), otherwise
+ * 503 "nomem" (Retry-After 5). Takes ownership of json (NULL: not built). */
+enum MHD_Result reply_json_built(struct req *r, unsigned status, cJSON *json, int ok);
+/* reply_json with one extra header (name and value may be NULL); a Cache-Control header replaces
+ * the default no-store. */
 enum MHD_Result reply_json_header(struct req *r, unsigned status, cJSON *json, const char *location,
                                   const char *name, const char *value);
 /* Any response built by the handler (headers added by it); takes ownership of resp (http.c: it
@@ -124,6 +127,10 @@ enum MHD_Result reply_response(struct req *r, unsigned status, struct MHD_Respon
 /* A malloc'd buffer, freed by MHD when sent. */
 enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content_type, void *buf,
                              size_t len, const char *extra_header, const char *extra_value);
+
+/* A file's bytes (streamed from its descriptor), 404 if it is not a regular file;
+ * download_name (may be NULL) sets Content-Disposition: attachment. */
+enum MHD_Result reply_file(struct req *r, const char *path, const char *content_type, const char *download_name);
 
 /* cJSON helpers that report allocation failure instead of ignoring it: they return 0 once
  * anything has failed, so a handler builds a whole object and checks at the end. */

@@ -51,9 +51,7 @@ struct mpi_run {
 
 /* rank 0's texts name the dataset file and the job directory; clients see ids instead */
 static void scrub(const struct mpi_run *m, char *dst, size_t cap, const char *src) {
-    char tmp[2048];
-    str_replace(tmp, sizeof tmp, src, m->data_path[0] ? m->data_path : NULL, m->jb->dataset);
-    str_replace(dst, cap, tmp, m->jb->dir, m->jb->id);
+    job_scrub(m->jb, m->data_path, dst, cap, src);
 }
 
 /* "1h05m" or "2m24s" (cli_fmt_eta) in seconds */
@@ -65,21 +63,9 @@ static double parse_eta(const char *s) {
 }
 
 static void add_log(struct mpi_run *m, const char *line) {
-    struct job *jb = m->jb;
     char clean[1024];
     scrub(m, clean, sizeof clean, line);
-    log_msg("job %s: %s", jb->id, clean);
-    char *copy = strdup(clean);
-    if (!copy) return;
-    pthread_mutex_lock(&m->js->mu);
-    if (jb->log_n == LOG_LINES) {
-        free(jb->log[jb->log_head]);
-        jb->log[jb->log_head] = copy;
-        jb->log_head = (jb->log_head + 1) % LOG_LINES;
-    } else {
-        jb->log[(jb->log_head + jb->log_n++) % LOG_LINES] = copy;
-    }
-    pthread_mutex_unlock(&m->js->mu);
+    job_log(m->js, m->jb, clean);
 }
 
 /* one line of mpirun's output: rank 0's progress, epoch summaries and messages, or mpirun's */
@@ -297,17 +283,7 @@ static void run_mpi(struct jobs *js, struct job *jb) {
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     char model[PATH_MAX];
     if (code == 0 && fmt_path(model, sizeof model, "%s/model.npz", jb->dir) && stat(model, &sb) == 0) {
-        ms_status st = models_register(srv->models, jb->id, model, "job", jb->id, jb->activate);
-        if (st) {
-            char err[512];
-            scrub(&m, err, sizeof err, ms_last_error());
-            job_finish(js, jb, JS_FAILED, "trained, but the model could not be loaded: %s", err);
-            return;
-        }
-        pthread_mutex_lock(&js->mu);
-        snprintf(jb->model_id, sizeof jb->model_id, "%s", jb->id);
-        pthread_mutex_unlock(&js->mu);
-        job_finish(js, jb, JS_SUCCEEDED, NULL);
+        job_train_succeeded(js, jb, m.data_path);
     } else if ((cancelled || paused) && code != 0) {
         if (cancelled) {
             job_finish(js, jb, JS_CANCELLED, NULL);
@@ -334,4 +310,4 @@ static void interrupt_mpi(struct job *jb, int pause) {
     if (pause) log_msg("job %s: pausing for shutdown (SIGUSR1 to mpirun)", jb->id);
 }
 
-const struct job_kind job_kind_mpi = {"train", run_mpi, interrupt_mpi};
+const struct job_kind job_kind_mpi = {"train", 'j', "/jobs", 0, run_mpi, interrupt_mpi};

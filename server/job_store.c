@@ -3,9 +3,11 @@
  * writes its own checkpoint.npz / best.npz / model.npz in the same directory, and the job's
  * curves are read back from checkpoint.npz (see jobs.h).
  *
- * At start-up every job is read back: a job whose file still says "running" was running when the
- * process died and becomes "interrupted" (resumable with POST /jobs/{id}/resume); queued jobs
- * queue again in their original order. A clean shutdown (SIGTERM) instead pauses the running job
+ * At start-up every job is read back: a training job whose file still says "running" was running
+ * when the process died and becomes "interrupted" (resumable with POST /jobs/{id}/resume); a pass
+ * (prediction, evaluation) queues again and reruns; queued jobs queue again in their original
+ * order. job.json names its kind ("kind"; none: training) and the kind's ids start with its
+ * letter. A clean shutdown (SIGTERM) instead pauses the running job
  * (the trainer checkpoints mid-epoch) and saves it as queued-with-resume, so it continues on the
  * next start by itself. An outcome (succeeded, failed, cancelled) is on disk before any client
  * can see it, and the temp files of writes that a crash interrupted (job.json.tmp,
@@ -63,6 +65,7 @@ void job_add_epoch(struct job *jb, const ms_epoch_stats *e) {
 void job_free(struct job *jb) {
     if (!jb) return;
     cJSON_Delete(jb->config);
+    cJSON_Delete(jb->outcome);
     free(jb->curves);
     for (int i = 0; i < LOG_LINES; i++) free(jb->log[i]);
     free(jb);
@@ -94,36 +97,52 @@ static double num_or(const cJSON *o, const char *k, double dflt) {
     return cJSON_IsNumber(v) && isfinite(v->valuedouble) ? v->valuedouble : dflt;
 }
 
+/* The kinds job.json may name (its "kind"; absent in the files of training jobs). */
+static const struct job_kind *const kinds[] = {&job_kind_train, &job_kind_predict, &job_kind_eval};
+
+static const struct job_kind *kind_named(const cJSON *name) {
+    if (!name) return &job_kind_train;
+    for (size_t i = 0; cJSON_IsString(name) && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(name->valuestring, kinds[i]->name) == 0) return kinds[i];
+    return NULL;
+}
+
 static struct job *load_job(struct jobs *js, const char *id) {
     char path[PATH_MAX];
     if (!fmt_path(path, sizeof path, "%s/%s/job.json", js->dir, id)) return NULL;
     cJSON *j = read_json_file(path, JOB_JSON_MAX);
     if (!j) return NULL;
     struct job *jb = calloc(1, sizeof *jb);
+    const struct job_kind *kind = kind_named(cJSON_GetObjectItemCaseSensitive(j, "kind"));
+    const int pass = kind && kind->pass;
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id"), *state = cJSON_GetObjectItemCaseSensitive(j, "state"),
-                *ds = cJSON_GetObjectItemCaseSensitive(j, "dataset"), *cfg = cJSON_GetObjectItemCaseSensitive(j, "config"),
+                *ds = cJSON_GetObjectItemCaseSensitive(j, "dataset"),
+                *cfg = cJSON_GetObjectItemCaseSensitive(j, pass ? "request" : "config"),
+                *outcome = cJSON_GetObjectItemCaseSensitive(j, pass ? "result" : "activation"),
                 *err = cJSON_GetObjectItemCaseSensitive(j, "error"), *model = cJSON_GetObjectItemCaseSensitive(j, "model");
-    if (!jb || !cJSON_IsString(jid) || strcmp(jid->valuestring, id) != 0 || !cJSON_IsString(state) ||
-        !cJSON_IsString(ds) || !is_safe_id(ds->valuestring, sizeof jb->dataset - 1) || !cJSON_IsObject(cfg)) {
+    enum activate_rule rule = ACTIVATE_DEFAULT;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activate");
+    if (!jb || !kind || id[0] != kind->prefix || !cJSON_IsString(jid) || strcmp(jid->valuestring, id) != 0 ||
+        !cJSON_IsString(state) || !(cJSON_IsString(ds) ? is_safe_id(ds->valuestring, sizeof jb->dataset - 1) : pass && cJSON_IsNull(ds)) ||
+        !cJSON_IsObject(cfg) || (act && activate_parse(act, &rule) != 0)) {
         log_msg("%s: not a job file of this service; ignored", path);
         free(jb);
         cJSON_Delete(j);
         return NULL;
     }
-    /* job.json has no kind yet: every stored job is a training job (a second kind adds the field) */
-    jb->kind = &job_kind_train;
+    jb->kind = kind;
     const double ranks = num_or(j, "ranks", 0);
-    if (ranks >= 1 && ranks <= 4096) {
+    if (!pass && ranks >= 1 && ranks <= 4096) {
         jb->ranks = (int)ranks;
         jb->kind = &job_kind_mpi;
     }
     snprintf(jb->id, sizeof jb->id, "%.15s", id);
     fmt_path(jb->dir, sizeof jb->dir, "%s/%s", js->dir, id);
-    snprintf(jb->dataset, sizeof jb->dataset, "%s", ds->valuestring);
+    if (cJSON_IsString(ds)) snprintf(jb->dataset, sizeof jb->dataset, "%s", ds->valuestring);
     jb->state = JS_COUNT;
     for (int s = 0; s < JS_COUNT; s++)
         if (strcmp(state->valuestring, job_state_names[s]) == 0) jb->state = (enum job_state)s;
-    jb->activate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "activate"));
+    jb->activate = (int)rule;
     jb->resume = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "resume"));
     jb->created = num_or(j, "created", 0);
     jb->started = num_or(j, "started", 0);
@@ -131,18 +150,26 @@ static struct job *load_job(struct jobs *js, const char *id) {
     if (cJSON_IsString(err)) snprintf(jb->error, sizeof jb->error, "%s", err->valuestring);
     if (cJSON_IsString(model)) snprintf(jb->model_id, sizeof jb->model_id, "%s", model->valuestring);
     jb->config = cJSON_DetachItemViaPointer(j, (cJSON *)cfg);
+    if (cJSON_IsObject(outcome)) jb->outcome = cJSON_DetachItemViaPointer(j, (cJSON *)outcome);
     cJSON_Delete(j);
     if (jb->state == JS_COUNT) {
         log_msg("%s: unknown state; listed as failed", path);
         jb->state = JS_FAILED;
         snprintf(jb->error, sizeof jb->error, "unknown state in job.json");
     }
+    if (pass) return jb;
     /* the curves of whatever ran: from the checkpoint, their owner */
     ms_status st = ms_run_curves(jb->dir, &jb->curves, &jb->ncurves);
     if (st && st != MS_ERR_NOTFOUND) log_msg("job %s: no curves: %s", jb->id, ms_last_error());
     if (jb->ncurves > MAX_CURVE_POINTS) jb->ncurves = MAX_CURVE_POINTS;
     jb->capcurves = jb->ncurves;
     return jb;
+}
+
+static int kind_named_by_prefix(char c) {
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kinds[i]->prefix == c) return 1;
+    return 0;
 }
 
 static int cmp_created(const void *a, const void *b) {
@@ -161,7 +188,7 @@ static int load_all(struct jobs *js) {
     struct dirent *de;
     int debris = 0;
     while ((de = readdir(d))) {
-        if (de->d_name[0] != 'j' || !is_safe_id(de->d_name, 15)) continue;
+        if (!is_safe_id(de->d_name, 15) || !kind_named_by_prefix(de->d_name[0])) continue;
         char jdir[PATH_MAX];
         if (fmt_path(jdir, sizeof jdir, "%s/%s", js->dir, de->d_name)) debris += remove_tmp_files(jdir);
         struct job *jb = load_job(js, de->d_name);
@@ -183,7 +210,12 @@ int job_store_load(struct jobs *js) {
     if (load_all(js) != 0) return -1;
     for (int i = 0; i < js->n; i++) {
         struct job *jb = js->v[i];
-        if (jb->state == JS_RUNNING) {
+        if (jb->state == JS_RUNNING && jb->kind->pass) { /* no checkpoint: it runs again */
+            jb->state = JS_QUEUED;
+            log_msg("job %s was running when the service stopped: queued to run again", jb->id);
+            job_persist(js, jb);
+            job_enqueue(js, jb);
+        } else if (jb->state == JS_RUNNING) {
             jb->state = JS_INTERRUPTED;
             jb->resume = 1;
             snprintf(jb->error, sizeof jb->error, "the service stopped while this job was running; POST /jobs/%s/resume continues it", jb->id);

@@ -23,9 +23,7 @@ struct run_ctx {
 
 /* The trainer's texts name the dataset file and the job directory; clients see ids instead. */
 static void scrub(const struct run_ctx *c, char *dst, size_t cap, const char *src) {
-    char tmp[1024];
-    str_replace(tmp, sizeof tmp, src, c->data_path[0] ? c->data_path : NULL, c->jb->dataset);
-    str_replace(dst, cap, tmp, c->jb->dir, c->jb->id);
+    job_scrub(c->jb, c->data_path, dst, cap, src);
 }
 
 static void on_batch(void *user, const ms_progress *p) {
@@ -50,24 +48,9 @@ static void on_epoch(void *user, const ms_epoch_stats *e) {
 
 static void on_log(void *user, const char *line) {
     struct run_ctx *c = user;
-    struct job *jb = c->jb;
-    log_msg("job %s: %s", jb->id, line);
     char clean[1024];
     scrub(c, clean, sizeof clean, line);
-    char *copy = strdup(clean);
-    if (!copy) return;
-    pthread_mutex_lock(&c->js->mu);
-    int slot = (jb->log_head + jb->log_n) % LOG_LINES;
-    if (jb->log_n == LOG_LINES) {
-        free(jb->log[jb->log_head]);
-        jb->log[jb->log_head] = NULL;
-        jb->log_head = (jb->log_head + 1) % LOG_LINES;
-        slot = (jb->log_head + LOG_LINES - 1) % LOG_LINES;
-    } else {
-        jb->log_n++;
-    }
-    jb->log[slot] = copy;
-    pthread_mutex_unlock(&c->js->mu);
+    job_log(c->js, c->jb, clean);
 }
 
 static void run_train(struct jobs *js, struct job *jb) {
@@ -113,21 +96,7 @@ static void run_train(struct jobs *js, struct job *jb) {
     pthread_mutex_unlock(&js->mu);
     ms_trainer_free(t);
     if (st == MS_OK) {
-        char path[PATH_MAX];
-        if (!fmt_path(path, sizeof path, "%s/model.npz", jb->dir)) {
-            job_finish(js, jb, JS_FAILED, "job directory path too long");
-            return;
-        }
-        st = models_register(js->srv->models, jb->id, path, "job", jb->id, jb->activate);
-        if (st) {
-            scrub(&ctx, err, sizeof err, ms_last_error());
-            job_finish(js, jb, JS_FAILED, "trained, but the model could not be loaded: %s", err);
-            return;
-        }
-        pthread_mutex_lock(&js->mu);
-        snprintf(jb->model_id, sizeof jb->model_id, "%s", jb->id);
-        pthread_mutex_unlock(&js->mu);
-        job_finish(js, jb, JS_SUCCEEDED, NULL);
+        job_train_succeeded(js, jb, ctx.data_path);
     } else if (st == MS_ERR_CANCELLED && paused) {
         pthread_mutex_lock(&js->mu);
         jb->resume = 1;
@@ -150,4 +119,4 @@ static void interrupt_train(struct job *jb, int pause) {
     }
 }
 
-const struct job_kind job_kind_train = {"train", run_train, interrupt_train};
+const struct job_kind job_kind_train = {"train", 'j', "/jobs", 0, run_train, interrupt_train};

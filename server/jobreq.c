@@ -37,9 +37,7 @@ int json_too_deep(const uint8_t *s, size_t n, int limit) {
     return 0;
 }
 
-static void refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...) {
+int jr_refuse(struct jr_error *e, int status, const char *code, const char *fmt, ...) {
     e->status = status;
     e->retry_after = status == 503 ? 5 : 0;
     e->code = code;
@@ -47,6 +45,31 @@ static void refuse(struct jr_error *e, int status, const char *code, const char 
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    return -1;
+}
+
+const struct activate_choice activate_choices[3] = {
+    {ACTIVATE_IF_BETTER, "if_better", "Serve it if it scores better",
+     "The new model and the serving one are evaluated on this run's validation tiles; the new one serves only if its mIoU is higher."},
+    {ACTIVATE_ALWAYS, "always", "Serve it, whatever its score", "The new model replaces the serving one when the run succeeds, whatever its score."},
+    {ACTIVATE_NEVER, NULL, "Keep the serving model", "The new model is only listed under Models; switch to it there by hand."},
+};
+
+cJSON *activate_json(enum activate_rule rule) {
+    for (size_t i = 0; i < sizeof activate_choices / sizeof activate_choices[0]; i++)
+        if (activate_choices[i].rule == rule)
+            return activate_choices[i].value ? cJSON_CreateString(activate_choices[i].value) : cJSON_CreateFalse();
+    return NULL;
+}
+
+int activate_parse(const cJSON *v, enum activate_rule *rule) {
+    if (cJSON_IsTrue(v)) return *rule = ACTIVATE_ALWAYS, 0;
+    for (size_t i = 0; i < sizeof activate_choices / sizeof activate_choices[0]; i++) {
+        const char *want = activate_choices[i].value;
+        if (want ? cJSON_IsString(v) && strcmp(v->valuestring, want) == 0 : cJSON_IsFalse(v))
+            return *rule = activate_choices[i].rule, 0;
+    }
+    return -1;
 }
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -56,18 +79,18 @@ cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e) {
     while (skip < len && is_ws((char)body[skip])) skip++;
     if (skip == len) { /* an empty body means "all defaults" */
         cJSON *o = cJSON_CreateObject();
-        if (!o) refuse(e, 503, "nomem", "out of memory");
+        if (!o) jr_refuse(e, 503, "nomem", "out of memory");
         return o;
     }
     if (json_too_deep(body, len, JSON_MAX_DEPTH)) {
-        refuse(e, 400, "bad_json", "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+        jr_refuse(e, 400, "bad_json", "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
         return NULL;
     }
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
     if (!o) {
         size_t at = end && end >= (const char *)body ? (size_t)(end - (const char *)body) : 0;
-        refuse(e, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
+        jr_refuse(e, 400, "bad_json", "request body is not valid JSON (near byte %zu)", at);
         return NULL;
     }
     /* cJSON stops after the first value: '{"epochs": 3} {"epochs": 400}' or '{...} junk' would
@@ -75,13 +98,13 @@ cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e) {
     for (const char *p = end ? end : (const char *)body + len; p < (const char *)body + len; p++)
         if (!is_ws(*p)) {
             cJSON_Delete(o);
-            refuse(e, 400, "bad_json", "request body is not valid JSON (unexpected data at byte %zu)",
+            jr_refuse(e, 400, "bad_json", "request body is not valid JSON (unexpected data at byte %zu)",
                    (size_t)(p - (const char *)body));
             return NULL;
         }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        refuse(e, 400, "bad_json", "request body must be a JSON object");
+        jr_refuse(e, 400, "bad_json", "request body must be a JSON object");
         return NULL;
     }
     return o;
@@ -89,34 +112,35 @@ cJSON *json_body_object(const uint8_t *body, size_t len, struct jr_error *e) {
 
 int job_request_fields(cJSON *body, char *dataset, size_t cap, int *activate, struct jr_error *e) {
     snprintf(dataset, cap, "sample");
-    *activate = 1;
+    *activate = ACTIVATE_DEFAULT;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset"), *a = cJSON_GetObjectItemCaseSensitive(body, "activate");
     if (cJSON_GetObjectItemCaseSensitive(body, "data") || cJSON_GetObjectItemCaseSensitive(body, "key")) {
-        refuse(e, 400, "invalid_argument",
+        jr_refuse(e, 400, "invalid_argument",
                "'data' and 'key' cannot be set through the API: name an uploaded dataset with \"dataset\": \"<id>\"");
         return -1;
     }
     if (cJSON_GetObjectItemCaseSensitive(body, "init")) { /* a server-side path: CLI only */
-        refuse(e, 400, "invalid_argument", "'init' (a weights file path) cannot be set through the API");
+        jr_refuse(e, 400, "invalid_argument", "'init' (a weights file path) cannot be set through the API");
         return -1;
     }
     if (d) {
         if (!cJSON_IsString(d)) {
-            refuse(e, 400, "invalid_argument", "dataset: must be a dataset id (a string)");
+            jr_refuse(e, 400, "invalid_argument", "dataset: must be a dataset id (a string)");
             return -1;
         }
         if (!is_safe_id(d->valuestring, cap - 1)) {
-            refuse(e, 400, "unknown_dataset", "dataset: no such dataset");
+            jr_refuse(e, 400, "unknown_dataset", "dataset: no such dataset");
             return -1;
         }
         snprintf(dataset, cap, "%s", d->valuestring);
     }
+    enum activate_rule rule;
     if (a) {
-        if (!cJSON_IsBool(a)) {
-            refuse(e, 400, "invalid_argument", "activate: must be true or false");
+        if (activate_parse(a, &rule) != 0) {
+            jr_refuse(e, 400, "invalid_argument", "activate: must be \"if_better\" (the default), \"always\" or false");
             return -1;
         }
-        *activate = cJSON_IsTrue(a);
+        *activate = (int)rule;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(body, "dataset");
     cJSON_DeleteItemFromObjectCaseSensitive(body, "activate");
@@ -128,7 +152,7 @@ int job_request_ranks(cJSON *body, int *ranks, struct jr_error *e) {
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "ranks");
     if (!n) return 0;
     if (!cJSON_IsNumber(n) || n->valuedouble != (double)(int)n->valuedouble || n->valuedouble < 1 || n->valuedouble > 4096) {
-        refuse(e, 400, "invalid_argument", "ranks: must be a whole number of processes in [1, 4096]");
+        jr_refuse(e, 400, "invalid_argument", "ranks: must be a whole number of processes in [1, 4096]");
         return -1;
     }
     *ranks = (int)n->valuedouble;

@@ -1,11 +1,13 @@
 /* The jobs' HTTP handlers (GET/POST /jobs, GET/DELETE /jobs/{id}, GET /jobs/{id}/curves, POST
- * /jobs/{id}/resume) and their Prometheus lines. The queue, the store and the views they use are
- * described in jobs.h. */
+ * /jobs/{id}/resume), the steps of every submission (job_reserve, job_publish), the list, detail
+ * and cancel handlers every kind's collection shares (/predictions, /evaluations use them too),
+ * and the Prometheus lines. The queue, the store and the views they use are described in jobs.h. */
 #include "jobs.h"
 
 #include "marsseg_curves.h"
 #include "marsseg_io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -18,7 +20,7 @@ void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap) {
     int counts[JS_COUNT] = {0};
     pthread_mutex_lock(&js->mu);
     for (int i = 0; i < js->n; i++) counts[js->v[i]->state]++;
-    buf_printf(buf, len, cap, "# HELP marsseg_jobs Training jobs by state.\n# TYPE marsseg_jobs gauge\n");
+    buf_printf(buf, len, cap, "# HELP marsseg_jobs Jobs (training, predictions, evaluations) by state.\n# TYPE marsseg_jobs gauge\n");
     for (int s = 0; s < JS_COUNT; s++) buf_printf(buf, len, cap, "marsseg_jobs{state=\"%s\"} %d\n", job_state_names[s], counts[s]);
     buf_printf(buf, len, cap,
                "# HELP marsseg_jobs_finished_total Jobs that ended since start-up, by outcome.\n"
@@ -46,16 +48,24 @@ static enum MHD_Result reply_job(struct req *r, struct jobs *js, struct job *jb,
     pthread_mutex_unlock(&js->mu);
     if (!j) return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     char loc[48];
-    snprintf(loc, sizeof loc, "/jobs/%s", jb->id);
+    snprintf(loc, sizeof loc, "%s/%s", jb->kind->collection, jb->id);
     return reply_json(r, status, j, status == 202 || status == 201 ? loc : NULL);
 }
 
-enum MHD_Result h_jobs_list(struct req *r) {
+struct job *job_find_in(struct jobs *js, const char *id, const char *collection) {
+    struct job *jb = job_find(js, id);
+    return jb && strcmp(jb->kind->collection, collection) == 0 ? jb : NULL;
+}
+
+enum MHD_Result h_jobs_list(struct req *r) { return jobs_reply_list(r, "/jobs"); }
+
+enum MHD_Result jobs_reply_list(struct req *r, const char *collection) {
     struct jobs *js = req_server(r)->jobs;
     cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     int ok = j && arr;
     pthread_mutex_lock(&js->mu);
     for (int i = js->n - 1; i >= 0 && ok; i--) { /* newest first */
+        if (strcmp(js->v[i]->kind->collection, collection) != 0) continue;
         cJSON *e = job_json(js->v[i], VIEW_SUMMARY);
         ok = e && cJSON_AddItemToArray(arr, e);
         if (!ok) cJSON_Delete(e);
@@ -63,91 +73,103 @@ enum MHD_Result h_jobs_list(struct req *r) {
     ok = ok && jset_num(j, "queued", js->nqueued);
     ok = ok && (js->running ? jset_str(j, "running", js->running->id) : cJSON_AddNullToObject(j, "running") != NULL);
     pthread_mutex_unlock(&js->mu);
-    return reply_json_list(r, j, "jobs", arr, ok);
+    return reply_json_list(r, j, collection + 1, arr, ok);
 }
 
-static struct job *submit_refused(struct jr_error *e, int status, int retry_after, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static struct job *submit_refused(struct jr_error *e, int status, int retry_after, const char *code, const char *fmt, ...) {
-    e->status = status;
-    e->retry_after = retry_after;
-    e->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-struct job *job_submit(struct jobs *js, const char *dataset, const cJSON *config, int activate, int ranks, struct jr_error *e) {
+int job_reserve(struct jobs *js, struct job *jb, struct jr_error *e) {
     struct server *srv = js->srv;
-    ms_train_config cfg;
-    ms_status st = job_train_config(js, dataset, config, &cfg);
-    if (st == MS_ERR_NOTFOUND) return submit_refused(e, 400, 0, "unknown_dataset", "dataset: no dataset with id '%s'", dataset);
-    if (st == MS_ERR_NOMEM) return submit_refused(e, 503, 5, "nomem", "out of memory");
-    if (st) return submit_refused(e, 400, 0, "invalid_config", "%s", ms_last_error());
-
-    struct job *jb = calloc(1, sizeof *jb);
-    if (!jb || !(jb->config = job_config_display(&cfg))) {
-        job_free(jb);
-        return submit_refused(e, 503, 5, "nomem", "out of memory");
-    }
-    jb->kind = ranks ? &job_kind_mpi : &job_kind_train;
-    jb->ranks = ranks;
-    snprintf(jb->dataset, sizeof jb->dataset, "%s", dataset);
-    jb->activate = activate;
     jb->state = JS_QUEUED;
     jb->created = now_wall();
-
     pthread_mutex_lock(&js->mu);
     if (js->stop) {
         pthread_mutex_unlock(&js->mu);
         job_free(jb);
-        return submit_refused(e, 503, 5, "shutting_down", "the service is shutting down");
+        return jr_refuse(e, 503, "shutting_down", "the service is shutting down");
     }
     if ((unsigned)js->nqueued >= srv->cfg.max_queue) {
         int q = js->nqueued;
         pthread_mutex_unlock(&js->mu);
         job_free(jb);
-        return submit_refused(e, 503, 30, "queue_full", "%d jobs are already queued; retry later", q);
+        jr_refuse(e, 503, "queue_full", "%d jobs are already queued; retry later", q);
+        e->retry_after = 30;
+        return -1;
     }
     unsigned num = js->next_id++;
     pthread_mutex_unlock(&js->mu);
-    snprintf(jb->id, sizeof jb->id, "j%06u", num);
+    snprintf(jb->id, sizeof jb->id, "%c%06u", jb->kind->prefix, num);
     if (!fmt_path(jb->dir, sizeof jb->dir, "%s/%s", js->dir, jb->id) || ensure_dir(jb->dir) != 0) {
         int err = errno;
         job_free(jb);
-        return submit_refused(e, 500, 0, "io", "cannot create the job directory: %s", strerror(err));
+        return jr_refuse(e, 500, "io", "cannot create the job directory: %s", strerror(err));
     }
     if (ms_fsync_dir(js->dir) != 0) log_msg("job %s: cannot sync %s: %s", jb->id, js->dir, strerror(errno));
+    return 0;
+}
+
+/* A reserved job that will not be published: its directory and what the caller put there. */
+static void job_unreserve(struct job *jb) {
+    char file[PATH_MAX];
+    DIR *d = opendir(jb->dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.' && fmt_path(file, sizeof file, "%s/%s", jb->dir, de->d_name)) unlink(file);
+    if (d) closedir(d);
+    rmdir(jb->dir);
+    job_free(jb);
+}
+
+int job_publish(struct jobs *js, struct job *jb, struct jr_error *e) {
     /* on disk before it is visible, so an accepted job is never lost */
     cJSON *snap = job_json(jb, VIEW_PERSIST);
     char path[PATH_MAX];
-    st = snap && fmt_path(path, sizeof path, "%s/job.json", jb->dir) ? write_json_atomic(path, snap) : MS_ERR_NOMEM;
+    ms_status st = snap && fmt_path(path, sizeof path, "%s/job.json", jb->dir) ? write_json_atomic(path, snap) : MS_ERR_NOMEM;
     cJSON_Delete(snap);
     if (st) {
-        rmdir(jb->dir);
-        job_free(jb);
-        if (st == MS_ERR_NOMEM) return submit_refused(e, 503, 5, "nomem", "saving the job: out of memory");
-        return submit_refused(e, 500, 0, ms_status_code(st), "saving the job: %s", ms_last_error()[0] ? ms_last_error() : ms_strerror(st));
+        job_unreserve(jb);
+        if (st == MS_ERR_NOMEM) return jr_refuse(e, 503, "nomem", "saving the job: out of memory");
+        return jr_refuse(e, 500, ms_status_code(st), "saving the job: %s", ms_last_error()[0] ? ms_last_error() : ms_strerror(st));
     }
     jb->persisted_version = jb->version = 1;
     pthread_mutex_lock(&js->mu);
     if (job_add(js, jb) != 0) {
         pthread_mutex_unlock(&js->mu);
-        job_free(jb);
-        return submit_refused(e, 503, 30, "too_many_jobs", "job registry full or out of memory");
+        job_unreserve(jb);
+        jr_refuse(e, 503, "too_many_jobs", "job registry full or out of memory");
+        e->retry_after = 30;
+        return -1;
     }
     job_enqueue(js, jb);
     pthread_mutex_unlock(&js->mu);
-    log_msg("job %s: queued (dataset %s)", jb->id, dataset);
+    log_msg("job %s: queued (%s%s%s)", jb->id, jb->kind->name, jb->dataset[0] ? ", dataset " : "", jb->dataset);
+    return 0;
+}
+
+struct job *job_submit(struct jobs *js, const char *dataset, const cJSON *config, int activate, int ranks, struct jr_error *e) {
+    ms_train_config cfg;
+    ms_status st = job_train_config(js, dataset, config, &cfg);
+    if (st == MS_ERR_NOTFOUND) return jr_refuse(e, 400, "unknown_dataset", "dataset: no dataset with id '%s'", dataset), NULL;
+    if (st == MS_ERR_NOMEM) return jr_refuse(e, 503, "nomem", "out of memory"), NULL;
+    if (st) return jr_refuse(e, 400, "invalid_config", "%s", ms_last_error()), NULL;
+
+    struct job *jb = calloc(1, sizeof *jb);
+    if (!jb || !(jb->config = job_config_display(&cfg))) {
+        job_free(jb);
+        return jr_refuse(e, 503, "nomem", "out of memory"), NULL;
+    }
+    jb->kind = ranks ? &job_kind_mpi : &job_kind_train;
+    jb->ranks = ranks;
+    snprintf(jb->dataset, sizeof jb->dataset, "%s", dataset);
+    jb->activate = activate;
+    if (job_reserve(js, jb, e) || job_publish(js, jb, e)) return NULL;
     return jb;
 }
 
-static enum MHD_Result reply_jr_error(struct req *r, const struct jr_error *e) {
+enum MHD_Result reply_jr_error(struct req *r, const struct jr_error *e) {
     if (e->retry_after) return reply_error_retry(r, (unsigned)e->status, (unsigned)e->retry_after, e->code, "%s", e->msg);
     return reply_error(r, (unsigned)e->status, e->code, "%s", e->msg);
 }
+
+enum MHD_Result jobs_reply_created(struct req *r, struct job *jb) { return reply_job(r, req_server(r)->jobs, jb, 202, VIEW_DETAIL); }
 
 enum MHD_Result h_jobs_create(struct req *r) {
     struct server *srv = req_server(r);
@@ -169,19 +191,23 @@ enum MHD_Result h_jobs_create(struct req *r) {
     return reply_job(r, js, jb, 202, VIEW_DETAIL);
 }
 
-enum MHD_Result h_job_get(struct req *r) {
+enum MHD_Result h_job_get(struct req *r) { return jobs_reply_get(r, "/jobs"); }
+
+enum MHD_Result jobs_reply_get(struct req *r, const char *collection) {
     struct jobs *js = req_server(r)->jobs;
     pthread_mutex_lock(&js->mu);
-    struct job *jb = job_find(js, req_param(r, 0));
+    struct job *jb = job_find_in(js, req_param(r, 0), collection);
     pthread_mutex_unlock(&js->mu);
     if (!jb) return reply_error(r, 404, "not_found", "no such job");
     return reply_job(r, js, jb, 200, VIEW_DETAIL);
 }
 
-enum MHD_Result h_job_delete(struct req *r) {
+enum MHD_Result h_job_delete(struct req *r) { return jobs_reply_cancel(r, "/jobs"); }
+
+enum MHD_Result jobs_reply_cancel(struct req *r, const char *collection) {
     struct jobs *js = req_server(r)->jobs;
     pthread_mutex_lock(&js->mu);
-    struct job *jb = job_find(js, req_param(r, 0));
+    struct job *jb = job_find_in(js, req_param(r, 0), collection);
     if (!jb) {
         pthread_mutex_unlock(&js->mu);
         return reply_error(r, 404, "not_found", "no such job");
@@ -207,7 +233,7 @@ enum MHD_Result h_job_resume(struct req *r) {
     struct server *srv = req_server(r);
     struct jobs *js = srv->jobs;
     pthread_mutex_lock(&js->mu);
-    struct job *jb = job_find(js, req_param(r, 0));
+    struct job *jb = job_find_in(js, req_param(r, 0), "/jobs");
     if (!jb) {
         pthread_mutex_unlock(&js->mu);
         return reply_error(r, 404, "not_found", "no such job");
@@ -243,7 +269,7 @@ enum MHD_Result h_job_curves(struct req *r) {
         since = (int)v;
     }
     pthread_mutex_lock(&js->mu);
-    struct job *jb = job_find(js, req_param(r, 0));
+    struct job *jb = job_find_in(js, req_param(r, 0), "/jobs");
     if (!jb) {
         pthread_mutex_unlock(&js->mu);
         return reply_error(r, 404, "not_found", "no such job");

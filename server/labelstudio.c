@@ -16,6 +16,7 @@
  * of the batch still get theirs. The hostname and access_token /setup receives are ignored:
  * images are fetched only from --label-studio-url, with --label-studio-token. */
 #include "labelstudio.h"
+#include "marsseg_predict.h" /* ms_model_segment_ex */
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,48 +133,14 @@ int ls_task_image(struct labelstudio *ls, const cJSON *task, const struct ls_con
 
 /* ------------------------------------------------------------------ inference with confidence */
 
-/* ms_model_segment without TTA, plus the mean over the image of each pixel's top softmax
- * probability (the tile's confidence). The padding (edge replication) and the argmax (the first
- * of equal maxima) are ms_model_segment's, so the labels are the ones POST /segment answers for
- * the same image. (The core's uncertainty API, ms_model_segment_ex's score.confidence, is the
- * same figure: this body can become a call to it.) */
+/* ms_model_segment without TTA, plus the tile's confidence (the mean over the image of each
+ * pixel's top softmax probability): the core's ms_model_segment_ex, so the labels are the ones
+ * POST /segment answers for the same image. */
 static ms_status segment_with_confidence(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t *labels,
                                          float *confidence) {
-    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
-    const ms_model_config *mc = ms_model_get_config(m);
-    const int q = 1 << mc->depth, K = mc->classes;
-    const int Hp = (H + q - 1) / q * q, Wp = (W + q - 1) / q * q;
-    const size_t hw = (size_t)Hp * Wp;
-    float *x = malloc(sizeof(float) * hw), *probs = malloc(sizeof(float) * hw * (size_t)K);
-    ms_status st = MS_OK;
-    if (!x || !probs) {
-        st = ms_fail(MS_ERR_NOMEM, "segment: %dx%d image", W, H);
-        goto done;
-    }
-    for (int y = 0; y < Hp; y++) {
-        const uint8_t *row = gray + (size_t)(y < H ? y : H - 1) * W;
-        for (int xx = 0; xx < Wp; xx++) x[(size_t)y * Wp + xx] = row[xx < W ? xx : W - 1] * (1.0f / 255.0f);
-    }
-    if ((st = ms_model_predict(m, x, 1, Hp, Wp, NULL, probs))) goto done;
-    double sum = 0;
-    for (int y = 0; y < H; y++)
-        for (int xx = 0; xx < W; xx++) {
-            int best = 0;
-            float bv = -1.0f;
-            for (int k = 0; k < K; k++) {
-                const float p = probs[(size_t)k * hw + (size_t)y * Wp + xx];
-                if (p > bv) {
-                    bv = p;
-                    best = k;
-                }
-            }
-            labels[(size_t)y * W + xx] = (uint8_t)best;
-            sum += bv;
-        }
-    *confidence = (float)(sum / ((double)H * W));
-done:
-    free(x);
-    free(probs);
+    ms_tile_score score;
+    ms_status st = ms_model_segment_ex(m, gray, H, W, 0, labels, NULL, &score);
+    if (st == MS_OK) *confidence = score.confidence;
     return st;
 }
 
@@ -199,11 +166,7 @@ enum MHD_Result h_ls_health(struct req *r) {
              (snap ? jset_str(j, "model_version", snap->id) : cJSON_AddNullToObject(j, "model_version") != NULL) &&
              jset_bool(j, "model_loaded", snap != NULL);
     if (snap) model_release(snap);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
 }
 
 enum MHD_Result h_ls_setup(struct req *r) {
@@ -217,11 +180,7 @@ enum MHD_Result h_ls_setup(struct req *r) {
     char id[64];
     models_active_id(req_server(r)->models, id, sizeof id);
     cJSON *j = cJSON_CreateObject();
-    if (!j || !jset_str(j, "model_version", id[0] ? id : "none")) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, j && jset_str(j, "model_version", id[0] ? id : "none"));
 }
 
 /* ------------------------------------------------------------------ POST /predict */

@@ -50,11 +50,7 @@ static enum MHD_Result reply_status_text(struct req *r, unsigned status, const c
         result = NULL;
     }
     cJSON_Delete(result);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, status, j, NULL);
+    return reply_json_built(r, status, j, ok);
 }
 
 /* The task of the event: body.task, or (older Label Studio) the task read from the Label Studio

@@ -33,11 +33,7 @@ enum MHD_Result h_oip_server(struct req *r) {
     if (ok) ok = cJSON_AddItemToArray(ext, cJSON_CreateString("binary_tensor_data"));
     if (ok) ok = jset_item(j, "extensions", ext), ext = NULL;
     cJSON_Delete(ext);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
 }
 
 /* Both spellings of the spec's health answers ({"live"} and {"ready"}), so that clients of
@@ -46,11 +42,7 @@ static enum MHD_Result health(struct req *r, unsigned status, int ready, const c
     cJSON *j = cJSON_CreateObject();
     int ok = j && jset_bool(j, "live", 1) && jset_bool(j, "ready", ready);
     if (ok && error) ok = jset_str(j, "error", error);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, status, j, NULL);
+    return reply_json_built(r, status, j, ok);
 }
 
 enum MHD_Result h_oip_live(struct req *r) { return health(r, 200, 1, NULL); }
@@ -105,11 +97,7 @@ enum MHD_Result h_oip_model(struct req *r) {
     cJSON_Delete(versions);
     cJSON_Delete(in);
     cJSON_Delete(out);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
 }
 
 /* A registered model is ready: its file loaded when it was registered, and loads on demand. */
@@ -117,11 +105,7 @@ enum MHD_Result h_oip_model_ready(struct req *r) {
     enum MHD_Result res;
     if (!path_model(r, NULL, &res)) return res;
     cJSON *j = cJSON_CreateObject();
-    if (!j || !jset_str(j, "name", req_param(r, 0)) || !jset_bool(j, "ready", 1)) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, j && jset_str(j, "name", req_param(r, 0)) && jset_bool(j, "ready", 1));
 }
 
 /* ------------------------------------------------------------------ inference */

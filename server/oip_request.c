@@ -9,25 +9,11 @@
 #include "oip.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char *const oip_output_names[OIP_NOUTPUTS] = {"labels", "probabilities", "confidence"};
-
-static int fail(struct jr_error *e, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(struct jr_error *e, int status, const char *code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    e->status = status;
-    e->code = code;
-    e->retry_after = status == 503 ? 5 : 0;
-    return -1;
-}
 
 /* ------------------------------------------------------------------ the scanner */
 
@@ -47,7 +33,7 @@ struct scan {
 };
 
 static int sfail(struct scan *s, int status, const char *code, const char *msg) {
-    if (!s->failed) fail(s->e, status, code, "%s", msg);
+    if (!s->failed) jr_refuse(s->e, status, code, "%s", msg);
     s->failed = 1;
     return 0;
 }
@@ -117,44 +103,50 @@ static int number(struct scan *s) {
     return 1;
 }
 
+/* At a container's opening bracket: past it; 1 when the container is empty (its closing bracket
+ * read too). */
+static int open_empty(struct scan *s, char close) {
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a container's item: past ',' (1: another item follows) or the closing bracket (2: the
+ * container ends); 0 with the error `what` otherwise. */
+static int next_item(struct scan *s, char close, const char *what) {
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 2;
+    }
+    return sfail(s, 400, "bad_json", what);
+}
+
 /* At '[' of a data array: nested arrays of numbers, read in order (flattened). */
 static int numbers(struct scan *s) {
     if (++s->depth > JSON_MAX_DEPTH) return sfail(s, 400, "bad_json", "JSON nested too deeply");
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        s->depth--;
-        return 1;
-    }
-    for (;;) {
+    for (int more = open_empty(s, ']') ? 2 : 1; more != 2;) {
         skip_ws(s);
         if (s->p >= s->end) return sfail(s, 400, "bad_json", "invalid JSON: truncated tensor data");
         if (!(*s->p == '[' ? numbers(s) : number(s))) return 0;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            s->depth--;
-            return 1;
-        }
-        return sfail(s, 400, "bad_json", "invalid JSON: expected ',' or ']' in tensor data");
+        if (!(more = next_item(s, ']', "invalid JSON: expected ',' or ']' in tensor data"))) return 0;
     }
+    s->depth--;
+    return 1;
 }
 
 static int value(struct scan *s, enum role role);
 
 static int object(struct scan *s, enum role role) {
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return 1;
-    }
-    for (;;) {
+    for (int more = open_empty(s, '}') ? 2 : 1; more != 2;) {
         skip_ws(s);
         if (s->p >= s->end || *s->p != '"') return sfail(s, 400, "bad_json", "invalid JSON: expected a key");
         const char *k0 = s->p;
@@ -167,39 +159,17 @@ static int object(struct scan *s, enum role role) {
         if (role == R_ROOT && key_is(k0, k1, "inputs")) child = R_INPUTS;
         else if (role == R_INPUT && key_is(k0, k1, "data")) child = R_DATA;
         if (!value(s, child)) return 0;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == '}') {
-            s->p++;
-            return 1;
-        }
-        return sfail(s, 400, "bad_json", "invalid JSON: expected ',' or '}'");
+        if (!(more = next_item(s, '}', "invalid JSON: expected ',' or '}'"))) return 0;
     }
+    return 1;
 }
 
 static int array(struct scan *s, enum role role) {
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        return 1;
-    }
-    for (;;) {
+    for (int more = open_empty(s, ']') ? 2 : 1; more != 2;) {
         if (!value(s, role == R_INPUTS ? R_INPUT : R_OTHER)) return 0;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            return 1;
-        }
-        return sfail(s, 400, "bad_json", "invalid JSON: expected ',' or ']'");
+        if (!(more = next_item(s, ']', "invalid JSON: expected ',' or ']'"))) return 0;
     }
+    return 1;
 }
 
 static int value(struct scan *s, enum role role) {
@@ -243,16 +213,16 @@ static long long dim(const cJSON *d) {
 static int read_shape(const cJSON *shape, size_t max_pixels, struct oip_request *rq, struct jr_error *e) {
     const int rank = cJSON_GetArraySize(shape);
     if (!cJSON_IsArray(shape) || (rank != 3 && rank != 4))
-        return fail(e, 400, "bad_shape", "input image: shape must be [N,H,W] or [N,1,H,W]");
+        return jr_refuse(e, 400, "bad_shape", "input image: shape must be [N,H,W] or [N,1,H,W]");
     long long d[4];
     for (int i = 0; i < rank; i++)
         if ((d[i] = dim(cJSON_GetArrayItem(shape, i))) < 0)
-            return fail(e, 400, "bad_shape", "input image: shape[%d] must be an integer >= 1", i);
+            return jr_refuse(e, 400, "bad_shape", "input image: shape[%d] must be an integer >= 1", i);
     if (rank == 4 && d[1] != 1)
-        return fail(e, 400, "bad_shape", "input image: a shape of rank 4 is [N,1,H,W] (one channel), not %lld channels", d[1]);
+        return jr_refuse(e, 400, "bad_shape", "input image: a shape of rank 4 is [N,1,H,W] (one channel), not %lld channels", d[1]);
     const long long n = d[0], h = d[rank - 2], w = d[rank - 1], lim = (long long)max_pixels;
     if (n > lim || h > lim || w > lim || n * h > lim || n * h * w > lim)
-        return fail(e, 400, "too_many_pixels", "input image: %lld x %lld x %lld pixels exceed the limit of %zu pixels",
+        return jr_refuse(e, 400, "too_many_pixels", "input image: %lld x %lld x %lld pixels exceed the limit of %zu pixels",
                     n, h, w, max_pixels);
     rq->rank = rank;
     rq->n = (int)n;
@@ -268,10 +238,10 @@ static int check_values(struct oip_request *rq, struct jr_error *e) {
         const float v = rq->x[i];
         if (rq->dtype == OIP_UINT8) {
             if (!(v >= 0 && v <= 255) || v != floorf(v))
-                return fail(e, 400, "bad_value", "input image: UINT8 data must be integers in [0,255] (element %zu is %g)", i, v);
+                return jr_refuse(e, 400, "bad_value", "input image: UINT8 data must be integers in [0,255] (element %zu is %g)", i, v);
             rq->x[i] = v * (1.0f / 255.0f); /* as ms_model_segment converts a gray byte */
         } else if (!(v >= 0 && v <= 1)) {
-            return fail(e, 400, "bad_value", "input image: FP32 data must be in [0,1] (element %zu is %g)", i, v);
+            return jr_refuse(e, 400, "bad_value", "input image: FP32 data must be in [0,1] (element %zu is %g)", i, v);
         }
     }
     return 0;
@@ -280,14 +250,14 @@ static int check_values(struct oip_request *rq, struct jr_error *e) {
 static int read_binary(const uint8_t *bin, size_t blen, const cJSON *size, struct oip_request *rq, struct jr_error *e) {
     const size_t total = (size_t)rq->n * rq->h * rq->w, esize = rq->dtype == OIP_UINT8 ? 1 : 4;
     if (!cJSON_IsNumber(size) || size->valuedouble < 0 || size->valuedouble != floor(size->valuedouble))
-        return fail(e, 400, "bad_input", "input image: binary_data_size must be an integer >= 0");
+        return jr_refuse(e, 400, "bad_input", "input image: binary_data_size must be an integer >= 0");
     if (size->valuedouble != (double)(total * esize))
-        return fail(e, 400, "bad_shape", "input image: binary_data_size %.0f does not match the shape and datatype (%zu bytes)",
+        return jr_refuse(e, 400, "bad_shape", "input image: binary_data_size %.0f does not match the shape and datatype (%zu bytes)",
                     size->valuedouble, total * esize);
     if (blen != total * esize)
-        return fail(e, 400, "bad_input", "the body holds %zu bytes of binary data after the JSON header, the input declares %zu",
+        return jr_refuse(e, 400, "bad_input", "the body holds %zu bytes of binary data after the JSON header, the input declares %zu",
                     blen, total * esize);
-    if (!(rq->x = malloc(total * sizeof *rq->x))) return fail(e, 503, "nomem", "out of memory for the input tensor");
+    if (!(rq->x = malloc(total * sizeof *rq->x))) return jr_refuse(e, 503, "nomem", "out of memory for the input tensor");
     if (esize == 1) {
         for (size_t i = 0; i < total; i++) rq->x[i] = (float)bin[i];
     } else {
@@ -304,7 +274,7 @@ static int bool_param(const cJSON *params, const char *name, int dflt, int *out,
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, name);
     *out = dflt;
     if (!v) return 0;
-    if (!cJSON_IsBool(v)) return fail(e, 400, "bad_parameter", "parameter %s must be true or false", name);
+    if (!cJSON_IsBool(v)) return jr_refuse(e, 400, "bad_parameter", "parameter %s must be true or false", name);
     *out = cJSON_IsTrue(v);
     return 0;
 }
@@ -319,18 +289,18 @@ static int read_outputs(const cJSON *doc, struct oip_request *rq, struct jr_erro
         rq->binary[OIP_LABELS] = all_binary;
         return 0;
     }
-    if (!cJSON_IsArray(outs)) return fail(e, 400, "bad_output", "outputs must be an array");
+    if (!cJSON_IsArray(outs)) return jr_refuse(e, 400, "bad_output", "outputs must be an array");
     const cJSON *o;
     cJSON_ArrayForEach(o, outs) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-        if (!cJSON_IsString(name)) return fail(e, 400, "bad_output", "every output needs a name");
+        if (!cJSON_IsString(name)) return jr_refuse(e, 400, "bad_output", "every output needs a name");
         int k = 0;
         while (k < OIP_NOUTPUTS && strcmp(name->valuestring, oip_output_names[k]) != 0) k++;
         if (k == OIP_NOUTPUTS)
-            return fail(e, 400, "bad_output", "unknown output '%.64s' (the outputs are labels, probabilities, confidence)",
+            return jr_refuse(e, 400, "bad_output", "unknown output '%.64s' (the outputs are labels, probabilities, confidence)",
                         name->valuestring);
         for (int i = 0; i < rq->norder; i++)
-            if (rq->order[i] == (enum oip_output)k) return fail(e, 400, "bad_output", "output %s is asked for twice", oip_output_names[k]);
+            if (rq->order[i] == (enum oip_output)k) return jr_refuse(e, 400, "bad_output", "output %s is asked for twice", oip_output_names[k]);
         if (bool_param(cJSON_GetObjectItemCaseSensitive(o, "parameters"), "binary_data", all_binary, &rq->binary[k], e)) return -1;
         rq->order[rq->norder++] = (enum oip_output)k;
     }
@@ -341,35 +311,35 @@ static int read_outputs(const cJSON *doc, struct oip_request *rq, struct jr_erro
 static int read_request(const cJSON *doc, const struct scan *s, const uint8_t *bin, size_t blen, int has_header,
                         size_t max_pixels, struct oip_request *rq, struct jr_error *e) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    if (id && !cJSON_IsString(id)) return fail(e, 400, "bad_request", "id must be a string");
-    if (id && !(rq->id = strdup(id->valuestring))) return fail(e, 503, "nomem", "out of memory");
+    if (id && !cJSON_IsString(id)) return jr_refuse(e, 400, "bad_request", "id must be a string");
+    if (id && !(rq->id = strdup(id->valuestring))) return jr_refuse(e, 503, "nomem", "out of memory");
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(doc, "inputs");
     if (!cJSON_IsArray(inputs) || cJSON_GetArraySize(inputs) != 1)
-        return fail(e, 400, "bad_input", "inputs must hold one tensor, 'image'");
+        return jr_refuse(e, 400, "bad_input", "inputs must hold one tensor, 'image'");
     const cJSON *in = cJSON_GetArrayItem(inputs, 0);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name"), *dt = cJSON_GetObjectItemCaseSensitive(in, "datatype");
     if (!cJSON_IsString(name) || strcmp(name->valuestring, "image") != 0)
-        return fail(e, 400, "bad_input", "the model's input is 'image' (got %.64s)", cJSON_IsString(name) ? name->valuestring : "no name");
+        return jr_refuse(e, 400, "bad_input", "the model's input is 'image' (got %.64s)", cJSON_IsString(name) ? name->valuestring : "no name");
     if (cJSON_IsString(dt) && strcmp(dt->valuestring, "UINT8") == 0) rq->dtype = OIP_UINT8;
     else if (cJSON_IsString(dt) && strcmp(dt->valuestring, "FP32") == 0) rq->dtype = OIP_FP32;
     else
-        return fail(e, 400, "bad_datatype", "input image: datatype must be UINT8 or FP32 (got %.32s)",
+        return jr_refuse(e, 400, "bad_datatype", "input image: datatype must be UINT8 or FP32 (got %.32s)",
                     cJSON_IsString(dt) ? dt->valuestring : "none");
     if (read_shape(cJSON_GetObjectItemCaseSensitive(in, "shape"), max_pixels, rq, e)) return -1;
     const size_t total = (size_t)rq->n * rq->h * rq->w;
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "parameters"), "binary_data_size");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(in, "data");
     if (size) {
-        if (data) return fail(e, 400, "bad_input", "input image: give data or binary_data_size, not both");
+        if (data) return jr_refuse(e, 400, "bad_input", "input image: give data or binary_data_size, not both");
         if (!has_header)
-            return fail(e, 400, "bad_input", "input image: binary data needs the Inference-Header-Content-Length header");
+            return jr_refuse(e, 400, "bad_input", "input image: binary data needs the Inference-Header-Content-Length header");
         if (read_binary(bin, blen, size, rq, e)) return -1;
     } else {
-        if (!data) return fail(e, 400, "bad_input", "input image: no data (give data, or binary_data_size and binary data)");
-        if (!s->found || !cJSON_IsArray(data)) return fail(e, 400, "bad_datatype", "input image: data must be an array of numbers");
-        if (blen) return fail(e, 400, "bad_input", "%zu bytes of binary data follow the JSON header, and no input declares them", blen);
+        if (!data) return jr_refuse(e, 400, "bad_input", "input image: no data (give data, or binary_data_size and binary data)");
+        if (!s->found || !cJSON_IsArray(data)) return jr_refuse(e, 400, "bad_datatype", "input image: data must be an array of numbers");
+        if (blen) return jr_refuse(e, 400, "bad_input", "%zu bytes of binary data follow the JSON header, and no input declares them", blen);
         if (s->nvals != total)
-            return fail(e, 400, "bad_shape", "input image: data holds %zu values, the shape %zu", s->nvals, total);
+            return jr_refuse(e, 400, "bad_shape", "input image: data holds %zu values, the shape %zu", s->nvals, total);
         rq->x = s->vals; /* handed over below */
     }
     if (check_values(rq, e)) return -1;
@@ -380,10 +350,10 @@ int oip_parse_request(const uint8_t *body, size_t len, long long header_len, siz
                       struct jr_error *e) {
     memset(rq, 0, sizeof *rq);
     if (header_len > (long long)len)
-        return fail(e, 400, "bad_header", "Inference-Header-Content-Length %lld exceeds the body's %zu bytes", header_len, len);
+        return jr_refuse(e, 400, "bad_header", "Inference-Header-Content-Length %lld exceeds the body's %zu bytes", header_len, len);
     const size_t jlen = header_len >= 0 ? (size_t)header_len : len;
     char *text = malloc(jlen + 1);
-    if (!text) return fail(e, 503, "nomem", "out of memory");
+    if (!text) return jr_refuse(e, 503, "nomem", "out of memory");
     memcpy(text, body, jlen);
     text[jlen] = 0;
     struct scan s = {.p = text, .end = text + jlen, .base = text, .max = max_pixels, .e = e};

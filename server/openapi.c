@@ -23,6 +23,7 @@
 
 OPENAPI_PART(openapi_part_base, "openapi/base.json");
 OPENAPI_PART(openapi_part_marsseg, "openapi/marsseg.json");
+OPENAPI_PART(openapi_part_passes, "openapi/passes.json");
 OPENAPI_PART(openapi_part_oip, "openapi/oip.json");
 OPENAPI_PART(openapi_part_labelstudio, "openapi/labelstudio.json");
 
@@ -33,6 +34,7 @@ static const struct {
 } parts[] = {
     {"openapi/base.json", openapi_part_base},
     {"openapi/marsseg.json", openapi_part_marsseg},
+    {"openapi/passes.json", openapi_part_passes},
     {"openapi/oip.json", openapi_part_oip},
     {"openapi/labelstudio.json", openapi_part_labelstudio},
 };

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ cJSON helpers */
 int jset_str(cJSON *o, const char *k, const char *v) { return cJSON_AddStringToObject(o, k, v ? v : "") != NULL; }
@@ -81,11 +84,13 @@ enum MHD_Result reply_json_list(struct req *r, cJSON *j, const char *key, cJSON 
         arr = NULL;
     }
     cJSON_Delete(arr);
-    if (!ok) {
-        cJSON_Delete(j);
-        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
-    }
-    return reply_json(r, 200, j, NULL);
+    return reply_json_built(r, 200, j, ok);
+}
+
+enum MHD_Result reply_json_built(struct req *r, unsigned status, cJSON *json, int ok) {
+    if (ok) return reply_json(r, status, json, NULL);
+    cJSON_Delete(json);
+    return reply_error_retry(r, 503, 5, "nomem", "out of memory");
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -163,4 +168,26 @@ enum MHD_Result reply_buffer(struct req *r, unsigned status, const char *content
     if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (extra_header && extra_value) MHD_add_response_header(resp, extra_header, extra_value);
     return reply_response(r, status, resp, len);
+}
+
+enum MHD_Result reply_file(struct req *r, const char *path, const char *content_type, const char *download_name) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        if (fd >= 0) close(fd);
+        return reply_error(r, 404, "not_found", "no such file");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)sb.st_size, fd); /* closes fd when done */
+    if (!resp) {
+        close(fd);
+        return reply_error_retry(r, 503, 5, "nomem", "out of memory");
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (download_name) {
+        char cd[160];
+        snprintf(cd, sizeof cd, "attachment; filename=\"%s\"", download_name);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, cd);
+    }
+    return reply_response(r, 200, resp, (size_t)sb.st_size);
 }

@@ -27,6 +27,19 @@ static const struct route routes[] = {
     {"GET", "/datasets", h_datasets_list, "datasets_list", BODY_NONE, ROUTE_TRAINER},
     {"POST", "/datasets", h_datasets_upload, "datasets_upload", BODY_FILE, ROUTE_AUTH | ROUTE_TRAINER},
     {"GET", "/datasets/{}", h_dataset_get, "dataset_get", BODY_NONE, ROUTE_TRAINER},
+    {"GET", "/datasets/{}/uncertain", h_dataset_uncertain, "dataset_uncertain", BODY_NONE, ROUTE_TRAINER},
+    /* passes of a model over a dataset, run as jobs (jobs.h): the body of POST /predictions is
+     * its JSON request or an npz to predict, streamed to a file like a dataset upload */
+    {"GET", "/predictions", h_predictions_list, "predictions_list", BODY_NONE, ROUTE_TRAINER},
+    {"POST", "/predictions", h_predictions_create, "predictions_create", BODY_FILE, ROUTE_AUTH | ROUTE_TRAINER},
+    {"GET", "/predictions/{}", h_prediction_get, "prediction_get", BODY_NONE, ROUTE_TRAINER},
+    {"DELETE", "/predictions/{}", h_prediction_cancel, "prediction_cancel", BODY_NONE, ROUTE_AUTH | ROUTE_TRAINER},
+    {"GET", "/predictions/{}/result", h_prediction_result, "prediction_result", BODY_NONE, ROUTE_TRAINER},
+    {"GET", "/evaluations", h_evaluations_list, "evaluations_list", BODY_NONE, ROUTE_TRAINER},
+    {"POST", "/evaluations", h_evaluations_create, "evaluations_create", BODY_JSON, ROUTE_AUTH | ROUTE_TRAINER},
+    {"GET", "/evaluations/{}", h_evaluation_get, "evaluation_get", BODY_NONE, ROUTE_TRAINER},
+    {"DELETE", "/evaluations/{}", h_evaluation_cancel, "evaluation_cancel", BODY_NONE, ROUTE_AUTH | ROUTE_TRAINER},
+    {"GET", "/evaluations/{}/files/{}", h_evaluation_file, "evaluation_file", BODY_NONE, ROUTE_TRAINER},
     /* the Label Studio ML backend (labelstudio.h), at the root where Label Studio calls it */
     {"GET", "/health", h_ls_health, "ls_health", BODY_NONE, 0},
     {"POST", "/setup", h_ls_setup, "ls_setup", BODY_JSON_MEDIA, ROUTE_AUTH},

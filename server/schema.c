@@ -1,6 +1,7 @@
 /* GET /schema: the facts a client needs before it asks anything, from their one source each:
  * the classes (ms_class_names, ms_class_colors), the training-config table
- * (ms_train_config_schema: names, types, defaults, limits, help), the service's request limits
+ * (ms_train_config_schema: names, types, defaults, limits, help), what a job's "activate" can be
+ * (jobreq.c's activate_choices, with the dashboard's labels), the service's request limits
  * (its flags) and whether state-changing requests need the token. The dashboard takes its class
  * colours and form limits only from here. They cannot change while the process runs, so the
  * answer may be cached. */
@@ -15,6 +16,26 @@ cJSON *class_json(int c) {
     if (o && jset_num(o, "id", c) && jset_str(o, "name", ms_class_names[c]) && jset_str(o, "color", color)) return o;
     cJSON_Delete(o);
     return NULL;
+}
+
+/* POST /jobs's "activate": its default and choices, from jobreq.c's table (the dashboard's select) */
+static cJSON *activate_schema(void) {
+    cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    int ok = j && arr && jset_item(j, "default", activate_json(ACTIVATE_DEFAULT));
+    for (size_t i = 0; ok && i < sizeof activate_choices / sizeof activate_choices[0]; i++) {
+        cJSON *c = cJSON_CreateObject();
+        ok = c && cJSON_AddItemToArray(arr, c);
+        if (!ok) cJSON_Delete(c);
+        ok = ok && jset_item(c, "value", activate_json(activate_choices[i].rule)) && jset_str(c, "label", activate_choices[i].label) &&
+             jset_str(c, "help", activate_choices[i].help);
+    }
+    if (ok) ok = jset_item(j, "choices", arr), arr = NULL;
+    cJSON_Delete(arr);
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
 }
 
 enum MHD_Result h_schema(struct req *r) {
@@ -34,7 +55,7 @@ enum MHD_Result h_schema(struct req *r) {
     if (ok) ok = jset_item(j, "classes", classes), classes = NULL;
     if (ok) ok = jset_item(j, "limits", limits), limits = NULL;
     if (ok) ok = jset_item(j, "auth", auth), auth = NULL;
-    ok = ok && jset_item(j, "config", ms_train_config_schema());
+    ok = ok && jset_item(j, "config", ms_train_config_schema()) && jset_item(j, "activate", activate_schema());
     /* with --mpi-hostfile: POST /jobs takes "ranks" up to the hostfile's slots (re-read) */
     const int max_ranks = mpi_max_ranks(req_server(r));
     if (ok && max_ranks) {

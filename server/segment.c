@@ -1,5 +1,10 @@
 /* POST /segment and the inference workers behind it.
  *
+ * Answers: the palette mask PNG (the default), ?format=overlay, ?format=uncertainty (each pixel's
+ * normalised softmax entropy as 8-bit gray: marsseg_predict.h) and ?format=json (counts, the
+ * tile's confidence and entropy; &maps=1 adds the class ids and the uncertainty map in base64,
+ * all the dashboard needs from one model run). PNG answers carry X-Confidence.
+ *
  * Inference is CPU-bound and its memory grows with the image (hundreds of MB for the largest
  * allowed one), so it runs on a fixed set of worker threads (--threads) with a short bounded
  * wait queue (--infer-queue): a request beyond that is answered 503 with Retry-After at once
@@ -10,6 +15,7 @@
  * The request holds a reference to the model snapshot it started with: a model switch or a
  * finished training job replacing the active model never frees it under a running inference. */
 #include "handlers.h"
+#include "marsseg_predict.h"
 #include "multipart.h"
 
 #include <omp.h>
@@ -26,6 +32,8 @@ struct infer_task {
     const uint8_t *gray;
     int h, w, tta;
     uint8_t *labels;
+    float *entropy;      /* per pixel, or NULL */
+    ms_tile_score score; /* the image's confidence and entropy */
     ms_status st;
     char err[256];
     double seconds;
@@ -80,7 +88,8 @@ static void *infer_worker(void *arg) {
         double t0 = now_mono();
         const int want = ms_governor_threads(&gov, team, t0);
         if (want != threads) omp_set_num_threads(threads = want);
-        t->st = t->job ? t->job->fn(t->job->ctx) : ms_model_segment(t->model, t->gray, t->h, t->w, t->tta, t->labels);
+        t->st = t->job ? t->job->fn(t->job->ctx)
+                       : ms_model_segment_ex(t->model, t->gray, t->h, t->w, t->tta, t->labels, t->entropy, &t->score);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
@@ -206,8 +215,19 @@ void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap) {
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
-static enum MHD_Result reply_json_result(struct req *r, const struct model_snap *snap, const uint8_t *labels, int w,
-                                         int h, double decode_s, double infer_s, double total_s) {
+/* base64 of n bytes under key (the maps of ?format=json&maps=1) */
+static int jset_b64(cJSON *j, const char *key, const uint8_t *b, size_t n) {
+    char *text = base64_encode(b, n);
+    int ok = text && jset_str(j, key, text);
+    free(text);
+    return ok;
+}
+
+static enum MHD_Result reply_json_result(struct req *r, const struct model_snap *snap, const struct infer_task *t, int maps,
+                                         double decode_s, double total_s) {
+    const uint8_t *labels = t->labels;
+    const int w = t->w, h = t->h;
+    const double infer_s = t->seconds;
     int64_t counts[MS_NUM_CLASSES] = {0};
     const size_t n = (size_t)w * h;
     for (size_t i = 0; i < n; i++)
@@ -219,6 +239,8 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         ok &= jset_num(j, "height", h);
         ok &= jset_num(j, "pixels", (double)n);
         ok &= jset_str(j, "model", snap->id);
+        ok &= jset_num(j, "confidence", round_to(t->score.confidence, 6));
+        ok &= jset_num(j, "entropy", round_to(t->score.entropy, 6));
         for (int c = 0; c < MS_NUM_CLASSES && ok; c++) {
             cJSON *o = class_json(c);
             ok &= o && cJSON_AddItemToArray(classes, o);
@@ -236,6 +258,12 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         classes = NULL;
         ok &= jset_item(j, "timing", timing);
         timing = NULL;
+        if (maps && ok) { /* the page composes mask, overlay and uncertainty from one answer */
+            uint8_t *gray = malloc(n);
+            if (gray) ms_entropy_to_gray(t->entropy, n, gray);
+            ok &= gray && jset_b64(j, "labels", labels, n) && jset_b64(j, "uncertainty", gray, n);
+            free(gray);
+        }
     }
     cJSON_Delete(classes);
     cJSON_Delete(timing);
@@ -249,13 +277,21 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
 enum MHD_Result h_segment(struct req *r) {
     struct server *srv = req_server(r);
     const double t0 = now_mono();
-    enum { FMT_PNG, FMT_OVERLAY, FMT_JSON } fmt = FMT_PNG;
+    enum { FMT_PNG, FMT_OVERLAY, FMT_JSON, FMT_UNCERTAINTY } fmt = FMT_PNG;
     const char *f = req_query(r, "format");
     if (f && *f) {
         if (strcmp(f, "png") == 0 || strcmp(f, "mask") == 0) fmt = FMT_PNG;
         else if (strcmp(f, "overlay") == 0) fmt = FMT_OVERLAY;
         else if (strcmp(f, "json") == 0) fmt = FMT_JSON;
-        else return reply_error(r, 400, "bad_format", "format must be png, overlay or json");
+        else if (strcmp(f, "uncertainty") == 0) fmt = FMT_UNCERTAINTY;
+        else return reply_error(r, 400, "bad_format", "format must be png, overlay, json or uncertainty");
+    }
+    int maps = 0;
+    const char *mq = req_query(r, "maps");
+    if (mq && *mq) {
+        if (strcmp(mq, "1") == 0 || strcmp(mq, "true") == 0) maps = 1;
+        else if (strcmp(mq, "0") != 0 && strcmp(mq, "false") != 0) return reply_error(r, 400, "bad_maps", "maps must be 0 or 1");
+        if (maps && fmt != FMT_JSON) return reply_error(r, 400, "bad_maps", "maps=1 goes with format=json");
     }
     int tta = 0;
     const char *tq = req_query(r, "tta");
@@ -280,7 +316,8 @@ enum MHD_Result h_segment(struct req *r) {
     if (len < sizeof png_sig || memcmp(png, png_sig, sizeof png_sig) != 0)
         return reply_error(r, 400, "not_png", "the image is not a PNG (%zu bytes without the PNG signature)", len);
 
-    uint8_t *gray = NULL, *labels = NULL, *out = NULL;
+    uint8_t *gray = NULL, *labels = NULL, *out = NULL, *ugray = NULL;
+    float *entropy = NULL;
     int w = 0, h = 0;
     ms_status st = ms_png_decode_gray(png, len, srv->cfg.max_pixels, &gray, &w, &h);
     if (st == MS_ERR_LIMIT)
@@ -295,11 +332,12 @@ enum MHD_Result h_segment(struct req *r) {
         free(gray);
         return reply_error_retry(r, 503, 5, "no_model", "no model is loaded: train one or activate one with PUT /models/active");
     }
-    if (!(labels = malloc((size_t)w * h))) {
+    const int want_map = fmt == FMT_UNCERTAINTY || maps;
+    if (!(labels = malloc((size_t)w * h)) || (want_map && !(entropy = malloc(sizeof(float) * w * h)))) {
         ret = reply_error_retry(r, 503, 5, "nomem", "out of memory for a %dx%d image", w, h);
         goto done;
     }
-    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .labels = labels};
+    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .labels = labels, .entropy = entropy};
     if (infer_run(srv->infer, &task) != 0) {
         ret = reply_error_retry(r, 503, 1, "overloaded", "all %u inference workers are busy; retry shortly",
                                 srv->cfg.threads);
@@ -314,12 +352,21 @@ enum MHD_Result h_segment(struct req *r) {
         goto done;
     }
     if (fmt == FMT_JSON) {
-        ret = reply_json_result(r, snap, labels, w, h, t_dec - t0, task.seconds, now_mono() - t0);
+        ret = reply_json_result(r, snap, &task, maps, t_dec - t0, now_mono() - t0);
         goto done;
     }
     size_t olen = 0;
-    st = fmt == FMT_OVERLAY ? ms_png_encode_overlay(gray, labels, w, h, 0.45f, &out, &olen)
-                            : ms_png_encode_labels(labels, w, h, &out, &olen);
+    if (fmt == FMT_UNCERTAINTY) {
+        if (!(ugray = malloc((size_t)w * h))) {
+            ret = reply_error_retry(r, 503, 5, "nomem", "out of memory");
+            goto done;
+        }
+        ms_entropy_to_gray(entropy, (size_t)w * h, ugray);
+        st = ms_png_encode_gray(ugray, w, h, &out, &olen);
+    } else {
+        st = fmt == FMT_OVERLAY ? ms_png_encode_overlay(gray, labels, w, h, 0.45f, &out, &olen)
+                                : ms_png_encode_labels(labels, w, h, &out, &olen);
+    }
     if (st) {
         ret = reply_status(r, st, "encoding the result");
         goto done;
@@ -330,17 +377,21 @@ enum MHD_Result h_segment(struct req *r) {
         goto done;
     }
     out = NULL; /* owned by the response now */
-    char ms[32];
+    char ms[32], conf[32];
     snprintf(ms, sizeof ms, "%.2f", task.seconds * 1e3);
+    snprintf(conf, sizeof conf, "%.6f", task.score.confidence);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "image/png");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Model", snap->id);
     MHD_add_response_header(resp, "X-Inference-Ms", ms);
+    MHD_add_response_header(resp, "X-Confidence", conf); /* the mean top softmax probability */
     ret = reply_response(r, 200, resp, olen);
 done:
     model_release(snap);
     free(gray);
     free(labels);
+    free(entropy);
+    free(ugray);
     free(out);
     return ret;
 }

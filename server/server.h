@@ -120,6 +120,8 @@ int cpu_count(void);
 /* Decodes base64 (standard or URL-safe alphabet, padding optional, line breaks ignored) into
  * out (at most cap bytes). 0, or -1 if malformed or longer than cap. */
 int base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len);
+/* Standard base64 with padding, NUL-terminated and malloc'd (NULL on no memory). */
+char *base64_encode(const uint8_t *in, size_t n);
 /* Append printf output to a growing malloc'd buffer; on allocation failure the buffer is freed
  * and *buf set to NULL (callers check once at the end). */
 void buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)

@@ -1,13 +1,13 @@
 /* Integration test of the Label Studio ML backend (server/labelstudio.h): the real `marsseg
  * serve` on loopback, driven as Label Studio drives a backend, with a small fake Label Studio
- * host started here (a thread with a listening socket on 127.0.0.1) and a second one on another
- * port that stands in for any foreign host.
+ * host started here (tests/lsutil.h: a thread with a listening socket on 127.0.0.1) and a second
+ * one on another port that stands in for any foreign host.
  *
  * No Label Studio client or validator is reachable from here (Label Studio and its converter are
- * PyPI-only), so the RLE is checked with this file's own decoder, written from the published
- * rle-pack algorithm (label-studio-converter's brush.py documents it) and first run on a
- * published prediction (tests/fixtures/labelstudio/, from label-studio-ml-backend); the shapes of
- * requests and answers follow the published examples there.
+ * PyPI-only), so the RLE is checked with the tests' own decoder (tests/lsutil.h), written from
+ * the published rle-pack algorithm (label-studio-converter's brush.py documents it) and first
+ * run on a published prediction (tests/fixtures/labelstudio/, from label-studio-ml-backend); the
+ * shapes of requests and answers follow the published examples there.
  *
  * Covers: /health and /setup (auth: none, Bearer, Basic with the token as password); /predict's
  * masks decoded and compared pixel for pixel with /segment's on the same image, the score
@@ -16,22 +16,18 @@
  * the configured host and a redirect that stays there; per-task refusals in one batch (foreign
  * hosts and ports, other schemes, user info, redirects elsewhere, oversized bodies with and
  * without a length, too many pixels, not a PNG, a 404) while the foreign host is never
- * contacted; malformed and unusable label configs; the webhook recording annotations (this
- * file's own encoder, with literal chunks and other run widths) as a dataset that then loads,
+ * contacted; malformed and unusable label configs; the webhook recording annotations (the
+ * tests' own encoder, with literal chunks and other run widths) as a dataset that then loads,
  * an update replacing its sample, an event carrying only the task id, and START_TRAINING. */
 #include "marsseg.h"
 #include "marsseg_npz.h"
 #include "testutil.h"
 #include "srvutil.h"
+#include "lsutil.h" /* Label Studio: its host, its brush encoding, its requests */
 
-#include <arpa/inet.h>
 #include <cJSON.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 
-#define LS_TOKEN "ls-secret"   /* what the fake Label Studio wants */
 #define API_TOKEN "api-secret" /* MARSSEG_TOKEN of the server under test */
 #define TH 64
 #define TW 128
@@ -46,126 +42,9 @@ static uint8_t *read_src(const char *rel, size_t *len) {
     return b;
 }
 
-static char *b64(const uint8_t *p, size_t n) {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *o = malloc(n / 3 * 4 + 8), *w = o;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        *w++ = a[v >> 18 & 63];
-        *w++ = a[v >> 12 & 63];
-        *w++ = i + 1 < n ? a[v >> 6 & 63] : '=';
-        *w++ = i + 2 < n ? a[v & 63] : '=';
-    }
-    *w = 0;
-    return o;
-}
-
-static char *data_uri(const uint8_t *p, size_t n) {
-    char *e = b64(p, n), *o = malloc(strlen(e) + 32);
-    sprintf(o, "data:image/png;base64,%s", e);
-    free(e);
-    return o;
-}
-
-/* ------------------------------------------------------------------ rle-pack, from the published algorithm */
-
-/* thi.ng rle-pack as documented in label-studio-converter's brush.py: 32-bit count, 5-bit word
- * size - 1, four 4-bit run widths - 1, then chunks (1 bit repeat?, 2 bits width index, width
- * bits length - 1, one word or length words), MSB first. Returns 0 and fills *out (malloc'd). */
-static int rle_decode(const uint8_t *in, size_t len, uint8_t **out, size_t *n) {
-    size_t pos = 0, nbits = len * 8;
-#define RD(k, v)                                                                         \
-    do {                                                                                 \
-        if (pos + (k) > nbits) goto bad;                                                 \
-        (v) = 0;                                                                         \
-        for (int b_ = 0; b_ < (k); b_++, pos++) (v) = (v) << 1 | ((in[pos / 8] >> (7 - pos % 8)) & 1u); \
-    } while (0)
-    uint32_t num, ws, sz[4];
-    *out = NULL;
-    RD(32, num);
-    RD(5, ws);
-    ws++;
-    for (int k = 0; k < 4; k++) {
-        RD(4, sz[k]);
-        sz[k]++;
-    }
-    uint8_t *o = malloc(num + 1);
-    if (!o) return -1;
-    *out = o;
-    for (uint32_t i = 0; i < num;) {
-        uint32_t rep, idx, l, v;
-        RD(1, rep);
-        RD(2, idx);
-        RD((int)sz[idx], l);
-        uint32_t j = i + 1 + l;
-        if (j > num) goto bad;
-        if (rep) {
-            RD((int)ws, v);
-            memset(o + i, (int)v, j - i);
-            i = j;
-        } else {
-            for (; i < j; i++) {
-                RD((int)ws, v);
-                o[i] = (uint8_t)v;
-            }
-        }
-    }
-    *n = num;
-    return 0;
-bad:
-    free(*out);
-    *out = NULL;
-    return -1;
-#undef RD
-}
-
-struct bw {
-    uint8_t b[1 << 20];
-    size_t n;
-};
-static void bput(struct bw *w, uint32_t v, int k) {
-    for (int i = k - 1; i >= 0; i--, w->n++) {
-        if (w->n % 8 == 0) w->b[w->n / 8] = 0;
-        if ((v >> i) & 1) w->b[w->n / 8] |= (uint8_t)(0x80 >> (w->n % 8));
-    }
-}
-
-/* Encodes bytes v[0..n) with run widths sz: runs of 2+ equal bytes as repeat chunks, single
- * bytes gathered into literal chunks. Into a JSON array. */
-static cJSON *rle_encode(const uint8_t *v, size_t n, const int sz[4]) {
-    static struct bw w;
-    w.n = 0;
-    bput(&w, (uint32_t)n, 32);
-    bput(&w, 7, 5);
-    for (int k = 0; k < 4; k++) bput(&w, (uint32_t)sz[k] - 1, 4);
-    const size_t maxlen = (size_t)1 << sz[3];
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        while (j < n && v[j] == v[i] && j - i < maxlen) j++;
-        int rep = j - i >= 2;
-        if (!rep) { /* a literal chunk: singletons until a run starts */
-            j = i + 1;
-            while (j < n && j - i < maxlen && !(j + 1 < n && v[j + 1] == v[j])) j++;
-        }
-        size_t l = j - i;
-        int k = 0;
-        while (((size_t)1 << sz[k]) < l) k++;
-        bput(&w, (uint32_t)rep, 1);
-        bput(&w, (uint32_t)k, 2);
-        bput(&w, (uint32_t)(l - 1), sz[k]);
-        if (rep) bput(&w, v[i], 8);
-        else
-            for (size_t q = i; q < j; q++) bput(&w, v[q], 8);
-        i = j;
-    }
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < (w.n + 7) / 8; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(w.b[i]));
-    return a;
-}
-
 /* The published example: a YOLO brush prediction from label-studio-ml-backend. Each region's RLE
  * decodes to exactly 4 x width x height bytes, all four channels equal and 0 or 255 (the
- * converter's mask2rle), with some mask in it: this file's decoder reads the published format. */
+ * converter's mask2rle), with some mask in it: the tests' decoder reads the published format. */
 static void test_published_prediction(void) {
     size_t len;
     uint8_t *txt = read_src("tests/fixtures/labelstudio/predict_response_yolo_brush.json", &len);
@@ -199,157 +78,18 @@ static void test_published_prediction(void) {
     free(txt);
 }
 
-/* ------------------------------------------------------------------ the fake Label Studio */
-
-struct fake {
-    int fd, port;
-    pthread_t th;
-    atomic_int stop, connections, bad_auth;
-    int other_port; /* where /redirect-out points */
-    const uint8_t *png, *small;
-    size_t png_len, small_len;
-};
-
-static void send_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n) {
-        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
-        if (k <= 0) return;
-        c += k;
-        n -= (size_t)k;
-    }
-}
-
-static void answer(int fd, const char *status, const char *ctype, const void *body, size_t len, const char *extra) {
-    char h[512];
-    int n = snprintf(h, sizeof h, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
-                     status, ctype, len, extra ? extra : "");
-    send_all(fd, h, (size_t)n);
-    if (body) send_all(fd, body, len);
-}
-
-static void serve_one(struct fake *f, int c) {
-    char req[8192];
-    size_t n = 0;
-    struct timeval tv = {2, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    while (n + 1 < sizeof req) {
-        ssize_t k = recv(c, req + n, sizeof req - 1 - n, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-        req[n] = 0;
-        if (strstr(req, "\r\n\r\n")) break;
-    }
-    req[n] = 0;
-    char path[1024] = "";
-    sscanf(req, "GET %1023s", path);
-    if (!strstr(req, "\r\nAuthorization: Token " LS_TOKEN "\r\n")) {
-        atomic_fetch_add(&f->bad_auth, 1);
-        answer(c, "401 Unauthorized", "text/plain", "no", 2, NULL);
-        return;
-    }
-    char loc[256];
-    if (strcmp(path, "/data/upload/1/tile.png") == 0) answer(c, "200 OK", "image/png", f->png, f->png_len, NULL);
-    else if (strcmp(path, "/data/upload/1/small.png") == 0) answer(c, "200 OK", "image/png", f->small, f->small_len, NULL);
-    else if (strcmp(path, "/data/upload/1/notes.txt") == 0) answer(c, "200 OK", "text/plain", "hello", 5, NULL);
-    else if (strcmp(path, "/big.png") == 0) answer(c, "200 OK", "image/png", NULL, 2u << 20, NULL); /* length only */
-    else if (strcmp(path, "/big-chunked.png") == 0) {
-        static const char hdr[] = "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n";
-        static char chunk[65536];
-        send_all(c, hdr, sizeof hdr - 1);
-        for (int i = 0; i < 32; i++) {
-            send_all(c, "10000\r\n", 7);
-            send_all(c, chunk, sizeof chunk);
-            send_all(c, "\r\n", 2);
-        }
-        send_all(c, "0\r\n\r\n", 5);
-    } else if (strcmp(path, "/redirect-out") == 0) {
-        snprintf(loc, sizeof loc, "Location: http://127.0.0.1:%d/data/upload/1/tile.png\r\n", f->other_port);
-        answer(c, "302 Found", "text/plain", "", 0, loc);
-    } else if (strcmp(path, "/redirect-in") == 0) {
-        answer(c, "302 Found", "text/plain", "", 0, "Location: /data/upload/1/tile.png\r\n");
-    } else if (strcmp(path, "/redirect-loop") == 0) {
-        answer(c, "302 Found", "text/plain", "", 0, "Location: /redirect-loop\r\n");
-    } else if (strcmp(path, "/api/tasks/7") == 0) {
-        static const char t[] = "{\"id\": 7, \"data\": {\"image\": \"/data/upload/1/tile.png\"}, \"project\": 5}";
-        answer(c, "200 OK", "application/json", t, sizeof t - 1, NULL);
-    } else {
-        answer(c, "404 Not Found", "text/plain", "none", 4, NULL);
-    }
-}
-
-static void *fake_main(void *arg) {
-    struct fake *f = arg;
-    while (!atomic_load(&f->stop)) {
-        struct pollfd p = {.fd = f->fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0) continue;
-        int c = accept(f->fd, NULL, NULL);
-        if (c < 0) continue;
-        atomic_fetch_add(&f->connections, 1);
-        serve_one(f, c);
-        shutdown(c, SHUT_RDWR);
-        close(c);
-    }
-    return NULL;
-}
-
-static int fake_start(struct fake *f) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    f->fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(f->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (f->fd < 0 || bind(f->fd, (struct sockaddr *)&a, sizeof a) || listen(f->fd, 16) ||
-        getsockname(f->fd, (struct sockaddr *)&a, &al))
-        return -1;
-    f->port = ntohs(a.sin_port);
-    return pthread_create(&f->th, NULL, fake_main, f);
-}
-
-static void fake_stop(struct fake *f) {
-    atomic_store(&f->stop, 1);
-    pthread_join(f->th, NULL);
-    close(f->fd);
-}
-
 /* ------------------------------------------------------------------ requests */
 
 static char g_basic[256]; /* "Authorization: Basic base64(labelstudio:API_TOKEN)" */
 
 /* POST a cJSON body the way Label Studio does (Basic auth); takes j. */
-static long ls_post(int port, const char *path, cJSON *j, struct resp *r) {
-    char *txt = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    struct reqopt o = {.ctype = "application/json", .body = txt, .len = strlen(txt), .has_body = 1, .extra_header = g_basic};
-    http("POST", port, path, &o, r);
-    free(txt);
-    return r->status;
-}
+static long ls_post(int port, const char *path, cJSON *j, struct resp *r) { return ls_post_as(port, path, j, g_basic, r); }
 
 static const char *CONFIG_ALL =
     "<View>\n  <!-- all five classes, by synonyms and cases -->\n  <Image name=\"image\" value=\"$image\" zoom=\"true\"/>\n"
     "  <BrushLabels name=\"tag\" toName=\"image\">\n    <Label value=\"Background\" background=\"#282828\"/>\n"
     "    <Label value=\"soil\"/><Label value=\"BEDROCK\"/><Label value=\"Sand\"/>\n"
     "    <Label value=\"Big_Rock\"/><Label value=\"Alien\"/>\n  </BrushLabels>\n</View>";
-
-static cJSON *task_json(int id, const char *image) {
-    cJSON *t = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(t, "data");
-    cJSON_AddNumberToObject(t, "id", id);
-    if (image) cJSON_AddStringToObject(d, "image", image);
-    return t;
-}
-
-/* {"tasks", "label_config", "project", "params"} as Label Studio's ml/api_connector.py sends it */
-static cJSON *predict_request(const char *config, cJSON *tasks) {
-    cJSON *j = cJSON_CreateObject(), *params = cJSON_AddObjectToObject(j, "params");
-    cJSON_AddItemToObject(j, "tasks", tasks);
-    cJSON_AddStringToObject(j, "label_config", config);
-    cJSON_AddStringToObject(j, "project", "1.1700000000");
-    cJSON_AddNullToObject(params, "login");
-    cJSON_AddNullToObject(params, "password");
-    cJSON_AddNullToObject(params, "context");
-    return j;
-}
 
 /* /segment's mask of png (h x w class ids, malloc'd) */
 static uint8_t *segment_mask(int port, const uint8_t *png, size_t len) {
@@ -656,49 +396,13 @@ static void test_bad_configs(int port) {
     resp_free(&r);
 }
 
-/* A brushlabels region of the pixels of mask equal to cls, encoded here: pixels of odd classes
- * carry a colour (so their bytes are literal chunks), and class 3 uses other run widths. */
-static cJSON *brush_region(const uint8_t *mask, int cls, const char *label, int w, int h) {
-    uint8_t *v = calloc((size_t)w * h * 4, 1);
-    for (int p = 0; p < w * h; p++)
-        if (mask[p] == cls) {
-            uint8_t *q = v + (size_t)p * 4;
-            if (cls % 2) q[0] = 200, q[1] = 30, q[2] = 60;
-            else q[0] = q[1] = q[2] = 255;
-            q[3] = 255;
-        }
-    static const int std[4] = {3, 4, 8, 16}, other[4] = {2, 5, 9, 16};
-    cJSON *reg = cJSON_CreateObject(), *val = cJSON_AddObjectToObject(reg, "value");
-    cJSON_AddStringToObject(reg, "id", label);
-    cJSON_AddStringToObject(reg, "type", "brushlabels");
-    cJSON_AddStringToObject(reg, "from_name", "tag");
-    cJSON_AddStringToObject(reg, "to_name", "image");
-    cJSON_AddNumberToObject(reg, "original_width", w);
-    cJSON_AddNumberToObject(reg, "original_height", h);
-    cJSON_AddStringToObject(val, "format", "rle");
-    cJSON_AddItemToObject(val, "rle", rle_encode(v, (size_t)w * h * 4, cls == 3 ? other : std));
-    cJSON *names = cJSON_AddArrayToObject(val, "brushlabels");
-    cJSON_AddItemToArray(names, cJSON_CreateString(label));
-    free(v);
-    return reg;
-}
-
-/* An ANNOTATION_CREATED/UPDATED event as Label Studio's webhooks send it. task_image NULL: the
- * event carries only the task id (older Label Studio). */
+/* An ANNOTATION_CREATED/UPDATED event of the five classes of mask, each region encoded here. */
 static cJSON *annotation_event(const char *action, int project, int ann, int task, const char *task_image,
                                const uint8_t *mask, int w, int h) {
     static const char *const labels[MS_NUM_CLASSES] = {"Background", "soil", "BEDROCK", "Sand", "Big_Rock"};
-    cJSON *j = cJSON_CreateObject(), *p = cJSON_AddObjectToObject(j, "project"), *a = cJSON_AddObjectToObject(j, "annotation");
-    cJSON_AddStringToObject(j, "action", action);
-    cJSON_AddNumberToObject(p, "id", project);
-    cJSON_AddStringToObject(p, "label_config", CONFIG_ALL);
-    cJSON_AddNumberToObject(a, "id", ann);
-    cJSON_AddNumberToObject(a, "task", task);
-    cJSON_AddFalseToObject(a, "was_cancelled");
-    cJSON *res = cJSON_AddArrayToObject(a, "result");
+    cJSON *res = cJSON_CreateArray();
     for (int c = 1; c < MS_NUM_CLASSES; c++) cJSON_AddItemToArray(res, brush_region(mask, c, labels[c], w, h));
-    if (task_image) cJSON_AddItemToObject(j, "task", task_json(task, task_image));
-    return j;
+    return annotation_event_of(action, project, CONFIG_ALL, ann, task, task_image, res);
 }
 
 /* The npz of dataset id in the data directory: n samples, and sample i's image and mask. */
@@ -853,9 +557,7 @@ int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "test-server-labelstudio")) return 1;
     su_fixtures(model, data, 0);
-    char *cred = b64((const uint8_t *)"labelstudio:" API_TOKEN, strlen("labelstudio:" API_TOKEN));
-    snprintf(g_basic, sizeof g_basic, "Authorization: Basic %s", cred);
-    free(cred);
+    ls_basic_header(g_basic, sizeof g_basic, API_TOKEN);
     test_published_prediction();
 
     struct fake ls = {0}, foreign = {0};

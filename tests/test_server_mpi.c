@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     /* 3. a 2-rank job: curves, cancel, resume, pause by the service's SIGTERM, restart */
     snprintf(json, sizeof json,
              "{\"ranks\": 2, \"epochs\": 8, \"batch\": 4, \"limit\": 160, \"model\": {\"depth\": 2, \"base\": 4}, \"threads\": 1,"
-             " \"early_stop\": 0, \"dedup_k\": 0}");
+             " \"early_stop\": 0, \"dedup_k\": 0, \"activate\": \"always\"}"); /* serves whatever its score */
     char *id = post_job(s.port, json);
     CHECK(id != NULL, "POST /jobs with ranks 2");
     if (!id) id = strdup("none");

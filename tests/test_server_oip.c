@@ -511,17 +511,8 @@ static void test_named_model(const struct tiles *t) {
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "oip")) return 1;
-    char data[PATH_MAX];
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_static() == 0, "static fixture");
     const char *extra[] = {"--max-pixels", "300000", "--max-body", "1M", "--threads", "1", NULL};
-    struct srv_opts o = {.extra = extra, .model = MS_SRC_DIR "/models/default.npz", .dataset = MS_SRC_DIR "/datasets/sample.npz",
-                         .token = TOKEN};
-    if (srv_start_opts(&g_srv, data, &o)) {
-        CHECK(0, "server start");
-        su_done();
-        return TEST_END();
-    }
+    if (su_start_bundled(&g_srv, extra, TOKEN)) return TEST_END();
 
     test_metadata();
 

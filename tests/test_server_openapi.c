@@ -21,6 +21,7 @@
 #include "marsseg_npz.h"
 #include "testutil.h"
 #include "srvutil.h"
+#include "lsutil.h" /* Label Studio's requests */
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -253,19 +254,32 @@ static cJSON *via_json(int port, const char *method, const char *route, const ch
     return j;
 }
 
+/* Requests sent in order through the proxy, each with its expected status (o: NULL for none). */
+struct call {
+    const char *method, *route, *path;
+    const struct reqopt *o;
+    long want;
+};
+#define CALLS(port, ...)                                                                          \
+    do {                                                                                          \
+        const struct call calls_[] = {__VA_ARGS__};                                               \
+        for (size_t i_ = 0; i_ < sizeof calls_ / sizeof calls_[0]; i_++)                          \
+            via_free(port, calls_[i_].method, calls_[i_].route, calls_[i_].path, calls_[i_].o, calls_[i_].want); \
+    } while (0)
+
 /* Polls GET /jobs/{id} (directly, not through the proxy) until its state is one of states. */
 static int job_reaches(const char *id, const char *states) {
     char last[32];
     return wait_state(g_srv.port, id, states, 60, last, sizeof last);
 }
 
+#include "openapi_passes.h" /* traffic_passes: uses via_free, via_json and g_srv above */
+
 static void traffic_own(int p) {
     const struct reqopt tok = {.token = TOKEN};
-    via_free(p, "GET", "/healthz", "/healthz", NULL, 200);
-    via_free(p, "GET", "/readyz", "/readyz", NULL, 200);
-    via_free(p, "GET", "/metrics", "/metrics", NULL, 200);
-    via_free(p, "GET", "/schema", "/schema", NULL, 200);
-    via_free(p, "GET", "/openapi.json", "/openapi.json", NULL, 200);
+    CALLS(p, {"GET", "/healthz", "/healthz", NULL, 200}, {"GET", "/readyz", "/readyz", NULL, 200},
+          {"GET", "/metrics", "/metrics", NULL, 200}, {"GET", "/schema", "/schema", NULL, 200},
+          {"GET", "/openapi.json", "/openapi.json", NULL, 200});
 
     /* Prism's proxy reads a request body as text and forwards it re-encoded, so binary bodies
      * (a PNG, an npz, binary tensors with bytes >= 0x80) arrive distorted (stoplightio/prism
@@ -280,14 +294,12 @@ static void traffic_own(int p) {
     struct reqopt mp = {.body = "not a png", .len = 9, .mp_field = "img"};
     via_free(p, "POST", "/segment", "/segment", &mp, 400);
 
-    via_free(p, "GET", "/models", "/models", NULL, 200);
-    via_free(p, "GET", "/models/active", "/models/active", NULL, 200);
-    struct reqopt put = {.ctype = "application/json", .body = "{\"id\":\"default\"}", .len = 16, .has_body = 1, .token = TOKEN};
-    via_free(p, "PUT", "/models/active", "/models/active", &put, 200);
-    put.token = NULL;
-    via_free(p, "PUT", "/models/active", "/models/active", &put, 401);
-    struct reqopt put404 = {.ctype = "application/json", .body = "{\"id\":\"nosuch\"}", .len = 15, .has_body = 1, .token = TOKEN};
-    via_free(p, "PUT", "/models/active", "/models/active", &put404, 404);
+    const struct reqopt put = {.ctype = "application/json", .body = "{\"id\":\"default\"}", .len = 16, .has_body = 1, .token = TOKEN};
+    const struct reqopt put401 = {.ctype = "application/json", .body = "{\"id\":\"default\"}", .len = 16, .has_body = 1};
+    const struct reqopt put404 = {.ctype = "application/json", .body = "{\"id\":\"nosuch\"}", .len = 15, .has_body = 1, .token = TOKEN};
+    CALLS(p, {"GET", "/models", "/models", NULL, 200}, {"GET", "/models/active", "/models/active", NULL, 200},
+          {"PUT", "/models/active", "/models/active", &put, 200}, {"PUT", "/models/active", "/models/active", &put401, 401},
+          {"PUT", "/models/active", "/models/active", &put404, 404});
 
     /* a tiny job: created, cancelled, resumed, finished; its curves and refusals */
     via_free(p, "GET", "/jobs", "/jobs", NULL, 200);
@@ -318,51 +330,30 @@ static void traffic_own(int p) {
     snprintf(path, sizeof path, "/jobs/%s", id);
     via_free(p, "GET", "/jobs/{}", path, NULL, 200);
     via_free(p, "DELETE", "/jobs/{}", path, &tok, 409);
-    via_free(p, "GET", "/jobs", "/jobs", NULL, 200);
-    via_free(p, "GET", "/jobs/{}", "/jobs/nosuch", NULL, 404);
-    via_free(p, "GET", "/jobs/{}/curves", "/jobs/nosuch/curves", NULL, 404);
-    via_free(p, "GET", "/models", "/models", NULL, 200); /* now with the job's model */
-
-    via_free(p, "GET", "/datasets", "/datasets", NULL, 200);
-    via_free(p, "GET", "/datasets/{}", "/datasets/sample", NULL, 200);
-    via_free(p, "GET", "/datasets/{}", "/datasets/nosuch", NULL, 404);
+    CALLS(p, {"GET", "/jobs", "/jobs", NULL, 200}, {"GET", "/jobs/{}", "/jobs/nosuch", NULL, 404},
+          {"GET", "/jobs/{}/curves", "/jobs/nosuch/curves", NULL, 404},
+          {"GET", "/models", "/models", NULL, 200}); /* now with the job's model */
+    traffic_passes(p, id);
+    CALLS(p, {"GET", "/datasets", "/datasets", NULL, 200}, {"GET", "/datasets/{}", "/datasets/sample", NULL, 200},
+          {"GET", "/datasets/{}", "/datasets/nosuch", NULL, 404});
     struct reqopt upbad = {.ctype = "application/octet-stream", .body = "junk", .len = 4, .has_body = 1, .token = TOKEN};
     via_free(p, "POST", "/datasets", "/datasets", &upbad, 422);
     upbad.token = NULL;
     via_free(p, "POST", "/datasets", "/datasets", &upbad, 401);
 
-    via_free(p, "GET", "/", "/", NULL, 200);
-    via_free(p, "GET", "/favicon.ico", "/favicon.ico", NULL, 200);
-    via_free(p, "GET", "/static/{}", "/static/app.js", NULL, 200);
-    via_free(p, "GET", "/static/{}", "/static/nosuch.css", NULL, 404);
+    CALLS(p, {"GET", "/", "/", NULL, 200}, {"GET", "/favicon.ico", "/favicon.ico", NULL, 200},
+          {"GET", "/static/{}", "/static/app.js", NULL, 200}, {"GET", "/static/{}", "/static/nosuch.css", NULL, 404});
 }
 
 /* The Label Studio ML backend's routes, as Label Studio calls them (Basic auth with the token
  * as the password, or the bearer token); images inline as data: URIs (ASCII: Prism keeps them). */
-static char *ls_b64(const uint8_t *p, size_t n) {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *o = malloc(n / 3 * 4 + 8), *w = o;
-    for (size_t i = 0; o && i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        *w++ = a[v >> 18 & 63];
-        *w++ = a[v >> 12 & 63];
-        *w++ = i + 1 < n ? a[v >> 6 & 63] : '=';
-        *w++ = i + 2 < n ? a[v & 63] : '=';
-    }
-    if (o) *w = 0;
-    return o;
-}
-
 static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     static const char cfg[] = "<View><Image name=\"image\" value=\"$image\"/><BrushLabels name=\"tag\" toName=\"image\">"
                               "<Label value=\"Soil\"/><Label value=\"Bedrock\"/><Label value=\"Sand\"/><Label value=\"Big rock\"/>"
                               "</BrushLabels></View>";
-    char *cred = ls_b64((const uint8_t *)"labelstudio:" TOKEN, strlen("labelstudio:" TOKEN)), basic[160];
-    snprintf(basic, sizeof basic, "Authorization: Basic %s", cred);
-    free(cred);
-    char *img = ls_b64(png, png_len), *uri = malloc(strlen(img) + 32);
-    sprintf(uri, "data:image/png;base64,%s", img);
-    free(img);
+    char basic[256];
+    ls_basic_header(basic, sizeof basic, TOKEN);
+    char *uri = data_uri(png, png_len);
     via_free(p, "GET", "/health", "/health", NULL, 200);
 
     cJSON *j = cJSON_CreateObject();
@@ -385,19 +376,10 @@ static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     free(setup);
 
     /* two tasks: one predicted, one refused (a URL, and no Label Studio host is configured) */
-    j = cJSON_CreateObject();
-    cJSON *tasks = cJSON_AddArrayToObject(j, "tasks"), *t = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(t, "data");
-    cJSON_AddNumberToObject(t, "id", 1);
-    cJSON_AddStringToObject(d, "image", uri);
-    cJSON_AddItemToArray(tasks, t);
-    t = cJSON_CreateObject();
-    d = cJSON_AddObjectToObject(t, "data");
-    cJSON_AddNumberToObject(t, "id", 2);
-    cJSON_AddStringToObject(d, "image", "/data/upload/1/x.png");
-    cJSON_AddItemToArray(tasks, t);
-    cJSON_AddStringToObject(j, "label_config", cfg);
-    cJSON_AddStringToObject(j, "project", "1.1700000000");
-    cJSON_AddItemToObject(j, "params", cJSON_CreateObject());
+    cJSON *tasks = cJSON_CreateArray();
+    cJSON_AddItemToArray(tasks, task_json(1, uri));
+    cJSON_AddItemToArray(tasks, task_json(2, "/data/upload/1/x.png"));
+    j = predict_request(cfg, tasks);
     char *predict = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     struct reqopt po = {.ctype = "application/json", .body = predict, .len = strlen(predict), .has_body = 1, .extra_header = basic};
@@ -412,23 +394,14 @@ static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
     /* the first predicted region, sent back as an annotation: recorded as dataset ls1 */
     const cJSON *region = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ans, "results"), 0), "result"), 0);
     CHECK(region != NULL, "a predicted region");
-    j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "action", "ANNOTATION_CREATED");
-    cJSON *pr = cJSON_AddObjectToObject(j, "project"), *an = cJSON_AddObjectToObject(j, "annotation");
-    cJSON_AddNumberToObject(pr, "id", 1);
-    cJSON_AddStringToObject(pr, "label_config", cfg);
-    cJSON_AddNumberToObject(an, "id", 1);
-    cJSON_AddNumberToObject(an, "task", 1);
-    cJSON_AddFalseToObject(an, "was_cancelled");
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(an, "result"), region ? cJSON_Duplicate(region, 1) : cJSON_CreateObject());
-    t = cJSON_AddObjectToObject(j, "task");
-    cJSON_AddNumberToObject(t, "id", 1);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "data"), "image", uri);
+    cJSON *result = cJSON_CreateArray();
+    cJSON_AddItemToArray(result, region ? cJSON_Duplicate(region, 1) : cJSON_CreateObject());
+    j = annotation_event_of("ANNOTATION_CREATED", 1, cfg, 1, 1, uri, result);
     char *ev = cJSON_PrintUnformatted(j);
     struct reqopt eo = {.ctype = "application/json", .body = ev, .len = strlen(ev), .has_body = 1, .extra_header = basic};
     via_free(p, "POST", "/webhook", "/webhook", &eo, 201);
     free(ev);
-    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(an, "result"), 0);
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "annotation"), "result"), 0);
     cJSON_ReplaceItemInObject(first, "original_width", cJSON_CreateNumber(7)); /* does not fit the image */
     ev = cJSON_PrintUnformatted(j);
     eo.body = ev, eo.len = strlen(ev);
@@ -464,11 +437,10 @@ static void traffic_labelstudio(int p, const uint8_t *png, size_t png_len) {
 /* The protocol's routes; versioned says whether the unversioned paths are sent too (the
  * published document has only the versioned ones). */
 static void traffic_oip(int p, const uint8_t *tile, int h, int w, int unversioned) {
-    via_free(p, "GET", "/v2/", "/v2/", NULL, 200);
-    via_free(p, "GET", "/v2/health/live", "/v2/health/live", NULL, 200);
-    via_free(p, "GET", "/v2/health/ready", "/v2/health/ready", NULL, 200);
-    via_free(p, "GET", "/v2/models/{}/versions/{}", "/v2/models/default/versions/1", NULL, 200);
-    via_free(p, "GET", "/v2/models/{}/versions/{}/ready", "/v2/models/default/versions/1/ready", NULL, 200);
+    CALLS(p, {"GET", "/v2/", "/v2/", NULL, 200}, {"GET", "/v2/health/live", "/v2/health/live", NULL, 200},
+          {"GET", "/v2/health/ready", "/v2/health/ready", NULL, 200},
+          {"GET", "/v2/models/{}/versions/{}", "/v2/models/default/versions/1", NULL, 200},
+          {"GET", "/v2/models/{}/versions/{}/ready", "/v2/models/default/versions/1/ready", NULL, 200});
     const size_t hw = (size_t)h * w;
     char *body = malloc(hw * 4 + 512);
     size_t o = (size_t)sprintf(body, "{\"id\":\"t1\",\"inputs\":[{\"name\":\"image\",\"datatype\":\"UINT8\",\"shape\":[1,%d,%d],\"data\":[", h, w);
@@ -480,14 +452,13 @@ static void traffic_oip(int p, const uint8_t *tile, int h, int w, int unversione
     struct reqopt jb = {.ctype = "application/json", .body = bad, .len = strlen(bad), .has_body = 1};
     via_free(p, "POST", "/v2/models/{}/versions/{}/infer", "/v2/models/default/versions/1/infer", &jb, 400);
     if (unversioned) {
-        via_free(p, "GET", "/v2", "/v2", NULL, 200);
-        via_free(p, "GET", "/v2/models/{}", "/v2/models/default", NULL, 200);
-        via_free(p, "GET", "/v2/models/{}", "/v2/models/nosuch", NULL, 404);
-        via_free(p, "GET", "/v2/models/{}/versions/{}", "/v2/models/default/versions/9", NULL, 404);
-        via_free(p, "GET", "/v2/models/{}/ready", "/v2/models/default/ready", NULL, 200);
-        via_free(p, "GET", "/v2/models/{}/versions/{}/ready", "/v2/models/nosuch/versions/1/ready", NULL, 404);
-        via_free(p, "POST", "/v2/models/{}/infer", "/v2/models/default/infer", &js, 200);
-        via_free(p, "POST", "/v2/models/{}/infer", "/v2/models/nosuch/infer", &js, 404);
+        CALLS(p, {"GET", "/v2", "/v2", NULL, 200}, {"GET", "/v2/models/{}", "/v2/models/default", NULL, 200},
+              {"GET", "/v2/models/{}", "/v2/models/nosuch", NULL, 404},
+              {"GET", "/v2/models/{}/versions/{}", "/v2/models/default/versions/9", NULL, 404},
+              {"GET", "/v2/models/{}/ready", "/v2/models/default/ready", NULL, 200},
+              {"GET", "/v2/models/{}/versions/{}/ready", "/v2/models/nosuch/versions/1/ready", NULL, 404},
+              {"POST", "/v2/models/{}/infer", "/v2/models/default/infer", &js, 200},
+              {"POST", "/v2/models/{}/infer", "/v2/models/nosuch/infer", &js, 404});
         /* binary both ways */
         char header[256];
         snprintf(header, sizeof header,
@@ -523,17 +494,9 @@ int main(int argc, char **argv) {
     const char *node = NULL;
     if (tools_ready(&node)) return 77;
     if (su_init(argv[0], "openapi")) return 1;
-    char data[PATH_MAX], doc_path[PATH_MAX], log[PATH_MAX], cmd[4 * PATH_MAX + 512];
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_static() == 0, "static fixture");
+    char doc_path[PATH_MAX], log[PATH_MAX], cmd[4 * PATH_MAX + 512];
     const char *extra[] = {"--max-pixels", "300000", "--max-body", "1M", "--threads", "1", NULL};
-    struct srv_opts o = {.extra = extra, .model = MS_SRC_DIR "/models/default.npz", .dataset = MS_SRC_DIR "/datasets/sample.npz",
-                         .token = TOKEN};
-    if (srv_start_opts(&g_srv, data, &o)) {
-        CHECK(0, "server start");
-        su_done();
-        return TEST_END();
-    }
+    if (su_start_bundled(&g_srv, extra, TOKEN)) return TEST_END();
 
     /* the document as served */
     struct resp r;

@@ -15,13 +15,25 @@
 
 static struct srv g_srv;
 
-static void hit(const char *method, const char *path, const char *json, long want) {
-    struct resp r;
-    if (json) send_json_tok(method, g_srv.port, path, json, NULL, &r);
-    else http(method, g_srv.port, path, NULL, &r);
-    CHECK(r.status == want, "%s %s: %ld, want %ld", method, path, r.status, want);
-    resp_free(&r);
-}
+/* The traffic: answers and refusals on our routes and the protocol's (json: the body, or none). */
+static const struct {
+    const char *method, *path, *json;
+    long want;
+} g_traffic[] = {
+    {"GET", "/healthz", NULL, 200}, {"GET", "/readyz", NULL, 200}, {"GET", "/schema", NULL, 200},
+    {"GET", "/openapi.json", NULL, 200}, {"GET", "/models", NULL, 200}, {"GET", "/jobs/nosuch", NULL, 404},
+    {"GET", "/nowhere", NULL, 404}, {"DELETE", "/models", NULL, 405},
+    /* the protocol's */
+    {"GET", "/v2", NULL, 200}, {"GET", "/v2/health/ready", NULL, 200}, {"GET", "/v2/models/default", NULL, 200},
+    {"GET", "/v2/models/nosuch/ready", NULL, 404},
+    {"POST", "/v2/models/default/infer",
+     "{\"inputs\":[{\"name\":\"image\",\"datatype\":\"UINT8\",\"shape\":[2,8,8],\"data\":[" /* 128 values */
+     "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,"
+     "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,"
+     "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8]}],\"outputs\":[{\"name\":\"confidence\"}]}",
+     200},
+    {"POST", "/v2/models/default/versions/1/infer", "{\"inputs\":[]}", 400},
+};
 
 int main(int argc, char **argv) {
     (void)argc;
@@ -31,16 +43,8 @@ int main(int argc, char **argv) {
         return 77;
     }
     if (su_init(argv[0], "promtool")) return 1;
-    char data[PATH_MAX];
-    path_in_tmp(data, sizeof data, "data");
-    CHECK(make_static() == 0, "static fixture");
     const char *extra[] = {"--threads", "1", NULL};
-    struct srv_opts o = {.extra = extra, .model = MS_SRC_DIR "/models/default.npz", .dataset = MS_SRC_DIR "/datasets/sample.npz"};
-    if (srv_start_opts(&g_srv, data, &o)) {
-        CHECK(0, "server start");
-        su_done();
-        return TEST_END();
-    }
+    if (su_start_bundled(&g_srv, extra, NULL)) return TEST_END();
 
     /* traffic: answers and refusals on our routes and the protocol's, then a job to its end */
     size_t plen = 0;
@@ -51,25 +55,13 @@ int main(int argc, char **argv) {
     CHECK(r.status == 200, "POST /segment");
     resp_free(&r);
     free(png);
-    hit("GET", "/healthz", NULL, 200);
-    hit("GET", "/readyz", NULL, 200);
-    hit("GET", "/schema", NULL, 200);
-    hit("GET", "/openapi.json", NULL, 200);
-    hit("GET", "/models", NULL, 200);
-    hit("GET", "/jobs/nosuch", NULL, 404);
-    hit("GET", "/nowhere", NULL, 404);
-    hit("DELETE", "/models", NULL, 405);
-    hit("GET", "/v2", NULL, 200);
-    hit("GET", "/v2/health/ready", NULL, 200);
-    hit("GET", "/v2/models/default", NULL, 200);
-    hit("GET", "/v2/models/nosuch/ready", NULL, 404);
-    hit("POST", "/v2/models/default/infer",
-        "{\"inputs\":[{\"name\":\"image\",\"datatype\":\"UINT8\",\"shape\":[2,8,8],\"data\":[" /* 128 values */
-        "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,"
-        "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,"
-        "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8]}],\"outputs\":[{\"name\":\"confidence\"}]}",
-        200);
-    hit("POST", "/v2/models/default/versions/1/infer", "{\"inputs\":[]}", 400);
+    for (size_t i = 0; i < sizeof g_traffic / sizeof g_traffic[0]; i++) {
+        const char *method = g_traffic[i].method, *path = g_traffic[i].path, *json = g_traffic[i].json;
+        if (json) send_json_tok(method, g_srv.port, path, json, NULL, &r);
+        else http(method, g_srv.port, path, NULL, &r);
+        CHECK(r.status == g_traffic[i].want, "%s %s: %ld, want %ld", method, path, r.status, g_traffic[i].want);
+        resp_free(&r);
+    }
     char job[256], last[32];
     char *id = post_job(g_srv.port, tiny_job(job, sizeof job, "sample", 1));
     CHECK(id != NULL, "a tiny job");

@@ -129,6 +129,39 @@ static int start_server(struct srv *s, const char *data, const char *role, int p
     return srv_start_opts(s, data, &o);
 }
 
+/* Every route the table (server/routes.c, the one place a route is declared) marks
+ * ROUTE_TRAINER must reach the trainer through deploy/haproxy.cfg: a replica would answer it 403
+ * "role". Read from the table itself, so that a new trainer route fails here until HAProxy sends
+ * it to the trainer. ({} becomes a made-up id and bodies carry an unknown field: the trainer's
+ * 404 or 400 is the answer wanted, and nothing is created.) */
+static void trainer_routes_reach_trainer(int lb) {
+    FILE *f = fopen(MS_SRC_DIR "/server/routes.c", "r");
+    CHECK(f != NULL, "server/routes.c");
+    if (!f) return;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char method[8], pattern[128], path[160];
+        if (!strstr(line, "ROUTE_TRAINER") || sscanf(line, " {\"%7[A-Z]\", \"%127[^\"]\"", method, pattern) != 2) continue;
+        size_t u = 0;
+        for (const char *c = pattern; *c && u < sizeof path - 8; c++) {
+            if (c[0] == '{' && c[1] == '}') memcpy(path + u, "zz0", 3), u += 3, c++;
+            else path[u++] = *c;
+        }
+        path[u] = 0;
+        struct resp r;
+        if (strcmp(method, "GET") && strcmp(method, "DELETE")) send_json(method, lb, path, "{\"zz_no_such_field\": 1}", &r); /* refused, creates nothing */
+        else http(method, lb, path, NULL, &r);
+        CHECK(r.status > 0 && !(r.status == 403 && is_json_error(&r, "role")), "%s %s through HAProxy reaches the trainer: %ld %.200s",
+              method, path, r.status, r.body ? r.body : "");
+        resp_free(&r);
+        n++;
+    }
+    fclose(f);
+    CHECK(n >= 10, "trainer routes read from server/routes.c: %d", n);
+    printf("%d trainer routes through HAProxy: none answered by a replica\n", n);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     if (access(HAPROXY, X_OK) != 0) su_apt_install("haproxy");
@@ -209,6 +242,7 @@ int main(int argc, char **argv) {
     h = get_json(lb, "/jobs");
     CHECK(h && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(h, "jobs")), "GET /jobs through HAProxy reaches the trainer");
     cJSON_Delete(h);
+    trainer_routes_reach_trainer(lb);
     char job_json[512];
     tiny_job(job_json, sizeof job_json, "sample", 1);
     job_json[strlen(job_json) - 1] = 0;

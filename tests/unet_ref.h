@@ -40,7 +40,7 @@ static void ref_conv1(double *out, const double *inp, const double *w, const dou
             out[co * N + i] = s;
         }
 }
-/* training-mode BatchNorm (batch mean, biased variance, eps as BN_EPS in unet.c), + res, ReLU,
+/* training-mode BatchNorm (batch mean, biased variance, eps as BN_EPS in unet.h), + res, ReLU,
  * in place on x (C,N) */
 static void ref_bn_relu(double *x, const double *g, const double *bt, const double *res, int C, size_t N) {
     for (int c = 0; c < C; c++) {

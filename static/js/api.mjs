@@ -100,7 +100,11 @@ export const api = {
   },
   /** GET /models/active: the serving model, or null (polled by health.mjs). */
   active: async () => read.readActiveModel(await request('GET', '/models/active', { timeoutMs: 5000 })),
-  /** The palette mask PNG, the one request of a segmentation (a Response: X-Model names the
-   * model, X-Inference-Ms its time); segment.mjs composes the overlay and the counts from it. */
-  segment: (png) => request('POST', '/segment', { body: png, type: 'image/png', expect: 'response', timeoutMs: 60000 }),
+  /** The one request of a segmentation: class ids, uncertainty map and scores in one JSON answer
+   * (?format=json&maps=1); segment.mjs composes mask, overlays and counts from it. */
+  segment: async (png) => read.readSegmentMaps(await request('POST', '/segment?format=json&maps=1', { body: png, type: 'image/png', timeoutMs: 60000 })),
+  createEvaluation: async (req) => read.readPass(await request('POST', '/evaluations', { json: req }), 'POST /evaluations'),
+  evaluation: async (id) => read.readEvaluation(await request('GET', `/evaluations/${encodeURIComponent(id)}`), `GET /evaluations/${id}`),
+  /** A report's PNG (the worst tiles), by the name report.json gives it. */
+  evaluationFile: (id, name) => `/evaluations/${encodeURIComponent(id)}/files/${encodeURIComponent(name)}`,
 };

@@ -96,17 +96,25 @@ function configFromForm(fields) {
   const ds = $('#f-dataset').value;
   if (ds) config.dataset = ds;
   if (!$('#f-augment').checked) Object.assign(config, NO_AUGMENTATION);
-  config.activate = $('#f-activate').checked;
+  config.activate = activateChoice().value;
   return config;
 }
 
-/** The hint under "serve the trained model": what it would replace. */
+/** The chosen "activate" entry of /schema ({ value, label, help }). */
+const activateChoice = () => store.schema.activate.choices[Number($('#f-activate').value)] ?? store.schema.activate.choices[0];
+
+/** The hint under "When the run succeeds": what the choice does, and against which model. */
 export function updateActivateHint() {
   const el = $('#activate-hint');
-  if (!el) return;
-  el.textContent = !$('#f-activate').checked ? '' : store.active
-    ? `It replaces the serving model (${servingSummary()}) when the run succeeds, whatever its score.`
-    : 'It then serves segmentation requests.';
+  if (!el || !store.schema) return;
+  const c = activateChoice();
+  el.textContent = `${c.help}${c.value !== false && store.active ? ` Serving now: ${servingSummary()}.` : ''}`;
+}
+
+/** The choices of /schema's activate table, its default selected (labels are the server's). */
+function fillActivate() {
+  const a = store.schema.activate;
+  $('#f-activate').innerHTML = a.choices.map((c, i) => `<option value="${i}"${c.value === a.default ? ' selected' : ''}>${esc(c.label)}</option>`).join('');
 }
 
 export async function refreshDatasets(select) {
@@ -178,6 +186,7 @@ function showRefusal(fields, ex) {
 /** Builds the fields from store.schema (a SchemaError when /schema lacks one). */
 export function initJobForm() {
   initUpload();
+  fillActivate();
   const form = $('#job-form'), err = $('#form-error'), btn = $('#job-submit');
   const fields = formFields();
   const mpi = store.schema.mpi;
@@ -200,7 +209,7 @@ export function initJobForm() {
   form.addEventListener('reset', () => {
     showError(err, '');
     for (const f of fields) markField(f, '');
-    setTimeout(() => { refreshDatasets(); updateActivateHint(); }, 0);
+    setTimeout(() => { fillActivate(); refreshDatasets(); updateActivateHint(); }, 0);
   });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -1,8 +1,8 @@
 /* marsseg dashboard: ES modules, no build step, no dependencies. This file wires them:
  *
  *   api (requests, the connection) ← schema (strict readers) · format · poller · chart · eta ·
- *   errors · formcheck · segmath (pure)
- *   toasts · token · health · models · jobs · runview (+ charts) · jobform · segment
+ *   errors · formcheck · segmath · evalmath (pure)
+ *   toasts · token · health · models · jobs · runview (+ charts) · jobform · segment · evalview
  *   selftest (import()ed only with ?selftest=1)
  *
  * Class names and colours, the job form's limits, the upload limits and whether a token is
@@ -20,22 +20,24 @@ import { initJobs, pauseJobs, refreshJobs, renderJobs } from './jobs.mjs';
 import { afterJobList, initRun, renderHeader, renderActions, runVisible, selectJob, touchRun } from './runview.mjs';
 import { initJobForm, refreshDatasets, updateActivateHint } from './jobform.mjs';
 import { initSegment } from './segment.mjs';
+import { initEval, refreshEvalChoices } from './evalview.mjs';
 
 const SELFTEST = new URLSearchParams(location.search).has('selftest') || location.hash === '#selftest';
 
 let started = false;
 function refreshAll() {
   if (!started) { schema.now(); return; }
-  refreshJobs(); refreshModels(); refreshDatasets(); runVisible(true);
+  refreshJobs(); refreshModels(); refreshDatasets().then(refreshEvalChoices); runVisible(true);
 }
 
 function start() {
   started = true;
   setTokenRequired(store.schema.auth.token_required);
-  initModels({ onModelsChange() { renderActions(); updateActivateHint(); } });
+  initModels({ onModelsChange() { renderActions(); updateActivateHint(); refreshEvalChoices(); } });
   initJobs({ onList: afterJobList, onSelect: selectJob, onTouched: touchRun });
   initRun();
   initSegment();
+  initEval();
   try {
     initJobForm();
   } catch (e) {
@@ -52,7 +54,7 @@ function start() {
   // Relative times ("3 min ago") stay fresh without extra requests.
   setInterval(() => { if (!document.hidden && store.jobs.length) { renderJobs(); renderHeader(); } }, 60000);
   refreshModels();
-  refreshDatasets();
+  refreshDatasets().then(refreshEvalChoices);
   refreshJobs();
   if (SELFTEST) import('./selftest.mjs').then((m) => m.selftest());
 }

@@ -91,8 +91,19 @@ export function readSchema(v, at = 'GET /schema') {
     const n = fields(o, a).field('max_ranks', count);
     return n >= 1 ? { max_ranks: n } : expected(`${a}.max_ranks`, 'an integer >= 1', n);
   });
-  return { classes, config: field('config', arrayOf(readConfigField)), limits, auth, mpi };
+  const activate = field('activate', (o, a) => {
+    const r = fields(o, a);
+    const choices = r.field('choices', arrayOf((c, at) => {
+      const f = fields(c, at);
+      return { value: f.field('value', activateValue), label: f.field('label', str), help: f.field('help', str) };
+    }));
+    return { default: r.field('default', activateValue), choices };
+  });
+  return { classes, config: field('config', arrayOf(readConfigField)), limits, auth, mpi, activate };
 }
+
+/** A job's "activate": "if_better", "always" or false (GET /schema lists them with labels). */
+const activateValue = (v, at) => v === false || typeof v === 'string' ? v : expected(at, 'a string or false', v);
 
 // ───────────────────────────── jobs
 /** Live batch progress of a running job (`epoch` is the one training, 1-based). */
@@ -125,7 +136,8 @@ export function readJob(v, at = 'job', { detail = false } = {}) {
     id: field('id', str),
     state: field('state', oneOf(JOB_STATES)),
     dataset: field('dataset', str),
-    activate: field('activate', bool),
+    activate: field('activate', activateValue),
+    activation: maybe('activation', nullable(object)), // what the rule decided once it succeeded
     created: field('created', time),
     started: field('started', nullable(time)),
     finished: field('finished', nullable(time)),
@@ -222,4 +234,47 @@ export function readDatasetList(v, at = 'GET /datasets') {
 export function readActiveModel(v, at = 'GET /models/active') {
   const { field } = fields(v, at);
   return field('id', nullable(str)) === null ? null : readModel(v, at);
+}
+
+// ───────────────────────────── segmentation, passes
+/** POST /segment?format=json&maps=1: the scores and the maps (base64, one byte per pixel). */
+export function readSegmentMaps(v, at = 'POST /segment') {
+  const { field } = fields(v, at);
+  const timing = field('timing', (t, a) => ({ inference_ms: fields(t, a).field('inference_ms', number) }));
+  return {
+    width: field('width', count), height: field('height', count), model: field('model', str),
+    confidence: field('confidence', number), entropy: field('entropy', number),
+    labels: field('labels', str), uncertainty: field('uncertainty', str), timing,
+  };
+}
+
+/** A prediction or an evaluation (a pass of a model over a dataset). */
+export function readPass(v, at = 'pass') {
+  const { field } = fields(v, at);
+  return {
+    id: field('id', str), kind: field('kind', str), state: field('state', oneOf(JOB_STATES)), model: field('model', nullable(str)),
+    dataset: field('dataset', nullable(str)), progress: field('progress', nullable(object)), error: field('error', nullable(str)) ?? '',
+    request: field('request', object), result: field('result', nullable(object)),
+  };
+}
+
+const matrix = (read) => arrayOf(arrayOf(read));
+function readReport(v, at) {
+  const { field } = fields(v, at);
+  const n = nullable(number);
+  return {
+    tiles: field('tiles', count), miou: field('miou', n), pixelAcc: field('pixel_acc', n),
+    confusion: field('confusion', matrix(count)), normalized: field('confusion_normalized', matrix(n)),
+    iou: field('iou', arrayOf(n)), precision: field('precision', arrayOf(n)), recall: field('recall', arrayOf(n)),
+    worst: field('worst', arrayOf((w, a) => {
+      const r = fields(w, a);
+      return { index: r.field('index', count), miou: r.field('miou', n), image: r.field('image', str), truth: r.field('truth', str),
+        pred: r.field('pred', str), uncertainty: r.field('uncertainty', str) };
+    })),
+  };
+}
+
+/** GET /evaluations/{id}: the pass and, once it succeeded, its report. */
+export function readEvaluation(v, at = 'evaluation') {
+  return { ...readPass(v, at), report: fields(v, at).field('report', nullable((r, a) => readReport(r, a))) };
 }

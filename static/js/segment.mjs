@@ -1,8 +1,9 @@
 /* The Segment a tile card. A PNG (dropped, picked, pasted or one of the bundled samples) is
  * checked first (type, size and pixel count from its header, against GET /schema's limits: a
- * file the server would refuse is never sent), then sent ONCE to POST /segment, whose answer is
- * the palette PNG of class ids. The overlay, the pixels per class and the class under the
- * pointer are composed here from that mask's pixels (segmath.mjs). A file that arrives while
+ * file the server would refuse is never sent), then sent ONCE to POST /segment?format=json&maps=1,
+ * whose answer carries the class ids, each pixel's uncertainty and the tile's confidence. The
+ * mask, the overlay, the uncertainty overlay (the toggle), the pixels per class and the class
+ * under the pointer are composed here from it (segmath.mjs): one model run per drop. A file that arrives while
  * one is being segmented waits its turn (the card says so). A failure leaves the previous
  * result greyed out under a "previous result" label. Class names and colours come from /schema. */
 import { $, showError } from './dom.mjs';
@@ -11,9 +12,9 @@ import { store } from './store.mjs';
 import { esc, fmtBytes, fmtNum, fmtPct, rgbCss } from './format.mjs';
 import { reportError } from './toasts.mjs';
 import { uploadProblem } from './errors.mjs';
-import { fractions, grayFromRgba, labelsFromRgba, overlayRgba, summary } from './segmath.mjs';
+import { b64ToBytes, fractions, grayFromRgba, labelCounts, maskRgba, overlayRgba, summary, uncertaintyRgba } from './segmath.mjs';
 
-const seg = { urls: [], labels: null, gray: null, w: 0, h: 0, busy: false, queue: [], shown: '' };
+const seg = { urls: [], labels: null, unc: null, gray: null, w: 0, h: 0, busy: false, queue: [], shown: '', overlayUrl: '', uncUrl: '' };
 const classes = () => store.schema.classes;
 
 function setStatus(text) { $('#seg-status').textContent = text; }
@@ -97,18 +98,22 @@ export async function segmentBlob(blob, name = 'image') {
   const t0 = performance.now();
   try {
     const res = await api.segment(blob);
-    const model = res.headers.get('X-Model') || '';
-    const inferMs = Number(res.headers.get('X-Inference-Ms'));
-    const maskBlob = await res.blob();
-    const [input, mask] = await Promise.all([rgbaOf(blob), rgbaOf(maskBlob)]);
-    if (mask.w !== input.w || mask.h !== input.h) throw new Error(`the mask is ${mask.w}×${mask.h} but the input is ${input.w}×${input.h}`);
-    const lm = labelsFromRgba(mask.rgba, classes());
+    const input = await rgbaOf(blob);
+    if (res.width !== input.w || res.height !== input.h) throw new Error(`the answer is ${res.width}×${res.height} but the input is ${input.w}×${input.h}`);
+    const labels = b64ToBytes(res.labels), unc = b64ToBytes(res.uncertainty);
+    if (labels.length !== input.w * input.h || unc.length !== labels.length) throw new Error(`the answer's maps hold ${labels.length} and ${unc.length} pixels, not ${input.w * input.h}`);
+    const lm = labelCounts(labels, classes());
     const gray = grayFromRgba(input.rgba);
-    const overlay = await rgbaToBlob(overlayRgba(gray, lm.labels, classes()), input.w, input.h);
+    const [maskBlob, overlay, uncBlob] = await Promise.all([rgbaToBlob(maskRgba(labels, classes()), input.w, input.h),
+      rgbaToBlob(overlayRgba(gray, labels, classes()), input.w, input.h), rgbaToBlob(uncertaintyRgba(gray, unc), input.w, input.h)]);
     for (const u of seg.urls) URL.revokeObjectURL(u);
     seg.urls = [];
-    await Promise.all([showImg($('#seg-input'), blob), showImg($('#seg-mask'), maskBlob), showImg($('#seg-overlay'), overlay)]);
-    Object.assign(seg, { labels: lm.labels, gray, w: input.w, h: input.h, shown: name });
+    await Promise.all([showImg($('#seg-input'), blob), showImg($('#seg-mask'), maskBlob)]);
+    seg.overlayUrl = URL.createObjectURL(overlay);
+    seg.uncUrl = URL.createObjectURL(uncBlob);
+    seg.urls.push(seg.overlayUrl, seg.uncUrl);
+    await showOverlay();
+    Object.assign(seg, { labels, unc, gray, w: input.w, h: input.h, shown: name });
     for (const img of document.querySelectorAll('.seg-images img')) {
       img.width = seg.w; img.height = seg.h;
       img.classList.toggle('pixelated', seg.w < 512);
@@ -119,11 +124,16 @@ export async function segmentBlob(blob, name = 'image') {
     result.classList.remove('stale');
     $('#seg-stale').hidden = true;
     showError($('#seg-error'), '');
-    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, model ? `model ${model}` : '',
-      Number.isFinite(inferMs) && inferMs > 0 ? `${fmtNum(inferMs, 3)} ms inference` : '', `${Math.round(performance.now() - t0)} ms round trip`].filter(Boolean).join(' · ');
+    const inferMs = res.timing.inference_ms;
+    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, `model ${res.model}`,
+      inferMs > 0 ? `${fmtNum(inferMs, 3)} ms inference` : '', `${Math.round(performance.now() - t0)} ms round trip`].filter(Boolean).join(' · ');
+    const conf = $('#seg-confidence');
+    conf.textContent = `Confidence ${fmtPct(res.confidence)}`;
+    conf.title = `mean top class probability ${res.confidence.toFixed(4)}; mean normalised entropy ${res.entropy.toFixed(4)} (0 certain, 1 all classes equally likely)`;
+    conf.dataset.confidence = String(res.confidence);
     $('#seg-name').textContent = name;
     setStatus(`Segmented ${name}: ${summary(lm.counts, classes())}.`);
-    return { counts: lm.counts, offPalette: lm.offPalette, offExample: lm.offExample, model, width: seg.w, height: seg.h };
+    return { counts: lm.counts, offPalette: lm.offPalette, offExample: lm.offExample, model: res.model, width: seg.w, height: seg.h, confidence: res.confidence };
   } catch (e) {
     failed(name, reportError(e, '', { inline: true, ctx: { name, size: blob.size } }));
     throw e;
@@ -132,6 +142,16 @@ export async function segmentBlob(blob, name = 'image') {
     dz.classList.remove('busy'); dz.removeAttribute('aria-busy');
     seg.queue.shift()?.();
   }
+}
+
+/** The third image: the class overlay, or the uncertainty overlay when the toggle is on. */
+function showOverlay() {
+  const on = $('#seg-unc-toggle').checked, img = $('#seg-overlay');
+  $('#seg-overlay-cap').textContent = on ? 'Uncertainty (pink: unsure)' : 'Overlay';
+  img.alt = on ? 'Uncertainty of each pixel over the input: the pinker, the less sure' : 'Mask overlaid on the input';
+  const url = on ? seg.uncUrl : seg.overlayUrl;
+  if (!url || img.src === url) return Promise.resolve();
+  return new Promise((resolve) => { img.onload = img.onerror = () => resolve(); img.src = url; });
 }
 
 /** The class under the pointer, read from the mask. */
@@ -144,7 +164,7 @@ function initProbe() {
       const x = Math.min(seg.w - 1, Math.max(0, Math.floor(((e.clientX - r.left) / r.width) * seg.w)));
       const y = Math.min(seg.h - 1, Math.max(0, Math.floor(((e.clientY - r.top) / r.height) * seg.h)));
       const k = classes()[seg.labels[y * seg.w + x]];
-      probe.innerHTML = `x ${x}, y ${y} · <span class="swatch-box inline" style="background:${rgbCss(k.rgb)}"></span> <strong>${esc(k.name)}</strong> · gray ${seg.gray[y * seg.w + x]}`;
+      probe.innerHTML = `x ${x}, y ${y} · <span class="swatch-box inline" style="background:${rgbCss(k.rgb)}"></span> <strong>${esc(k.name)}</strong> · gray ${seg.gray[y * seg.w + x]} · uncertainty ${fmtPct(seg.unc[y * seg.w + x] / 255)}`;
       for (const li of document.querySelectorAll('#seg-legend li[data-class]')) li.classList.toggle('hot', Number(li.dataset.class) === k.id);
     });
     img.addEventListener('pointerleave', () => {
@@ -196,5 +216,6 @@ export function initSegment() {
       showError($('#seg-error'), reportError(ex, 'Loading the sample', { inline: true }));
     }
   });
+  $('#seg-unc-toggle').addEventListener('change', () => { showOverlay(); });
   initProbe();
 }

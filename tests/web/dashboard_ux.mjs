@@ -262,8 +262,31 @@ try {
     status: document.querySelector('#seg-status').textContent,
   }));
   check(3, 'a dropped tile is segmented with ONE request', segs() - n0 === 1 && good.result, `${segs() - n0} POST /segment`);
-  check(3, 'no ?format= requests: overlay and percentages are composed in the page', count(page, /format=/) === 0 && good.overlay === 128 && good.mask === 128 && Math.abs(good.pct - 100) < 0.6,
+  check(3, 'the one request is the JSON answer with the maps; mask, overlay and percentages are composed in the page',
+    count(page, /^\/segment\?format=json&maps=1$/, 'POST') === 1 && count(page, /format=(?!json&maps=1$)/) === 0 && good.overlay === 128 && good.mask === 128 && Math.abs(good.pct - 100) < 0.6,
     `overlay ${good.overlay}px, percentages sum to ${good.pct.toFixed(1)}`);
+  // issue 14: the uncertainty overlay and the tile's confidence, from the same answer
+  const before = await page.evaluate(() => ({ src: document.querySelector('#seg-overlay').src, conf: document.querySelector('#seg-confidence').textContent,
+    value: Number(document.querySelector('#seg-confidence').dataset.confidence) }));
+  n0 = segs();
+  const httpCount = () => page.requests.filter((r) => r.url.startsWith('http')).length; // not the page's own blob: images
+  const allBefore = httpCount();
+  await page.click('#seg-unc-toggle');
+  await waitFor(page, (src) => document.querySelector('#seg-overlay').src !== src && document.querySelector('#seg-overlay').complete, before.src, 5000, 'the uncertainty overlay');
+  const unc = await page.evaluate(() => {
+    const img = document.querySelector('#seg-overlay'), c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let tinted = 0; // pixels pushed towards the uncertainty colour (red and blue above green)
+    for (let i = 0; i < d.length; i += 4) if (d[i] - d[i + 1] > 20 && d[i + 2] - d[i + 1] > 20) tinted++;
+    return { cap: document.querySelector('#seg-overlay-cap').textContent, w: img.naturalWidth, tinted };
+  });
+  check('14', 'the uncertainty toggle shows the uncertainty overlay, with no new request', segs() === n0 && httpCount() === allBefore &&
+    /Uncertainty/.test(unc.cap) && unc.w === 128 && unc.tinted > 0, `${unc.cap}; ${unc.tinted} tinted pixels; ${httpCount() - allBefore} requests`);
+  check('14', 'the tile\'s confidence is shown', /^Confidence \d+\.\d%$/.test(before.conf) && before.value > 0.2 && before.value <= 1, before.conf);
+  await shot(page, 'uncertainty');
+  await page.click('#seg-unc-toggle');
   check(11, 'a result shows in the card, not as a toast', /Segmented tile1\.png: /.test(good.status) && !(await page.$$eval('.toast', (ts) => ts.some((t) => /Segment/.test(t.textContent)))), good.status);
   const overlap = await page.evaluate(() => {
     const l = document.querySelector('#seg-legend').getBoundingClientRect();
@@ -350,7 +373,9 @@ try {
   await setField('#f-epochs', '12');
   await setField('#f-batch', '1');
   await setField('#f-dropout', '0');
-  await page.$eval('#f-activate', (el) => { el.checked = false; });
+  await page.$eval('#f-activate', (el) => { el.value = String([...el.options].findIndex((o) => /Keep the serving model/.test(o.text))); el.dispatchEvent(new Event('change')); });
+  const hint = await text(page, '#activate-hint');
+  check('14', 'the job form says what happens to the serving model', /only listed under Models/.test(hint) && (await page.$eval('#f-activate', (el) => el.options.length)) === 3, hint);
   await page.evaluate(() => {
     window.__progress = [];
     new MutationObserver(() => window.__progress.push(document.querySelector('#run-progress-text').textContent))
@@ -420,6 +445,34 @@ try {
   }).filter((s) => { const [w, h] = s.split(' ')[1].split('x').map(Number); return w < 24 || h < 24; }));
   check(8, 'checkboxes and radios are at least 24x24 px', small.length === 0, small.join(', '));
   await shot(page, 'desktop-full', true);
+
+  // ─── issue 14: evaluation you can see — heatmap, IoU bars of two models, worst tiles
+  const evalPosts = () => count(page, /^\/evaluations$/, 'POST');
+  const e0 = evalPosts();
+  await page.evaluate((b) => {
+    for (const [id, v] of [['#eval-a', 'default'], ['#eval-b', b], ['#eval-data', 'sample']]) document.querySelector(id).value = v;
+  }, jobA);
+  await page.click('#eval-submit');
+  await waitFor(page, () => !document.querySelector('#eval-result').hidden || !document.querySelector('#eval-error').hidden, null, 120000, 'the evaluation');
+  const ev = await page.evaluate(() => {
+    const rows = [...document.querySelectorAll('#eval-heatmap tbody tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => ({
+      share: td.dataset.share === '' ? null : Number(td.dataset.share), count: Number(td.dataset.count), title: td.title })));
+    const imgs = [...document.querySelectorAll('#eval-gallery figure.tile')].map((f) => [...f.querySelectorAll('img')].map((i) => i.naturalWidth));
+    return { rows, error: document.querySelector('#eval-error').textContent,
+      bars: [...document.querySelectorAll('#eval-iou .iou-row')].map((r) => [r.querySelectorAll('.iou-bar.a').length, r.querySelectorAll('.iou-bar.b').length]),
+      imgs, status: document.querySelector('#eval-status').textContent };
+  });
+  const cells = ev.rows.flat();
+  const rowSums = ev.rows.map((r) => r.reduce((a, c) => a + (c.share ?? 0), 0));
+  check('14', 'the confusion heatmap: 5x5 cells, each row\'s shares sum to 1, counts on hover', ev.rows.length === 5 && cells.length === 25 &&
+    rowSums.every((x) => Math.abs(x - 1) < 1e-6 || x === 0) && cells.reduce((a, c) => a + c.count, 0) === 256 * 64 * 128 &&
+    cells.every((c) => /pixels/.test(c.title) && c.title.includes(c.count.toLocaleString('en-US'))), ev.error || `${cells.length} cells, row sums ${rowSums.map((x) => x.toFixed(3)).join(' ')}`);
+  check('14', 'per-class IoU bars of two models side by side', ev.bars.length === 5 && ev.bars.every(([a, b]) => a === 1 && b === 1) && evalPosts() - e0 === 2, JSON.stringify(ev.bars));
+  await waitFor(page, () => [...document.querySelectorAll('#eval-gallery img')].every((i) => i.complete), null, 10000, 'the gallery images');
+  const gal = await page.evaluate(() => [...document.querySelectorAll('#eval-gallery figure.tile')].map((f) => [...f.querySelectorAll('img')].map((i) => i.naturalWidth)));
+  check('14', 'a gallery of the worst tiles: image, truth, prediction, uncertainty', gal.length === 4 && gal.every((t) => t.length === 4 && t.every((w) => w === 128)), JSON.stringify(gal));
+  await page.$eval('#evaluate', (el) => el.scrollIntoView());
+  await shot(page, 'evaluation');
 
   // ─── phone
   const phone = await newPage(browser, { width: 390, height: 844, mobile: true });

@@ -11,9 +11,10 @@ const SCHEMA = {
   config: [{ name: 'epochs', type: 'integer', default: 20, min: 1, max: 10000, help: 'epochs', flag: '--epochs' }],
   limits: { max_body: 1, max_pixels: 1, max_json: 1, max_upload: 1 },
   auth: { token_required: false },
+  activate: { default: 'if_better', choices: [{ value: 'if_better', label: 'only if better', help: 'h' }, { value: 'always', label: 'always', help: 'h' }, { value: false, label: 'never', help: 'h' }] },
 };
 const JOB = {
-  id: 'j000001', state: 'running', dataset: 'sample', activate: true, created: 1, started: 2, finished: null, epoch: 1, epochs: 5,
+  id: 'j000001', state: 'running', dataset: 'sample', activate: 'if_better', created: 1, started: 2, finished: null, epoch: 1, epochs: 5,
   best_val_miou: null, best_epoch: 0, progress: null, eta_s: null, error: null, model: null,
 };
 

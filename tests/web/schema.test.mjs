@@ -23,10 +23,11 @@ const SCHEMA = {
   ],
   limits: { max_body: 8388608, max_pixels: 16777216, max_json: 65536, max_upload: 2147483648 },
   auth: { token_required: false },
+  activate: { default: 'if_better', choices: [{ value: 'if_better', label: 'only if better', help: 'h' }, { value: 'always', label: 'always', help: 'h' }, { value: false, label: 'never', help: 'h' }] },
 };
 const PROGRESS = { epoch: 2, epochs: 5, batch: 7, batches: 20, loss: 0.81, eta_s: 42.5, images_per_s: 120.3 };
 const JOB = {
-  id: 'j000003', state: 'running', dataset: 'sample', activate: true, created: 1718000000.123, started: 1718000001.5,
+  id: 'j000003', state: 'running', dataset: 'sample', activate: 'if_better', created: 1718000000.123, started: 1718000001.5,
   finished: null, epoch: 1, epochs: 5, best_val_miou: 0.41, best_epoch: 1, progress: PROGRESS, eta_s: 42.5, error: null, model: null,
 };
 const CONFIG = { val_frac: 0.1, hflip: true, model: { depth: 4, base: 16, classes: 5, dropout: 0.1 }, loss: 'wce', lr: 0.001, batch: 32, epochs: 5, seed: 42 };

@@ -41,3 +41,18 @@ test('gray levels, fractions and the summary line', () => {
   assert.equal(summary([10, 0, 33, 41, 16], CLASSES), '41% sand, 33% bedrock');
   assert.equal(summary([100, 0, 0, 0, 0], CLASSES), 'mostly background');
 });
+
+test('the JSON answer\'s maps: base64 to bytes, counts, mask colours and the uncertainty tint', async () => {
+  const { b64ToBytes, labelCounts, maskRgba, uncertaintyRgba, UNCERTAIN_RGB } = await import('../../static/js/segmath.mjs');
+  const labels = b64ToBytes(Buffer.from([0, 1, 4, 4, 9]).toString('base64'));
+  assert.deepEqual([...labels], [0, 1, 4, 4, 9]);
+  const c = labelCounts(labels, CLASSES);
+  assert.deepEqual(c.counts, [1, 1, 0, 0, 2]);
+  assert.equal(c.offPalette, 1);
+  const m = maskRgba(Uint8Array.from([2, 4]), CLASSES);
+  assert.deepEqual([...m], [...CLASSES[2].rgb, 255, ...CLASSES[4].rgb, 255]);
+  const u = uncertaintyRgba(Uint8Array.from([100, 100]), Uint8Array.from([0, 255]));
+  assert.deepEqual([...u.slice(0, 4)], [100, 100, 100, 255]); // certain: the gray pixel
+  const a = Math.round(218), g = 100 * (256 - a); // uncertain: 85% of the way to the tint
+  assert.deepEqual([...u.slice(4, 7)], UNCERTAIN_RGB.map((t) => (g + t * a + 128) >> 8));
+});
