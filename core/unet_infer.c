@@ -79,8 +79,14 @@ void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B)
     const float *P = m->params;
     const float *h = x;
     for (int l = 0; l < D; l++) {
-        resblock_infer(m, &m->penc[l], &a->enc[l], h, B, a->ws);
-        maxpool2x2_forward(a->pool[l], a->enc[l].out, (size_t)m->ch[l] * B, a->enc[l].h, a->enc[l].w);
+        /* The encoder output is the second half of the level's concat buffer, and with B images
+         * that half starts after C*B planes, not after the C*a->B planes the buffer was laid out
+         * for: a batch smaller than the buffers (the last chunk of a large one) must write it
+         * there, or the decoder reads the wrong skip. */
+        ms_rb_acts enc = a->enc[l];
+        enc.out = a->cat[l] + (size_t)m->ch[l] * B * enc.h * enc.w;
+        resblock_infer(m, &m->penc[l], &enc, h, B, a->ws);
+        maxpool2x2_forward(a->pool[l], enc.out, (size_t)m->ch[l] * B, enc.h, enc.w);
         h = a->pool[l];
     }
     resblock_infer(m, &m->pbott, &a->bott, h, B, a->ws);

@@ -115,13 +115,8 @@ static float *probs_of(const uint8_t *img, int n) {
     float *x = malloc(sizeof(float) * n * H * W), *p = malloc(sizeof(float) * n * MS_NUM_CLASSES * H * W);
     if (ms_model_load(&m, g_model) || !x || !p) return free(x), free(p), ms_model_free(m), NULL;
     for (size_t i = 0; i < (size_t)n * H * W; i++) x[i] = img[i] / 255.0f;
-    /* 8 tiles a call: a frozen model given more than 32 images at once answers wrongly for those
-     * after the last whole 32 (core/model.c's chunks; found here) */
-    ms_status st = MS_OK;
-    for (int b = 0; b < n && !st; b += 8) {
-        const ms_pixel_out o = {NULL, p + (size_t)b * MS_NUM_CLASSES * H * W, NULL, NULL};
-        st = ms_model_predict_ex(m, x + (size_t)b * H * W, n - b < 8 ? n - b : 8, H, W, 0, &o);
-    }
+    const ms_pixel_out o = {NULL, p, NULL, NULL};
+    const ms_status st = ms_model_predict_ex(m, x, n, H, W, 0, &o);
     ms_model_free(m);
     free(x);
     if (st) free(p), p = NULL;
