@@ -3,7 +3,9 @@
  * Answers: the palette mask PNG (the default), ?format=overlay, ?format=uncertainty (each pixel's
  * normalised softmax entropy as 8-bit gray: marsseg_predict.h) and ?format=json (counts, the
  * tile's confidence and entropy; &maps=1 adds the class ids and the uncertainty map in base64,
- * all the dashboard needs from one model run). PNG answers carry X-Confidence.
+ * all the dashboard needs from one model run). PNG answers carry X-Confidence. ?frame=1 declares
+ * the image a whole camera frame (core/frame.c: segmented at the model's training scale, answered
+ * at the image's size).
  *
  * Inference is CPU-bound and its memory grows with the image (hundreds of MB for the largest
  * allowed one), so it runs on a fixed set of worker threads (--threads) with a short bounded
@@ -31,6 +33,7 @@ struct infer_task {
     const ms_model *model;
     const uint8_t *gray;
     int h, w, tta;
+    int frame;           /* a whole camera frame: ms_model_segment_frame */
     uint8_t *labels;
     float *entropy;      /* per pixel, or NULL */
     ms_tile_score score; /* the image's confidence and entropy */
@@ -89,7 +92,8 @@ static void *infer_worker(void *arg) {
         const int want = ms_governor_threads(&gov, team, t0);
         if (want != threads) omp_set_num_threads(threads = want);
         t->st = t->job ? t->job->fn(t->job->ctx)
-                       : ms_model_segment_ex(t->model, t->gray, t->h, t->w, t->tta, t->labels, t->entropy, &t->score);
+                       : (t->frame ? ms_model_segment_frame : ms_model_segment_ex)(t->model, t->gray, t->h, t->w, t->tta,
+                                                                                   t->labels, t->entropy, &t->score);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
@@ -274,6 +278,15 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
     return reply_json_header(r, 200, j, NULL, "X-Model", snap->id);
 }
 
+/* ?name=1|true|0|false into *out (absent or empty: unchanged); -1 for any other value */
+static int query_flag(struct req *r, const char *name, int *out) {
+    const char *q = req_query(r, name);
+    if (!q || !*q) return 0;
+    if (strcmp(q, "1") == 0 || strcmp(q, "true") == 0) return *out = 1, 0;
+    if (strcmp(q, "0") == 0 || strcmp(q, "false") == 0) return *out = 0, 0;
+    return -1;
+}
+
 enum MHD_Result h_segment(struct req *r) {
     struct server *srv = req_server(r);
     const double t0 = now_mono();
@@ -286,20 +299,10 @@ enum MHD_Result h_segment(struct req *r) {
         else if (strcmp(f, "uncertainty") == 0) fmt = FMT_UNCERTAINTY;
         else return reply_error(r, 400, "bad_format", "format must be png, overlay, json or uncertainty");
     }
-    int maps = 0;
-    const char *mq = req_query(r, "maps");
-    if (mq && *mq) {
-        if (strcmp(mq, "1") == 0 || strcmp(mq, "true") == 0) maps = 1;
-        else if (strcmp(mq, "0") != 0 && strcmp(mq, "false") != 0) return reply_error(r, 400, "bad_maps", "maps must be 0 or 1");
-        if (maps && fmt != FMT_JSON) return reply_error(r, 400, "bad_maps", "maps=1 goes with format=json");
-    }
-    int tta = 0;
-    const char *tq = req_query(r, "tta");
-    if (tq && *tq) {
-        if (strcmp(tq, "1") == 0 || strcmp(tq, "true") == 0) tta = 1;
-        else if (strcmp(tq, "0") == 0 || strcmp(tq, "false") == 0) tta = 0;
-        else return reply_error(r, 400, "bad_tta", "tta must be 0 or 1");
-    }
+    int maps = 0, tta = 0, frame = 0;
+    if (query_flag(r, "maps", &maps) || query_flag(r, "tta", &tta) || query_flag(r, "frame", &frame))
+        return reply_error(r, 400, "bad_flag", "maps, tta and frame must be 0 or 1 (or true/false)");
+    if (maps && fmt != FMT_JSON) return reply_error(r, 400, "bad_maps", "maps=1 goes with format=json");
 
     size_t len;
     const uint8_t *png = req_body(r, &len);
@@ -337,7 +340,8 @@ enum MHD_Result h_segment(struct req *r) {
         ret = reply_error_retry(r, 503, 5, "nomem", "out of memory for a %dx%d image", w, h);
         goto done;
     }
-    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .labels = labels, .entropy = entropy};
+    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .frame = frame, .labels = labels,
+                               .entropy = entropy};
     if (infer_run(srv->infer, &task) != 0) {
         ret = reply_error_retry(r, 503, 1, "overloaded", "all %u inference workers are busy; retry shortly",
                                 srv->cfg.threads);

@@ -5,16 +5,19 @@
  *
  * Covers: health/readiness; /schema; /segment on PNGs of several kinds and sizes (gray, 16-bit,
  * RGB, RGBA, palette, interlaced, 1x1, 37x53) in all three output formats, multipart and raw;
+ * ?frame=1 (a whole camera frame);
  * static files, conditional GETs, /favicon.ico and traversal attempts; the token on every
  * state-changing route (401 without it, reads stay open) and the queue bound. Every server must
  * exit 0 on SIGTERM (under SAN=1: and leak nothing). */
 #include "marsseg.h"
 #include "marsseg_npz.h"
+#include "marsseg_predict.h"
 #include "testutil.h"
 #include "srvutil.h"
 
 #include <cJSON.h>
 #include <curl/curl.h>
+#include <math.h>
 #include <png.h>
 #include <signal.h>
 #include <stdint.h>
@@ -314,6 +317,33 @@ static void test_token(const char *model) {
     CHECK(srv_stop(&s, SIGTERM) == 0, "token server clean exit (see %s)", s.log);
 }
 
+/* ?frame=1: a 256x128 "camera frame" segmented at the model's frame width (128) and answered at
+ * 256x128: the labels ms_model_segment_frame gives in this process; a bad flag is a 400. */
+static void test_segment_frame(int port, const char *model) {
+    enum { FW = 256, FH = 128 };
+    static uint8_t img[FW * FH], want[FW * FH];
+    for (int y = 0; y < FH; y++)
+        for (int x = 0; x < FW; x++) img[y * FW + x] = (uint8_t)(128 + 90 * sin(x / 11.0) * cos(y / 7.0) + (x > 170 ? 30 : 0));
+    uint8_t *png = NULL, *got = NULL;
+    size_t plen = 0;
+    int gw = 0, gh = 0;
+    ms_model *m = NULL;
+    CHECK_OK(ms_png_encode_gray(img, FW, FH, &png, &plen));
+    CHECK_OK(ms_model_load(&m, model));
+    if (m) CHECK_OK(ms_model_segment_frame(m, img, FH, FW, 0, want, NULL, NULL));
+    struct reqopt o = {.ctype = "image/png", .body = png, .len = plen};
+    struct resp r;
+    http("POST", port, "/segment?frame=1", &o, &r);
+    CHECK(r.status == 200 && ms_png_decode_index(r.body, r.len, 0, &got, &gw, &gh) == MS_OK && gw == FW && gh == FH && m &&
+              !memcmp(got, want, sizeof want), "?frame=1: %ld, %dx%d, the labels of ms_model_segment_frame", r.status, gw, gh);
+    resp_free(&r);
+    http("POST", port, "/segment?frame=2", &o, &r);
+    EXPECT_ERROR(r, 400, "bad_flag");
+    resp_free(&r);
+    free(png), free(got);
+    ms_model_free(m);
+}
+
 /* The answers of one server started as srv_start starts it, without a token. */
 static void test_answers(const char *data, const char *model) {
     struct srv s;
@@ -324,6 +354,7 @@ static void test_answers(const char *data, const char *model) {
     test_health(s.port);
     test_schema(s.port, 0);
     test_segment(s.port, "default");
+    test_segment_frame(s.port, model);
     test_static(s.port);
     CHECK(srv_stop(&s, SIGTERM) == 0, "clean exit (see %s)", s.log);
 }
