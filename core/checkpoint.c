@@ -58,9 +58,21 @@ static ms_status add_text(ms_npz_writer *w, const char *key, const char *txt) {
     return ms_npz_writer_add(w, key, MS_DT_U1, 1, &n, txt);
 }
 
+/* A second set of weights of the model's layout (the best epoch's, the moving average) as
+ * "<prefix>.params" and "<prefix>.bufs"; nothing when m is NULL. */
+static ms_status add_copy(ms_npz_writer *w, const char *prefix, const ms_model *m) {
+    if (!m) return MS_OK;
+    char key[32];
+    int64_t np = (int64_t)m->nparams, nb = (int64_t)m->nbufs;
+    snprintf(key, sizeof key, "%s.params", prefix);
+    ms_status st = ms_npz_writer_add(w, key, MS_DT_F4, 1, &np, m->params);
+    snprintf(key, sizeof key, "%s.bufs", prefix);
+    return st ? st : ms_npz_writer_add(w, key, MS_DT_F4, 1, &nb, m->bufs);
+}
+
 ms_status ms_checkpoint_save(const char *path, const ms_train_config *cfg, const ms_checkpoint_state *s,
-                             const ms_model *model, const ms_model *best, const float *m1, const float *v,
-                             const ms_epoch_stats *curves, int ncurves) {
+                             const ms_model *model, const ms_model *best, const ms_model *ema, const float *m1,
+                             const float *v, const ms_epoch_stats *curves, int ncurves) {
     ms_npz_writer *w = NULL;
     char *cj = ms_train_config_to_json(cfg), *sj = state_json(s, curves, ncurves);
     ms_status st = MS_OK;
@@ -69,14 +81,14 @@ ms_status ms_checkpoint_save(const char *path, const ms_train_config *cfg, const
         goto done;
     }
     if ((st = ms_npz_writer_open(&w, path))) goto done;
-    int64_t np = (int64_t)model->nparams, nb = (int64_t)model->nbufs;
+    int64_t np = (int64_t)model->nparams;
     st = ms_model_write_npz(w, model, path, NULL);
     if (!st) st = add_text(w, "train_config.json", cj);
     if (!st) st = add_text(w, "state.json", sj);
     if (!st) st = ms_npz_writer_add(w, "adam.m", MS_DT_F4, 1, &np, m1);
     if (!st) st = ms_npz_writer_add(w, "adam.v", MS_DT_F4, 1, &np, v);
-    if (!st && best) st = ms_npz_writer_add(w, "best.params", MS_DT_F4, 1, &np, best->params);
-    if (!st && best) st = ms_npz_writer_add(w, "best.bufs", MS_DT_F4, 1, &nb, best->bufs);
+    if (!st) st = add_copy(w, "best", best);
+    if (!st) st = add_copy(w, "ema", ema);
     if (st) {
         ms_npz_writer_abort(w);
     } else {
@@ -166,11 +178,27 @@ static ms_status read_floats(ms_npz *z, const char *key, size_t n, float **out) 
     return ms_npz_read_f32(z, key, *out, n);
 }
 
+/* add_copy's entries as a clone of m holding them; *out stays NULL when the checkpoint has none */
+static ms_status read_copy(ms_npz *z, const char *path, const char *prefix, const ms_model *m, ms_model **out) {
+    char kp[32], kb[32];
+    snprintf(kp, sizeof kp, "%s.params", prefix);
+    snprintf(kb, sizeof kb, "%s.bufs", prefix);
+    if (!ms_npz_has(z, kp)) return MS_OK;
+    ms_status st = ms_model_clone(out, m);
+    if (!st) st = ms_npz_read_f32(z, kp, (*out)->params, m->nparams);
+    if (!st) st = ms_npz_read_f32(z, kb, (*out)->bufs, m->nbufs);
+    if (st) {
+        ms_fail(st, "%s: %s: %s", path, prefix, ms_last_error());
+        ms_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 ms_status ms_checkpoint_load(const char *path, ms_checkpoint *ck) {
     ms_npz *z = NULL;
     char *cj = NULL, *sj = NULL;
     cJSON *so = NULL;
-    float *bp = NULL, *bb = NULL;
     ms_checkpoint_state *s = &ck->state;
     memset(ck, 0, sizeof *ck);
     ms_status st = ms_npz_open(&z, path);
@@ -215,20 +243,13 @@ ms_status ms_checkpoint_load(const char *path, ms_checkpoint *ck) {
     const ms_model *m = ck->model;
     if ((st = read_floats(z, "adam.m", m->nparams, &ck->m1))) goto done;
     if ((st = read_floats(z, "adam.v", m->nparams, &ck->v))) goto done;
-    if (ms_npz_has(z, "best.params")) {
-        if ((st = read_floats(z, "best.params", m->nparams, &bp))) goto done;
-        if ((st = read_floats(z, "best.bufs", m->nbufs, &bb))) goto done;
-        if ((st = ms_model_clone(&ck->best, m))) goto done;
-        memcpy(ck->best->params, bp, sizeof(float) * m->nparams);
-        memcpy(ck->best->bufs, bb, sizeof(float) * m->nbufs);
-    }
+    if ((st = read_copy(z, path, "best", m, &ck->best))) goto done;
+    if ((st = read_copy(z, path, "ema", m, &ck->ema))) goto done;
 done:
     ms_npz_close(z);
     free(cj);
     free(sj);
     cJSON_Delete(so);
-    free(bp);
-    free(bb);
     if (st) ms_checkpoint_free(ck);
     return st;
 }
@@ -236,6 +257,7 @@ done:
 void ms_checkpoint_free(ms_checkpoint *ck) {
     ms_model_free(ck->model);
     ms_model_free(ck->best);
+    ms_model_free(ck->ema);
     free(ck->m1);
     free(ck->v);
     free(ck->curves);

@@ -19,16 +19,17 @@ typedef struct {
 
 /* One npz, written atomically (temp file, fsync, rename): the model as a weights file (so a
  * checkpoint also loads with ms_model_load), "train_config.json", "state.json", "adam.m",
- * "adam.v", "best.params"/"best.bufs" (when best != NULL). Every entry carries a CRC-32 that
+ * "adam.v", "best.params"/"best.bufs" (when best != NULL), "ema.params"/"ema.bufs" (the moving
+ * average of the weights, when ema != NULL). Every entry carries a CRC-32 that
  * the reader verifies, so a damaged checkpoint is refused rather than half-used. */
 ms_status ms_checkpoint_save(const char *path, const ms_train_config *cfg, const ms_checkpoint_state *s,
-                             const ms_model *model, const ms_model *best, const float *m1, const float *v,
-                             const ms_epoch_stats *curves, int ncurves);
+                             const ms_model *model, const ms_model *best, const ms_model *ema, const float *m1,
+                             const float *v, const ms_epoch_stats *curves, int ncurves);
 /* A checkpoint as ms_checkpoint_load reads it; ms_checkpoint_free frees what it holds. */
 typedef struct {
     ms_train_config cfg;
     ms_checkpoint_state state;
-    ms_model *model, *best; /* best: NULL if none */
+    ms_model *model, *best, *ema; /* best, ema: NULL if none */
     float *m1, *v;          /* AdamW moments, model->nparams each */
     ms_epoch_stats *curves;
     int ncurves;

@@ -61,6 +61,8 @@ static const field fields[] = {
     NUM("beta2", beta2, 0.0, 0.999999, 0.999, NULL, "AdamW beta2"),
     NUM("eps", eps, 1e-12, 1e-2, 1e-8, NULL, "AdamW epsilon"),
     NUM("weight_decay", weight_decay, 0.0, 1.0, 1e-4, NULL, "AdamW weight decay"),
+    NUM("ema", ema, 0.0, 0.99999, 0.0, "--ema",
+        "moving average of the weights, decay per step (0 = off): validation and the saved models use the average"),
     INT("batch", batch, 1, 512, 32, "--batch", "batch size"),
     {"sync_bn", F_BOOL, OFF(sync_bn), 0, 0, 1, 0, NULL, NULL, "--sync-bn",
      "mpirun runs: BatchNorm statistics over the global batch, not each rank's share"},

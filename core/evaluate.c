@@ -111,7 +111,7 @@ ms_status train_validate(ms_trainer *t, ms_epoch_stats *e) {
         double loss_sums[2] = {0, 0};
         int lo, n;
         train_share_of(t->nval, t->rank, t->nranks, &lo, &n);
-        ms_status st = evaluate_into(t->model, &t->ds, t->val_idx + lo, n, 0, t->cfg.batch, t->class_w, loss_sums, &cm);
+        ms_status st = evaluate_into(train_weights(t), &t->ds, t->val_idx + lo, n, 0, t->cfg.batch, t->class_w, loss_sums, &cm);
         if ((st = ms_dist_agree(st))) return st;
         if (t->nranks > 1) train_sum_counts(&cm, loss_sums);
         e->val_loss = loss_sums[1] > 0 ? loss_sums[0] / loss_sums[1] : 0;

@@ -64,6 +64,21 @@ static void set_lr_for_step(ms_trainer *t, int batches) {
 }
 
 /* One training step on this rank's share of the batch in t->xb/t->yb. */
+/* ema = d ema + (1 - d) weights, over the parameters and the BN statistics, with the decay
+ * ramped up over the first steps, d = min(cfg.ema, (1 + step) / (10 + step)) (as timm's ModelEma
+ * and TensorFlow's num_updates do), so that the average does not drag the random start along
+ * for ~1/(1 - d) steps. Every rank holds the same weights, so every rank's average is the same. */
+static void ema_update(ms_trainer *t) {
+    const double ramp = (1.0 + (double)t->step) / (10.0 + (double)t->step);
+    const float d = (float)(t->cfg.ema < ramp ? t->cfg.ema : ramp), e = 1.0f - d;
+    float *a = t->ema->params, *b = t->ema->bufs;
+    const float *p = t->model->params, *q = t->model->bufs;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < t->model->nparams; i++) a[i] = d * a[i] + e * p[i];
+    for (size_t i = 0; i < t->model->nbufs; i++) b[i] = d * b[i] + e * q[i];
+    t->ema->num_batches_tracked = t->model->num_batches_tracked;
+}
+
 static ms_status train_step(ms_trainer *t, int batches, double share, const ms_adamw_cfg *opt0) {
     const ms_train_config *c = &t->cfg;
     const size_t hw = (size_t)t->ds.h * t->ds.w, N = (size_t)t->share_n * hw;
@@ -100,6 +115,7 @@ static ms_status train_step(ms_trainer *t, int batches, double share, const ms_a
     opt.lr = t->lr;
     t->step++;
     adamw_step(t->model->params, t->grads, t->m1, t->v, t->model->nparams, t->step, &opt);
+    if (t->ema) ema_update(t);
     t->loss_sum += loss;
     return t->step % CHECK_EVERY == 0 ? train_check_replicas(t) : MS_OK;
 }

@@ -138,6 +138,7 @@ void ms_trainer_free(ms_trainer *t) {
     ms_acts_free(&t->acts);
     ms_model_free(t->model);
     ms_model_free(t->best);
+    ms_model_free(t->ema);
     ms_dataset_free(&t->ds);
     free(t->train_idx);
     free(t->val_idx);
@@ -231,6 +232,7 @@ static ms_status create_local(ms_trainer **out, const ms_train_config *cfg, cons
     ms_status st = trainer_new(&t, cfg, dir, cb);
     if (st == MS_OK) st = ms_model_create(&t->model, &t->cfg.model, t->cfg.seed);
     if (st == MS_OK && t->cfg.init[0]) st = warm_start(t->model, t->cfg.init);
+    if (st == MS_OK && t->cfg.ema > 0.0f) st = ms_model_clone(&t->ema, t->model); /* the average starts at the start */
     if (st == MS_OK) st = alloc_state(t);
     if (st) {
         ms_trainer_free(t);
@@ -256,8 +258,12 @@ static ms_status resume_local(ms_trainer **out, const char *dir, const ms_train_
     if (st == MS_OK) {
         t->model = ck.model;
         t->best = ck.best;
-        ck.model = ck.best = NULL;
-        st = alloc_state(t);
+        t->ema = ck.ema;
+        ck.model = ck.best = ck.ema = NULL;
+        /* a checkpoint from before the average was asked for (--ema given at resume is refused,
+         * but an older file may lack it): it starts from the current weights */
+        if (t->cfg.ema > 0.0f && !t->ema) st = ms_model_clone(&t->ema, t->model);
+        if (st == MS_OK) st = alloc_state(t);
     }
     if (st) {
         ms_trainer_free(t);
@@ -336,7 +342,7 @@ static ms_status save_checkpoint(ms_trainer *t) {
         .order_rng = t->order_rng, .aug_rng = t->aug_rng, .loss_sum = t->loss_sum,
         .train_cm = t->train_cm, .seconds_in_epoch = t->seconds_done,
     };
-    ms_status st = ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->m1, t->v, t->curves, t->ncurves);
+    ms_status st = ms_checkpoint_save(path, &t->cfg, &cs, t->model, t->best, t->ema, t->m1, t->v, t->curves, t->ncurves);
     snprintf(path, sizeof path, "%s/plan.json", t->dir); /* the algorithms this run measured and took */
     if (!st && ms_plan_save(path)) train_log(t, "plan: %s", ms_last_error());
     return st;
@@ -377,7 +383,7 @@ static ms_status save_model(ms_trainer *t, const ms_model *m, const char *name, 
 ms_status train_save_best(ms_trainer *t, const ms_epoch_stats *e, double total_s) {
     ms_status st;
     if (!t->best && (st = ms_model_clone(&t->best, t->model))) return st;
-    copy_weights(t->best, t->model);
+    copy_weights(t->best, train_weights(t));
     return save_model(t, t->best, "best.npz", e, total_s);
 }
 
@@ -385,11 +391,12 @@ ms_status train_finish(ms_trainer *t, double total_s) {
     const ms_epoch_stats *best = NULL, *last = t->ncurves ? &t->curves[t->ncurves - 1] : NULL;
     for (int i = 0; i < t->ncurves; i++)
         if (t->curves[i].epoch == t->best_epoch) best = &t->curves[i];
+    ms_model *w = train_weights(t);
     if (t->cfg.restore_best && t->best && best) {
-        copy_weights(t->model, t->best);
+        copy_weights(w, t->best);
         train_log(t, "restored the best weights (epoch %d, val mIoU %.4f)", t->best_epoch, best->val_miou);
     } else {
         best = last;
     }
-    return save_model(t, t->model, "model.npz", best, total_s);
+    return save_model(t, w, "model.npz", best, total_s);
 }

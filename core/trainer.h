@@ -24,6 +24,7 @@ struct ms_trainer {
     int dropped;
     float class_w[MS_NUM_CLASSES];
     ms_model *model, *best;
+    ms_model *ema;          /* cfg.ema > 0: the moving average of model's weights (else NULL) */
     float *grads, *m1, *v;  /* gradient and AdamW moments, same layout as model->params */
     ms_acts acts;
     float *xb;
@@ -49,6 +50,9 @@ struct ms_trainer {
     ms_reducer bn_red;      /* sync_bn: BatchNorm sums over ranks */
     double comm_s;          /* seconds in the per-step sums this epoch (rank 0 logs them) */
 };
+
+/* The weights a run is judged by and keeps: the moving average when cfg.ema is on. */
+static inline ms_model *train_weights(ms_trainer *t) { return t->ema ? t->ema : t->model; }
 
 /* Steps between two checks that every rank holds the same weights and optimiser state. */
 #define CHECK_EVERY 50

@@ -201,6 +201,7 @@ typedef struct {
     float bg_weight;        /* background weight with auto weights; -1 = same rule (default -1) */
     /* optimiser */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW: 1e-3, 0.9, 0.999, 1e-8, 1e-4 */
+    float ema;              /* moving average of the weights: decay per step, 0 = off (default) */
     int batch;              /* default 32; the global batch of a data-parallel run (mpirun) */
     int sync_bn;            /* mpirun runs: BatchNorm statistics over the global batch (default 0) */
     int epochs;             /* default 20 */
