@@ -17,7 +17,7 @@
 struct jr_error {
     int status, retry_after;
     const char *code;
-    char msg[192];
+    char msg[512];
 };
 
 /* Fills *e (Retry-After 5 s for a 503) and returns -1: every refusal of a request is built here. */

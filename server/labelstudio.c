@@ -86,48 +86,37 @@ int ls_request_config(struct req *r, const cJSON *body, const char *key, struct 
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
-static int task_error(struct ls_error *e, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int task_error(struct ls_error *e, int status, const char *code, const char *fmt, ...) {
-    e->status = status;
-    e->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int ls_task_image(struct labelstudio *ls, const cJSON *task, const struct ls_config *c, uint8_t **gray, int *w, int *h,
-                  struct ls_error *e) {
+                  struct jr_error *e) {
     const struct server_config *cfg = &ls->srv->cfg;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(task, "data");
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(data, c->data_key);
-    if (!cJSON_IsObject(data)) return task_error(e, 400, "no_task_data", "the task has no 'data' object");
+    if (!cJSON_IsObject(data)) return jr_refuse(e, 400, "no_task_data", "the task has no 'data' object");
     if (!cJSON_IsString(ref))
-        return task_error(e, 400, "no_image", "the task's data has no '%s' (the Image value of the label config)", c->data_key);
+        return jr_refuse(e, 400, "no_image", "the task's data has no '%s' (the Image value of the label config)", c->data_key);
     uint8_t *bytes = NULL;
     size_t len = 0;
     char err[512];
     switch (ls_fetch(ls->host, ref->valuestring, cfg->max_body, &bytes, &len, err, sizeof err)) {
     case LS_FETCH_OK: break;
-    case LS_FETCH_REFUSED: atomic_fetch_add(&ls->fetch_refused, 1); return task_error(e, 403, "refused_host", "%s", err);
-    case LS_FETCH_TOO_LARGE: return task_error(e, 413, "body_too_large", "%s", err);
-    case LS_FETCH_BAD: return task_error(e, 400, "bad_image_ref", "%s", err);
-    case LS_FETCH_NOMEM: return task_error(e, 503, "nomem", "%s", err);
-    case LS_FETCH_FAILED: return task_error(e, 502, "fetch_failed", "%s", err);
+    case LS_FETCH_REFUSED: atomic_fetch_add(&ls->fetch_refused, 1); return jr_refuse(e, 403, "refused_host", "%s", err);
+    case LS_FETCH_TOO_LARGE: return jr_refuse(e, 413, "body_too_large", "%s", err);
+    case LS_FETCH_BAD: return jr_refuse(e, 400, "bad_image_ref", "%s", err);
+    case LS_FETCH_NOMEM: return jr_refuse(e, 503, "nomem", "%s", err);
+    case LS_FETCH_FAILED: return jr_refuse(e, 502, "fetch_failed", "%s", err);
     }
     if (len < sizeof png_sig || memcmp(bytes, png_sig, sizeof png_sig) != 0) {
         free(bytes);
-        return task_error(e, 400, "not_png", "the task's image is not a PNG (%zu bytes without the PNG signature); marsseg reads PNG",
+        return jr_refuse(e, 400, "not_png", "the task's image is not a PNG (%zu bytes without the PNG signature); marsseg reads PNG",
                           len);
     }
     ms_status st = ms_png_decode_gray(bytes, len, cfg->max_pixels, gray, w, h);
     free(bytes);
     if (st == MS_ERR_LIMIT)
-        return task_error(e, 422, "too_many_pixels", "%s (the limit is %zu pixels)", ms_last_error(), cfg->max_pixels);
-    if (st == MS_ERR_NOMEM) return task_error(e, 503, "nomem", "out of memory decoding the image");
-    if (st) return task_error(e, 400, "bad_png", "cannot decode the PNG: %s", ms_last_error());
+        return jr_refuse(e, 422, "too_many_pixels", "%s (the limit is %zu pixels)", ms_last_error(), cfg->max_pixels);
+    if (st == MS_ERR_NOMEM) return jr_refuse(e, 503, "nomem", "out of memory decoding the image");
+    if (st) return jr_refuse(e, 400, "bad_png", "cannot decode the PNG: %s", ms_last_error());
     return 0;
 }
 
@@ -218,7 +207,7 @@ static cJSON *region(const struct ls_config *c, const char *label, int cls, cons
 static cJSON *predict_task(struct labelstudio *ls, const struct model_snap *snap, const struct ls_config *c,
                            const cJSON *task) {
     struct server *srv = ls->srv;
-    struct ls_error e = {0};
+    struct jr_error e = {0};
     uint8_t *gray = NULL, *labels = NULL;
     int w = 0, h = 0;
     float conf = 0;
@@ -229,11 +218,11 @@ static cJSON *predict_task(struct labelstudio *ls, const struct model_snap *snap
         struct ls_infer t = {.model = snap->model, .gray = gray, .h = h, .w = w};
         struct infer_job job = {.fn = ls_infer_run, .ctx = &t};
         if (!(labels = t.labels = malloc((size_t)w * h)))
-            task_error(&e, 503, "nomem", "out of memory for a %dx%d image", w, h);
+            jr_refuse(&e, 503, "nomem", "out of memory for a %dx%d image", w, h);
         else if (infer_call(srv->infer, &job) != 0)
-            task_error(&e, 503, "overloaded", "all %u inference workers are busy; retry shortly", srv->cfg.threads);
+            jr_refuse(&e, 503, "overloaded", "all %u inference workers are busy; retry shortly", srv->cfg.threads);
         else if (job.st)
-            task_error(&e, job.st == MS_ERR_NOMEM || job.st == MS_ERR_LIMIT ? 503 : 500, ms_status_code(job.st),
+            jr_refuse(&e, job.st == MS_ERR_NOMEM || job.st == MS_ERR_LIMIT ? 503 : 500, ms_status_code(job.st),
                        "inference failed: %s", job.err);
         conf = t.confidence;
     }

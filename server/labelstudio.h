@@ -12,6 +12,7 @@
 #define MS_LABELSTUDIO_H
 
 #include "handlers.h"
+#include "jobreq.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -102,12 +103,8 @@ struct labelstudio {
     atomic_ullong tasks, tasks_failed, fetch_refused, annotations, trainings;
 };
 int labelstudio_create(struct server *srv, struct labelstudio **out);
-/* A refusal that belongs to one task (or, for a webhook, to the request): status, code, text. */
-struct ls_error {
-    int status;
-    const char *code;
-    char msg[512];
-};
+/* A refusal that belongs to one task (or, for a webhook, to the request) is a struct jr_error
+ * (jobreq.h), filled by jr_refuse as every other refusal. */
 /* The label config in body[key] (a string), parsed; on failure a 400 is queued (*res) and -1
  * returned. */
 int ls_request_config(struct req *r, const cJSON *body, const char *key, struct ls_config *c, enum MHD_Result *res);
@@ -115,7 +112,7 @@ int ls_request_config(struct req *r, const cJSON *body, const char *key, struct 
  * Studio host, at most --max-body bytes), a PNG of at most --max-pixels. *gray is malloc'd. 0,
  * or -1 with *e. */
 int ls_task_image(struct labelstudio *ls, const cJSON *task, const struct ls_config *c, uint8_t **gray, int *w, int *h,
-                  struct ls_error *e);
+                  struct jr_error *e);
 void labelstudio_destroy(struct labelstudio *ls);
 void labelstudio_metrics(struct labelstudio *ls, char **buf, size_t *len, size_t *cap);
 

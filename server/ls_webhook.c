@@ -56,14 +56,13 @@ static enum MHD_Result reply_status_text(struct req *r, unsigned status, const c
 /* The task of the event: body.task, or (older Label Studio) the task read from the Label Studio
  * host by the annotation's task id. *owned is set when the caller must free it. */
 static const cJSON *event_task(struct labelstudio *ls, const cJSON *body, const cJSON *annotation, cJSON **owned,
-                               struct ls_error *e) {
+                               struct jr_error *e) {
     *owned = NULL;
     const cJSON *task = cJSON_GetObjectItemCaseSensitive(body, "task");
     if (cJSON_IsObject(task)) return task;
     long long tid;
     if (!json_id(cJSON_GetObjectItemCaseSensitive(annotation, "task"), &tid)) {
-        e->status = 400, e->code = "no_task";
-        snprintf(e->msg, sizeof e->msg, "the event has neither a 'task' object nor the annotation's task id");
+        jr_refuse(e, 400, "no_task", "the event has neither a 'task' object nor the annotation's task id");
         return NULL;
     }
     char path[64], err[512];
@@ -72,16 +71,15 @@ static const cJSON *event_task(struct labelstudio *ls, const cJSON *body, const 
     size_t len = 0;
     enum ls_fetch_status fs = ls_fetch(ls->host, path, ls->srv->cfg.max_json, &bytes, &len, err, sizeof err);
     if (fs != LS_FETCH_OK) {
-        e->status = fs == LS_FETCH_REFUSED ? 400 : 502, e->code = "no_task";
-        snprintf(e->msg, sizeof e->msg, "the event carries only task id %lld and reading it failed: %.400s", tid, err);
+        jr_refuse(e, fs == LS_FETCH_REFUSED ? 400 : 502, "no_task", "the event carries only task id %lld and reading it failed: %.400s",
+                  tid, err);
         return NULL;
     }
     struct jr_error je;
     *owned = json_body_object(bytes, len, &je);
     free(bytes);
     if (!*owned) {
-        e->status = 502, e->code = "no_task";
-        snprintf(e->msg, sizeof e->msg, "Label Studio's /api/tasks/%lld is not a JSON object: %s", tid, je.msg);
+        jr_refuse(e, 502, "no_task", "Label Studio's /api/tasks/%lld is not a JSON object: %.400s", tid, je.msg);
     }
     return *owned;
 }
@@ -89,13 +87,11 @@ static const cJSON *event_task(struct labelstudio *ls, const cJSON *body, const 
 /* The annotation's brush regions painted into labels (h x w, background where none). Returns
  * how many regions were used (0: nothing to record), or -1 with *e. */
 static int paint_regions(const struct ls_config *c, const cJSON *annotation, uint8_t *labels, int w, int h,
-                         struct ls_error *e) {
+                         struct jr_error *e) {
     const size_t n = (size_t)w * h;
     const cJSON *result = cJSON_GetObjectItemCaseSensitive(annotation, "result");
     if (!cJSON_IsArray(result)) {
-        e->status = 400, e->code = "bad_annotation";
-        snprintf(e->msg, sizeof e->msg, "the annotation has no 'result' array");
-        return -1;
+        return jr_refuse(e, 400, "bad_annotation", "the annotation has no 'result' array");
     }
     uint8_t *rgba = NULL, *packed = NULL;
     int used = 0;
@@ -152,17 +148,11 @@ static int paint_regions(const struct ls_config *c, const cJSON *annotation, uin
     e->code = NULL;
     return used;
 nomem:
-    e->status = 503, e->code = "nomem";
-    snprintf(e->msg, sizeof e->msg, "out of memory decoding the annotation");
+    jr_refuse(e, 503, "nomem", "out of memory decoding the annotation");
 fail:
     free(rgba);
     free(packed);
     return -1;
-}
-
-static enum MHD_Result reply_ls_error(struct req *r, const struct ls_error *e) {
-    if (e->status == 503) return reply_error_retry(r, 503, 5, e->code, "%s", e->msg);
-    return reply_error(r, (unsigned)e->status, e->code, "%s", e->msg);
 }
 
 /* The project's id: project.id, or the annotation's project. */
@@ -184,17 +174,17 @@ static enum MHD_Result on_annotation(struct req *r, struct labelstudio *ls, cons
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(annotation, "was_cancelled")))
         return reply_status_text(r, 200, "skipped", NULL, "the task was skipped (was_cancelled): nothing to record");
 
-    struct ls_error e = {0};
+    struct jr_error e = {0};
     cJSON *owned = NULL;
     const cJSON *task = event_task(ls, body, annotation, &owned, &e);
-    if (!task) return reply_ls_error(r, &e);
+    if (!task) return reply_jr_error(r, &e);
     long long tid = -1;
     json_id(cJSON_GetObjectItemCaseSensitive(task, "id"), &tid);
     uint8_t *gray = NULL, *labels = NULL;
     int w = 0, h = 0, used = -1;
     enum MHD_Result ret;
     if (ls_task_image(ls, task, &c, &gray, &w, &h, &e) != 0) {
-        ret = reply_ls_error(r, &e);
+        ret = reply_jr_error(r, &e);
         goto done;
     }
     if (!(labels = calloc((size_t)w * h, 1))) {
@@ -202,7 +192,7 @@ static enum MHD_Result on_annotation(struct req *r, struct labelstudio *ls, cons
         goto done;
     }
     if ((used = paint_regions(&c, annotation, labels, w, h, &e)) < 0) {
-        ret = reply_ls_error(r, &e);
+        ret = reply_jr_error(r, &e);
         goto done;
     }
     if (used == 0) {
