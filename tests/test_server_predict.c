@@ -552,7 +552,9 @@ static void test_cancel_restart(struct srv *s) {
         cJSON *j = get_json(s->port, path);
         CHECK(jnum(cJSON_GetObjectItem(j, "result"), "tiles") == NLONG, "its result: %d tiles", NLONG);
         cJSON_Delete(j);
-        CHECK(log_has(s, "queued to run again"), "the log says it was queued again");
+        /* job.json says "running" a few ms after GET does (the worker writes it after taking the
+         * job): a kill in between finds it still queued on disk, which is as good */
+        CHECK(log_has(s, "queued to run again") || log_has(s, "(2 queued)"), "the log says it was queued again");
     }
     free(run);
     free(queued);
