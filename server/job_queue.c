@@ -60,7 +60,7 @@ void job_finish(struct jobs *js, struct job *jb, enum job_state state, const cha
     jb->has_progress = 0;
     if (state != JS_QUEUED) jb->finished = t;
     memcpy(jb->error, error, sizeof jb->error);
-    if (state != JS_QUEUED) js->finished_total[state]++;
+    if (state != JS_QUEUED) js->finished_total[job_kind_index(jb->kind)][state]++;
     pthread_mutex_unlock(&js->mu);
     log_msg("job %s: %s%s%s", jb->id, state == JS_QUEUED ? "paused (resumes on restart)" : job_state_names[state],
             error[0] ? ": " : "", error);

@@ -16,17 +16,29 @@
 #include <string.h>
 #include <unistd.h>
 
+const char *const job_kind_names[JOB_KINDS] = {"train", "predict", "evaluate"};
+
+int job_kind_index(const struct job_kind *k) {
+    for (int i = 0; i < JOB_KINDS; i++)
+        if (strcmp(k->name, job_kind_names[i]) == 0) return i;
+    return 0;
+}
+
 void jobs_metrics(struct jobs *js, char **buf, size_t *len, size_t *cap) {
-    int counts[JS_COUNT] = {0};
+    int counts[JOB_KINDS][JS_COUNT] = {{0}};
     pthread_mutex_lock(&js->mu);
-    for (int i = 0; i < js->n; i++) counts[js->v[i]->state]++;
-    buf_printf(buf, len, cap, "# HELP marsseg_jobs Jobs (training, predictions, evaluations) by state.\n# TYPE marsseg_jobs gauge\n");
-    for (int s = 0; s < JS_COUNT; s++) buf_printf(buf, len, cap, "marsseg_jobs{state=\"%s\"} %d\n", job_state_names[s], counts[s]);
+    for (int i = 0; i < js->n; i++) counts[job_kind_index(js->v[i]->kind)][js->v[i]->state]++;
+    buf_printf(buf, len, cap, "# HELP marsseg_jobs Jobs (training, predictions, evaluations) by kind and state.\n# TYPE marsseg_jobs gauge\n");
+    for (int k = 0; k < JOB_KINDS; k++)
+        for (int s = 0; s < JS_COUNT; s++)
+            buf_printf(buf, len, cap, "marsseg_jobs{kind=\"%s\",state=\"%s\"} %d\n", job_kind_names[k], job_state_names[s], counts[k][s]);
     buf_printf(buf, len, cap,
-               "# HELP marsseg_jobs_finished_total Jobs that ended since start-up, by outcome.\n"
+               "# HELP marsseg_jobs_finished_total Jobs that ended since start-up, by kind and outcome.\n"
                "# TYPE marsseg_jobs_finished_total counter\n");
-    for (int s = JS_SUCCEEDED; s < JS_COUNT; s++)
-        buf_printf(buf, len, cap, "marsseg_jobs_finished_total{state=\"%s\"} %llu\n", job_state_names[s], js->finished_total[s]);
+    for (int k = 0; k < JOB_KINDS; k++)
+        for (int s = JS_SUCCEEDED; s < JS_COUNT; s++)
+            buf_printf(buf, len, cap, "marsseg_jobs_finished_total{kind=\"%s\",state=\"%s\"} %llu\n", job_kind_names[k],
+                       job_state_names[s], js->finished_total[k][s]);
     if (js->running && js->running->has_progress) {
         const ms_progress *p = &js->running->progress;
         buf_printf(buf, len, cap,

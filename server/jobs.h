@@ -58,6 +58,10 @@ struct job_kind {
 };
 extern const struct job_kind job_kind_train;
 extern const struct job_kind job_kind_predict; /* job_predict.c */
+/* The kinds' names ("kind" in job.json and the metrics' label): the MPI kind is a "train" too. */
+#define JOB_KINDS 3
+extern const char *const job_kind_names[JOB_KINDS];
+int job_kind_index(const struct job_kind *k); /* its place in job_kind_names */
 extern const struct job_kind job_kind_eval;    /* job_eval.c */
 /* job_mpi.c: a training job run through mpirun on the --mpi-hostfile hosts (jb->ranks > 0) */
 extern const struct job_kind job_kind_mpi;
@@ -114,7 +118,7 @@ struct jobs {
     pthread_t worker;
     char dir[PATH_MAX];
     int default_threads;
-    unsigned long long finished_total[JS_COUNT];
+    unsigned long long finished_total[JOB_KINDS][JS_COUNT]; /* by kind and outcome */
 };
 
 /* jobs.c: a training job on dataset with config's fields (a client's object: defaults for the

@@ -315,7 +315,7 @@ static void test_metrics(int port) {
     CHECK(r.status == 200 && strstr(r.ctype, "text/plain"), "metrics %ld %s", r.status, r.ctype);
     const char *want[] = {"marsseg_http_requests_total{route=\"segment\",code=\"200\"}",
                           "marsseg_http_request_duration_seconds_bucket{route=\"segment\",le=\"+Inf\"}",
-                          "marsseg_jobs{state=\"succeeded\"}", "marsseg_model_info{id=", "marsseg_inference_workers"};
+                          "marsseg_jobs{kind=\"train\",state=\"succeeded\"}", "marsseg_model_info{id=", "marsseg_inference_workers"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(r.body && strstr(r.body, want[i]), "metrics lack %s", want[i]);
     resp_free(&r);

@@ -585,6 +585,11 @@ int main(int argc, char **argv) {
     test_segment(s.port);
     test_predictions(s.port);
     test_evaluations(s.port);
+    struct resp mr; /* Prometheus: jobs by kind (test_server_promtool checks the format) */
+    get(s.port, "/metrics", &mr);
+    CHECK(mr.body && strstr(mr.body, "{kind=\"predict\",state=\"succeeded\"}") && !strstr(mr.body, "{kind=\"predict\",state=\"succeeded\"} 0\n") &&
+              !strstr(mr.body, "{kind=\"evaluate\",state=\"succeeded\"} 0\n"), "metrics count the finished predictions and evaluations");
+    resp_free(&mr);
     test_bad_inputs(s.port);
     test_cancel_restart(&s);
     CHECK(s.pid && srv_stop(&s, SIGTERM) == 0, "server exits 0 on SIGTERM");
