@@ -29,13 +29,14 @@ static void catch_signals(void) {
 /* The options predict and rank share. */
 typedef struct {
     const char *model, *input, *key, *out;
-    int tta, batch, threads, quiet;
+    int tta, batch, threads, quiet, frame;
 } common_args;
 
 /* 1: consumed argv[*i] (and its value); 0: not a common option; -1: usage error (printed). */
 static int common_opt(const char *cmd, int argc, char **argv, int *i, common_args *a) {
     const char *o = argv[*i], *v;
     if (!strcmp(o, "--tta")) return a->tta = 1;
+    if (!strcmp(o, "--frame") && strcmp(cmd, "predict") == 0) return a->frame = 1;
     if (!strcmp(o, "--quiet")) return a->quiet = 1;
     const char **dst = !strcmp(o, "--model") ? &a->model : !strcmp(o, "--key") ? &a->key : !strcmp(o, "--out") ? &a->out : NULL;
     if (dst) return (*dst = cli_value(cmd, argc, argv, i)) ? 1 : -1;
@@ -70,7 +71,7 @@ static void input_label(char *buf, size_t n, const char *input, const char *key)
 
 static const char *predict_usage =
     "usage: marsseg predict --model M.npz FILE.npz|DIR --out PREDS.npz [--csv SUBMISSION.csv]\n"
-    "                       [--key K] [--tta] [--probs] [--batch N] [--threads N] [--quiet]\n\n"
+    "                       [--key K] [--tta] [--frame] [--probs] [--batch N] [--threads N] [--quiet]\n\n"
     "Predicts every tile of an (N,H,W) image array or (N,2,H,W) image+mask array of FILE.npz, or of\n"
     "the NAME.png tiles of DIR (in name order), streaming them through the model in batches.\n"
     "  --key K      the array (default: test_set if the file has one, else training_set, else its\n"
@@ -82,6 +83,8 @@ static const char *predict_usage =
     "  --csv F      the Kaggle submission: header id,0,1,...,H*W-1, then per tile its index and its\n"
     "               class ids row-major\n"
     "  --tta        average each tile's probabilities with those of its mirror image\n"
+    "  --frame      each image is a whole camera frame: segmented at the model's frame width and the\n"
+    "               outputs brought back to the images' size (as segment --frame)\n"
     "  --batch N    tiles per model call, 1..32 (default 32)\n"
     "Outputs are written atomically; on an error or Ctrl-C none is left behind.\n";
 
@@ -106,7 +109,7 @@ int cmd_predict(int argc, char **argv) {
     input_label(what, sizeof what, a.input, key);
     cli_pass_view view = {.label = "predict"};
     cli_progress_init(&view.bar, a.quiet);
-    ms_predict_opts o = {.tta = a.tta, .batch = a.batch, .npz_path = a.out, .probs = probs, .csv_path = csv,
+    ms_predict_opts o = {.tta = a.tta, .frame = a.frame, .batch = a.batch, .npz_path = a.out, .probs = probs, .csv_path = csv,
                          .progress = cli_pass_progress, .user = &view, .cancel = &stop};
     ms_predictions p;
     ms_status st = ms_predict(m, &ds, NULL, 0, &o, &p);

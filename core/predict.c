@@ -166,37 +166,75 @@ static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int 
     return MS_OK;
 }
 
-/* Per-batch float buffers: one batch, whatever the number of tiles. */
+/* Per-batch buffers: one batch, whatever the number of tiles. The model runs at (mh, mw): the
+ * tiles' own size, or with `frame` the size ms_frame_size gives (each tile is then a whole camera
+ * frame, resized before and its outputs after: core/frame.c). */
 typedef struct {
-    float *x;     /* (B,hw) input */
-    float *probs; /* (B,K,hw), only when probabilities are written */
-    float *ent, *top; /* (B,hw) per-pixel uncertainty */
+    int frame, h, w, mh, mw;
+    float *x;             /* (B, mh*mw) input */
+    float *probs;         /* (B,K, mh*mw), only when probabilities are written */
+    float *ent, *top;     /* (B, mh*mw) per-pixel uncertainty */
+    uint8_t *g8, *mlab;   /* frame: one resized tile; (B, mh*mw) labels */
+    float *oprobs, *oent; /* at the tiles' size: probs and ent themselves without frame */
 } batch_bufs;
 
-static ms_status bufs_alloc(batch_bufs *b, int B, int K, size_t hw, int probs) {
+static ms_status bufs_alloc(batch_bufs *b, const ms_model *m, int B, int H, int W, int frame, int probs) {
     memset(b, 0, sizeof *b);
-    b->x = malloc(sizeof(float) * hw * B);
-    b->ent = malloc(sizeof(float) * hw * B);
-    b->top = malloc(sizeof(float) * hw * B);
-    if (probs) b->probs = malloc(sizeof(float) * hw * K * B);
-    return b->x && b->ent && b->top && (!probs || b->probs) ? MS_OK : ms_fail(MS_ERR_NOMEM, "predict: buffers for a batch of %d", B);
+    const int K = ms_model_get_config(m)->classes;
+    b->frame = frame, b->h = H, b->w = W, b->mh = H, b->mw = W;
+    if (frame) ms_frame_size(m, H, W, &b->mh, &b->mw);
+    const size_t hw = (size_t)H * W, mhw = (size_t)b->mh * b->mw;
+    b->x = malloc(sizeof(float) * mhw * B);
+    b->ent = malloc(sizeof(float) * mhw * B);
+    b->top = malloc(sizeof(float) * mhw * B);
+    if (probs) b->probs = malloc(sizeof(float) * mhw * K * B);
+    int ok = b->x && b->ent && b->top && (!probs || b->probs);
+    if (frame) {
+        b->g8 = malloc(mhw);
+        b->mlab = malloc(mhw * B);
+        b->oent = malloc(sizeof(float) * hw * B);
+        if (probs) b->oprobs = malloc(sizeof(float) * hw * K * B);
+        ok = ok && b->g8 && b->mlab && b->oent && (!probs || b->oprobs);
+    } else {
+        b->oprobs = b->probs, b->oent = b->ent;
+    }
+    return ok ? MS_OK : ms_fail(MS_ERR_NOMEM, "predict: buffers for a batch of %d", B);
 }
 
 static void bufs_free(batch_bufs *b) {
+    if (b->frame) free(b->oprobs), free(b->oent), free(b->g8), free(b->mlab);
     free(b->x);
     free(b->probs);
     free(b->ent);
     free(b->top);
 }
 
-/* One batch: tiles order[0..nb-1] through the model -> labels (nb,hw), b->probs when allocated,
- * per-pixel entropy and top probability into b, the tiles' scores into conf/ent. */
+/* One batch: tiles order[0..nb-1] through the model -> labels (nb,hw), b->oprobs when allocated,
+ * per-pixel entropy into b->oent, the tiles' scores into conf/ent (a frame's: of the resized frame,
+ * as ms_model_segment_frame's). */
 static ms_status run_batch(const ms_model *m, const ms_dataset *ds, const int *order, int nb, int tta, batch_bufs *b,
                            uint8_t *labels, float *conf, float *ent) {
-    ms_batch_fill(ds, order, nb, b->x, NULL, NULL, NULL); /* exactly what eval feeds the model */
-    const ms_pixel_out o = {labels, b->probs, b->ent, b->top};
-    ms_status st = ms_model_predict_ex(m, b->x, nb, ds->h, ds->w, tta, &o);
-    if (!st) ms_tile_scores(b->ent, b->top, nb, (size_t)ds->h * ds->w, conf, ent);
+    const size_t hw = (size_t)b->h * b->w, mhw = (size_t)b->mh * b->mw;
+    ms_status st = MS_OK;
+    if (!b->frame) {
+        ms_batch_fill(ds, order, nb, b->x, NULL, NULL, NULL); /* exactly what eval feeds the model */
+    } else {
+        for (int i = 0; i < nb && !st; i++) { /* Pillow's bilinear, then v/255 as ms_batch_fill */
+            st = ms_resize_bilinear_u8(ds->img + (size_t)order[i] * hw, b->h, b->w, b->g8, b->mh, b->mw);
+            for (size_t p = 0; p < mhw; p++) b->x[i * mhw + p] = (float)b->g8[p] / 255.0f;
+        }
+    }
+    const ms_pixel_out o = {b->frame ? b->mlab : labels, b->probs, b->ent, b->top};
+    if (!st) st = ms_model_predict_ex(m, b->x, nb, b->mh, b->mw, tta, &o);
+    if (!st) ms_tile_scores(b->ent, b->top, nb, mhw, conf, ent);
+    const int K = ms_model_get_config(m)->classes;
+    for (int i = 0; i < nb && b->frame && !st; i++) { /* back to the tiles' size */
+        if (labels) st = ms_resize_nearest_u8(b->mlab + i * mhw, b->mh, b->mw, labels + i * hw, b->h, b->w);
+        if (!st) st = ms_resize_bilinear_f32(b->ent + i * mhw, b->mh, b->mw, b->oent + i * hw, b->h, b->w);
+        for (int k = 0; k < K && b->probs && !st; k++)
+            st = ms_resize_bilinear_f32(b->probs + ((size_t)i * K + k) * mhw, b->mh, b->mw, b->oprobs + ((size_t)i * K + k) * hw,
+                                        b->h, b->w);
+    }
     return st;
 }
 
@@ -276,7 +314,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
     const int B = o->batch >= 1 && o->batch <= MS_PREDICT_MAX_BATCH ? o->batch : MS_PREDICT_MAX_BATCH;
     const int want_probs = o->npz_path && o->probs;
     batch_bufs bb;
-    st = bufs_alloc(&bb, B, K, hw, want_probs);
+    st = bufs_alloc(&bb, m, B, H, W, o->frame, want_probs);
     uint16_t *half = want_probs ? malloc(sizeof(uint16_t) * hw * K * B) : NULL;
     int order[MS_PREDICT_MAX_BATCH];
     ms_npz_writer *zw = NULL;
@@ -306,7 +344,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
                             out->entropy + i0)))
             goto done;
         if (want_probs) {
-            ms_f32_to_f16_n(bb.probs, half, (size_t)nb * K * hw);
+            ms_f32_to_f16_n(bb.oprobs, half, (size_t)nb * K * hw);
             if ((st = ms_npz_writer_write(zw, half, sizeof(uint16_t) * (size_t)nb * K * hw))) goto done;
         }
         if (o->progress) o->progress(o->user, i0 + nb, n, ms_now_s() - t0);
@@ -360,12 +398,12 @@ ms_status ms_predict_tiles(const ms_model *m, const ms_dataset *ds, const int *i
     float conf[MS_PREDICT_MAX_BATCH], ent[MS_PREDICT_MAX_BATCH];
     int order[MS_PREDICT_MAX_BATCH];
     batch_bufs bb;
-    st = bufs_alloc(&bb, B, ms_model_get_config(m)->classes, hw, 0);
+    st = bufs_alloc(&bb, m, B, ds->h, ds->w, 0, 0);
     for (int i0 = 0; i0 < n && !st; i0 += B) {
         const int nb = MS_MIN(B, n - i0);
         for (int i = 0; i < nb; i++) order[i] = idx ? idx[i0 + i] : i0 + i;
         st = run_batch(m, ds, order, nb, tta, &bb, labels ? labels + (size_t)i0 * hw : NULL, conf, ent);
-        if (!st && entropy) memcpy(entropy + (size_t)i0 * hw, bb.ent, sizeof(float) * hw * nb);
+        if (!st && entropy) memcpy(entropy + (size_t)i0 * hw, bb.oent, sizeof(float) * hw * nb);
         for (int i = 0; i < nb && !st && score; i++) score[i0 + i] = (ms_tile_score){conf[i], ent[i]};
     }
     bufs_free(&bb);

@@ -108,6 +108,7 @@ ms_status ms_predict_load(ms_dataset *ds, const char *path, const char *key, siz
 
 typedef struct {
     int tta;               /* flip TTA */
+    int frame;             /* each tile is a whole camera frame (ms_model_segment_frame's steps) */
     int batch;             /* tiles per model call, 1..MS_PREDICT_MAX_BATCH; 0 = the maximum */
     const char *npz_path;  /* write labels, confidence, entropy (and probs) here; NULL = none */
     int probs;             /* with npz_path: also probs, float16 (N,K,H,W), streamed */

@@ -99,6 +99,55 @@ static void whole_frame(ms_npz *z) {
     CHECK(s1.confidence == s2.confidence && s1.entropy == s2.entropy, "the score is the resized frame's");
     CHECK(ms_model_segment_frame(m, src, 0, W, 0, got, NULL, NULL) == MS_ERR_SHAPE, "empty frame refused");
 
+    /* predict --frame: three frames in one batch, each as ms_model_segment_frame segments it alone
+     * (labels; the tiles' scores within float rounding of a batch of 3 against 1), the probability
+     * maps back at the frames' size */
+    {
+        enum { N = 3 };
+        static uint8_t imgs[N * H * W], one[H * W];
+        for (int i = 0; i < N; i++)
+            for (int p = 0; p < H * W; p++) imgs[i * H * W + p] = (uint8_t)(src[p] + 40 * i);
+        ms_dataset ds = {N, H, W, imgs, NULL, "0..255"};
+        ms_predictions pr;
+        char npz[] = "/tmp/ms_frame_probs_XXXXXX";
+        const int fd = mkstemp(npz);
+        if (fd >= 0) close(fd);
+        const ms_predict_opts po = {.frame = 1, .npz_path = npz, .probs = 1};
+        CHECK_OK(ms_predict(m, &ds, NULL, 0, &po, &pr));
+        int same = 0;
+        double dc = 0;
+        for (int i = 0; i < N && pr.labels; i++) {
+            ms_tile_score sc;
+            CHECK_OK(ms_model_segment_frame(m, imgs + i * H * W, H, W, 0, one, NULL, &sc));
+            for (int p = 0; p < H * W; p++) same += one[p] == pr.labels[i * H * W + p];
+            dc = fmax(dc, fabs(sc.confidence - pr.confidence[i]));
+        }
+        CHECK(pr.labels && pr.h == H && pr.w == W && same >= N * H * W * 999 / 1000 && dc < 1e-5,
+              "predict --frame: %d of %d labels as segment --frame's, confidence %g apart", same, N * H * W, dc);
+        ms_predictions_free(&pr);
+        /* the probabilities, resized back: (N,5,H,W) float16 whose classes still sum to 1 */
+        ms_npz *pz = NULL;
+        ms_npy_info info;
+        CHECK_OK(ms_npz_open(&pz, npz));
+        if (pz && ms_npz_info(pz, "probs", &info) == MS_OK) {
+            CHECK(info.ndim == 4 && info.shape[0] == N && info.shape[1] == MS_NUM_CLASSES && info.shape[2] == H && info.shape[3] == W,
+                  "probs shape at the frames' size");
+            float *pp = malloc(sizeof(float) * N * MS_NUM_CLASSES * H * W);
+            CHECK_OK(ms_npz_read_f32(pz, "probs", pp, (size_t)N * MS_NUM_CLASSES * H * W));
+            double worst = 0;
+            for (int i = 0; i < N; i++)
+                for (int p = 0; p < H * W; p++) {
+                    double sum = 0;
+                    for (int k = 0; k < MS_NUM_CLASSES; k++) sum += pp[((size_t)i * MS_NUM_CLASSES + k) * H * W + p];
+                    worst = fmax(worst, fabs(sum - 1));
+                }
+            CHECK(worst < 3e-3, "resized probabilities sum to 1 within float16's rounding: %g", worst);
+            free(pp);
+        } else CHECK(0, "no probs in %s", npz);
+        ms_npz_close(pz);
+        unlink(npz);
+    }
+
     /* model.frame in the weights file; an older file (no "frame") reads as 128 */
     char path[] = "/tmp/ms_resize_XXXXXX";
     const int fd = mkstemp(path);
