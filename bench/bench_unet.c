@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
     if (steps > 64) steps = 64;
     for (int run = 0; run < 2 * passes; run++) {
         const int bi = run % 2;
-        ms_model_config cfg = {4, bases[bi], 5, 0.1f, 0};
+        ms_model_config cfg = {4, bases[bi], 5, 0.1f, 0, 0};
         ms_model *m;
         if (ms_model_create(&m, &cfg, 1)) return 1;
         best[bi].gf = fwd_gflop(m, H, W);

@@ -451,7 +451,7 @@ static void test_ce(void) {
  * kink in practice (tests/unet_ref.h). The float backward's gradient is then compared along its
  * own direction and along random ones. */
 static void test_unet_fd(void) {
-    ms_model_config cfg = {2, 3, 5, 0.25f, 0};
+    ms_model_config cfg = {2, 3, 5, 0.25f, 0, 0};
     ms_model *m = NULL;
     CHECK_OK(ms_model_create(&m, &cfg, 5));
     ms_acts a;

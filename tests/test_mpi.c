@@ -232,7 +232,7 @@ static void divergence(void) {
     mkdir(w1, 0755);
     for (int i = 0; i < 2; i++) {
         ms_model *m = NULL;
-        const ms_model_config mc = {2, 4, 5, 0.1f, 0};
+        const ms_model_config mc = {2, 4, 5, 0.1f, 0, 0};
         CHECK_OK(ms_model_create(&m, &mc, 100 + i));
         snprintf(logline, sizeof logline, "%s/init.npz", i ? w1 : w0);
         if (m) CHECK_OK(ms_model_save(m, logline, NULL));

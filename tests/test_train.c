@@ -332,7 +332,7 @@ static void test_config_cjson(void) {
             ms_model_free(m);
         }
     }
-    ms_model_config too_wide = {1, MS_MAX_BASE + 1, MS_NUM_CLASSES, 0, 0}, too_deep = {MS_MAX_DEPTH + 1, 1, MS_NUM_CLASSES, 0, 0};
+    ms_model_config too_wide = {1, MS_MAX_BASE + 1, MS_NUM_CLASSES, 0, 0, 0}, too_deep = {MS_MAX_DEPTH + 1, 1, MS_NUM_CLASSES, 0, 0, 0};
     ms_model *m = NULL;
     CHECK(ms_model_create(&m, &too_wide, 1) == MS_ERR_ARG && ms_model_create(&m, &too_deep, 1) == MS_ERR_ARG,
           "the model builder accepts what the config refuses");
@@ -346,7 +346,7 @@ static void test_config_cjson(void) {
 
 /* the default architecture (depth 4) drives the loss on one fixed batch towards zero */
 static void test_overfit(void) {
-    ms_model_config mc = {4, 8, 5, 0.0f, 0};
+    ms_model_config mc = {4, 8, 5, 0.0f, 0, 0};
     ms_model *m = NULL;
     CHECK_OK(ms_model_create(&m, &mc, 3));
     const int B = 2, H = 32, W = 64;
