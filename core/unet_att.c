@@ -128,14 +128,35 @@ void att_fold(const ms_model *m, const ms_att_off *o, ms_att_plan *p, size_t *po
     L[p->bp] = (P[o->pb] - bf[o->bprm]) * sp + P[o->bpb];
 }
 
+/* Pixels per task of the inference tail, and the fewest pixels worth a parallel region (batch 1
+ * at the deep levels has 128: a region's wake-up would cost more than the work). */
+#define ATT_BLOCK 256
+#define ATT_PAR_MIN 4096
+
 void att_infer(const ms_model *m, const ms_att_plan *p, const ms_att_off *o, float *cat, float *s, float *psi, size_t N) {
-    const float *L = m->plan;
+    const float *L = m->plan, *b = L + p->b, *wp = L + p->wp;
     const int c = o->c, f = o->f;
-    conv1x1_forward(s, cat, L + p->w, L + p->b, N, 2 * c, f); /* [wg | wx] . [g; x]: (f,N) */
-    const size_t fn = (size_t)f * N;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < fn; i++) s[i] = s[i] > 0.0f ? s[i] : 0.0f;
-    conv1x1_forward(psi, s, L + p->wp, L + p->bp, N, f, 1);
-    sigmoid_forward(psi, psi, N);
-    gate_forward(cat + (size_t)c * N, cat + (size_t)c * N, psi, c, N);
+    conv1x1_forward(s, cat, L + p->w, NULL, N, 2 * c, f); /* [wg | wx] . [g; x]: (f,N), bias below */
+    /* the rest in one pass per pixel block: bias and ReLU, psi's 1x1 (f -> 1), sigmoid, and the
+     * gate over the skip's channels (the concat's second half, in place) */
+    float *x = cat + (size_t)c * N;
+    const long nb = (long)((N + ATT_BLOCK - 1) / ATT_BLOCK);
+#pragma omp parallel for schedule(static) if (N >= ATT_PAR_MIN)
+    for (long bi = 0; bi < nb; bi++) {
+        const size_t i0 = (size_t)bi * ATT_BLOCK, n = N - i0 < ATT_BLOCK ? N - i0 : ATT_BLOCK;
+        float acc[ATT_BLOCK];
+        for (size_t i = 0; i < n; i++) acc[i] = L[p->bp];
+        for (int j = 0; j < f; j++) {
+            const float *sj = s + (size_t)j * N + i0, bj = b[j], w = wp[j];
+            for (size_t i = 0; i < n; i++) {
+                const float v = sj[i] + bj;
+                acc[i] += w * (v > 0.0f ? v : 0.0f);
+            }
+        }
+        for (size_t i = 0; i < n; i++) psi[i0 + i] = 1.0f / (1.0f + expf(-acc[i]));
+        for (int k = 0; k < c; k++) {
+            float *xk = x + (size_t)k * N + i0;
+            for (size_t i = 0; i < n; i++) xk[i] *= psi[i0 + i];
+        }
+    }
 }
