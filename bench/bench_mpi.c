@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     const int q = B / size, lo = rank * q + (rank < B % size ? rank : B % size), n = q + (rank < B % size);
     (void)lo;
     ms_model *m = NULL;
-    const ms_model_config mc = {4, F, K, 0.1f, 0};
+    const ms_model_config mc = {4, F, K, 0.1f, 0, 0};
     if (ms_model_create(&m, &mc, 1)) return 1;
     ms_acts a;
     if (ms_acts_create(&a, m, n, H, W, 1)) return 1;

@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
     if (rounds > 64) rounds = 64;
     const int H = 64, W = 128, B = 32;
     const size_t hw = (size_t)H * W;
-    ms_model_config cfg = {4, 16, 5, 0.1f, 0};
+    ms_model_config cfg = {4, 16, 5, 0.1f, 0, 0};
     ms_model *m = NULL;
     if (ms_model_create(&m, &cfg, 1) || ms_model_freeze(m)) return fprintf(stderr, "%s\n", ms_last_error()), 1;
     ms_dataset ds = {.n = n, .h = H, .w = W, .img = malloc(hw * n)};

@@ -31,12 +31,16 @@ static double sgemm_gflops(int n) {
     return 2.0 * n * n * n / best / 1e9;
 }
 
-/* forward FLOPs per image (multiply-adds x2) of the convolutions */
+/* forward FLOPs per image (multiply-adds x2) of the convolutions (and the attention gates' 1x1s) */
 static double fwd_gflop(const ms_model *m, int H, int W) {
     double f = 0;
     const int D = m->cfg.depth;
     for (int l = 0; l <= D; l++) {
         const double px = (double)(H >> l) * (W >> l);
+        if (l < D && m->cfg.attention) {
+            const ms_att_off *o = &m->att[D - 1 - l];
+            f += 2 * px * (2.0 * o->c * o->f + o->f);
+        }
         const ms_rb_off *bs[2] = {l < D ? &m->enc[l] : &m->bott, l < D ? &m->dec[D - 1 - l] : NULL};
         for (int k = 0; k < 2; k++) {
             if (!bs[k]) continue;
@@ -109,18 +113,22 @@ int main(int argc, char **argv) {
      * better pass: the machine is shared, and one slow pass should not decide a ratio either way */
     const char *pe = getenv("MS_BENCH_PASSES");
     const int passes = pe && atoi(pe) > 0 ? atoi(pe) : 2;
-    int bases[2] = {32, 16};
+    /* the two sizes, and the default size with attention gates (model.attention: its cost) */
+    enum { NCFG = 3 };
+    const int bases[NCFG] = {32, 16, 16}, attention[NCFG] = {0, 0, 1};
     struct {
         double gf, step, mf, mb, mo, b1, b32;
-    } best[2];
-    for (int i = 0; i < 2; i++) best[i].step = best[i].b1 = best[i].b32 = 1e30;
+        size_t params;
+    } best[NCFG];
+    for (int i = 0; i < NCFG; i++) best[i].step = best[i].b1 = best[i].b32 = 1e30;
     if (steps > 64) steps = 64;
-    for (int run = 0; run < 2 * passes; run++) {
-        const int bi = run % 2;
-        ms_model_config cfg = {4, bases[bi], 5, 0.1f, 0};
+    for (int run = 0; run < NCFG * passes; run++) {
+        const int bi = run % NCFG;
+        ms_model_config cfg = {4, bases[bi], 5, 0.1f, 0, attention[bi]};
         ms_model *m;
         if (ms_model_create(&m, &cfg, 1)) return 1;
         best[bi].gf = fwd_gflop(m, H, W);
+        best[bi].params = m->nparams;
         ms_acts a;
         if (ms_acts_create(&a, m, B, H, W, 1)) { fprintf(stderr, "%s\n", ms_last_error()); return 1; }
         float *x = malloc(sizeof(float) * B * H * W), *g = calloc(m->nparams, 4), *m1 = calloc(m->nparams, 4), *v = calloc(m->nparams, 4);
@@ -171,16 +179,21 @@ int main(int argc, char **argv) {
         free(x); free(g); free(m1); free(v); free(t); free(lab);
         ms_model_free(m);
     }
-    for (int bi = 0; bi < 2; bi++) {
+    for (int bi = 0; bi < NCFG; bi++) {
         const double gf = best[bi].gf, step = best[bi].step, b1 = best[bi].b1, b32 = best[bi].b32;
-        printf("F=%d (%.2f GFLOP/img forward) train B=%d: %.2f img/s (median of %d steps, best of %d passes: fwd %.0f ms, bwd %.0f ms, adam %.0f ms), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
-               bases[bi], gf, B, B / step, steps, passes, best[bi].mf * 1e3, best[bi].mb * 1e3, best[bi].mo * 1e3,
-               3 * gf * B / step, 100 * 3 * gf * B / step / peak);
-        ratio(bases[bi], "train_img_s", B / step, 1);
-        printf("F=%d infer (medians, best of %d passes): batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
-               bases[bi], passes, b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
-        ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
-        ratio(bases[bi], "infer_b32_img_s", B / b32, 1);
+        const char *att = attention[bi] ? " attention" : "";
+        printf("F=%d%s (%.2f GFLOP/img forward, %zu parameters) train B=%d: %.2f img/s (median of %d steps, best of %d passes: fwd %.0f ms, bwd %.0f ms, adam %.0f ms), %.1f GFLOP/s eff (%.0f%% of sgemm)\n",
+               bases[bi], att, gf, best[bi].params, B, B / step, steps, passes, best[bi].mf * 1e3, best[bi].mb * 1e3,
+               best[bi].mo * 1e3, 3 * gf * B / step, 100 * 3 * gf * B / step / peak);
+        if (!attention[bi]) ratio(bases[bi], "train_img_s", B / step, 1);
+        printf("F=%d%s infer (medians, best of %d passes): batch 1 %.1f ms (%.1f GFLOP/s), batch 32 %.1f img/s (%.1f GFLOP/s, %.0f%% of sgemm)\n",
+               bases[bi], att, passes, b1 * 1e3, gf / b1, B / b32, gf * B / b32, 100 * gf * B / b32 / peak);
+        if (!attention[bi]) ratio(bases[bi], "infer_b1_ms", b1 * 1e3, 0);
+        if (!attention[bi]) ratio(bases[bi], "infer_b32_img_s", B / b32, 1);
+        if (attention[bi] && bi > 0 && bases[bi - 1] == bases[bi] && !attention[bi - 1])
+            printf("    attention's cost at F=%d: %+.1f%% parameters, batch 1 %.2fx, batch 32 %.2fx, training step %.2fx the time\n",
+                   bases[bi], 100.0 * ((double)best[bi].params / best[bi - 1].params - 1), b1 / best[bi - 1].b1,
+                   b32 / best[bi - 1].b32, step / best[bi - 1].step);
     }
     printf("(effective GFLOP/s count a direct convolution's multiply-adds: Winograd does fewer, so it can pass sgemm's rate)\n");
     struct rusage ru;

@@ -62,8 +62,9 @@ int cmd_inspect(int argc, char **argv) {
         ms_model *m = NULL;
         if (ms_model_load(&m, path)) return fprintf(stderr, "marsseg inspect: %s\n", ms_last_error()), 1;
         const ms_model_config *c = ms_model_get_config(m);
-        printf("model: depth %d, base %d, classes %d, dropout %g, frame %d, %zu parameters\nmeta: %s\n", c->depth, c->base,
-               c->classes, (double)c->dropout, c->frame > 0 ? c->frame : MS_DEFAULT_FRAME, ms_model_num_params(m), ms_model_meta(m));
+        printf("model: depth %d, base %d, classes %d, dropout %g, frame %d%s, %zu parameters\nmeta: %s\n", c->depth, c->base,
+               c->classes, (double)c->dropout, c->frame > 0 ? c->frame : MS_DEFAULT_FRAME, c->attention ? ", attention" : "",
+               ms_model_num_params(m), ms_model_meta(m));
         ms_model_free(m);
         return rc;
     }

@@ -1,5 +1,8 @@
-/* Element-wise activations: ReLU backward and inverted dropout. */
+/* Element-wise activations: ReLU backward, inverted dropout, sigmoid and the attention gate's
+ * per-pixel product. */
 #include "layers.h"
+
+#include <math.h>
 
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -31,5 +34,45 @@ void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_
     for (size_t i = 0; i < n; i++) {
         const float g = mask[i] ? dout[i] * scale : 0.0f;
         dinp[i] = accumulate ? dinp[i] + g : g;
+    }
+}
+
+void sigmoid_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-inp[i]));
+}
+
+void sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+}
+
+void gate_forward(float *out, const float *x, const float *g, int C, size_t N) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * N;
+        float *oc = out + (size_t)c * N;
+        for (size_t i = 0; i < N; i++) oc[i] = xc[i] * g[i];
+    }
+}
+
+/* Pixel blocks: each thread takes its pixels through every channel, dg first, so dx may
+ * overwrite dout. */
+#define GATE_BLOCK 512
+void gate_backward(float *dx, float *dg, const float *dout, const float *x, const float *g, int C, size_t N) {
+    const long nb = (long)((N + GATE_BLOCK - 1) / GATE_BLOCK);
+#pragma omp parallel for schedule(static)
+    for (long bi = 0; bi < nb; bi++) {
+        const size_t i0 = (size_t)bi * GATE_BLOCK, i1 = i0 + GATE_BLOCK < N ? i0 + GATE_BLOCK : N;
+        for (size_t i = i0; i < i1; i++) dg[i] = 0.0f;
+        for (int c = 0; c < C; c++) {
+            const float *d = dout + (size_t)c * N, *xc = x + (size_t)c * N;
+            for (size_t i = i0; i < i1; i++) dg[i] += d[i] * xc[i];
+        }
+        for (int c = 0; c < C; c++) {
+            const float *d = dout + (size_t)c * N;
+            float *o = dx + (size_t)c * N;
+            for (size_t i = i0; i < i1; i++) o[i] = d[i] * g[i];
+        }
     }
 }

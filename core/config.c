@@ -48,6 +48,8 @@ static const field fields[] = {
     NUM("model.dropout", model.dropout, 0.0, 0.9, 0.1, "--dropout", "dropout after the bottleneck and each decoder block"),
     INT("model.frame", model.frame, 16, MS_MAX_FRAME_SIDE, MS_DEFAULT_FRAME, "--frame-size",
         "width of the camera frames the tiles were cut from (whole frames are resized to it)"),
+    {"model.attention", F_BOOL, OFF(model.attention), 0, 0, 1, 0, NULL, NULL, "--attention",
+     "attention gates on the skip connections (Attention U-Net)"},
     STR("init", init, "", NULL, "--init", "warm start: weights file of the same architecture"),
     STR("loss", loss, "wce", "wce|dice|focal|wce+dice", "--loss", "training loss"),
     NUM("focal_gamma", focal_gamma, 0.0, 10.0, 2.0, NULL, "focal loss exponent"),

@@ -144,6 +144,16 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t n, float p, uint64_t seed);
 void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p, int accumulate);
 
+/* Sigmoid: out = 1 / (1 + exp(-inp)) (out may be inp); backward dinp = dout * out * (1 - out)
+ * (assignment; dinp may be dout). */
+void sigmoid_forward(float *out, const float *inp, size_t n);
+void sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n);
+/* A gate per pixel over every channel (attention): out (C,N) = x (C,N) * g (N) (out may be x).
+ * Backward: dg (N) = sum over channels of dout * x, then dx (C,N) = dout * g; both assigned,
+ * and dx may be dout itself (dg is taken first). */
+void gate_forward(float *out, const float *x, const float *g, int C, size_t N);
+void gate_backward(float *dx, float *dg, const float *dout, const float *x, const float *g, int C, size_t N);
+
 /* ---- pool.c ---- 2x2 max-pool, stride 2, on P = C*B planes of (H, W) */
 void maxpool2x2_forward(float *out, const float *inp, size_t P, int H, int W);
 /* dinp += dout routed to the first maximum of each window (PyTorch's tie rule) */

@@ -19,6 +19,7 @@ static char *config_json(const ms_model *m, const char *meta_json) {
     cJSON_AddNumberToObject(root, "classes", m->cfg.classes);
     cJSON_AddNumberToObject(root, "dropout", m->cfg.dropout);
     cJSON_AddNumberToObject(root, "frame", m->cfg.frame > 0 ? m->cfg.frame : MS_DEFAULT_FRAME);
+    cJSON_AddBoolToObject(root, "attention", m->cfg.attention);
     cJSON_AddStringToObject(root, "format", "marsseg-weights-1");
     cJSON *meta = meta_json ? cJSON_Parse(meta_json) : NULL;
     if (meta) cJSON_AddItemToObject(root, "meta", meta);
@@ -116,7 +117,7 @@ ms_status ms_model_read_npz(ms_npz *z, const char *path, ms_model **out) {
     }
     int ok = 1;
     ms_model_config cfg = {json_int(root, "depth", 4, &ok), json_int(root, "base", 32, &ok),
-                           json_int(root, "classes", 5, &ok), 0.0f, 0};
+                           json_int(root, "classes", 5, &ok), 0.0f, 0, 0};
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "dropout");
     if (cJSON_IsNumber(dp)) cfg.dropout = (float)dp->valuedouble;
     if (!ok) {
@@ -128,6 +129,12 @@ ms_status ms_model_read_npz(ms_npz *z, const char *path, ms_model **out) {
         st = ms_fail(MS_ERR_FORMAT, "%s: config.json frame must be an integer in 16..%d", path, MS_MAX_FRAME_SIDE);
         goto done;
     }
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(root, "attention"); /* older files: none */
+    if (att && !cJSON_IsBool(att)) {
+        st = ms_fail(MS_ERR_FORMAT, "%s: config.json attention must be true or false", path);
+        goto done;
+    }
+    cfg.attention = cJSON_IsTrue(att);
     if ((st = ms_model_alloc_internal(&m, &cfg))) {
         ms_fail(st, "%s: %s", path, ms_last_error());
         goto done;
@@ -143,8 +150,8 @@ ms_status ms_model_read_npz(ms_npz *z, const char *path, ms_model **out) {
         int same = info.ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = info.shape[d] == t->shape[d];
         if (!same) {
-            st = ms_fail(MS_ERR_SHAPE, "%s: %s has the wrong shape for a depth %d base %d model",
-                         path, t->name, cfg.depth, cfg.base);
+            st = ms_fail(MS_ERR_SHAPE, "%s: %s has the wrong shape for a depth %d base %d model%s",
+                         path, t->name, cfg.depth, cfg.base, cfg.attention ? " with attention" : "");
             goto done;
         }
         if (t->kind == MS_T_COUNTER) {

@@ -217,9 +217,12 @@ static ms_status warm_start(ms_model *m, const char *path) {
         return ms_fail(st, "init: %s", why);
     }
     if (src->cfg.depth != m->cfg.depth || src->cfg.base != m->cfg.base || src->cfg.classes != m->cfg.classes ||
-        src->nparams != m->nparams || src->nbufs != m->nbufs) {
-        st = ms_fail(MS_ERR_ARG, "init: %s has depth %d base %d classes %d; the config asks for depth %d base %d classes %d",
-                     path, src->cfg.depth, src->cfg.base, src->cfg.classes, m->cfg.depth, m->cfg.base, m->cfg.classes);
+        src->cfg.attention != m->cfg.attention || src->nparams != m->nparams || src->nbufs != m->nbufs) {
+        static const char *const att[2] = {"without", "with"};
+        st = ms_fail(MS_ERR_ARG,
+                     "init: %s has depth %d base %d classes %d %s attention; the config asks for depth %d base %d classes %d %s attention",
+                     path, src->cfg.depth, src->cfg.base, src->cfg.classes, att[src->cfg.attention], m->cfg.depth, m->cfg.base,
+                     m->cfg.classes, att[m->cfg.attention]);
     } else {
         copy_weights(m, src);
     }

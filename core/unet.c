@@ -4,7 +4,8 @@
  *   enc l = 0..D-1 : ResBlock(C_{l-1} -> C_l), kept as skip, 2x2 max-pool
  *   bott           : ResBlock(C_{D-1} -> C_D), dropout
  *   dec i = 0..D-1 : (level l = D-1-i) ConvTranspose 2x2/2 (C_{l+1} -> C_l), concat [up, skip],
- *                    ResBlock(2C_l -> C_l), dropout
+ *                    ResBlock(2C_l -> C_l), dropout; with model.attention the skip is first
+ *                    gated by the up's output (core/unet_att.c)
  *   head           : conv1x1(F -> classes)
  *   ResBlock(x)    : relu(bn2(conv3x3(relu(bn1(conv3x3(x))))) + conv1x1(x))
  *
@@ -24,18 +25,8 @@
 
 /* ------------------------------------------------------------------ parameter table */
 
-typedef struct {
-    ms_model *m;
-    int cap;
-    ms_status st;
-} table_builder;
-
-static size_t add_tensor(table_builder *tb, ms_tensor_kind kind, int ndim, const int64_t *shape,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
 #include <stdarg.h>
-static size_t add_tensor(table_builder *tb, ms_tensor_kind kind, int ndim, const int64_t *shape,
-                         const char *fmt, ...) {
+size_t ms_table_add(ms_table_builder *tb, ms_tensor_kind kind, int ndim, const int64_t *shape, const char *fmt, ...) {
     ms_model *m = tb->m;
     if (tb->st != MS_OK) return 0;
     if (m->ntensors == tb->cap) {
@@ -71,29 +62,29 @@ static size_t add_tensor(table_builder *tb, ms_tensor_kind kind, int ndim, const
     return t->offset;
 }
 
-static void add_bn(table_builder *tb, const char *prefix, int c, size_t *g, size_t *b, size_t *rm, size_t *rv) {
+void ms_table_add_bn(ms_table_builder *tb, const char *prefix, int c, size_t *g, size_t *b, size_t *rm, size_t *rv) {
     int64_t s[1] = {c};
-    *g = add_tensor(tb, MS_T_PARAM, 1, s, "%s.weight", prefix);
-    *b = add_tensor(tb, MS_T_PARAM, 1, s, "%s.bias", prefix);
-    *rm = add_tensor(tb, MS_T_BUFFER, 1, s, "%s.running_mean", prefix);
-    *rv = add_tensor(tb, MS_T_BUFFER, 1, s, "%s.running_var", prefix);
-    add_tensor(tb, MS_T_COUNTER, 0, s, "%s.num_batches_tracked", prefix);
+    *g = ms_table_add(tb, MS_T_PARAM, 1, s, "%s.weight", prefix);
+    *b = ms_table_add(tb, MS_T_PARAM, 1, s, "%s.bias", prefix);
+    *rm = ms_table_add(tb, MS_T_BUFFER, 1, s, "%s.running_mean", prefix);
+    *rv = ms_table_add(tb, MS_T_BUFFER, 1, s, "%s.running_var", prefix);
+    ms_table_add(tb, MS_T_COUNTER, 0, s, "%s.num_batches_tracked", prefix);
 }
 
 /* Registers a ResBlock in the same order as PyTorch's state_dict lists it. */
-static void add_resblock(table_builder *tb, ms_rb_off *rb, const char *prefix, int cin, int c) {
+static void add_resblock(ms_table_builder *tb, ms_rb_off *rb, const char *prefix, int cin, int c) {
     char p[40];
     rb->cin = cin;
     rb->c = c;
     int64_t w3a[4] = {c, cin, 3, 3}, w3b[4] = {c, c, 3, 3}, w1[4] = {c, cin, 1, 1}, b1[1] = {c};
-    rb->c1w = add_tensor(tb, MS_T_PARAM, 4, w3a, "%s.c1.weight", prefix);
+    rb->c1w = ms_table_add(tb, MS_T_PARAM, 4, w3a, "%s.c1.weight", prefix);
     snprintf(p, sizeof p, "%s.b1", prefix);
-    add_bn(tb, p, c, &rb->b1g, &rb->b1b, &rb->b1rm, &rb->b1rv);
-    rb->c2w = add_tensor(tb, MS_T_PARAM, 4, w3b, "%s.c2.weight", prefix);
+    ms_table_add_bn(tb, p, c, &rb->b1g, &rb->b1b, &rb->b1rm, &rb->b1rv);
+    rb->c2w = ms_table_add(tb, MS_T_PARAM, 4, w3b, "%s.c2.weight", prefix);
     snprintf(p, sizeof p, "%s.b2", prefix);
-    add_bn(tb, p, c, &rb->b2g, &rb->b2b, &rb->b2rm, &rb->b2rv);
-    rb->scw = add_tensor(tb, MS_T_PARAM, 4, w1, "%s.sc.weight", prefix);
-    rb->scb = add_tensor(tb, MS_T_PARAM, 1, b1, "%s.sc.bias", prefix);
+    ms_table_add_bn(tb, p, c, &rb->b2g, &rb->b2b, &rb->b2rm, &rb->b2rv);
+    rb->scw = ms_table_add(tb, MS_T_PARAM, 4, w1, "%s.sc.weight", prefix);
+    rb->scb = ms_table_add(tb, MS_T_PARAM, 1, b1, "%s.sc.bias", prefix);
 }
 
 static ms_status validate_config(const ms_model_config *c) {
@@ -107,6 +98,8 @@ static ms_status validate_config(const ms_model_config *c) {
         return ms_fail(MS_ERR_ARG, "model: classes must be 2..64 (got %d)", c->classes);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return ms_fail(MS_ERR_ARG, "model: dropout must be in [0, 1) (got %g)", (double)c->dropout);
+    if (c->attention != 0 && c->attention != 1)
+        return ms_fail(MS_ERR_ARG, "model: attention must be 0 or 1 (got %d)", c->attention);
     return MS_OK;
 }
 
@@ -119,7 +112,7 @@ static ms_status model_alloc(ms_model **out, const ms_model_config *cfg) {
     m->cfg = *cfg;
     const int D = cfg->depth, F = cfg->base;
     for (int l = 0; l <= D; l++) m->ch[l] = F << l;
-    table_builder tb = {m, 0, MS_OK};
+    ms_table_builder tb = {m, 0, MS_OK};
     char p[32];
     for (int l = 0; l < D; l++) {
         snprintf(p, sizeof p, "enc.%d", l);
@@ -129,18 +122,22 @@ static ms_status model_alloc(ms_model **out, const ms_model_config *cfg) {
     for (int i = 0; i < D; i++) {
         const int l = D - 1 - i;
         int64_t w[4] = {m->ch[l + 1], m->ch[l], 2, 2}, b[1] = {m->ch[l]};
-        m->upw[i] = add_tensor(&tb, MS_T_PARAM, 4, w, "up.%d.weight", i);
-        m->upb[i] = add_tensor(&tb, MS_T_PARAM, 1, b, "up.%d.bias", i);
+        m->upw[i] = ms_table_add(&tb, MS_T_PARAM, 4, w, "up.%d.weight", i);
+        m->upb[i] = ms_table_add(&tb, MS_T_PARAM, 1, b, "up.%d.bias", i);
     }
     for (int i = 0; i < D; i++) {
         const int l = D - 1 - i;
         snprintf(p, sizeof p, "dec.%d", i);
         add_resblock(&tb, &m->dec[i], p, 2 * m->ch[l], m->ch[l]);
+        if (cfg->attention) {
+            snprintf(p, sizeof p, "dec.%d.att", i);
+            att_register(&tb, &m->att[i], p, m->ch[l]);
+        }
     }
     {
         int64_t w[4] = {cfg->classes, F, 1, 1}, b[1] = {cfg->classes};
-        m->headw = add_tensor(&tb, MS_T_PARAM, 4, w, "head.weight");
-        m->headb = add_tensor(&tb, MS_T_PARAM, 1, b, "head.bias");
+        m->headw = ms_table_add(&tb, MS_T_PARAM, 4, w, "head.weight");
+        m->headb = ms_table_add(&tb, MS_T_PARAM, 1, b, "head.bias");
     }
     if (tb.st) {
         ms_model_free(m);
@@ -182,8 +179,10 @@ ms_status ms_model_create(ms_model **out, const ms_model_config *cfg, uint64_t s
         if (t->kind != MS_T_PARAM) continue;
         float *p = m->params + t->offset;
         const char *dot = strrchr(t->name, '.');
-        const int is_bn = strstr(t->name, ".b1.") || strstr(t->name, ".b2.");
-        if (is_bn) {
+        /* a BatchNorm's parameters are those whose module has running statistics */
+        char rm[sizeof t->name + 16];
+        snprintf(rm, sizeof rm, "%.*s.running_mean", (int)(dot - t->name), t->name);
+        if (ms_model_find_tensor(m, rm)) {
             const float v = strcmp(dot, ".weight") == 0 ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->count; j++) p[j] = v;
             continue;
@@ -274,7 +273,9 @@ static void layout(ms_acts *a, const ms_model *m, bump *fb, bump *gb, size_t *ma
         const int C = m->ch[l];
         a->cat[l] = take(fb, (size_t)2 * C * N[l]);
         BLOCK(a->enc[l], l == 0 ? 1 : m->ch[l - 1], C, l);
-        a->enc[l].out = a->cat[l] ? a->cat[l] + (size_t)C * N[l] : NULL;
+        /* with attention, training keeps the raw skip for backward and gates it into the concat */
+        if (m->cfg.attention && train) a->enc[l].out = take(fb, (size_t)C * N[l]);
+        else a->enc[l].out = a->cat[l] ? a->cat[l] + (size_t)C * N[l] : NULL;
         a->pool[l] = take(fb, (size_t)C * N[l + 1]);
         if (train) {
             a->d_cat[l] = take(gb, (size_t)2 * C * N[l]);
@@ -295,6 +296,24 @@ static void layout(ms_acts *a, const ms_model *m, bump *fb, bump *gb, size_t *ma
     for (int i = 0; i < D; i++) {
         const int l = D - 1 - i, C = m->ch[l];
         BLOCK(a->dec[i], 2 * C, C, l);
+        if (m->cfg.attention) {
+            ms_att_acts *g = &a->att[i];
+            const int f = m->att[i].f;
+            g->c = C;
+            g->f = f;
+            g->gc = train ? take(fb, (size_t)f * N[l]) : NULL;
+            g->xc = take(fb, (size_t)f * N[l]);
+            g->s = take(fb, (size_t)f * N[l]);
+            g->p = take(fb, N[l]);
+            g->psi = take(fb, N[l]);
+            g->mg = take(fb, f);
+            g->sg = take(fb, f);
+            g->mx = take(fb, f);
+            g->sx = take(fb, f);
+            g->mp = take(fb, 1);
+            g->sp = take(fb, 1);
+            if (train) a->d_att_psi[i] = take(gb, N[l]);
+        }
         a->dec[i].out = take(fb, (size_t)C * N[l]);
         if (train) a->d_dec[i] = take(gb, (size_t)C * N[l]);
         if (drop) {
@@ -452,6 +471,11 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
         ms_rb_acts *r = &a->dec[i];
         convt2x2_forward(a->cat[l], h, P + m->upw[i], P + m->upb[i], B, m->ch[l + 1], m->ch[l],
                          r->h / 2, r->w / 2, a->ws);
+        if (m->cfg.attention) {
+            const size_t N = (size_t)B * r->h * r->w;
+            att_forward(m, &m->att[i], &a->att[i], a->cat[l], a->enc[l].out, a->cat[l] + (size_t)m->ch[l] * N, N,
+                        training, a->bn_sync);
+        }
         resblock_forward(m, &m->dec[i], r, a->cat[l], B, training, a->ws, a->bn_sync);
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_forward(a->dec_drop[i], a->dec_mask[i], r->out, n, p, dropout_seed + 1 + i);
@@ -503,6 +527,11 @@ void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {
         const size_t n = (size_t)m->ch[l] * B * r->h * r->w;
         if (drop) dropout_backward(a->d_dec[i], a->d_dec_drop[i], a->dec_mask[i], n, p, 0);
         resblock_backward(m, &m->dec[i], r, G, a->d_dec[i], a->d_cat[l], B, a->ws, a->dw_ws, a->scratch, a->bn_sync);
+        if (m->cfg.attention) { /* the skip's gradient becomes the raw skip's; the up's grows */
+            const size_t N = (size_t)B * r->h * r->w;
+            att_backward(m, &m->att[i], &a->att[i], G, a->d_cat[l] + (size_t)m->ch[l] * N, a->d_cat[l], a->cat[l],
+                         a->enc[l].out, N, a->d_att_psi[i], a->scratch[0], a->scratch[1], a->bn_sync);
+        }
         const float *up_in = i == 0 ? a->bott_drop : a->dec_drop[i - 1];
         float *d_up_in = i == 0 ? a->d_bott_drop : a->d_dec_drop[i - 1];
         convt2x2_backward(d_up_in, G + m->upw[i], G + m->upb[i], a->d_cat[l], up_in, P + m->upw[i], B,

@@ -41,6 +41,23 @@ typedef struct {
 } ms_rb_plan;
 #define MS_NO_WINO ((size_t)-1)
 
+/* Offsets of one attention gate's tensors (model.attention, core/unet_att.c): on the skip x
+ * (c channels) of a decoder level, gated by g, the up-convolution's output (c channels):
+ *   psi = sigmoid(bpsi(psi(relu(bg(wg(g)) + bx(wx(x)))))),  skip' = x * psi
+ * wg, wx: 1x1 convolutions c -> f with bias, psi: f -> 1 with bias; bg, bx, bpsi: BatchNorms. */
+typedef struct {
+    int c, f;
+    size_t wgw, wgb, bgg, bgb, wxw, wxb, bxg, bxb, pw, pb, bpg, bpb; /* params */
+    size_t bgrm, bgrv, bxrm, bxrv, bprm, bprv;                       /* buffers */
+} ms_att_off;
+
+/* An attention gate in inference form (offsets into ms_model.plan): both 1x1 convolutions with
+ * their BatchNorms folded in, side by side over the concat [g; x] (w (f, 2c), b (f)), and psi's
+ * with bpsi folded in (wp (f), bp (1)). */
+typedef struct {
+    size_t w, b, wp, bp;
+} ms_att_plan;
+
 struct ms_model {
     ms_model_config cfg;
     int ntensors;
@@ -50,11 +67,13 @@ struct ms_model {
     float *bufs;     /* BN running stats */
     int64_t num_batches_tracked;
     ms_rb_off enc[MS_MAX_DEPTH], bott, dec[MS_MAX_DEPTH];
+    ms_att_off att[MS_MAX_DEPTH]; /* decoder i's gate (cfg.attention) */
     size_t upw[MS_MAX_DEPTH], upb[MS_MAX_DEPTH], headw, headb;
     int ch[MS_MAX_DEPTH + 1];
     char *meta_json; /* free-form JSON kept with the weights (metrics, provenance); may be NULL */
     float *plan;     /* inference form (ms_model_freeze); NULL for a model that still trains */
     ms_rb_plan penc[MS_MAX_DEPTH], pbott, pdec[MS_MAX_DEPTH];
+    ms_att_plan patt[MS_MAX_DEPTH];
 };
 
 /* Activations, saved statistics and gradients for one (B, H, W), allocated once.
@@ -65,6 +84,16 @@ typedef struct {
     const float *inp;                   /* block input (not owned) */
     int cin, c, h, w;
 } ms_rb_acts;
+
+/* An attention gate's activations (decoder level with N = B*h*w): the 1x1 convolutions' outputs
+ * before their BatchNorms gc, xc (f, N), s = relu(bg(gc) + bx(xc)) (f, N), p = psi(s) before
+ * bpsi (1, N), the gate psi (1, N) and the batch statistics. gc is NULL outside training (eval
+ * mode computes g's branch in s). */
+typedef struct {
+    float *gc, *xc, *s, *p, *psi;
+    float *mg, *sg, *mx, *sx, *mp, *sp;
+    int c, f;
+} ms_att_acts;
 
 typedef struct {
     int B, H, W, training;
@@ -78,13 +107,18 @@ typedef struct {
     float *scratch[3];   /* ResBlock backward temporaries, each max C*N */
     ms_rb_acts enc[MS_MAX_DEPTH], bott, dec[MS_MAX_DEPTH];
     float *pool[MS_MAX_DEPTH];          /* pooled encoder outputs */
-    float *cat[MS_MAX_DEPTH];           /* [up, skip] concat per level; skip = enc out */
+    float *cat[MS_MAX_DEPTH];           /* [up, skip] concat per level; skip = enc out, or with
+                                         * attention the gated skip (a training encoder then
+                                         * writes its own buffer: backward needs the raw skip;
+                                         * eval mode gates the concat's second half in place) */
+    ms_att_acts att[MS_MAX_DEPTH];      /* decoder i's attention gate (cfg.attention) */
     float *bott_drop, *dec_drop[MS_MAX_DEPTH];
     uint8_t *bott_mask, *dec_mask[MS_MAX_DEPTH];
     float *logits;                      /* (K, B, H, W) */
     /* gradients */
     float *d_pool[MS_MAX_DEPTH], *d_cat[MS_MAX_DEPTH], *d_bott, *d_bott_drop;
     float *d_dec[MS_MAX_DEPTH], *d_dec_drop[MS_MAX_DEPTH], *d_logits;
+    float *d_att_psi[MS_MAX_DEPTH];     /* (1, N) gradient of decoder i's gate */
     /* sync_bn in a data-parallel run: training BatchNorm takes its statistics over every
      * process's share of the batch through this sum (layers.h); NULL: this batch's own */
     const struct ms_reducer *bn_sync;
@@ -108,6 +142,34 @@ void ms_unet_forward(ms_model *m, ms_acts *a, const float *x, int training, uint
 void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B);
 /* Accumulates parameter gradients into grads (same layout as m->params) from a->d_logits. */
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *grads);
+
+/* The tensor table as core/unet.c builds it (in PyTorch's state_dict order): ms_table_add
+ * registers one tensor and returns its offset in the params or buffers block; ms_table_add_bn a
+ * BatchNorm2d's weight, bias, running stats and counter under `prefix`. */
+typedef struct {
+    ms_model *m;
+    int cap;
+    ms_status st;
+} ms_table_builder;
+size_t ms_table_add(ms_table_builder *tb, ms_tensor_kind kind, int ndim, const int64_t *shape, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void ms_table_add_bn(ms_table_builder *tb, const char *prefix, int c, size_t *g, size_t *b, size_t *rm, size_t *rv);
+
+/* core/unet_att.c: the attention gates. att_register adds a gate on c channels under `prefix`
+ * (f = max(c/2, 1)); the rest run one gate of the graph. */
+void att_register(ms_table_builder *tb, ms_att_off *o, const char *prefix, int c);
+/* up, x: (c, N); out (c, N) = x * psi, out may be x itself (eval mode gates in place). */
+void att_forward(ms_model *m, const ms_att_off *o, ms_att_acts *r, const float *up, const float *x, float *out,
+                 size_t N, int training, const struct ms_reducer *sync);
+/* dout (c, N): gradient of the gated skip, turned in place into the raw skip's gradient x;
+ * d_up (c, N) += the gradient of up; d_psi (N) and scratch0/1 (f*N each) are temporaries. */
+void att_backward(const ms_model *m, const ms_att_off *o, const ms_att_acts *r, float *G, float *dout, float *d_up,
+                  const float *up, const float *x, size_t N, float *d_psi, float *scratch0, float *scratch1,
+                  const struct ms_reducer *sync);
+/* The inference form: fold (sizing pass when m->plan is NULL) and run on the concat [up; x]
+ * (2c, N), gating its second half in place; s (f, N) and psi (N) are the gate's buffers. */
+void att_fold(const ms_model *m, const ms_att_off *o, ms_att_plan *p, size_t *pos);
+void att_infer(const ms_model *m, const ms_att_plan *p, const ms_att_off *o, float *cat, float *s, float *psi, size_t N);
 
 const ms_tensor_info *ms_model_find_tensor(const ms_model *m, const char *name);
 

@@ -120,6 +120,7 @@ typedef struct {
     float dropout;  /* p after the bottleneck and every decoder block (train only) */
     int frame;      /* width of the camera frames the training tiles came from (0 = 128): what
                      * a whole frame is resized to before it is segmented (core/frame.c) */
+    int attention;  /* 1: attention gates on the skip connections (Oktay et al., core/unet_att.c) */
 } ms_model_config;
 
 typedef struct ms_model ms_model;

@@ -154,7 +154,7 @@ SU_FN int make_dataset(const char *path, int n, int h, int w) {
 }
 
 SU_FN int make_model(const char *path, int depth, int base) {
-    ms_model_config mc = {depth, base, MS_NUM_CLASSES, 0.0f, 0};
+    ms_model_config mc = {depth, base, MS_NUM_CLASSES, 0.0f, 0, 0};
     ms_model *m = NULL;
     if (ms_model_create(&m, &mc, 7) != MS_OK) return -1;
     int rc = ms_model_save(m, path, "{\"note\":\"test model\"}") == MS_OK ? 0 : -1;

@@ -282,7 +282,7 @@ static void test_issue14(void) {
         {"eval --model X/three.npz --data datasets/sample.npz --report X/rep", 1, "the model predicts only 3 classes"},
         {"segment --model models/default.npz a.png b.png --format entropy", 2, "uncertainty"},
     };
-    ms_model_config c3 = {2, 4, 3, 0.0f, 0};
+    ms_model_config c3 = {2, 4, 3, 0.0f, 0, 0};
     ms_model *m3 = NULL;
     snprintf(q, sizeof q, "%s/three.npz", tmp);
     CHECK_OK(ms_model_create(&m3, &c3, 3));
@@ -314,7 +314,7 @@ static void test_issue14(void) {
     CHECK_OK(ms_npz_writer_add(wr, "test_set", MS_DT_U1, 3, sb, tiles));
     CHECK_OK(ms_npz_writer_commit(wr));
     free(tiles);
-    ms_model_config c16 = {4, 4, 5, 0.0f, 0};
+    ms_model_config c16 = {4, 4, 5, 0.0f, 0, 0};
     CHECK_OK(ms_model_create(&m3, &c16, 5));
     snprintf(q, sizeof q, "%s/small.npz", tmp);
     CHECK_OK(ms_model_save(m3, q, NULL));

@@ -438,6 +438,37 @@ static void test_ce(void) {
     free(c.logits); free(c.t); free(d);
 }
 
+/* ---------------- the attention gate's layers: out = x * sigmoid(a) per pixel over channels */
+typedef struct { int C; size_t N; float *x, *a, *r, *psi, *out; } gate_ctx;
+static double gate_loss(void *p) {
+    gate_ctx *c = p;
+    sigmoid_forward(c->psi, c->a, c->N);
+    gate_forward(c->out, c->x, c->psi, c->C, c->N);
+    return dot(c->out, c->r, (size_t)c->C * c->N);
+}
+static void test_gate(void) {
+    gate_ctx c = {5, 1100, 0, 0, 0, 0, 0}; /* N over two of gate_backward's pixel blocks */
+    const size_t n = (size_t)c.C * c.N;
+    c.x = rnd(n, 1); c.a = rnd(c.N, 3); c.r = rnd(n, 1); c.psi = malloc(4 * c.N); c.out = malloc(4 * n);
+    gate_loss(&c);
+    float *dx = malloc(4 * n), *dpsi = malloc(4 * c.N), *da = malloc(4 * c.N), *d = malloc(4 * n);
+    gate_backward(dx, dpsi, c.r, c.x, c.psi, c.C, c.N);
+    sigmoid_backward(da, dpsi, c.psi, c.N);
+    fd_check("gate dx", gate_loss, &c, c.x, dx, n, 150, 1e-2f, 1e-2);
+    fd_check("gate+sigmoid da", gate_loss, &c, c.a, da, c.N, 150, 1e-2f, 1e-2);
+    /* in place, as att_backward runs it: dx over dout, dpsi taken first; sigmoid likewise */
+    gate_loss(&c); /* psi and out as at the unperturbed point again */
+    memcpy(d, c.r, 4 * n);
+    float *dpsi2 = malloc(4 * c.N);
+    gate_backward(d, dpsi2, d, c.x, c.psi, c.C, c.N);
+    sigmoid_backward(dpsi2, dpsi2, c.psi, c.N);
+    CHECK(!memcmp(d, dx, 4 * n) && !memcmp(dpsi2, da, 4 * c.N), "gate/sigmoid backward in place differ");
+    memcpy(d, c.x, 4 * n);
+    gate_forward(d, d, c.psi, c.C, c.N);
+    CHECK(!memcmp(d, c.out, 4 * n), "gate forward in place differs");
+    free(c.x); free(c.a); free(c.r); free(c.psi); free(c.out); free(dx); free(dpsi); free(da); free(d); free(dpsi2);
+}
+
 /* ---------------- whole U-Net, tiny config, with dropout on
  * Finite differences of the float32 network cannot check it: a directional derivative along a
  * random direction is ~1e-3, so a step of 1e-4 moves the loss by ~2e-7 of its 1.5, while the
@@ -450,8 +481,8 @@ static void test_ce(void) {
  * forward; with ~1e-16 rounding a step of 1e-6 is exact to ~1e-9 and crosses no ReLU/max-pool
  * kink in practice (tests/unet_ref.h). The float backward's gradient is then compared along its
  * own direction and along random ones. */
-static void test_unet_fd(void) {
-    ms_model_config cfg = {2, 3, 5, 0.25f, 0};
+static void unet_fd(int attention) {
+    ms_model_config cfg = {2, 3, 5, 0.25f, 0, attention};
     ms_model *m = NULL;
     CHECK_OK(ms_model_create(&m, &cfg, 5));
     ms_acts a;
@@ -478,9 +509,20 @@ static void test_unet_fd(void) {
     CHECK(num <= 1e-5 * den && fabs(loss64 - loss32) <= 1e-5 * loss64, "double reference: logits off by %.3g of %.3g, loss %.9g vs %.9g",
           num, den, loss64, loss32);
     printf("  unet double reference: logits within %.1e of max %.2f, loss %.8f (float %.8f)\n", num, den, loss64, loss32);
-    const char *names[] = {"enc.0.c1.weight", "enc.1.b1.weight", "bott.c2.weight", "bott.sc.bias",
+    const char *plain[] = {"enc.0.c1.weight", "enc.1.b1.weight", "bott.c2.weight", "bott.sc.bias",
                            "up.0.weight", "up.1.bias", "dec.0.b2.bias", "dec.1.c1.weight", "head.weight", "head.bias"};
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+    /* every gate tensor with a gradient, on both levels (f = 3 and 1), and what the gate's
+     * backward feeds: the up-convolution and the encoder below the skip. Left out: the wg/wx/psi
+     * biases, which feed training-mode BatchNorms (zero by construction; tests/test_unet_torch.c
+     * holds them to it), and psi's weight where f = 1 (bpsi normalises its one product away:
+     * ~1e-7, below float32's noise) */
+    const char *gated[] = {"dec.0.att.wg.weight", "dec.0.att.bg.weight", "dec.0.att.bg.bias", "dec.0.att.wx.weight",
+                           "dec.0.att.bx.weight", "dec.0.att.psi.weight", "dec.0.att.bpsi.weight",
+                           "dec.0.att.bpsi.bias", "dec.1.att.wg.weight", "dec.1.att.wx.weight", "dec.1.att.bx.bias",
+                           "dec.1.att.bpsi.weight", "up.1.weight", "enc.0.c2.weight", "enc.1.sc.weight"};
+    const char **names = attention ? gated : plain;
+    const size_t nnames = attention ? sizeof gated / sizeof *gated : sizeof plain / sizeof *plain;
+    for (size_t k = 0; k < nnames; k++) {
         const ms_tensor_info *ti = ms_model_find_tensor(m, names[k]);
         CHECK(ti != NULL, "no tensor %s", names[k]);
         if (!ti) continue;
@@ -528,6 +570,8 @@ static void seeded(void (*fn)(void), uint64_t seed) {
     ms_rng_seed(&rng, seed + (e ? strtoull(e, NULL, 10) * 1000 : 0));
     fn();
 }
+static void test_unet_fd(void) { unet_fd(0); }
+static void test_unet_att_fd(void) { unet_fd(1); }
 static void conv3x3_im2col(void) { test_conv3x3(3, 3, 4, 6, 10); }   /* the im2col path */
 static void conv3x3_direct(void) { test_conv3x3(2, 8, 16, 4, 16); }   /* direct where the CPU has it, dinp too */
 static void conv3x3_wino(void) { test_conv3x3(2, 32, 32, 8, 24); }    /* Winograd forward and dinp (96 tiles) */
@@ -549,5 +593,7 @@ int main(void) {
     seeded(test_dropout, 2034);
     seeded(test_ce, 2035);
     seeded(test_unet_fd, 11);
+    seeded(test_gate, 2037);
+    seeded(test_unet_att_fd, 12);
     return TEST_END();
 }

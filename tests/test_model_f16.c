@@ -35,7 +35,7 @@ int main(void) {
     snprintf(p32, sizeof p32, "%s/m32.npz", dir);
     snprintf(p16, sizeof p16, "%s/m16.npz", dir);
     snprintf(pbad, sizeof pbad, "%s/bad.npz", dir);
-    const ms_model_config mc = {3, 8, MS_NUM_CLASSES, 0.0f, 0};
+    const ms_model_config mc = {3, 8, MS_NUM_CLASSES, 0.0f, 0, 0};
     ms_model *m = NULL, *a = NULL, *b = NULL;
     CHECK_OK(ms_model_create(&m, &mc, 11));
     if (!m) return TEST_END();

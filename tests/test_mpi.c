@@ -3,8 +3,8 @@
  *
  *  1. the dist layer, sync BatchNorm and split Dice under mpirun (tests/mpi_dist.c);
  *  2. sync_bn, no dropout, no augmentation: 3 steps of 2 ranks x 16 equal 1 process x 32 within
- *     float tolerance (also with uneven shares, 16 + 15 of 31, and Dice); without sync_bn they
- *     differ measurably;
+ *     float tolerance (also with uneven shares, 16 + 15 of 31, and Dice, and with attention
+ *     gates); without sync_bn they differ measurably;
  *  3. ranks that do not hold the same config, or the same weights (a different --init file per
  *     rank), stop at once with "ranks diverged" on every rank;
  *  4. SIGUSR1 to mpirun mid-epoch (forwarded to every rank): rank 0 writes one checkpoint,
@@ -165,18 +165,20 @@ static void one_process(const char *cfgpath, const char *dir) {
     CHECK(rc == 0, "one process: rc %d: %s", rc, out);
 }
 
-static void equivalence(const char *loss, int batch) {
+static void equivalence(const char *loss, int batch, int attention) {
     char cfg[300], json[1024], r1[300], r2[300], r3[300], p[320];
-    snprintf(cfg, sizeof cfg, "%s/eq-%s-%d.json", tmp, loss, batch);
+    const char *att = attention ? "true" : "false";
+    snprintf(cfg, sizeof cfg, "%s/eq-%s-%d-%s.json", tmp, loss, batch, att);
     snprintf(json, sizeof json,
              "{\"data\":\"%s/datasets/sample.npz\",\"limit\":96,\"val_frac\":0,\"oversample\":1,\"dedup_k\":0,"
-             "\"hflip\":false,\"brightness\":0,\"contrast\":0,\"max_shift\":0,\"model\":{\"depth\":2,\"base\":8,\"dropout\":0},"
-             "\"loss\":\"%s\",\"batch\":%d,\"epochs\":1,\"threads\":1,\"restore_best\":false,\"early_stop\":0,\"seed\":7}",
-             MS_SRC_DIR, loss, batch);
+             "\"hflip\":false,\"brightness\":0,\"contrast\":0,\"max_shift\":0,\"model\":{\"depth\":2,\"base\":8,\"dropout\":0,"
+             "\"attention\":%s},\"loss\":\"%s\",\"batch\":%d,\"epochs\":1,\"threads\":1,\"restore_best\":false,\"early_stop\":0,"
+             "\"seed\":7}",
+             MS_SRC_DIR, att, loss, batch);
     write_config(cfg, json);
-    snprintf(r1, sizeof r1, "%s/eq1-%s-%d", tmp, loss, batch);
-    snprintf(r2, sizeof r2, "%s/eq2-%s-%d", tmp, loss, batch);
-    snprintf(r3, sizeof r3, "%s/eq3-%s-%d", tmp, loss, batch);
+    snprintf(r1, sizeof r1, "%s/eq1-%s-%d-%s", tmp, loss, batch, att);
+    snprintf(r2, sizeof r2, "%s/eq2-%s-%d-%s", tmp, loss, batch, att);
+    snprintf(r3, sizeof r3, "%s/eq3-%s-%d-%s", tmp, loss, batch, att);
     one_process(cfg, r1); /* 96 tiles: 3 steps of the whole batch */
     int rc = run(MPIRUN " -np 2 %s train --config %s --sync-bn true --out %s --quiet", mpibin, cfg, r2);
     CHECK(rc == 0, "2 ranks with sync_bn: rc %d: %s", rc, out);
@@ -194,9 +196,9 @@ static void equivalence(const char *loss, int batch) {
         const double sync_far = frac_apart(b->params, a->params, np, 1e-4), sync_max = tu_normwise_err(b->params, a->params, np);
         const double own_far = frac_apart(c->params, a->params, np, 1e-4);
         const double sync_bufs = tu_normwise_err(b->bufs, a->bufs, nb), own_bufs = tu_normwise_err(c->bufs, a->bufs, nb);
-        printf("%s batch %d, after 3 steps: 2 ranks sync_bn vs 1 process: %.4f%% of %zu parameters apart by > 1e-4 "
+        printf("%s batch %d%s, after 3 steps: 2 ranks sync_bn vs 1 process: %.4f%% of %zu parameters apart by > 1e-4 "
                "(normwise %.2e), BN running stats %.2e; without sync_bn: %.1f%% apart, running stats %.2e\n",
-               loss, batch, 100 * sync_far, np, sync_max, sync_bufs, 100 * own_far, own_bufs);
+               loss, batch, attention ? " with attention" : "", 100 * sync_far, np, sync_max, sync_bufs, 100 * own_far, own_bufs);
         CHECK(sync_far <= 0.01 && sync_max < 1e-3, "sync_bn: 2 ranks x %d vs 1 x %d: %g apart, normwise %g", batch / 2, batch,
               sync_far, sync_max);
         CHECK(sync_bufs < 1e-4, "sync_bn: running stats %g", sync_bufs);
@@ -232,7 +234,7 @@ static void divergence(void) {
     mkdir(w1, 0755);
     for (int i = 0; i < 2; i++) {
         ms_model *m = NULL;
-        const ms_model_config mc = {2, 4, 5, 0.1f, 0};
+        const ms_model_config mc = {2, 4, 5, 0.1f, 0, 0};
         CHECK_OK(ms_model_create(&m, &mc, 100 + i));
         snprintf(logline, sizeof logline, "%s/init.npz", i ? w1 : w0);
         if (m) CHECK_OK(ms_model_save(m, logline, NULL));
@@ -393,8 +395,9 @@ int main(void) {
     int rc = run(MPIRUN " -np 2 %s", dist);
     CHECK(rc == 0, "mpi_dist: rc %d: %s", rc, out);
 
-    equivalence("wce", 32);
-    equivalence("wce+dice", 31); /* shares of 16 and 15 */
+    equivalence("wce", 32, 0);
+    equivalence("wce+dice", 31, 0); /* shares of 16 and 15 */
+    equivalence("wce", 32, 1);      /* the attention gates' BatchNorms synchronised too */
     divergence();
     stop_kill_resume();
 

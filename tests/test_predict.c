@@ -493,7 +493,7 @@ static void test_rank_and_report(const ms_model *m, const ms_dataset *test, cons
     /* unlabelled data, and a model whose classes do not cover the labels */
     CHECK(ms_eval_report(m, test, NULL, 0, &rep, dir, NULL, NULL) == MS_ERR_ARG && strstr(ms_last_error(), "no masks"),
           "unlabelled: %s", ms_last_error());
-    ms_model_config c3 = {2, 4, 3, 0.0f, 0};
+    ms_model_config c3 = {2, 4, 3, 0.0f, 0, 0};
     ms_model *m3 = NULL;
     CHECK_OK(ms_model_create(&m3, &c3, 7));
     CHECK(ms_eval_report(m3, train, NULL, 0, &rep, dir, NULL, NULL) == MS_ERR_SHAPE && strstr(ms_last_error(), "3 classes"),

@@ -73,7 +73,7 @@ static void bad_sizes(void) {
 /* a 160x160 frame with model.frame 80: segmented at 80x80, labels back at 160x160 */
 static void whole_frame(ms_npz *z) {
     enum { H = 160, W = 160, h = 80, w = 80 };
-    const ms_model_config mc = {2, 4, MS_NUM_CLASSES, 0.0f, 80};
+    const ms_model_config mc = {2, 4, MS_NUM_CLASSES, 0.0f, 80, 0};
     ms_model *m = NULL, *back = NULL, *old = NULL;
     CHECK_OK(ms_model_create(&m, &mc, 5));
     if (!m) return;
@@ -156,7 +156,7 @@ static void whole_frame(ms_npz *z) {
     CHECK_OK(ms_model_save(m, path, NULL));
     CHECK_OK(ms_model_load(&back, path));
     CHECK(back && ms_model_get_config(back)->frame == 80, "frame 80 saved and loaded");
-    const ms_model_config plain = {2, 4, MS_NUM_CLASSES, 0.0f, 0};
+    const ms_model_config plain = {2, 4, MS_NUM_CLASSES, 0.0f, 0, 0};
     ms_model_free(m);
     m = NULL;
     CHECK_OK(ms_model_create(&m, &plain, 5));

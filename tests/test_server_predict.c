@@ -571,7 +571,7 @@ int main(int argc, char **argv) {
     path_in_tmp(three, sizeof three, "three.npz");
     snprintf(src_model, sizeof src_model, "%s/models/default.npz", MS_SRC_DIR);
     CHECK(make_model(g_model, 2, 4) == 0 && make_mixed(g_mixed) == 0, "fixtures: %s", ms_last_error());
-    ms_model_config c3 = {2, 4, 3, 0.0f, 0};
+    ms_model_config c3 = {2, 4, 3, 0.0f, 0, 0};
     ms_model *m3 = NULL;
     CHECK(ms_model_create(&m3, &c3, 3) == MS_OK && ms_model_save(m3, three, "{}") == MS_OK, "a 3-class model");
     ms_model_free(m3);

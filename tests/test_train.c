@@ -206,6 +206,36 @@ static void test_warm_start(const char *data) {
     CHECK(strstr(ms_last_error(), "none.npz") != NULL, "message: %s", ms_last_error());
 }
 
+/* model.attention through the engine: the run learns, its files record the gates, a cancelled
+ * and resumed run ends bit-identical, and a warm start from weights without gates is refused
+ * naming attention. */
+static void test_attention(const char *data) {
+    ms_train_config cfg;
+    base_config(&cfg, data);
+    cfg.model.attention = 1;
+    char a[300], b[300], pa[320], pb[320], d[300];
+    snprintf(a, sizeof a, "%s/att", tmpdir);
+    snprintf(b, sizeof b, "%s/att-b", tmpdir);
+    snprintf(pa, sizeof pa, "%s/model.npz", a);
+    snprintf(pb, sizeof pb, "%s/model.npz", b);
+    CHECK_OK(run(&cfg, a, 0, 0, 0));
+    CHECK_OK(run(&cfg, b, 2, 0, 0));
+    CHECK(same_weights(pa, pb), "attention: cancel+resume differs from an uninterrupted run");
+    ms_model *m = NULL;
+    CHECK_OK(ms_model_load(&m, pa));
+    if (m) {
+        CHECK(ms_model_get_config(m)->attention == 1 && ms_model_find_tensor(m, "dec.1.att.bpsi.running_var"),
+              "attention not recorded in the weights file");
+        CHECK(strstr(ms_model_meta(m), "\"val_miou\"") != NULL, "meta lacks val_miou");
+        ms_model_free(m);
+    }
+    snprintf(cfg.init, sizeof cfg.init, "%s/a/model.npz", tmpdir); /* test_resume's, without gates */
+    snprintf(d, sizeof d, "%s/att-warm", tmpdir);
+    ms_trainer *t = NULL;
+    CHECK(ms_trainer_create(&t, &cfg, d, NULL) == MS_ERR_ARG && strstr(ms_last_error(), "attention"),
+          "init without attention into a model with it: %s", ms_last_error());
+}
+
 /* A run that stopped early stays stopped when resumed from its last checkpoint. */
 static void test_early_stop_resume(const char *data) {
     ms_train_config cfg;
@@ -332,7 +362,7 @@ static void test_config_cjson(void) {
             ms_model_free(m);
         }
     }
-    ms_model_config too_wide = {1, MS_MAX_BASE + 1, MS_NUM_CLASSES, 0, 0}, too_deep = {MS_MAX_DEPTH + 1, 1, MS_NUM_CLASSES, 0, 0};
+    ms_model_config too_wide = {1, MS_MAX_BASE + 1, MS_NUM_CLASSES, 0, 0, 0}, too_deep = {MS_MAX_DEPTH + 1, 1, MS_NUM_CLASSES, 0, 0, 0};
     ms_model *m = NULL;
     CHECK(ms_model_create(&m, &too_wide, 1) == MS_ERR_ARG && ms_model_create(&m, &too_deep, 1) == MS_ERR_ARG,
           "the model builder accepts what the config refuses");
@@ -346,7 +376,7 @@ static void test_config_cjson(void) {
 
 /* the default architecture (depth 4) drives the loss on one fixed batch towards zero */
 static void test_overfit(void) {
-    ms_model_config mc = {4, 8, 5, 0.0f, 0};
+    ms_model_config mc = {4, 8, 5, 0.0f, 0, 0};
     ms_model *m = NULL;
     CHECK_OK(ms_model_create(&m, &mc, 3));
     const int B = 2, H = 32, W = 64;
@@ -391,6 +421,7 @@ int main(void) {
     test_bad_inputs(data);
     test_resume(data);
     test_warm_start(data);
+    test_attention(data);
     test_early_stop_resume(data);
     test_overfit();
     char cmd[300];

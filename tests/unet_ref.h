@@ -40,9 +40,9 @@ static void ref_conv1(double *out, const double *inp, const double *w, const dou
             out[co * N + i] = s;
         }
 }
-/* training-mode BatchNorm (batch mean, biased variance, eps as BN_EPS in unet.h), + res, ReLU,
- * in place on x (C,N) */
-static void ref_bn_relu(double *x, const double *g, const double *bt, const double *res, int C, size_t N) {
+/* training-mode BatchNorm (batch mean, biased variance, eps as BN_EPS in unet.h), + res, then
+ * ReLU if relu, in place on x (C,N) */
+static void ref_bn(double *x, const double *g, const double *bt, const double *res, int C, size_t N, int relu) {
     for (int c = 0; c < C; c++) {
         double *v = x + c * N, m = 0, var = 0;
         for (size_t i = 0; i < N; i++) m += v[i];
@@ -51,9 +51,30 @@ static void ref_bn_relu(double *x, const double *g, const double *bt, const doub
         const double is = 1 / sqrt(var / (double)N + (double)1e-5f);
         for (size_t i = 0; i < N; i++) {
             const double o = g[c] * (v[i] - m) * is + bt[c] + (res ? res[c * N + i] : 0);
-            v[i] = o > 0 ? o : 0;
+            v[i] = o > 0 || !relu ? o : 0;
         }
     }
+}
+static void ref_bn_relu(double *x, const double *g, const double *bt, const double *res, int C, size_t N) {
+    ref_bn(x, g, bt, res, C, N, 1);
+}
+/* attention gate (core/unet_att.c): x (c, N) *= sigmoid(bpsi(psi(relu(bg(wg(g)) + bx(wx(x)))))) */
+static void ref_att(const ref_net *r, const ms_att_off *o, const double *g, double *x, size_t N) {
+    const double *P = r->P;
+    double *g1 = malloc(sizeof(double) * o->f * N), *x1 = malloc(sizeof(double) * o->f * N), *p = malloc(sizeof(double) * N);
+    ref_conv1(g1, g, P + o->wgw, P + o->wgb, N, o->c, o->f);
+    ref_bn(g1, P + o->bgg, P + o->bgb, NULL, o->f, N, 0);
+    ref_conv1(x1, x, P + o->wxw, P + o->wxb, N, o->c, o->f);
+    ref_bn(x1, P + o->bxg, P + o->bxb, g1, o->f, N, 1);
+    ref_conv1(p, x1, P + o->pw, P + o->pb, N, o->f, 1);
+    ref_bn(p, P + o->bpg, P + o->bpb, NULL, 1, N, 0);
+    for (size_t i = 0; i < N; i++) {
+        const double psi = 1 / (1 + exp(-p[i]));
+        for (int c = 0; c < o->c; c++) x[c * N + i] *= psi;
+    }
+    free(g1);
+    free(x1);
+    free(p);
 }
 /* ResBlock: relu(bn2(conv(relu(bn1(conv(inp))))) + sc(inp)) into out (c, N) */
 static void ref_block(const ref_net *r, const ms_rb_off *o, double *out, const double *inp, int h, int w) {
@@ -97,7 +118,7 @@ static void ref_forward(const ref_net *r, const float *x, double *logits) {
     ref_dropout(t, r->bmask, nb, m->cfg.dropout);
     free(h);
     h = t;
-    for (int i = 0; i < D; i++) { /* decoder: up 2x2/2, concat [up, skip], block */
+    for (int i = 0; i < D; i++) { /* decoder: up 2x2/2, concat [up, skip (gated with attention)], block */
         const int l = D - 1 - i, hh = r->H >> l, ww = r->W >> l, C = m->ch[l], Cin = m->ch[l + 1];
         const size_t N = (size_t)B * hh * ww, Ni = N / 4;
         double *cat = malloc(sizeof(double) * 2 * C * N);
@@ -113,6 +134,7 @@ static void ref_forward(const ref_net *r, const float *x, double *logits) {
                         cat[co * N + ((size_t)b * hh + y) * ww + xx] = s;
                     }
         memcpy(cat + C * N, enc[l], sizeof(double) * C * N);
+        if (m->cfg.attention) ref_att(r, &m->att[i], cat, cat + C * N, N);
         free(h);
         h = malloc(sizeof(double) * C * N);
         ref_block(r, &m->dec[i], h, cat, hh, ww);

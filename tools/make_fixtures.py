@@ -36,17 +36,45 @@ class ResBlock(nn.Module):
         return Fn.relu(y + self.sc(x))
 
 
+class AttentionGate(nn.Module):
+    """Oktay et al.'s gate as LeeJunHyun/Image_Segmentation's Attention_block (W_g, W_x, psi as
+    conv1x1+BN): psi = sigmoid(BN(conv(relu(BN(conv(g)) + BN(conv(x)))))), out = x * psi."""
+
+    def __init__(self, c, f):
+        super().__init__()
+        self.wg = nn.Conv2d(c, f, 1, bias=True)
+        self.bg = nn.BatchNorm2d(f)
+        self.wx = nn.Conv2d(c, f, 1, bias=True)
+        self.bx = nn.BatchNorm2d(f)
+        self.psi = nn.Conv2d(f, 1, 1, bias=True)
+        self.bpsi = nn.BatchNorm2d(1)
+
+    def forward(self, g, x):
+        s = Fn.relu(self.bg(self.wg(g)) + self.bx(self.wx(x)))
+        return x * torch.sigmoid(self.bpsi(self.psi(s)))
+
+
+class DecBlock(ResBlock):
+    """A decoder ResBlock that owns its level's attention gate (dec.{i}.att.*) when there is one."""
+
+    def __init__(self, cin, c, attention):
+        super().__init__(cin, c)
+        if attention:
+            self.att = AttentionGate(c, max(c // 2, 1))
+
+
 class UNet(nn.Module):
-    def __init__(self, depth=4, base=32, classes=5, dropout=0.0):
+    def __init__(self, depth=4, base=32, classes=5, dropout=0.0, attention=False):
         super().__init__()
         ch = [base * 2 ** l for l in range(depth + 1)]
         self.depth = depth
+        self.attention = attention
         self.enc = nn.ModuleList([ResBlock(1 if l == 0 else ch[l - 1], ch[l]) for l in range(depth)])
         self.bott = ResBlock(ch[depth - 1], ch[depth])
         # decoder i = 0 is the deepest level (l = depth-1)
         self.up = nn.ModuleList([nn.ConvTranspose2d(ch[l + 1], ch[l], 2, stride=2)
                                  for l in reversed(range(depth))])
-        self.dec = nn.ModuleList([ResBlock(2 * ch[l], ch[l]) for l in reversed(range(depth))])
+        self.dec = nn.ModuleList([DecBlock(2 * ch[l], ch[l], attention) for l in reversed(range(depth))])
         self.head = nn.Conv2d(base, classes, 1)
         self.drop = nn.Dropout(dropout)
 
@@ -59,7 +87,10 @@ class UNet(nn.Module):
         x = self.drop(self.bott(x))
         for i in range(self.depth):
             x = self.up[i](x)
-            x = torch.cat([x, skips[self.depth - 1 - i]], dim=1)
+            skip = skips[self.depth - 1 - i]
+            if self.attention:
+                skip = self.dec[i].att(x, skip)
+            x = torch.cat([x, skip], dim=1)
             x = self.drop(self.dec[i](x))
         return self.head(x)
 
@@ -68,9 +99,9 @@ def weighted_ce(logits, target, w):
     return Fn.cross_entropy(logits, target, weight=w)
 
 
-def make(name, depth, base, B, H, W, eval_hw, seed, lr=1e-2, wd=1e-2, steps=3):
+def make_one(name, depth, base, B, H, W, eval_hw, seed, lr=1e-2, wd=1e-2, steps=3, attention=False, eps=1e-8):
     torch.manual_seed(seed)
-    model = UNet(depth, base, 5, 0.0).double()
+    model = UNet(depth, base, 5, 0.0, attention).double()
     # non-trivial BN affine params and running stats, so every term of BN is exercised
     with torch.no_grad():
         for m in model.modules():
@@ -88,7 +119,7 @@ def make(name, depth, base, B, H, W, eval_hw, seed, lr=1e-2, wd=1e-2, steps=3):
     out = {}
     cfg = {"depth": depth, "base": base, "classes": 5, "dropout": 0.0,
            "batch": B, "height": H, "width": W, "lr": lr, "weight_decay": wd,
-           "betas": [0.9, 0.999], "eps": 1e-8, "steps": steps}
+           "betas": [0.9, 0.999], "eps": eps, "steps": steps, "attention": attention}
     out["config.json"] = np.frombuffer(json.dumps(cfg).encode(), dtype=np.uint8)
     sd = model.state_dict()
     for k, v in sd.items():
@@ -109,7 +140,7 @@ def make(name, depth, base, B, H, W, eval_hw, seed, lr=1e-2, wd=1e-2, steps=3):
         out["eval_logits"] = model(ex).numpy().astype(np.float32)
 
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=wd)
     for step in range(1, steps + 1):
         opt.zero_grad()
         logits = model(x)
@@ -172,8 +203,15 @@ def make_layers(name, seed):
 
 
 if __name__ == "__main__":
+    # `make_fixtures.py NAME...` writes only those fixtures (the others stay as committed)
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
+    want = set(sys.argv[1:])
+
+    def make(name, *a, **k):
+        if not want or name in want:
+            make_one(name, *a, **k)
+
     make("unet_d3_f4.npz", depth=3, base=4, B=2, H=16, W=32, eval_hw=(128, 256), seed=1234)
     make("unet_d2_f4.npz", depth=2, base=4, B=3, H=8, W=12, eval_hw=(12, 20), seed=99)
     # every level on the direct AVX-512 convolution: 8+ channels, rows of 48 (3-vector blocks),
@@ -185,5 +223,12 @@ if __name__ == "__main__":
     # (one AdamW step: at this size three steps of lr 1e-2 amplify float32 rounding past the
     # 3-step bounds whatever the convolution path, im2col included)
     make("unet_d1_f32.npz", depth=1, base=32, B=2, H=16, W=32, eval_hw=(32, 64), seed=31, steps=1)
-    make_layers("loss_ref.npz", seed=7)
+    # attention gates (model.attention) on both levels' skips, F_int = 2 and 4. The gate's conv
+    # biases (wg, wx, psi) feed training-mode BatchNorms, so their gradient is exactly zero: float32
+    # leaves ~1e-8 of rounding there, which AdamW with eps 1e-8 turns into steps of ~lr/2 in a
+    # random direction (PyTorch in float32 too), and those biases then shift the BN running means.
+    # eps 1e-5 keeps such steps at ~1e-5 while every real gradient (>= 1e-4) still dominates it.
+    make("unet_d2_f4_att.npz", depth=2, base=4, B=3, H=8, W=12, eval_hw=(12, 20), seed=199, attention=True, eps=1e-5)
+    if not want or "loss_ref.npz" in want:
+        make_layers("loss_ref.npz", seed=7)
     sys.exit(0)
