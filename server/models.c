@@ -352,6 +352,8 @@ static cJSON *entry_json(const struct model_entry *e, int active) {
         ok &= jset_num(cfg, "base", e->cfg.base);
         ok &= jset_num(cfg, "classes", e->cfg.classes);
         ok &= jset_num(cfg, "dropout", tidy_float(e->cfg.dropout));
+        ok &= jset_num(cfg, "frame", e->cfg.frame > 0 ? e->cfg.frame : MS_DEFAULT_FRAME);
+        ok &= jset_bool(cfg, "attention", e->cfg.attention != 0);
         ok &= jset_item(j, "config", cfg);
         cfg = NULL;
         ok &= jset_item(j, "metrics", metrics_of(meta));
