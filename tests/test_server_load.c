@@ -1,5 +1,5 @@
 /* Load: `wrk -t2 -c2` posting a 64x128 tile (examples/tile1.png, multipart) to /segment for
- * LOAD_S seconds (default 60; 15 in a SAN=1 build) while training jobs run one after the other
+ * LOAD_S seconds (default 40; 15 in a SAN=1 build) while training jobs run one after the other
  * (a new one is posted whenever the previous one finished).
  *
  * Asserts: every /segment answer is 200 or a documented 503 with Retry-After (a wrk Lua hook
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *e = getenv("LOAD_S");
-    int load_s = e ? atoi(e) : SAN_BUILD ? 15 : 60;
+    int load_s = e ? atoi(e) : SAN_BUILD ? 15 : 40;
     if (load_s < 4) load_s = 4;
     printf("load: wrk -t2 -c2 -d%ds on POST /segment while jobs train%s\n", load_s, SAN_BUILD ? " (SAN build)" : "");
 
