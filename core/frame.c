@@ -17,6 +17,16 @@ void ms_frame_size(const ms_model *m, int H, int W, int *h, int *w) {
     *h = hh < 1 ? 1 : hh > MS_MAX_FRAME_SIDE ? MS_MAX_FRAME_SIDE : (int)hh;
 }
 
+ms_status ms_frame_outputs_back(const uint8_t *lab, const float *ent, int h, int w, uint8_t *labels, float *entropy, int H,
+                                 int W) {
+    ms_status st = labels ? ms_resize_nearest_u8(lab, h, w, labels, H, W) : MS_OK;
+    if (st || !entropy) return st;
+    if ((st = ms_resize_bilinear_f32(ent, h, w, entropy, H, W))) return st;
+    for (size_t i = 0; i < (size_t)H * W; i++) /* the filter can overshoot [0,1] by rounding */
+        entropy[i] = entropy[i] < 0.0f ? 0.0f : entropy[i] > 1.0f ? 1.0f : entropy[i];
+    return MS_OK;
+}
+
 ms_status ms_model_segment_frame(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
                                  float *entropy, ms_tile_score *score) {
     if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
@@ -32,12 +42,9 @@ ms_status ms_model_segment_frame(const ms_model *m, const uint8_t *gray, int H, 
         goto done;
     }
     if ((st = ms_resize_bilinear_u8(gray, H, W, small, h, w)) ||
-        (st = ms_model_segment_ex(m, small, h, w, tta, lab, ent, score)) ||
-        (st = ms_resize_nearest_u8(lab, h, w, labels, H, W)))
+        (st = ms_model_segment_ex(m, small, h, w, tta, lab, ent, score)))
         goto done;
-    if (entropy && (st = ms_resize_bilinear_f32(ent, h, w, entropy, H, W))) goto done;
-    for (size_t i = 0; entropy && i < (size_t)H * W; i++) /* the filter can overshoot [0,1] by rounding */
-        entropy[i] = entropy[i] < 0.0f ? 0.0f : entropy[i] > 1.0f ? 1.0f : entropy[i];
+    st = ms_frame_outputs_back(lab, ent, h, w, labels, entropy, H, W);
 done:
     free(small);
     free(lab);

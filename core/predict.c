@@ -229,8 +229,8 @@ static ms_status run_batch(const ms_model *m, const ms_dataset *ds, const int *o
     if (!st) ms_tile_scores(b->ent, b->top, nb, mhw, conf, ent);
     const int K = ms_model_get_config(m)->classes;
     for (int i = 0; i < nb && b->frame && !st; i++) { /* back to the tiles' size */
-        if (labels) st = ms_resize_nearest_u8(b->mlab + i * mhw, b->mh, b->mw, labels + i * hw, b->h, b->w);
-        if (!st) st = ms_resize_bilinear_f32(b->ent + i * mhw, b->mh, b->mw, b->oent + i * hw, b->h, b->w);
+        st = ms_frame_outputs_back(b->mlab + i * mhw, b->ent + i * mhw, b->mh, b->mw, labels ? labels + i * hw : NULL,
+                                   b->oent + i * hw, b->h, b->w);
         for (int k = 0; k < K && b->probs && !st; k++)
             st = ms_resize_bilinear_f32(b->probs + ((size_t)i * K + k) * mhw, b->mh, b->mw, b->oprobs + ((size_t)i * K + k) * hw,
                                         b->h, b->w);
