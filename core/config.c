@@ -37,6 +37,7 @@ static const field fields[] = {
     NUM("val_frac", val_frac, 0.0, 0.9, 0.1, "--val-frac", "held-out validation fraction"),
     INT("split_group", split_group, 1, 1000, 2, NULL, "consecutive tiles kept on one side of the split"),
     INT("limit", limit, 0, 1e9, 0, "--limit", "use only the first N samples, 0 = all"),
+    BOOL("frames", frames, 0, "train on whole frames: consecutive tile pairs (top, bottom) joined; validation stays on the held-out tiles"),
     INT("dedup_k", dedup_k, 0, 1e9, 100, NULL, "drop samples whose mask recurs more than k times, 0 = off"),
     INT("oversample", oversample, 1, 20, 2, NULL, "big-rock tiles appear this many times per epoch"),
     BOOL("hflip", hflip, 1, "augmentation: random horizontal flip"),

@@ -18,8 +18,18 @@
  * set (k >= 1), compacting img and mask in place and keeping the order of the rest. Meant for
  * tiles that share one planted mask (the course data hides ~110 "alien" tiles like that); note
  * that identical all-background masks count as duplicates too. *dropped (may be NULL) gets the
- * number removed. MS_ERR_ARG for an unlabelled set or k < 1. */
-ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped);
+ * number removed; kept (may be NULL; room for ds->n) gets, for each sample left, its index before.
+ * MS_ERR_ARG for an unlabelled set or k < 1. */
+ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped, int *kept);
+
+/* ------------------------------------------------------------------ whole frames */
+
+/* Training on whole camera frames (config "frames"): the developers' file holds each 128x128
+ * frame as two consecutive 64x128 tiles, 2f the top half and 2f+1 the bottom. Fills `frames`
+ * with the (2h, w) frames f = 0..tiles->n/2-1 of a labelled tile set as it was loaded (before
+ * any de-duplication), leaving out those with skip[f] set (skip may be NULL). An odd last tile
+ * has no partner and is left out. Free with ms_dataset_free. */
+ms_status ms_join_frames(const ms_dataset *tiles, const uint8_t *skip, ms_dataset *frames);
 
 /* ------------------------------------------------------------------ class statistics */
 

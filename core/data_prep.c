@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,7 +65,7 @@ static ms_status alloc_groups(const ms_dataset *ds, int **rep, int **cnt) {
     return mask_groups(ds, *rep, *cnt);
 }
 
-ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped) {
+ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped, int *kept) {
     if (dropped) *dropped = 0;
     if (!ds || !ds->mask || ds->n < 0) return ms_fail(MS_ERR_ARG, "dedup: the dataset has no masks");
     if (k < 1) return ms_fail(MS_ERR_ARG, "dedup: k must be >= 1 (got %d)", k);
@@ -76,6 +77,7 @@ ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped) {
         int out = 0;
         for (int i = 0; i < ds->n; i++) {
             if (cnt[rep[i]] > k) continue;
+            if (kept) kept[out] = i;
             if (out != i) {
                 memmove(ds->img + (size_t)out * hw, ds->img + (size_t)i * hw, hw);
                 memmove(ds->mask + (size_t)out * hw, ds->mask + (size_t)i * hw, hw);
@@ -88,6 +90,33 @@ ms_status ms_dedup_masks(ms_dataset *ds, int k, int *dropped) {
     free(rep);
     free(cnt);
     return st;
+}
+
+ms_status ms_join_frames(const ms_dataset *tiles, const uint8_t *skip, ms_dataset *frames) {
+    if (!tiles || !frames || !tiles->mask) return ms_fail(MS_ERR_ARG, "frames: the tiles have no masks");
+    memset(frames, 0, sizeof *frames);
+    const int nf = tiles->n / 2;
+    int n = 0;
+    for (int f = 0; f < nf; f++) n += !(skip && skip[f]);
+    const size_t hw = (size_t)tiles->h * (size_t)tiles->w;
+    frames->img = malloc(2 * hw * (size_t)(n ? n : 1));
+    frames->mask = malloc(2 * hw * (size_t)(n ? n : 1));
+    if (!frames->img || !frames->mask) {
+        ms_dataset_free(frames);
+        return ms_fail(MS_ERR_NOMEM, "frames: out of memory for %d frames of %dx%d", n, 2 * tiles->h, tiles->w);
+    }
+    frames->n = n;
+    frames->h = 2 * tiles->h;
+    frames->w = tiles->w;
+    snprintf(frames->img_range, sizeof frames->img_range, "%s", tiles->img_range);
+    /* tile 2f is the top half of frame f and tile 2f+1 its bottom: stacked, they are the frame */
+    for (int f = 0, o = 0; f < nf; f++) {
+        if (skip && skip[f]) continue;
+        memcpy(frames->img + (size_t)o * 2 * hw, tiles->img + (size_t)2 * f * hw, 2 * hw);
+        memcpy(frames->mask + (size_t)o * 2 * hw, tiles->mask + (size_t)2 * f * hw, 2 * hw);
+        o++;
+    }
+    return MS_OK;
 }
 
 static int cmp_group(const void *a, const void *b) {

@@ -81,7 +81,7 @@ static void ema_update(ms_trainer *t) {
 
 static ms_status train_step(ms_trainer *t, int batches, double share, const ms_adamw_cfg *opt0) {
     const ms_train_config *c = &t->cfg;
-    const size_t hw = (size_t)t->ds.h * t->ds.w, N = (size_t)t->share_n * hw;
+    const size_t hw = (size_t)t->tds->h * t->tds->w, N = (size_t)t->share_n * hw;
     const int K = t->model->cfg.classes;
     const uint8_t *y = t->yb + (size_t)t->share_lo * hw;
     /* every rank its own dropout masks; rank 0's are those of a one-process run */
@@ -176,7 +176,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
             /* every rank draws the whole batch (the same augmentation as one process) and
              * computes its share; the ranks agree on stopping at the same batch */
             if (!stop || t->nranks > 1)
-                ms_batch_fill(&t->ds, t->order + (size_t)t->batch_in_epoch * B, B, t->xb, t->yb, &aug, &t->aug_rng);
+                ms_batch_fill(t->tds, t->order + (size_t)t->batch_in_epoch * B, B, t->xb, t->yb, &aug, &t->aug_rng);
             if (t->nranks > 1) stop = train_agree_step(t, stop, &share);
             if (stop) {
                 t->aug_rng = aug_at_batch; /* a resumed run draws this batch again */

@@ -19,7 +19,7 @@ void train_share_of(int n, int r, int size, int *lo, int *cnt) {
  * sum: returns the agreed stop (0, 1 cancel, 2 pause) and sets *share to this share's part of the
  * batch's loss weight (sum over its pixels of class_w[label]). */
 int train_agree_step(ms_trainer *t, int stop, double *share) {
-    const size_t hw = (size_t)t->ds.h * t->ds.w, n = (size_t)t->share_n * hw;
+    const size_t hw = (size_t)t->tds->h * t->tds->w, n = (size_t)t->share_n * hw;
     const uint8_t *y = t->yb + (size_t)t->share_lo * hw;
     int64_t v[2 + MS_NUM_CLASSES] = {stop == 1, stop == 2};
     for (size_t i = 0; i < n; i++)

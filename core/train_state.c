@@ -51,9 +51,11 @@ static size_t memory_budget(void) {
 }
 
 /* Load, limit and de-duplicate as a run does, then split: shared by training and by
- * `marsseg eval --split-of`, so both see exactly the same validation tiles. */
+ * `marsseg eval --split-of`, so both see exactly the same validation tiles. With `frames` (not
+ * NULL) the tile pairs are also joined into frames before de-duplication, and kept[i] (malloc'd)
+ * says which loaded tile the i-th remaining one was. */
 static ms_status load_and_split(const ms_train_config *c, ms_dataset *ds, int *dropped, int **tr, int *ntr, int **val,
-                                int *nval) {
+                                int *nval, ms_dataset *frames, int **kept) {
     ms_status st = ms_dataset_load(ds, c->data, c->key, memory_budget());
     if (st) return st;
     if (!ds->mask) return ms_fail(MS_ERR_SHAPE, "%s: key %s holds no masks: training needs (N,2,H,W)", c->data, c->key);
@@ -62,8 +64,14 @@ static ms_status load_and_split(const ms_train_config *c, ms_dataset *ds, int *d
         return ms_fail(MS_ERR_SHAPE, "%s: tiles are %dx%d; depth %d needs multiples of %d", c->data, ds->h, ds->w,
                        c->model.depth, q);
     if (c->limit > 0 && c->limit < ds->n) ds->n = c->limit;
+    if (frames) {
+        if ((st = ms_join_frames(ds, NULL, frames))) return st;
+        if (!(*kept = malloc(sizeof(int) * (size_t)(ds->n ? ds->n : 1))))
+            return ms_fail(MS_ERR_NOMEM, "frames: out of memory for %d tiles", ds->n);
+        for (int i = 0; i < ds->n; i++) (*kept)[i] = i;
+    }
     *dropped = 0;
-    if (c->dedup_k > 0 && (st = ms_dedup_masks(ds, c->dedup_k, dropped))) return st;
+    if (c->dedup_k > 0 && (st = ms_dedup_masks(ds, c->dedup_k, dropped, frames ? *kept : NULL))) return st;
     return ms_split(ds->n, c->val_frac, c->split_group, c->seed, tr, ntr, val, nval);
 }
 
@@ -71,7 +79,7 @@ ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val,
     int *tr = NULL, ntr = 0, dropped = 0;
     memset(ds, 0, sizeof *ds);
     *val = NULL;
-    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval);
+    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval, NULL, NULL);
     free(tr);
     if (st) {
         ms_dataset_free(ds);
@@ -81,21 +89,57 @@ ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val,
     return st;
 }
 
+/* The training frames of a `frames` run: every frame neither of whose halves is a validation
+ * tile (the split groups the tiles left after de-duplication, so a group need not be one frame's
+ * pair), and not both of whose halves were dropped as duplicate masks. Replaces *tr. */
+static ms_status training_frames(ms_trainer *t, const int *kept, int **tr, int *ntr) {
+    const int nf = t->frames.n;
+    uint8_t *state = calloc((size_t)(nf ? nf : 1), 1); /* bit 0: a half kept, bit 1: a half in validation */
+    int *out = malloc(sizeof(int) * (size_t)(nf ? nf : 1));
+    if (!state || !out) {
+        free(state);
+        free(out);
+        return ms_fail(MS_ERR_NOMEM, "frames: out of memory for %d frames", nf);
+    }
+    for (int i = 0; i < t->ds.n; i++)
+        if (kept[i] / 2 < nf) state[kept[i] / 2] |= 1;
+    for (int v = 0; v < t->nval; v++)
+        if (kept[t->val_idx[v]] / 2 < nf) state[kept[t->val_idx[v]] / 2] |= 2;
+    int n = 0;
+    for (int f = 0; f < nf; f++)
+        if (state[f] == 1) out[n++] = f;
+    free(state);
+    free(*tr);
+    *tr = out;
+    *ntr = n;
+    return MS_OK;
+}
+
 static ms_status prepare_data(ms_trainer *t) {
     const ms_train_config *c = &t->cfg;
-    int *tr = NULL, ntr = 0, dropped = 0;
-    ms_status st = load_and_split(c, &t->ds, &dropped, &tr, &ntr, &t->val_idx, &t->nval);
-    if (st) return st;
+    int *tr = NULL, ntr = 0, dropped = 0, *kept = NULL;
+    ms_status st = load_and_split(c, &t->ds, &dropped, &tr, &ntr, &t->val_idx, &t->nval, c->frames ? &t->frames : NULL,
+                                  &kept);
+    if (st == MS_OK && c->frames) st = training_frames(t, kept, &tr, &ntr);
+    free(kept);
+    if (st) {
+        free(tr);
+        return st;
+    }
+    t->tds = c->frames ? &t->frames : &t->ds;
     train_log(t, "data: %d samples of %dx%d from %s[%s] (images %s), %d dropped as duplicate masks (recurring > %d times)",
             t->ds.n + dropped, t->ds.h, t->ds.w, c->data, c->key, t->ds.img_range, dropped, c->dedup_k);
+    if (c->frames)
+        train_log(t, "data: training on %d whole frames of %dx%d (tile pairs; those with a validation half left out)", ntr,
+                  t->frames.h, t->frames.w);
     t->dropped = dropped;
     if (ntr < c->batch) {
         free(tr);
         return ms_fail(MS_ERR_ARG, "data: %d training samples are fewer than one batch of %d", ntr, c->batch);
     }
-    st = ms_oversample(&t->ds, tr, ntr, 4, c->oversample, &t->train_idx, &t->ntrain);
+    st = ms_oversample(t->tds, tr, ntr, 4, c->oversample, &t->train_idx, &t->ntrain);
     int64_t counts[MS_NUM_CLASSES];
-    ms_class_pixel_counts(&t->ds, tr, ntr, counts);
+    ms_class_pixel_counts(t->tds, tr, ntr, counts);
     free(tr);
     if (st) return st;
     if (c->auto_weights) ms_class_weights_from_counts(counts, c->weight_power, c->bg_weight, t->class_w);
@@ -108,7 +152,7 @@ static ms_status prepare_data(ms_trainer *t) {
 /* ------------------------------------------------------------------ set-up */
 
 static ms_status alloc_state(ms_trainer *t) {
-    const int B = t->cfg.batch, H = t->ds.h, W = t->ds.w;
+    const int B = t->cfg.batch, H = t->tds->h, W = t->tds->w;
     const size_t n = t->model->nparams;
     /* gradients, then room for the BN running stats: one all-reduce averages both */
     t->grads = calloc(n + t->model->nbufs, sizeof(float));
@@ -140,6 +184,7 @@ void ms_trainer_free(ms_trainer *t) {
     ms_model_free(t->best);
     ms_model_free(t->ema);
     ms_dataset_free(&t->ds);
+    ms_dataset_free(&t->frames);
     free(t->train_idx);
     free(t->val_idx);
     free(t->order);

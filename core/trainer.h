@@ -17,8 +17,10 @@ struct ms_trainer {
     ms_train_config cfg;
     char dir[1024];
     ms_train_callbacks cb;
-    ms_dataset ds;
-    int *train_idx, ntrain; /* training samples after oversampling (fixed order) */
+    ms_dataset ds;          /* the tiles: validation always, training unless cfg.frames */
+    ms_dataset frames;      /* cfg.frames: every tile pair as one (2h, w) frame */
+    const ms_dataset *tds;  /* what training batches come from: &ds or &frames */
+    int *train_idx, ntrain; /* training samples (of tds) after oversampling (fixed order) */
     int *val_idx, nval;
     int *order;             /* this epoch's shuffled copy of train_idx */
     int dropped;

@@ -182,6 +182,8 @@ typedef struct {
     float val_frac;         /* held-out fraction (default 0.1) */
     int split_group;        /* consecutive tiles kept together in the split (default 2) */
     int limit;              /* use only the first `limit` samples (0 = all) */
+    int frames;             /* train on whole frames: tile pairs (2f top, 2f+1 bottom) joined;
+                             * validation stays on the held-out tiles (default 0) */
     /* preprocessing */
     int dedup_k;            /* drop samples whose mask recurs more than k times (0 = off; default 100) */
     int oversample;         /* repeat big-rock tiles this many times in total (default 2; 1 = off) */

@@ -52,10 +52,13 @@ static void test_dedup(void) {
     CHECK(ng == 0 && g == NULL, "none with 5");
 
     int dropped = -1;
-    CHECK_OK(ms_dedup_masks(&ds, 4, &dropped));
+    CHECK_OK(ms_dedup_masks(&ds, 4, &dropped, NULL));
     CHECK(dropped == 0 && ds.n == n, "k=4 keeps all (dropped %d)", dropped);
-    CHECK_OK(ms_dedup_masks(&ds, 2, &dropped));
+    int kept[14];
+    CHECK_OK(ms_dedup_masks(&ds, 2, &dropped, kept));
     CHECK(dropped == 4 && ds.n == 10, "k=2 drops the 4 copies (dropped %d, n %d)", dropped, ds.n);
+    CHECK(kept[0] == 0 && kept[1] == 1 && kept[2] == 3 && kept[4] == 6 && kept[6] == 8 && kept[9] == 12,
+          "kept: which loaded sample each remaining one was");
     int j = 0, bad = 0;
     for (int i = 0; i < n; i++) {
         if (i == 2 || i == 5 || i == 9 || i == 13) continue;
@@ -64,7 +67,7 @@ static void test_dedup(void) {
     }
     CHECK(bad == 0 && j == 10, "order preserved, images moved with masks");
     CHECK(memcmp(ds.mask + 5 * hw, planted, hw) != 0 && ds.img[5 * hw] == 7, "near-copy kept at its place");
-    CHECK(ms_dedup_masks(&ds, 0, &dropped) == MS_ERR_ARG, "k=0 refused");
+    CHECK(ms_dedup_masks(&ds, 0, &dropped, NULL) == MS_ERR_ARG, "k=0 refused");
     ms_dataset_free(&ds);
 
     /* two groups of different sizes, ordered by count */
@@ -74,12 +77,44 @@ static void test_dedup(void) {
     CHECK_OK(ms_duplicate_mask_groups(&ds, 2, &g, &ng));
     CHECK(ng == 2 && g[0].first == 0 && g[0].count == 4 && g[1].first == 1 && g[1].count == 3, "two groups");
     free(g);
-    CHECK_OK(ms_dedup_masks(&ds, 3, &dropped));
+    CHECK_OK(ms_dedup_masks(&ds, 3, &dropped, NULL));
     CHECK(dropped == 4 && ds.n == 5, "drop the group of 4 only");
     ms_dataset_free(&ds);
 
     ms_dataset nomask = {.n = 1, .h = 1, .w = 1};
-    CHECK(ms_dedup_masks(&nomask, 2, &dropped) == MS_ERR_ARG, "no masks");
+    CHECK(ms_dedup_masks(&nomask, 2, &dropped, NULL) == MS_ERR_ARG, "no masks");
+}
+
+/* Frames: tile 2f on top of tile 2f+1, images and masks alike; skipped frames and an odd last
+ * tile left out. */
+static void test_frames(void) {
+    const int h = 2, w = 3, hw = h * w;
+    ms_dataset ds = make_ds(7, h, w), fr;
+    for (int i = 0; i < 7; i++)
+        for (int p = 0; p < hw; p++) {
+            ds.img[i * hw + p] = (uint8_t)(10 * i + p);
+            ds.mask[i * hw + p] = (uint8_t)((i + p) % 5);
+        }
+    const uint8_t skip[3] = {0, 1, 0};
+    CHECK_OK(ms_join_frames(&ds, skip, &fr));
+    CHECK(fr.n == 2 && fr.h == 2 * h && fr.w == w && strcmp(fr.img_range, "0..255") == 0, "frames: %d of %dx%d", fr.n,
+          fr.h, fr.w);
+    const int src[2] = {0, 2}; /* frames kept: 0 and 2 */
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int half = 0; half < 2; half++)
+            for (int p = 0; p < hw; p++) {
+                const int t = 2 * src[k] + half;
+                bad += fr.img[(k * 2 + half) * hw + p] != 10 * t + p || fr.mask[(k * 2 + half) * hw + p] != (t + p) % 5;
+            }
+    CHECK(bad == 0, "frame f = tile 2f above tile 2f+1 (%d wrong pixels)", bad);
+    ms_dataset_free(&fr);
+    CHECK_OK(ms_join_frames(&ds, NULL, &fr));
+    CHECK(fr.n == 3 && fr.img[2 * 2 * hw] == 40 && fr.img[2 * 2 * hw + hw] == 50, "no skip: 3 frames, tile 6 alone left out");
+    ms_dataset_free(&fr);
+    ms_dataset nomask = {.n = 2, .h = 1, .w = 1};
+    CHECK(ms_join_frames(&nomask, NULL, &fr) == MS_ERR_ARG, "an unlabelled set refused");
+    ms_dataset_free(&ds);
 }
 
 static void test_counts_weights(void) {
@@ -221,6 +256,7 @@ static void test_oversample(void) {
 
 int main(void) {
     test_dedup();
+    test_frames();
     test_counts_weights();
     test_split();
     test_oversample();
