@@ -59,6 +59,8 @@ static const field fields[] = {
      "explicit class weights (with auto_weights false)"},
     NUM("weight_power", weight_power, 0.0, 2.0, 0.5, NULL, "auto weights ~ pixel count^-power"),
     NUM("bg_weight", bg_weight, -1.0, 100.0, -1.0, NULL, "background weight with auto weights, -1 = by the same rule"),
+    NUM("reweight", reweight, 0.0, 4.0, 0.0, NULL,
+        "dynamic class re-weighting: each epoch the weights are scaled by ((1 - IoU) / mean)^reweight, IoU from the previous epoch's training batches; 0 = off"),
     NUM("lr", lr, 1e-7, 1.0, 1e-3, "--lr", "AdamW learning rate"),
     NUM("beta1", beta1, 0.0, 0.9999, 0.9, NULL, "AdamW beta1"),
     NUM("beta2", beta2, 0.0, 0.999999, 0.999, NULL, "AdamW beta2"),

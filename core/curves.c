@@ -27,6 +27,12 @@ cJSON *ms_epoch_stats_to_cjson(const ms_epoch_stats *e) {
          add_num(j, "val_miou", e->val_miou) && add_num(j, "pixel_acc", e->pixel_acc);
     if (ok && cJSON_AddItemToObject(j, "val_iou", iou)) iou = NULL;
     else ok = 0;
+    cJSON *tiou = ok ? cJSON_AddArrayToObject(j, "train_iou") : NULL;
+    for (int c = 0; ok && c < MS_NUM_CLASSES; c++) {
+        cJSON *v = ms_json_number(e->train_iou[c]);
+        ok = tiou && v && cJSON_AddItemToArray(tiou, v);
+        if (!ok) cJSON_Delete(v);
+    }
     ok = ok && add_num(j, "lr", e->lr) && add_num(j, "seconds", e->seconds) && add_num(j, "images_per_s", e->images_per_s);
     cJSON_Delete(iou);
     if (!ok) {
@@ -62,6 +68,13 @@ int ms_epoch_stats_from_cjson(const cJSON *j, ms_epoch_stats *e) {
     for (int k = 0; ok && k < MS_NUM_CLASSES; k++) {
         const cJSON *x = cJSON_GetArrayItem(iou, k);
         e->val_iou[k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+    }
+    /* train_iou: absent from checkpoints written before it existed */
+    const cJSON *tiou = cJSON_GetObjectItemCaseSensitive(j, "train_iou");
+    const int has = cJSON_IsArray(tiou) && cJSON_GetArraySize(tiou) == MS_NUM_CLASSES;
+    for (int k = 0; k < MS_NUM_CLASSES; k++) {
+        const cJSON *x = has ? cJSON_GetArrayItem(tiou, k) : NULL;
+        e->train_iou[k] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
     }
     return ok;
 }

@@ -43,6 +43,13 @@ ms_status ms_join_frames(const ms_dataset *tiles, const uint8_t *skip, ms_datase
 void ms_class_weights_from_counts(const int64_t counts[MS_NUM_CLASSES], float power, float bg_weight,
                                   float out[MS_NUM_CLASSES]);
 
+/* Dynamic re-weighting (config "reweight"): out[c] = base[c] * clamp(((1 - iou[c]) / m)^power,
+ * 1/4, 4), m the mean of 1 - iou over the classes with base[c] > 0 and a finite iou. A class
+ * outside those, or every class when m is 0, keeps its base weight: a class the model gets
+ * worse than the others weighs more in the next epoch's loss. */
+void ms_reweight(const float base[MS_NUM_CLASSES], const double iou[MS_NUM_CLASSES], float power,
+                 float out[MS_NUM_CLASSES]);
+
 /* ------------------------------------------------------------------ split and sampling */
 
 /* Splits 0..n-1 into train and validation by groups of `group` consecutive indices (the last

@@ -211,6 +211,20 @@ void ms_shuffle_int(int *a, int n, ms_rng *rng) {
     }
 }
 
+void ms_reweight(const float base[MS_NUM_CLASSES], const double iou[MS_NUM_CLASSES], float power,
+                 float out[MS_NUM_CLASSES]) {
+    double m = 0;
+    int n = 0;
+    for (int c = 0; c < MS_NUM_CLASSES; c++) {
+        out[c] = base[c];
+        if (base[c] > 0 && isfinite(iou[c])) m += 1.0 - iou[c], n++;
+    }
+    if (n == 0 || m <= 0) return;
+    m /= n;
+    for (int c = 0; c < MS_NUM_CLASSES; c++)
+        if (base[c] > 0 && isfinite(iou[c])) out[c] = (float)(base[c] * fmin(4.0, fmax(0.25, pow((1.0 - iou[c]) / m, power))));
+}
+
 ms_status ms_split(int n, float val_frac, int group, uint64_t seed, int **train, int *ntrain, int **val,
                    int *nval) {
     if (!train || !ntrain || !val || !nval) return ms_fail(MS_ERR_ARG, "split: NULL argument");

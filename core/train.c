@@ -120,6 +120,14 @@ static ms_status train_step(ms_trainer *t, int batches, double share, const ms_a
     return t->step % CHECK_EVERY == 0 ? train_check_replicas(t) : MS_OK;
 }
 
+void train_reweight(ms_trainer *t) {
+    if (t->cfg.reweight <= 0 || t->ncurves == 0) return;
+    const ms_epoch_stats *e = &t->curves[t->ncurves - 1];
+    ms_reweight(t->base_w, e->train_iou, t->cfg.reweight, t->class_w);
+    train_log(t, "reweight: class weights %.3g %.3g %.3g %.3g %.3g for epoch %d (training IoU of epoch %d)", t->class_w[0],
+              t->class_w[1], t->class_w[2], t->class_w[3], t->class_w[4], e->epoch + 1, e->epoch);
+}
+
 /* ------------------------------------------------------------------ the loop */
 
 static ms_status push_curve(ms_trainer *t, const ms_epoch_stats *e) {
@@ -209,6 +217,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         ms_scores s;
         ms_confusion_scores(&t->train_cm, &s);
         e.train_miou = s.miou;
+        memcpy(e.train_iou, s.iou, sizeof e.train_iou);
         e.lr = t->lr;
         if (t->nranks > 1 && batches > first_batch)
             train_log(t, "epoch %d: %.1f ms per step, of which %.1f ms in the gradient all-reduce (waiting for the slowest rank included)", t->epoch + 1,
@@ -222,6 +231,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         t->batch_in_epoch = 0;
         t->seconds_done = 0;
         t->order_rng = next_order;
+        if (c->reweight > 0) train_reweight(t);
 
         /* best weights, early stopping, plateau schedule — all on validation mIoU */
         const double score = isnan(e.val_miou) ? -1.0 : e.val_miou;

@@ -144,6 +144,7 @@ static ms_status prepare_data(ms_trainer *t) {
     if (st) return st;
     if (c->auto_weights) ms_class_weights_from_counts(counts, c->weight_power, c->bg_weight, t->class_w);
     else memcpy(t->class_w, c->class_weights, sizeof t->class_w);
+    memcpy(t->base_w, t->class_w, sizeof t->base_w);
     train_log(t, "data: %d training samples after oversampling big-rock tiles x%d, %d validation; class weights %.3g %.3g %.3g %.3g %.3g",
             t->ntrain, c->oversample, t->nval, t->class_w[0], t->class_w[1], t->class_w[2], t->class_w[3], t->class_w[4]);
     return MS_OK;
@@ -323,6 +324,7 @@ static ms_status resume_local(ms_trainer **out, const char *dir, const ms_train_
     t->curves = ck.curves;
     t->ncurves = t->capcurves = ck.ncurves;
     ck.curves = NULL;
+    train_reweight(t); /* the weights of the epoch it resumes */
     const ms_checkpoint_state *cs = &ck.state;
     t->epoch = cs->epoch;
     t->batch_in_epoch = cs->batch_in_epoch;

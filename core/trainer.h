@@ -24,7 +24,8 @@ struct ms_trainer {
     int *val_idx, nval;
     int *order;             /* this epoch's shuffled copy of train_idx */
     int dropped;
-    float class_w[MS_NUM_CLASSES];
+    float class_w[MS_NUM_CLASSES];   /* the loss weights of the current epoch */
+    float base_w[MS_NUM_CLASSES];    /* those of the config (auto or explicit): reweight scales them */
     ms_model *model, *best;
     ms_model *ema;          /* cfg.ema > 0: the moving average of model's weights (else NULL) */
     float *grads, *m1, *v;  /* gradient and AdamW moments, same layout as model->params */
@@ -69,6 +70,10 @@ ms_status train_checkpoint(ms_trainer *t);
 ms_status train_save_best(ms_trainer *t, const ms_epoch_stats *e, double total_s);
 /* The end of a run: the best weights restored (restore_best), model.npz written. */
 ms_status train_finish(ms_trainer *t, double total_s);
+
+/* cfg.reweight: class_w = base_w scaled by the last epoch's training IoUs (see ms_reweight);
+ * derived from the curves alone, so a resumed run gets the same weights. */
+void train_reweight(ms_trainer *t);
 
 /* ------------------------------------------------------------------ train_dist.c */
 /* Rank r's part of n items split as evenly as possible (the first n % size ranks get one more). */

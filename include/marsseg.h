@@ -202,6 +202,7 @@ typedef struct {
     float class_weights[MS_NUM_CLASSES]; /* explicit weights when auto_weights = 0 */
     float weight_power;     /* auto weights ~ pixel count^-power, foreground mean 1 (default 0.5) */
     float bg_weight;        /* background weight with auto weights; -1 = same rule (default -1) */
+    float reweight;         /* dynamic re-weighting: weights x ((1 - train IoU) / mean)^reweight (0 = off) */
     /* optimiser */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW: 1e-3, 0.9, 0.999, 1e-8, 1e-4 */
     float ema;              /* moving average of the weights: decay per step, 0 = off (default) */
@@ -242,6 +243,7 @@ typedef struct {
     int epoch;              /* 1-based */
     double train_loss, val_loss, train_miou, val_miou, pixel_acc;
     double val_iou[MS_NUM_CLASSES];
+    double train_iou[MS_NUM_CLASSES]; /* per class, from the epoch's training batches (NaN: absent) */
     double lr, seconds, images_per_s;
 } ms_epoch_stats;
 

@@ -7,6 +7,7 @@
 #include "rng.h"
 #include "testutil.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ hand-made datasets */
@@ -115,6 +116,25 @@ static void test_frames(void) {
     ms_dataset nomask = {.n = 2, .h = 1, .w = 1};
     CHECK(ms_join_frames(&nomask, NULL, &fr) == MS_ERR_ARG, "an unlabelled set refused");
     ms_dataset_free(&ds);
+}
+
+/* Dynamic re-weighting: weights scaled by (1 - IoU) over its mean, clamped to [1/4, 4]; classes
+ * without a weight or an IoU keep theirs. */
+static void test_reweight(void) {
+    const float base[MS_NUM_CLASSES] = {0.5f, 1.0f, 1.0f, 1.0f, 2.0f};
+    const double iou[MS_NUM_CLASSES] = {0.9, 0.8, 0.6, NAN, 0.2};
+    float w[MS_NUM_CLASSES];
+    ms_reweight(base, iou, 1.0f, w); /* 1 - IoU: .1 .2 .4 - .8, mean .375 */
+    const float want[MS_NUM_CLASSES] = {0.5f * 0.1f / 0.375f, 0.2f / 0.375f, 0.4f / 0.375f, 1.0f, 2.0f * 0.8f / 0.375f};
+    int bad = 0;
+    for (int c = 0; c < MS_NUM_CLASSES; c++) bad += fabsf(w[c] - want[c]) > 1e-5f;
+    CHECK(bad == 0, "reweight: %g %g %g %g %g", w[0], w[1], w[2], w[3], w[4]);
+    ms_reweight(base, iou, 2.0f, w);
+    CHECK(fabsf(w[0] - 0.5f * 0.25f) < 1e-6f && fabsf(w[4] - 2.0f * 4.0f) < 1e-5f, "clamped to [1/4, 4]: %g %g", w[0], w[4]);
+    const float zero_bg[MS_NUM_CLASSES] = {0.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    const double perfect[MS_NUM_CLASSES] = {0.1, 1.0, 1.0, 1.0, 1.0};
+    ms_reweight(zero_bg, perfect, 1.0f, w);
+    CHECK(w[0] == 0.0f && w[1] == 1.0f && w[4] == 1.0f, "nothing to re-weigh: base kept");
 }
 
 static void test_counts_weights(void) {
@@ -257,6 +277,7 @@ static void test_oversample(void) {
 int main(void) {
     test_dedup();
     test_frames();
+    test_reweight();
     test_counts_weights();
     test_split();
     test_oversample();

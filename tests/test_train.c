@@ -7,6 +7,7 @@
 #include "marsseg_npz.h"
 #include "rng.h"
 #include "testutil.h"
+#include "trainer.h"
 #include "unet.h"
 
 #include <math.h>
@@ -105,6 +106,38 @@ static int same_weights(const char *a, const char *b) {
     ms_model_free(ma);
     ms_model_free(mb);
     return same;
+}
+
+/* Dynamic re-weighting (reweight): the weights of epoch e+1 are the base weights re-weighed by
+ * epoch e's training IoUs (from the curves), they differ from the base weights, and a run
+ * cancelled after epoch 1 and resumed ends bit-identical to an uninterrupted one. */
+static void test_reweight(const char *data) {
+    ms_train_config cfg;
+    base_config(&cfg, data);
+    cfg.epochs = 3;
+    cfg.reweight = 1.0f;
+    char dir[300], dir2[300], a[320], b[320];
+    snprintf(dir, sizeof dir, "%s/reweight", tmpdir);
+    snprintf(dir2, sizeof dir2, "%s/reweight-resumed", tmpdir);
+    ms_trainer *t = NULL;
+    CHECK_OK(ms_trainer_create(&t, &cfg, dir, NULL));
+    if (!t) return;
+    CHECK_OK(ms_trainer_run(t));
+    const ms_epoch_stats *curves = NULL;
+    const int n = ms_trainer_curves(t, &curves);
+    float want[MS_NUM_CLASSES];
+    CHECK(n == 3 && isfinite(curves[2].train_iou[1]), "3 epochs with training IoUs (%d)", n);
+    if (n == 3) {
+        ms_reweight(t->base_w, curves[2].train_iou, 1.0f, want);
+        CHECK(!memcmp(want, t->class_w, sizeof want), "the weights follow the last epoch's training IoUs");
+        CHECK(memcmp(t->base_w, t->class_w, sizeof want) != 0, "and differ from the base weights (%g vs %g for big rock)",
+              t->class_w[4], t->base_w[4]);
+    }
+    ms_trainer_free(t);
+    CHECK_OK(run(&cfg, dir2, 1, 0, 0));
+    snprintf(a, sizeof a, "%s/model.npz", dir);
+    snprintf(b, sizeof b, "%s/model.npz", dir2);
+    CHECK(same_weights(a, b), "re-weighted run: cancelled after epoch 1 and resumed ends bit-identical");
 }
 
 static void test_resume(const char *data) {
@@ -420,6 +453,7 @@ int main(void) {
     test_config_cjson();
     test_bad_inputs(data);
     test_resume(data);
+    test_reweight(data);
     test_warm_start(data);
     test_attention(data);
     test_early_stop_resume(data);
