@@ -248,8 +248,28 @@ static void copy_weights(ms_model *dst, const ms_model *src) {
     dst->num_batches_tracked = src->num_batches_tracked;
 }
 
+/* The bias of each gate's last BatchNorm when gates are added to weights trained without them:
+ * sigmoid(4 + N(0,1)) is 0.95-0.99, so the gates start nearly open and the warm-started model
+ * nearly computes what it did (the decoder sees its skips at ~0.98 of their values). */
+#define GATE_OPEN_BIAS 4.0f
+
+/* Weights without attention gates into a model with them (same depth, base, classes): every
+ * tensor of src copied by name, the gates' own left as ms_model_create drew them but open. */
+static void add_gates(ms_model *m, const ms_model *src) {
+    for (int i = 0; i < m->ntensors; i++) {
+        const ms_tensor_info *d = &m->tensors[i];
+        const ms_tensor_info *s = ms_model_find_tensor(src, d->name);
+        if (!s || s->kind != d->kind || s->count != d->count) continue;
+        if (d->kind == MS_T_PARAM) memcpy(m->params + d->offset, src->params + s->offset, sizeof(float) * d->count);
+        else if (d->kind == MS_T_BUFFER) memcpy(m->bufs + d->offset, src->bufs + s->offset, sizeof(float) * d->count);
+    }
+    m->num_batches_tracked = src->num_batches_tracked;
+    for (int l = 0; l < m->cfg.depth; l++) m->params[m->att[l].bpb] = GATE_OPEN_BIAS;
+}
+
 /* cfg.init: start from the parameters and BN statistics of an earlier run's weights (same
- * architecture; dropout may differ). The optimiser moments start at zero. */
+ * architecture, dropout may differ; or the same without attention gates, which are then added
+ * open). The optimiser moments start at zero. */
 static ms_status warm_start(ms_model *m, const char *path) {
     ms_model *src = NULL;
     ms_npz *z = NULL;
@@ -262,8 +282,10 @@ static ms_status warm_start(ms_model *m, const char *path) {
         snprintf(why, sizeof why, "%s", ms_last_error()); /* ms_fail rewrites that buffer */
         return ms_fail(st, "init: %s", why);
     }
-    if (src->cfg.depth != m->cfg.depth || src->cfg.base != m->cfg.base || src->cfg.classes != m->cfg.classes ||
-        src->cfg.attention != m->cfg.attention || src->nparams != m->nparams || src->nbufs != m->nbufs) {
+    const int same_net = src->cfg.depth == m->cfg.depth && src->cfg.base == m->cfg.base && src->cfg.classes == m->cfg.classes;
+    if (same_net && !src->cfg.attention && m->cfg.attention) {
+        add_gates(m, src);
+    } else if (!same_net || src->cfg.attention != m->cfg.attention || src->nparams != m->nparams || src->nbufs != m->nbufs) {
         static const char *const att[2] = {"without", "with"};
         st = ms_fail(MS_ERR_ARG,
                      "init: %s has depth %d base %d classes %d %s attention; the config asks for depth %d base %d classes %d %s attention",

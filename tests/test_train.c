@@ -265,8 +265,38 @@ static void test_attention(const char *data) {
     snprintf(cfg.init, sizeof cfg.init, "%s/a/model.npz", tmpdir); /* test_resume's, without gates */
     snprintf(d, sizeof d, "%s/att-warm", tmpdir);
     ms_trainer *t = NULL;
+    /* weights without gates into a model with them: every shared tensor copied, the gates open */
+    CHECK_OK(ms_trainer_create(&t, &cfg, d, NULL));
+    ms_model *plain = NULL;
+    CHECK_OK(ms_model_load(&plain, cfg.init));
+    if (t && plain) {
+        int copied = 0, differ = 0, gates = 0;
+        for (int i = 0; i < t->model->ntensors; i++) {
+            const ms_tensor_info *x = &t->model->tensors[i], *y = ms_model_find_tensor(plain, x->name);
+            if (!y) {
+                gates += strstr(x->name, ".att.") != NULL;
+                continue;
+            }
+            const float *a = x->kind == MS_T_PARAM ? t->model->params : t->model->bufs;
+            const float *b = y->kind == MS_T_PARAM ? plain->params : plain->bufs;
+            if (x->kind == MS_T_COUNTER) continue;
+            copied++;
+            differ += memcmp(a + x->offset, b + y->offset, sizeof(float) * x->count) != 0;
+        }
+        const ms_tensor_info *bias = ms_model_find_tensor(t->model, "dec.1.att.bpsi.bias");
+        CHECK(copied > 20 && differ == 0 && gates > 0, "warm start adds gates: %d tensors copied, %d differ, %d gate tensors",
+              copied, differ, gates);
+        CHECK(bias && t->model->params[bias->offset] == 4.0f, "the gates start open (bpsi bias 4)");
+    }
+    ms_model_free(plain);
+    ms_trainer_free(t);
+    t = NULL;
+    /* and the other way round is refused: the gates cannot be dropped silently */
+    snprintf(cfg.init, sizeof cfg.init, "%s", pa);
+    cfg.model.attention = 0;
+    snprintf(d, sizeof d, "%s/att-drop", tmpdir);
     CHECK(ms_trainer_create(&t, &cfg, d, NULL) == MS_ERR_ARG && strstr(ms_last_error(), "attention"),
-          "init without attention into a model with it: %s", ms_last_error());
+          "init with attention into a model without: %s", ms_last_error());
 }
 
 /* A run that stopped early stays stopped when resumed from its last checkpoint. */
