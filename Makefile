@@ -161,6 +161,10 @@ $(BUILD)/tests/test_cli: tests/test_cli.c tests/testutil.h $(LIB) $(BIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
+$(BUILD)/tests/test_calibrate: tests/test_calibrate.c tests/testutil.h $(LIB) $(BIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+
 run: $(BIN)
 	./$(BIN) serve
 

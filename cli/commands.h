@@ -15,5 +15,6 @@ int cmd_inspect(int argc, char **argv); /* cli/cli_data.c */
 int cmd_export(int argc, char **argv);  /* cli/cli_data.c */
 int cmd_pack(int argc, char **argv);    /* cli/cli_data.c */
 int cmd_convert(int argc, char **argv); /* cli/cli_convert.c */
+int cmd_calibrate(int argc, char **argv); /* cli/cli_calibrate.c */
 
 #endif

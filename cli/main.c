@@ -20,6 +20,7 @@ static const struct {
     {"inspect", cmd_inspect, "describe a dataset or a model file"},
     {"export", cmd_export, "export the tiles of a dataset npz as PNG files"},
     {"pack", cmd_pack, "pack image and mask PNGs into a dataset npz"},
+    {"calibrate", cmd_calibrate, "fold per-class logit offsets chosen on a run's training tiles into a model (mIoU)"},
     {"convert", cmd_convert, "rewrite a weights file: float16 (half the size) or float32, its frame width"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

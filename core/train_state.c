@@ -75,18 +75,31 @@ static ms_status load_and_split(const ms_train_config *c, ms_dataset *ds, int *d
     return ms_split(ds->n, c->val_frac, c->split_group, c->seed, tr, ntr, val, nval);
 }
 
-ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval) {
-    int *tr = NULL, ntr = 0, dropped = 0;
+/* One side of a run's split: *keep gets the validation (want_val) or the training indices. */
+static ms_status split_side(const ms_train_config *c, ms_dataset *ds, int want_val, int **keep, int *nkeep) {
+    int *tr = NULL, ntr = 0, *val = NULL, nval = 0, dropped = 0;
     memset(ds, 0, sizeof *ds);
-    *val = NULL;
-    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval, NULL, NULL);
-    free(tr);
+    *keep = NULL;
+    *nkeep = 0;
+    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, &val, &nval, NULL, NULL);
     if (st) {
         ms_dataset_free(ds);
-        free(*val);
-        *val = NULL;
+        free(tr);
+        free(val);
+        return st;
     }
-    return st;
+    *keep = want_val ? val : tr;
+    *nkeep = want_val ? nval : ntr;
+    free(want_val ? tr : val);
+    return MS_OK;
+}
+
+ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval) {
+    return split_side(c, ds, 1, val, nval);
+}
+
+ms_status ms_training_set(const ms_train_config *c, ms_dataset *ds, int **train, int *ntrain) {
+    return split_side(c, ds, 0, train, ntrain);
 }
 
 /* The training frames of a `frames` run: every frame neither of whose halves is a validation

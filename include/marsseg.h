@@ -293,6 +293,8 @@ void ms_trainer_free(ms_trainer *t);
 /* The validation tiles of a run with config c: loads c->data as training does (limit, duplicate
  * masks) and returns the held-out indices into *ds (malloc'd; free with free()). */
 ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval);
+/* The same run's training tiles (its side of the split, before oversampling). */
+ms_status ms_training_set(const ms_train_config *c, ms_dataset *ds, int **train, int *ntrain);
 
 /* The OpenBLAS kernel set in use ("Cooperlake", "SkylakeX", "Haswell", "Prescott", ...), and the
  * better one this CPU supports when OpenBLAS did not recognise it (NULL when the choice is fine).
