@@ -340,9 +340,9 @@ enum MHD_Result h_segment(struct req *r) {
     if (frame) {
         ms_frame_size(snap->model, h, w, &mh, &mw);
         if ((size_t)mh * mw > srv->cfg.max_pixels) {
-            ret = reply_error(r, 422, "too_many_pixels",
-                              "the %dx%d frame is segmented at %dx%d = %zu pixels for this model, over the limit of %zu "
-                              "pixels (--max-pixels)", w, h, mw, mh, (size_t)mh * mw, srv->cfg.max_pixels);
+            ret = reply_error(r, 422, "too_many_pixels", /* worded as the decoder's refusal, which clients parse */
+                              "the %dx%d frame resized to this model's scale: %dx%d = %zu pixels exceeds the limit of %zu "
+                              "(--max-pixels)", w, h, mw, mh, (size_t)mh * mw, srv->cfg.max_pixels);
             goto done;
         }
         if ((st = ms_frame_input(snap->model, gray, h, w, &small, &mh, &mw))) {
