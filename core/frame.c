@@ -27,25 +27,29 @@ ms_status ms_frame_outputs_back(const uint8_t *lab, const float *ent, int h, int
     return MS_OK;
 }
 
+ms_status ms_frame_input(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t **small, int *h, int *w) {
+    *small = NULL;
+    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "frame: empty image %dx%d", W, H);
+    ms_frame_size(m, H, W, h, w);
+    if (*h == H && *w == W) return MS_OK;
+    if (!(*small = malloc((size_t)*h * (size_t)*w))) return ms_fail(MS_ERR_NOMEM, "frame: %dx%d", *w, *h);
+    ms_status st = ms_resize_bilinear_u8(gray, H, W, *small, *h, *w);
+    if (st) free(*small), *small = NULL;
+    return st;
+}
+
 ms_status ms_model_segment_frame(const ms_model *m, const uint8_t *gray, int H, int W, int tta, uint8_t *labels,
                                  float *entropy, ms_tile_score *score) {
-    if (H < 1 || W < 1) return ms_fail(MS_ERR_SHAPE, "segment: empty image %dx%d", W, H);
     int h, w;
-    ms_frame_size(m, H, W, &h, &w);
-    if (h == H && w == W) return ms_model_segment_ex(m, gray, H, W, tta, labels, entropy, score);
+    uint8_t *small = NULL;
+    ms_status st = ms_frame_input(m, gray, H, W, &small, &h, &w);
+    if (st || !small) return st ? st : ms_model_segment_ex(m, gray, H, W, tta, labels, entropy, score);
     const size_t n = (size_t)h * (size_t)w;
-    uint8_t *small = malloc(n), *lab = malloc(n);
+    uint8_t *lab = malloc(n);
     float *ent = entropy ? malloc(sizeof *ent * n) : NULL;
-    ms_status st = MS_OK;
-    if (!small || !lab || (entropy && !ent)) {
-        st = ms_fail(MS_ERR_NOMEM, "segment --frame: %dx%d", w, h);
-        goto done;
-    }
-    if ((st = ms_resize_bilinear_u8(gray, H, W, small, h, w)) ||
-        (st = ms_model_segment_ex(m, small, h, w, tta, lab, ent, score)))
-        goto done;
-    st = ms_frame_outputs_back(lab, ent, h, w, labels, entropy, H, W);
-done:
+    if (!lab || (entropy && !ent)) st = ms_fail(MS_ERR_NOMEM, "segment --frame: %dx%d", w, h);
+    if (!st && !(st = ms_model_segment_ex(m, small, h, w, tta, lab, ent, score)))
+        st = ms_frame_outputs_back(lab, ent, h, w, labels, entropy, H, W);
     free(small);
     free(lab);
     free(ent);

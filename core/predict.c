@@ -150,11 +150,12 @@ ms_status ms_predict_load(ms_dataset *ds, const char *path, const char *key, siz
 
 /* ------------------------------------------------------------------ the pass */
 
-/* What every batched pass checks first: tiles the model can take, and the indices. */
-static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int *idx, int n) {
+/* What every batched pass checks first: tiles the model can take (any size for whole frames:
+ * they are resized and padded), and the indices. */
+static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int frame) {
     const int q = 1 << ms_model_get_config(m)->depth;
     if (!ds || ds->n < 1 || !ds->img) return ms_fail(MS_ERR_ARG, "predict: no tiles");
-    if (ds->h % q || ds->w % q)
+    if (!frame && (ds->h % q || ds->w % q))
         return ms_fail(MS_ERR_SHAPE, "predict: tiles are %dx%d (HxW); this model (depth %d) needs multiples of %d", ds->h,
                        ds->w, ms_model_get_config(m)->depth, q);
     if (idx) {
@@ -168,30 +169,32 @@ static ms_status check_input(const ms_model *m, const ms_dataset *ds, const int 
 
 /* Per-batch buffers: one batch, whatever the number of tiles. The model runs at (mh, mw): the
  * tiles' own size, or with `frame` the size ms_frame_size gives (each tile is then a whole camera
- * frame, resized before and its outputs after: core/frame.c). */
+ * frame, resized before and its outputs after: core/frame.c), padded to (ph, pw), the model's
+ * multiples, as ms_model_segment_ex pads an image. */
 typedef struct {
-    int frame, h, w, mh, mw;
-    float *x;             /* (B, mh*mw) input */
-    float *probs;         /* (B,K, mh*mw), only when probabilities are written */
-    float *ent, *top;     /* (B, mh*mw) per-pixel uncertainty */
-    uint8_t *g8, *mlab;   /* frame: one resized tile; (B, mh*mw) labels */
+    int frame, h, w, mh, mw, ph, pw;
+    float *x;             /* (B, ph*pw) input */
+    float *probs;         /* (B,K, ph*pw), only when probabilities are written */
+    float *ent, *top;     /* (B, ph*pw) per-pixel uncertainty */
+    uint8_t *g8, *mlab;   /* frame: one resized tile; (B, ph*pw) labels */
     float *oprobs, *oent; /* at the tiles' size: probs and ent themselves without frame */
 } batch_bufs;
 
 static ms_status bufs_alloc(batch_bufs *b, const ms_model *m, int B, int H, int W, int frame, int probs) {
     memset(b, 0, sizeof *b);
-    const int K = ms_model_get_config(m)->classes;
+    const int K = ms_model_get_config(m)->classes, q = 1 << ms_model_get_config(m)->depth;
     b->frame = frame, b->h = H, b->w = W, b->mh = H, b->mw = W;
     if (frame) ms_frame_size(m, H, W, &b->mh, &b->mw);
-    const size_t hw = (size_t)H * W, mhw = (size_t)b->mh * b->mw;
-    b->x = malloc(sizeof(float) * mhw * B);
-    b->ent = malloc(sizeof(float) * mhw * B);
-    b->top = malloc(sizeof(float) * mhw * B);
-    if (probs) b->probs = malloc(sizeof(float) * mhw * K * B);
+    b->ph = (b->mh + q - 1) / q * q, b->pw = (b->mw + q - 1) / q * q; /* the tiles' own: checked multiples */
+    const size_t hw = (size_t)H * W, phw = (size_t)b->ph * b->pw;
+    b->x = malloc(sizeof(float) * phw * B);
+    b->ent = malloc(sizeof(float) * phw * B);
+    b->top = malloc(sizeof(float) * phw * B);
+    if (probs) b->probs = malloc(sizeof(float) * phw * K * B);
     int ok = b->x && b->ent && b->top && (!probs || b->probs);
     if (frame) {
-        b->g8 = malloc(mhw);
-        b->mlab = malloc(mhw * B);
+        b->g8 = malloc((size_t)b->mh * b->mw);
+        b->mlab = malloc(phw * B);
         b->oent = malloc(sizeof(float) * hw * B);
         if (probs) b->oprobs = malloc(sizeof(float) * hw * K * B);
         ok = ok && b->g8 && b->mlab && b->oent && (!probs || b->oprobs);
@@ -209,25 +212,45 @@ static void bufs_free(batch_bufs *b) {
     free(b->top);
 }
 
+/* n planes of (ph,pw) elements cut to their top-left (mh,mw), packed in place: each row moves
+ * down (never up) in memory, so no row is overwritten before it is read. */
+static void crop_planes(void *buf, size_t esize, size_t n, int ph, int pw, int mh, int mw) {
+    char *p = buf;
+    for (size_t k = 0; k < n; k++)
+        for (int y = 0; y < mh; y++)
+            memmove(p + (k * mh + y) * (size_t)mw * esize, p + (k * ph + y) * (size_t)pw * esize, (size_t)mw * esize);
+}
+
 /* One batch: tiles order[0..nb-1] through the model -> labels (nb,hw), b->oprobs when allocated,
  * per-pixel entropy into b->oent, the tiles' scores into conf/ent (a frame's: of the resized frame,
  * as ms_model_segment_frame's). */
 static ms_status run_batch(const ms_model *m, const ms_dataset *ds, const int *order, int nb, int tta, batch_bufs *b,
                            uint8_t *labels, float *conf, float *ent) {
-    const size_t hw = (size_t)b->h * b->w, mhw = (size_t)b->mh * b->mw;
+    const size_t hw = (size_t)b->h * b->w, mhw = (size_t)b->mh * b->mw, phw = (size_t)b->ph * b->pw;
+    const int K = ms_model_get_config(m)->classes;
     ms_status st = MS_OK;
     if (!b->frame) {
         ms_batch_fill(ds, order, nb, b->x, NULL, NULL, NULL); /* exactly what eval feeds the model */
     } else {
-        for (int i = 0; i < nb && !st; i++) { /* Pillow's bilinear, then v/255 as ms_batch_fill */
+        /* Pillow's bilinear, then padded by edge replication and v * (1/255): ms_model_segment_ex's
+         * input, so that a frame gets segment --frame's labels */
+        for (int i = 0; i < nb && !st; i++) {
             st = ms_resize_bilinear_u8(ds->img + (size_t)order[i] * hw, b->h, b->w, b->g8, b->mh, b->mw);
-            for (size_t p = 0; p < mhw; p++) b->x[i * mhw + p] = (float)b->g8[p] / 255.0f;
+            for (int y = 0; y < b->ph; y++) {
+                const uint8_t *row = b->g8 + (size_t)MS_MIN(y, b->mh - 1) * b->mw;
+                for (int x = 0; x < b->pw; x++) b->x[i * phw + (size_t)y * b->pw + x] = row[MS_MIN(x, b->mw - 1)] * (1.0f / 255.0f);
+            }
         }
     }
     const ms_pixel_out o = {b->frame ? b->mlab : labels, b->probs, b->ent, b->top};
-    if (!st) st = ms_model_predict_ex(m, b->x, nb, b->mh, b->mw, tta, &o);
+    if (!st) st = ms_model_predict_ex(m, b->x, nb, b->ph, b->pw, tta, &o);
+    if (!st && phw != mhw) { /* the padding off: scores and outputs are of the frame's own pixels */
+        crop_planes(b->mlab, 1, (size_t)nb, b->ph, b->pw, b->mh, b->mw);
+        crop_planes(b->ent, sizeof(float), (size_t)nb, b->ph, b->pw, b->mh, b->mw);
+        crop_planes(b->top, sizeof(float), (size_t)nb, b->ph, b->pw, b->mh, b->mw);
+        if (b->probs) crop_planes(b->probs, sizeof(float), (size_t)nb * K, b->ph, b->pw, b->mh, b->mw);
+    }
     if (!st) ms_tile_scores(b->ent, b->top, nb, mhw, conf, ent);
-    const int K = ms_model_get_config(m)->classes;
     for (int i = 0; i < nb && b->frame && !st; i++) { /* back to the tiles' size */
         st = ms_frame_outputs_back(b->mlab + i * mhw, b->ent + i * mhw, b->mh, b->mw, labels ? labels + i * hw : NULL,
                                    b->oent + i * hw, b->h, b->w);
@@ -306,7 +329,7 @@ ms_status ms_predict(const ms_model *m, const ms_dataset *ds, const int *idx, in
     static const ms_predict_opts none = {0};
     if (!o) o = &none;
     memset(out, 0, sizeof *out);
-    ms_status st = check_input(m, ds, idx, n);
+    ms_status st = check_input(m, ds, idx, n, o->frame);
     if (st) return st;
     if (!idx) n = ds->n;
     const int K = ms_model_get_config(m)->classes, H = ds->h, W = ds->w;
@@ -390,7 +413,7 @@ done:
 
 ms_status ms_predict_tiles(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta, uint8_t *labels,
                            float *entropy, ms_tile_score *score) {
-    ms_status st = check_input(m, ds, idx, n);
+    ms_status st = check_input(m, ds, idx, n, 0);
     if (st) return st;
     if (!idx) n = ds->n;
     const int B = MS_MIN(n, MS_PREDICT_MAX_BATCH);

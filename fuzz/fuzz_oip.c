@@ -7,7 +7,8 @@
  * body (a JSON header and binary data). Properties:
  *  - a refusal is 400 or 503 with a code and a message; nothing is left allocated (ASan);
  *  - an accepted request's JSON parses with cJSON as a whole (the scanner accepts no text that
- *    cJSON would refuse), its shape is within the pixel limit and holds as many values as
+ *    cJSON would refuse), its shape is within the pixel limit (the frame limit with
+ *    parameters.frame) and holds as many values as
  *    read, every value is in [0,1], and its outputs are distinct known ones. */
 #include "marsseg.h"
 #include "fuzz_common.h"
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #define FUZZ_OIP_MAX_PIXELS 4096
+#define FUZZ_OIP_MAX_FRAME_PIXELS 16384 /* parameters.frame */
 
 static int fuzz_oip_one(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
@@ -34,7 +36,7 @@ static int fuzz_oip_one(const uint8_t *data, size_t size) {
     }
     struct oip_request rq;
     struct jr_error e;
-    if (oip_parse_request(body, len, header_len, FUZZ_OIP_MAX_PIXELS, &rq, &e) != 0) {
+    if (oip_parse_request(body, len, header_len, FUZZ_OIP_MAX_PIXELS, FUZZ_OIP_MAX_FRAME_PIXELS, &rq, &e) != 0) {
         FUZZ_CHECK(e.status == 400 || e.status == 503, "refused with status %d", e.status);
         FUZZ_CHECK(e.code && e.code[0] && e.msg[0], "a refusal without a code or a message");
         FUZZ_CHECK(rq.x == NULL && rq.id == NULL, "a refusal left the request filled");
@@ -46,7 +48,7 @@ static int fuzz_oip_one(const uint8_t *data, size_t size) {
     FUZZ_CHECK(whole != NULL, "accepted a JSON text that cJSON refuses: %s", e2.msg);
     cJSON_Delete(whole);
     FUZZ_CHECK(rq.n >= 1 && rq.h >= 1 && rq.w >= 1, "shape %d x %d x %d", rq.n, rq.h, rq.w);
-    FUZZ_CHECK((size_t)rq.n * rq.h * rq.w <= FUZZ_OIP_MAX_PIXELS, "over the pixel limit");
+    FUZZ_CHECK((size_t)rq.n * rq.h * rq.w <= (rq.frame ? FUZZ_OIP_MAX_FRAME_PIXELS : FUZZ_OIP_MAX_PIXELS), "over the pixel limit");
     FUZZ_CHECK(rq.rank == 3 || rq.rank == 4, "rank %d", rq.rank);
     for (size_t i = 0; i < (size_t)rq.n * rq.h * rq.w; i++)
         FUZZ_CHECK(rq.x[i] >= 0 && rq.x[i] <= 1, "value %zu is %g", i, rq.x[i]);

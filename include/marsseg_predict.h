@@ -82,6 +82,9 @@ ms_status ms_resize_nearest_u8(const uint8_t *src, int H, int W, uint8_t *dst, i
 /* The size a whole frame (H,W) is segmented at: width model.frame (the width of the frames the
  * training tiles were cut from; 128 when the file says nothing), height in proportion. */
 void ms_frame_size(const ms_model *m, int H, int W, int *h, int *w);
+/* Step one of a whole frame: the frame (H,W) resized to ms_frame_size (bilinear) into *small
+ * (malloc'd, *h x *w), or *small = NULL when it already has that size (segment gray itself). */
+ms_status ms_frame_input(const ms_model *m, const uint8_t *gray, int H, int W, uint8_t **small, int *h, int *w);
 /* A frame's outputs at the model's size (h,w) brought back to the frame's (H,W): labels by
  * nearest, entropy by bilinear clamped to [0,1]; either output may be NULL (not wanted). */
 ms_status ms_frame_outputs_back(const uint8_t *lab, const float *ent, int h, int w, uint8_t *labels, float *entropy, int H,

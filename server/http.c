@@ -92,6 +92,14 @@ const char *req_query(struct req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+int req_query_flag(struct req *r, const char *name, int *out) {
+    const char *q = req_query(r, name);
+    if (!q || !*q) return 0;
+    if (strcmp(q, "1") == 0 || strcmp(q, "true") == 0) return *out = 1, 0;
+    if (strcmp(q, "0") == 0 || strcmp(q, "false") == 0) return *out = 0, 0;
+    return -1;
+}
+
 const char *req_header(struct req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
@@ -258,9 +266,19 @@ static void sanitize_for_log(char *dst, size_t cap, const char *src) {
     dst[i] = 0;
 }
 
+/* An Open Inference Protocol body: the largest FP32 image of --max-pixels, or the largest UINT8
+ * frame of --max-frame-pixels (parameters.frame), as binary data after a JSON header of up to
+ * --max-json; --max-body when that is larger. */
 static size_t tensor_body_cap(const struct server_config *cfg) {
     const size_t px = cfg->max_pixels, fp32 = px > (SIZE_MAX - cfg->max_json) / 4 ? SIZE_MAX : cfg->max_json + 4 * px;
-    return fp32 > cfg->max_body ? fp32 : cfg->max_body;
+    const size_t fpx = cfg->max_frame_pixels, u8 = fpx > SIZE_MAX - cfg->max_json ? SIZE_MAX : cfg->max_json + fpx;
+    const size_t cap = fp32 > u8 ? fp32 : u8;
+    return cap > cfg->max_body ? cap : cfg->max_body;
+}
+
+size_t frame_body_cap(const struct server_config *cfg) {
+    const size_t px = cfg->max_frame_pixels, two = px > SIZE_MAX / 2 ? SIZE_MAX : 2 * px;
+    return two > cfg->max_body ? two : cfg->max_body;
 }
 
 /* First call: headers only. Decide everything that does not need the body. */
@@ -286,7 +304,11 @@ static enum MHD_Result begin_request(struct req *r, const char *url, const char 
     case BODY_NONE: r->limit = NONE_BODY_MAX; break;
     case BODY_JSON: r->limit = srv->cfg.max_json; break;
     case BODY_JSON_MEDIA: r->limit = srv->cfg.max_body; break;
-    case BODY_IMAGE: r->limit = srv->cfg.max_body; break;
+    case BODY_IMAGE: { /* /segment: a whole frame (?frame=1) may be larger (a bad flag is the handler's 400) */
+        int frame = 0;
+        r->limit = req_query_flag(r, "frame", &frame) == 0 && frame ? frame_body_cap(&srv->cfg) : srv->cfg.max_body;
+        break;
+    }
     case BODY_FILE: r->limit = srv->cfg.max_upload; break;
     case BODY_TENSOR: r->limit = tensor_body_cap(&srv->cfg); break;
     }

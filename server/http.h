@@ -22,13 +22,21 @@ enum body_kind {
     BODY_NONE,  /* a small body is tolerated and ignored */
     BODY_JSON,  /* in memory, up to max_json */
     BODY_JSON_MEDIA, /* JSON that carries images or masks (Label Studio's): in memory, up to max_body */
-    BODY_IMAGE, /* in memory, up to max_body; image/png, octet-stream or multipart/form-data */
+    BODY_IMAGE, /* in memory, up to max_body (with ?frame=1, frame_body_cap); image/png, octet-stream or
+                 * multipart/form-data */
     BODY_FILE,  /* streamed to a temp file in the data dir, up to max_upload */
     /* in memory, any type: an Open Inference Protocol request (JSON, or a JSON header and binary
      * tensor data), up to max_body or, when larger, max_json + 4 * max_pixels (the largest FP32
-     * image allowed, sent as binary data, after a JSON header of up to max_json) */
+     * image allowed, sent as binary data, after a JSON header of up to max_json) or max_json +
+     * max_frame_pixels (the largest UINT8 frame) */
     BODY_TENSOR,
 };
+
+/* The body cap of a whole frame's PNG (/segment?frame=1): 2 bytes per pixel of max_frame_pixels,
+ * which holds any 8-bit gray PNG of that many pixels even stored without compression (a byte
+ * per pixel, a filter byte per row, deflate's and the chunks' framing), or max_body if larger.
+ * A colour frame that compresses worse needs a larger --max-body (or to be sent as gray). */
+size_t frame_body_cap(const struct server_config *cfg);
 
 /* Needs the token when MARSSEG_TOKEN is set: 'Authorization: Bearer <token>', or HTTP Basic
  * auth with the token as the password (any user name), which is how Label Studio authenticates
@@ -83,6 +91,8 @@ struct MHD_Connection *req_conn(struct req *r);
 const char *req_param(struct req *r, int i);     /* {} segments of the pattern, in order */
 const char *req_rest(struct req *r);             /* what a final "*" matched */
 const char *req_query(struct req *r, const char *name); /* NULL if absent */
+/* ?name=1|true|0|false into *out (absent or empty: unchanged); -1 for any other value. */
+int req_query_flag(struct req *r, const char *name, int *out);
 const char *req_header(struct req *r, const char *name);
 const uint8_t *req_body(struct req *r, size_t *len); /* BODY_JSON, BODY_JSON_MEDIA, BODY_IMAGE */
 /* BODY_FILE: the temp file holding the body. The handler takes it over with req_take_upload

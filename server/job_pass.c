@@ -131,7 +131,7 @@ int pass_open(struct server *srv, struct pass_req *q, const char *input, int nee
     }
     const ms_model_config *mc = ms_model_get_config((*snap)->model);
     const int mult = 1 << mc->depth;
-    const char *why = ds->h % mult || ds->w % mult ? "bad_shape" : NULL;
+    const char *why = !q->frame && (ds->h % mult || ds->w % mult) ? "bad_shape" : NULL;
     char msg[300] = "";
     if (why) snprintf(msg, sizeof msg, "%s[%s]: tiles of %dx%d (HxW); model %s (depth %d) needs multiples of %d", shown, q->key, ds->h,
                       ds->w, q->model, mc->depth, mult);
@@ -164,7 +164,7 @@ static void on_progress(void *user, int done, int total, double elapsed) {
 
 ms_status pass_open_request(struct pass_run *p, int need_labels) {
     struct job *jb = p->jb;
-    struct pass_req q = {.tta = p->tta};
+    struct pass_req q = {.tta = p->tta, .frame = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(jb->config, "frame"))};
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(jb->config, "model"), *k = cJSON_GetObjectItemCaseSensitive(jb->config, "key");
     snprintf(q.model, sizeof q.model, "%s", cJSON_IsString(m) ? m->valuestring : "");
     snprintf(q.key, sizeof q.key, "%s", cJSON_IsString(k) ? k->valuestring : "");

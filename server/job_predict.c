@@ -1,9 +1,10 @@
 /* Predictions (issue 14): a whole dataset through a model as a background job, what `marsseg
  * predict` does from the command line.
  *
- *   POST /predictions   JSON {model?, dataset?, key?, tta?, probs?}, or an npz body (raw or as a
- *                       multipart file) with the same options in the query string
- *                       (?model=&key=&tta=&probs=) -> 202, the job (Location /predictions/{id})
+ *   POST /predictions   JSON {model?, dataset?, key?, tta?, probs?, frame?}, or an npz body (raw or
+ *                       as a multipart file) with the same options in the query string
+ *                       (?model=&key=&tta=&probs=&frame=) -> 202, the job (Location /predictions/{id});
+ *                       frame: each image is a whole camera frame (predict --frame, core/frame.c)
  *   GET /predictions, GET /predictions/{id}, DELETE /predictions/{id} (cancel)
  *   GET /predictions/{id}/result            the npz: labels uint8 (N,H,W), confidence and entropy
  *                                           float32 (N,)[, probs float16 (N,5,H,W)]
@@ -27,8 +28,9 @@ static ms_status predict_work(struct pass_run *p) {
     if (!fmt_path(npz, sizeof npz, "%s/result.npz", jb->dir) || !fmt_path(csv, sizeof csv, "%s/result.csv", jb->dir))
         return ms_fail(MS_ERR_ARG, "job directory path too long");
     const int probs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(jb->config, "probs"));
-    ms_predict_opts o = {.tta = p->tta, .npz_path = npz, .probs = probs, .csv_path = csv, .progress = p->progress, .user = p,
-                         .cancel = &p->cancel};
+    const int frame = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(jb->config, "frame"));
+    ms_predict_opts o = {.tta = p->tta, .frame = frame, .npz_path = npz, .probs = probs, .csv_path = csv, .progress = p->progress,
+                         .user = p, .cancel = &p->cancel};
     ms_predictions r;
     ms_status st = ms_predict(p->snap->model, &p->ds, NULL, 0, &o, &r);
     if (st) return st;
@@ -71,9 +73,10 @@ enum MHD_Result h_predictions_create(struct req *r) {
     if (!upload) return reply_error(r, 500, "internal", "upload file missing");
     struct pass_req q;
     struct jr_error e;
-    int probs = 0, body_npz = !is_json(r);
+    int probs = 0, frame = 0, body_npz = !is_json(r);
     if (body_npz) {
-        if (pass_req_from_query(r, &q, &e) || pass_query_bool(r, "probs", &probs, &e)) return reply_jr_error(r, &e);
+        if (pass_req_from_query(r, &q, &e) || pass_query_bool(r, "probs", &probs, &e) || pass_query_bool(r, "frame", &frame, &e))
+            return reply_jr_error(r, &e);
     } else {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -83,18 +86,20 @@ enum MHD_Result h_predictions_create(struct req *r) {
         if (st) return reply_status(r, st, "reading the request");
         cJSON *body = json_body_object(buf, len, &e);
         free(buf);
-        static const char *const extra[] = {"probs", NULL};
-        const int bad = !body || pass_req_from_json(body, extra, &q, &e) || pass_bool(body, "probs", &probs, &e);
+        static const char *const extra[] = {"probs", "frame", NULL};
+        const int bad = !body || pass_req_from_json(body, extra, &q, &e) || pass_bool(body, "probs", &probs, &e) ||
+                        pass_bool(body, "frame", &frame, &e);
         cJSON_Delete(body);
         if (bad) return reply_jr_error(r, &e);
     }
+    q.frame = frame;
     struct model_snap *snap = NULL;
     ms_dataset ds;
     if (pass_open(srv, &q, body_npz ? upload : NULL, 0, &snap, &ds, &e)) return reply_jr_error(r, &e);
     model_release(snap);
     ms_dataset_free(&ds);
     cJSON *request = pass_request_json(&q, body_npz);
-    if (!request || !jset_bool(request, "probs", probs)) {
+    if (!request || !jset_bool(request, "probs", probs) || !jset_bool(request, "frame", frame)) {
         cJSON_Delete(request);
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }

@@ -160,6 +160,7 @@ struct pass_req {
     char dataset[32]; /* "" for a job's own npz body */
     char key[64];     /* "" until resolved (ms_predict_default_key) */
     int tta;
+    int frame;        /* predictions: each image a whole camera frame (any size: resized, padded) */
 };
 /* From a JSON body: model, dataset, key, tta, and the kind's `extra` fields (NULL-terminated;
  * read by the caller); any other field is refused. 0, or -1 with *e. */

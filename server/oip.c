@@ -7,13 +7,23 @@
  * softmax taken exactly as ms_model_segment takes it, so a tile's labels equal /segment's mask.
  * confidence is the mean over the image of the top softmax probability.
  *
+ * parameters.frame (true/false): each image is a whole camera frame, as /segment?frame=1 takes
+ * one: resized to the model's frame width (core/frame.c), segmented, labels (nearest) and
+ * probabilities (bilinear) brought back to the image's size; confidence is the resized frame's.
+ * UINT8 images are resized as 8-bit images (ms_resize_bilinear_u8, what /segment does with a
+ * PNG's gray bytes), so their labels are /segment?frame=1's byte for byte; FP32 images are
+ * resized as float maps (Pillow's "F" mode), which skips the 8-bit rounding of the resized
+ * pixels. N*H*W may reach --max-frame-pixels; the resized batch is held to --max-pixels.
+ *
  * Errors are the service's {"error": "...", "code": "..."} (the protocol asks for "error"):
  * 404 for an unknown model or version, 400 for a request the model cannot take (datatype, shape,
  * values, outputs, more pixels than --max-pixels), 413 for a body over its cap, 503 when
  * overloaded. infer needs no token, as /segment needs none: both only read. */
 #include "handlers.h"
 #include "oip.h"
+#include "marsseg_predict.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,16 +162,58 @@ static ms_status oip_run(void *ctx) {
     return st;
 }
 
-/* The images padded to hp x wp by edge replication (ms_model_segment's padding). */
-static void pad_images(const struct oip_request *rq, float *xp, int hp, int wp) {
-    for (int b = 0; b < rq->n; b++) {
-        const float *src = rq->x + (size_t)b * rq->h * rq->w;
+/* n images (h,w) padded to hp x wp by edge replication (ms_model_segment's padding). */
+static void pad_images(const float *x, int n, int h, int w, float *xp, int hp, int wp) {
+    for (int b = 0; b < n; b++) {
+        const float *src = x + (size_t)b * h * w;
         float *dst = xp + (size_t)b * hp * wp;
         for (int y = 0; y < hp; y++) {
-            const float *row = src + (size_t)(y < rq->h ? y : rq->h - 1) * rq->w;
-            for (int x = 0; x < wp; x++) dst[(size_t)y * wp + x] = row[x < rq->w ? x : rq->w - 1];
+            const float *row = src + (size_t)(y < h ? y : h - 1) * w;
+            for (int c = 0; c < wp; c++) dst[(size_t)y * wp + c] = row[c < w ? c : w - 1];
         }
     }
+}
+
+/* Whole frames: the request's images resized to (fh, fw) into small (n*fh*fw). A UINT8 image's
+ * bytes come back exactly from its values (v * (1/255), times 255, rounded), are resized as /segment
+ * resizes a PNG's and converted as ms_model_segment_ex converts them; FP32 maps are resized as floats. */
+static ms_status frames_in(const struct oip_request *rq, int fh, int fw, float *small) {
+    const size_t hw = (size_t)rq->h * rq->w, fhw = (size_t)fh * fw;
+    uint8_t *b8 = rq->dtype == OIP_UINT8 ? malloc(hw + fhw) : NULL;
+    if (rq->dtype == OIP_UINT8 && !b8) return ms_fail(MS_ERR_NOMEM, "frames: %dx%d", rq->w, rq->h);
+    ms_status st = MS_OK;
+    for (int b = 0; b < rq->n && !st; b++) {
+        const float *x = rq->x + b * hw;
+        float *dst = small + b * fhw;
+        if (!b8) {
+            st = ms_resize_bilinear_f32(x, rq->h, rq->w, dst, fh, fw);
+            continue;
+        }
+        for (size_t i = 0; i < hw; i++) b8[i] = (uint8_t)lrintf(x[i] * 255.0f);
+        if (!(st = ms_resize_bilinear_u8(b8, rq->h, rq->w, b8 + hw, fh, fw)))
+            for (size_t i = 0; i < fhw; i++) dst[i] = b8[hw + i] * (1.0f / 255.0f);
+    }
+    free(b8);
+    return st;
+}
+
+/* Whole frames: labels (nearest) and probabilities (bilinear) of the (fh, fw) frames brought back
+ * to the images' size, into wk's buffers (which then hold the answer's). */
+static ms_status frames_out(const struct oip_request *rq, int K, struct oip_work *wk) {
+    const size_t hw = (size_t)rq->h * rq->w, fhw = (size_t)wk->h * wk->w;
+    uint8_t *labels = malloc(hw * rq->n);
+    float *probs = wk->probs ? malloc(sizeof(float) * hw * K * rq->n) : NULL;
+    ms_status st = !labels || (wk->probs && !probs) ? ms_fail(MS_ERR_NOMEM, "frames: outputs") : MS_OK;
+    for (int b = 0; b < rq->n && !st; b++) {
+        st = ms_frame_outputs_back(wk->labels + b * fhw, NULL, wk->h, wk->w, labels + b * hw, NULL, rq->h, rq->w);
+        for (int k = 0; k < K && probs && !st; k++)
+            st = ms_resize_bilinear_f32(wk->probs + ((size_t)b * K + k) * fhw, wk->h, wk->w, probs + ((size_t)b * K + k) * hw, rq->h,
+                                        rq->w);
+    }
+    free(wk->labels);
+    free(wk->probs);
+    wk->labels = labels, wk->probs = probs;
+    return st;
 }
 
 /* ------------------------------------------------------------------ the answer */
@@ -306,7 +358,7 @@ enum MHD_Result h_oip_infer(struct req *r) {
     const uint8_t *body = req_body(r, &len);
     struct oip_request rq;
     struct jr_error e;
-    if (oip_parse_request(body, len, hlen, srv->cfg.max_pixels, &rq, &e))
+    if (oip_parse_request(body, len, hlen, srv->cfg.max_pixels, srv->cfg.max_frame_pixels, &rq, &e))
         return e.retry_after ? reply_error_retry(r, (unsigned)e.status, (unsigned)e.retry_after, e.code, "%s", e.msg)
                              : reply_error(r, (unsigned)e.status, e.code, "%s", e.msg);
     struct model_snap *snap = NULL;
@@ -316,29 +368,42 @@ enum MHD_Result h_oip_infer(struct req *r) {
         return reply_status(r, st, "loading the model");
     }
     const ms_model_config *mc = ms_model_get_config(snap->model);
-    const int q = 1 << mc->depth, hp = (rq.h + q - 1) / q * q, wp = (rq.w + q - 1) / q * q;
-    float *xp = NULL;
-    struct oip_work wk = {.model = snap->model, .n = rq.n, .h = rq.h, .w = rq.w, .hp = hp, .wp = wp};
+    int h = rq.h, w = rq.w; /* what the model runs on: the images, or the frames resized */
+    if (rq.frame) ms_frame_size(snap->model, rq.h, rq.w, &h, &w);
+    const int q = 1 << mc->depth, hp = (h + q - 1) / q * q, wp = (w + q - 1) / q * q;
+    float *xp = NULL, *small = NULL;
+    struct oip_work wk = {.model = snap->model, .n = rq.n, .h = h, .w = w, .hp = hp, .wp = wp};
+    if (rq.frame && (size_t)rq.n * h * w > srv->cfg.max_pixels) {
+        res = reply_error(r, 400, "too_many_pixels",
+                          "%d frames of %dx%d are segmented at %dx%d for this model: more than the limit of %zu pixels", rq.n,
+                          rq.w, rq.h, w, h, srv->cfg.max_pixels);
+        goto done;
+    }
     if ((double)rq.n * hp * wp > (double)OIP_MAX_PAD_FACTOR * srv->cfg.max_pixels) {
         res = reply_error(r, 400, "too_many_pixels",
                           "%d images of %dx%d pad to %dx%d for this model (multiples of %d): more than %d times the "
                           "limit of %zu pixels; send larger images or fewer of them",
-                          rq.n, rq.w, rq.h, wp, hp, q, OIP_MAX_PAD_FACTOR, srv->cfg.max_pixels);
+                          rq.n, w, h, wp, hp, q, OIP_MAX_PAD_FACTOR, srv->cfg.max_pixels);
         goto done;
     }
-    const size_t hw = (size_t)rq.h * rq.w;
+    const size_t hw = (size_t)h * w;
     int want_probs = 0;
     for (int i = 0; i < rq.norder; i++) want_probs |= rq.order[i] == OIP_PROBS;
     xp = malloc(sizeof(float) * rq.n * hp * wp);
+    small = rq.frame ? malloc(sizeof(float) * rq.n * hw) : NULL;
     wk.xp = xp;
     wk.labels = malloc(hw * rq.n);
     wk.conf = malloc(sizeof(float) * rq.n);
     wk.probs = want_probs ? malloc(sizeof(float) * hw * mc->classes * rq.n) : NULL;
-    if (!xp || !wk.labels || !wk.conf || (want_probs && !wk.probs)) {
+    if (!xp || !wk.labels || !wk.conf || (want_probs && !wk.probs) || (rq.frame && !small)) {
         res = reply_error_retry(r, 503, 5, "nomem", "out of memory for %d images of %dx%d", rq.n, rq.w, rq.h);
         goto done;
     }
-    pad_images(&rq, xp, hp, wp);
+    if (rq.frame && (st = frames_in(&rq, h, w, small))) {
+        res = reply_status(r, st, "resizing the frames");
+        goto done;
+    }
+    pad_images(small ? small : rq.x, rq.n, h, w, xp, hp, wp);
     struct infer_job job = {.fn = oip_run, .ctx = &wk};
     if (infer_call(srv->infer, &job) != 0) {
         res = reply_error_retry(r, 503, 1, "overloaded", "all %u inference workers are busy; retry shortly", srv->cfg.threads);
@@ -352,9 +417,14 @@ enum MHD_Result h_oip_infer(struct req *r) {
         res = reply_error(r, 500, ms_status_code(job.st), "inference failed: %s", job.err);
         goto done;
     }
+    if (rq.frame && (st = frames_out(&rq, mc->classes, &wk))) {
+        res = reply_status(r, st, "resizing the outputs back");
+        goto done;
+    }
     res = answer(r, &rq, snap->id, &wk, mc->classes, job.seconds);
 done:
     free(xp);
+    free(small);
     free(wk.labels);
     free(wk.conf);
     free(wk.probs);

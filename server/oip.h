@@ -28,6 +28,7 @@ struct oip_request {
     int rank;              /* 3: [N,H,W], 4: [N,1,H,W] */
     int n, h, w;           /* N images of H x W */
     float *x;              /* n*h*w values in [0,1]; UINT8 values v as v * (1.0f / 255), as /segment converts them */
+    int frame;             /* parameters.frame: each image is a whole camera frame (core/frame.c) */
     int norder;            /* the outputs to answer, in the request's order */
     enum oip_output order[OIP_NOUTPUTS];
     int binary[OIP_NOUTPUTS]; /* answered as binary tensor data */
@@ -36,11 +37,12 @@ struct oip_request {
 /* Reads an inference request: body[0..len) is the JSON object, or (header_len >= 0, the
  * Inference-Header-Content-Length header) a JSON object of header_len bytes followed by the
  * binary data of the input. The one input is "image", UINT8 in [0,255] or FP32 in [0,1], shape
- * [N,H,W] or [N,1,H,W] with N*H*W at most max_pixels, its data a flat or nested JSON array or
- * binary_data_size bytes of binary data. Outputs: "labels" unless the request names others
- * ("labels", "probabilities", "confidence"), each as JSON unless binary_data (or the request's
- * binary_data_output) is true. 0, or -1 with *e filled (400, or 503 out of memory). */
-int oip_parse_request(const uint8_t *body, size_t len, long long header_len, size_t max_pixels,
+ * [N,H,W] or [N,1,H,W] with N*H*W at most max_pixels (with the request's parameters.frame true:
+ * max_frame_pixels, what whole frames are before they are resized), its data a flat or nested
+ * JSON array or binary_data_size bytes of binary data. Outputs: "labels" unless the request names
+ * others ("labels", "probabilities", "confidence"), each as JSON unless binary_data (or the
+ * request's binary_data_output) is true. 0, or -1 with *e filled (400, or 503 out of memory). */
+int oip_parse_request(const uint8_t *body, size_t len, long long header_len, size_t max_pixels, size_t max_frame_pixels,
                       struct oip_request *rq, struct jr_error *e);
 void oip_request_free(struct oip_request *rq);
 

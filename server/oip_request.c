@@ -309,7 +309,7 @@ static int read_outputs(const cJSON *doc, struct oip_request *rq, struct jr_erro
 
 /* The request object, its data already scanned (s). */
 static int read_request(const cJSON *doc, const struct scan *s, const uint8_t *bin, size_t blen, int has_header,
-                        size_t max_pixels, struct oip_request *rq, struct jr_error *e) {
+                        size_t max_pixels, size_t max_frame_pixels, struct oip_request *rq, struct jr_error *e) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
     if (id && !cJSON_IsString(id)) return jr_refuse(e, 400, "bad_request", "id must be a string");
     if (id && !(rq->id = strdup(id->valuestring))) return jr_refuse(e, 503, "nomem", "out of memory");
@@ -325,7 +325,8 @@ static int read_request(const cJSON *doc, const struct scan *s, const uint8_t *b
     else
         return jr_refuse(e, 400, "bad_datatype", "input image: datatype must be UINT8 or FP32 (got %.32s)",
                     cJSON_IsString(dt) ? dt->valuestring : "none");
-    if (read_shape(cJSON_GetObjectItemCaseSensitive(in, "shape"), max_pixels, rq, e)) return -1;
+    if (bool_param(cJSON_GetObjectItemCaseSensitive(doc, "parameters"), "frame", 0, &rq->frame, e)) return -1;
+    if (read_shape(cJSON_GetObjectItemCaseSensitive(in, "shape"), rq->frame ? max_frame_pixels : max_pixels, rq, e)) return -1;
     const size_t total = (size_t)rq->n * rq->h * rq->w;
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "parameters"), "binary_data_size");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(in, "data");
@@ -337,6 +338,8 @@ static int read_request(const cJSON *doc, const struct scan *s, const uint8_t *b
     } else {
         if (!data) return jr_refuse(e, 400, "bad_input", "input image: no data (give data, or binary_data_size and binary data)");
         if (!s->found || !cJSON_IsArray(data)) return jr_refuse(e, 400, "bad_datatype", "input image: data must be an array of numbers");
+        if (s->nvals > (rq->frame ? max_frame_pixels : max_pixels)) /* the scanner read up to the larger limit */
+            return jr_refuse(e, 400, "too_many_pixels", "the tensor data holds more values than the pixel limit allows");
         if (blen) return jr_refuse(e, 400, "bad_input", "%zu bytes of binary data follow the JSON header, and no input declares them", blen);
         if (s->nvals != total)
             return jr_refuse(e, 400, "bad_shape", "input image: data holds %zu values, the shape %zu", s->nvals, total);
@@ -346,8 +349,8 @@ static int read_request(const cJSON *doc, const struct scan *s, const uint8_t *b
     return read_outputs(doc, rq, e);
 }
 
-int oip_parse_request(const uint8_t *body, size_t len, long long header_len, size_t max_pixels, struct oip_request *rq,
-                      struct jr_error *e) {
+int oip_parse_request(const uint8_t *body, size_t len, long long header_len, size_t max_pixels, size_t max_frame_pixels,
+                      struct oip_request *rq, struct jr_error *e) {
     memset(rq, 0, sizeof *rq);
     if (header_len > (long long)len)
         return jr_refuse(e, 400, "bad_header", "Inference-Header-Content-Length %lld exceeds the body's %zu bytes", header_len, len);
@@ -356,7 +359,9 @@ int oip_parse_request(const uint8_t *body, size_t len, long long header_len, siz
     if (!text) return jr_refuse(e, 503, "nomem", "out of memory");
     memcpy(text, body, jlen);
     text[jlen] = 0;
-    struct scan s = {.p = text, .end = text + jlen, .base = text, .max = max_pixels, .e = e};
+    /* parameters.frame is known only once the whole text is read: the scanner stops at the larger limit */
+    struct scan s = {.p = text, .end = text + jlen, .base = text, .max = max_pixels > max_frame_pixels ? max_pixels : max_frame_pixels,
+                     .e = e};
     int rc = -1;
     skip_ws(&s);
     if (s.p < s.end && *s.p == '{') {
@@ -369,7 +374,7 @@ int oip_parse_request(const uint8_t *body, size_t len, long long header_len, siz
     }
     cJSON *doc = json_body_object((const uint8_t *)text, jlen, e);
     if (!doc) goto done;
-    rc = read_request(doc, &s, body + jlen, len - jlen, header_len >= 0, max_pixels, rq, e);
+    rc = read_request(doc, &s, body + jlen, len - jlen, header_len >= 0, max_pixels, max_frame_pixels, rq, e);
     cJSON_Delete(doc);
 done:
     if (rq->x != s.vals) free(s.vals);

@@ -50,7 +50,8 @@ enum MHD_Result h_schema(struct req *r) {
     }
     ok = ok && jset_num(limits, "max_body", (double)cfg->max_body) && jset_num(limits, "max_pixels", (double)cfg->max_pixels) &&
          jset_num(limits, "max_json", (double)cfg->max_json) && jset_num(limits, "max_upload", (double)cfg->max_upload) &&
-         jset_bool(auth, "token_required", cfg->token[0] != 0);
+         jset_num(limits, "max_frame_pixels", (double)cfg->max_frame_pixels) &&
+         jset_num(limits, "max_frame_body", (double)frame_body_cap(cfg)) && jset_bool(auth, "token_required", cfg->token[0] != 0);
     /* jset_item takes its item whether it succeeds or not; the rest is freed here */
     if (ok) ok = jset_item(j, "classes", classes), classes = NULL;
     if (ok) ok = jset_item(j, "limits", limits), limits = NULL;

@@ -5,7 +5,10 @@
  * tile's confidence and entropy; &maps=1 adds the class ids and the uncertainty map in base64,
  * all the dashboard needs from one model run). PNG answers carry X-Confidence. ?frame=1 declares
  * the image a whole camera frame (core/frame.c: segmented at the model's training scale, answered
- * at the image's size).
+ * at the image's size). A frame is decoded under --max-frame-pixels, a memory cap, and its body
+ * under frame_body_cap (http.h); --max-pixels bounds what the model runs on, the resized frame.
+ * The resizing both ways runs in the request's thread, so the inference workers (and their
+ * governor's measure of time per pixel) see only the model's work, as for a tile.
  *
  * Inference is CPU-bound and its memory grows with the image (hundreds of MB for the largest
  * allowed one), so it runs on a fixed set of worker threads (--threads) with a short bounded
@@ -33,7 +36,6 @@ struct infer_task {
     const ms_model *model;
     const uint8_t *gray;
     int h, w, tta;
-    int frame;           /* a whole camera frame: ms_model_segment_frame */
     uint8_t *labels;
     float *entropy;      /* per pixel, or NULL */
     ms_tile_score score; /* the image's confidence and entropy */
@@ -92,8 +94,7 @@ static void *infer_worker(void *arg) {
         const int want = ms_governor_threads(&gov, team, t0);
         if (want != threads) omp_set_num_threads(threads = want);
         t->st = t->job ? t->job->fn(t->job->ctx)
-                       : (t->frame ? ms_model_segment_frame : ms_model_segment_ex)(t->model, t->gray, t->h, t->w, t->tta,
-                                                                                   t->labels, t->entropy, &t->score);
+                       : ms_model_segment_ex(t->model, t->gray, t->h, t->w, t->tta, t->labels, t->entropy, &t->score);
         /* the detail is thread-local: hand it over before the requesting thread wakes up */
         if (t->st) snprintf(t->err, sizeof t->err, "%s", ms_last_error());
         t->seconds = now_mono() - t0;
@@ -227,10 +228,10 @@ static int jset_b64(cJSON *j, const char *key, const uint8_t *b, size_t n) {
     return ok;
 }
 
-static enum MHD_Result reply_json_result(struct req *r, const struct model_snap *snap, const struct infer_task *t, int maps,
-                                         double decode_s, double total_s) {
-    const uint8_t *labels = t->labels;
-    const int w = t->w, h = t->h;
+/* The answer of ?format=json: labels and entropy at the image's size (w,h); t ran at (t->w, t->h),
+ * the resized frame's size in frame mode (then shown as "frame"). */
+static enum MHD_Result reply_json_result(struct req *r, const struct model_snap *snap, const struct infer_task *t, const uint8_t *labels,
+                                         const float *entropy, int w, int h, int frame, int maps, double decode_s, double total_s) {
     const double infer_s = t->seconds;
     int64_t counts[MS_NUM_CLASSES] = {0};
     const size_t n = (size_t)w * h;
@@ -242,6 +243,11 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         ok &= jset_num(j, "width", w);
         ok &= jset_num(j, "height", h);
         ok &= jset_num(j, "pixels", (double)n);
+        if (frame) { /* the size the frame was segmented at */
+            cJSON *fr = cJSON_CreateObject();
+            ok &= fr && jset_num(fr, "width", t->w) && jset_num(fr, "height", t->h);
+            ok &= jset_item(j, "frame", fr);
+        }
         ok &= jset_str(j, "model", snap->id);
         ok &= jset_num(j, "confidence", round_to(t->score.confidence, 6));
         ok &= jset_num(j, "entropy", round_to(t->score.entropy, 6));
@@ -264,7 +270,7 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         timing = NULL;
         if (maps && ok) { /* the page composes mask, overlay and uncertainty from one answer */
             uint8_t *gray = malloc(n);
-            if (gray) ms_entropy_to_gray(t->entropy, n, gray);
+            if (gray) ms_entropy_to_gray(entropy, n, gray);
             ok &= gray && jset_b64(j, "labels", labels, n) && jset_b64(j, "uncertainty", gray, n);
             free(gray);
         }
@@ -276,15 +282,6 @@ static enum MHD_Result reply_json_result(struct req *r, const struct model_snap 
         return reply_error_retry(r, 503, 5, "nomem", "out of memory");
     }
     return reply_json_header(r, 200, j, NULL, "X-Model", snap->id);
-}
-
-/* ?name=1|true|0|false into *out (absent or empty: unchanged); -1 for any other value */
-static int query_flag(struct req *r, const char *name, int *out) {
-    const char *q = req_query(r, name);
-    if (!q || !*q) return 0;
-    if (strcmp(q, "1") == 0 || strcmp(q, "true") == 0) return *out = 1, 0;
-    if (strcmp(q, "0") == 0 || strcmp(q, "false") == 0) return *out = 0, 0;
-    return -1;
 }
 
 enum MHD_Result h_segment(struct req *r) {
@@ -300,7 +297,7 @@ enum MHD_Result h_segment(struct req *r) {
         else return reply_error(r, 400, "bad_format", "format must be png, overlay, json or uncertainty");
     }
     int maps = 0, tta = 0, frame = 0;
-    if (query_flag(r, "maps", &maps) || query_flag(r, "tta", &tta) || query_flag(r, "frame", &frame))
+    if (req_query_flag(r, "maps", &maps) || req_query_flag(r, "tta", &tta) || req_query_flag(r, "frame", &frame))
         return reply_error(r, 400, "bad_flag", "maps, tta and frame must be 0 or 1 (or true/false)");
     if (maps && fmt != FMT_JSON) return reply_error(r, 400, "bad_maps", "maps=1 goes with format=json");
 
@@ -319,12 +316,14 @@ enum MHD_Result h_segment(struct req *r) {
     if (len < sizeof png_sig || memcmp(png, png_sig, sizeof png_sig) != 0)
         return reply_error(r, 400, "not_png", "the image is not a PNG (%zu bytes without the PNG signature)", len);
 
-    uint8_t *gray = NULL, *labels = NULL, *out = NULL, *ugray = NULL;
-    float *entropy = NULL;
+    uint8_t *gray = NULL, *labels = NULL, *out = NULL, *ugray = NULL, *small = NULL, *slab = NULL;
+    float *entropy = NULL, *sent = NULL;
     int w = 0, h = 0;
-    ms_status st = ms_png_decode_gray(png, len, srv->cfg.max_pixels, &gray, &w, &h);
+    const size_t cap = frame ? srv->cfg.max_frame_pixels : srv->cfg.max_pixels;
+    ms_status st = ms_png_decode_gray(png, len, cap, &gray, &w, &h);
     if (st == MS_ERR_LIMIT)
-        return reply_error(r, 422, "too_many_pixels", "%s (the limit is %zu pixels)", ms_last_error(), srv->cfg.max_pixels);
+        return reply_error(r, 422, "too_many_pixels", "%s (the limit is %zu pixels%s)", ms_last_error(), cap,
+                           frame ? " for a whole frame, --max-frame-pixels" : "");
     if (st == MS_ERR_NOMEM) return reply_error_retry(r, 503, 5, "nomem", "out of memory decoding the image");
     if (st) return reply_error(r, 400, "bad_png", "cannot decode the PNG: %s", ms_last_error());
     const double t_dec = now_mono();
@@ -336,27 +335,49 @@ enum MHD_Result h_segment(struct req *r) {
         return reply_error_retry(r, 503, 5, "no_model", "no model is loaded: train one or activate one with PUT /models/active");
     }
     const int want_map = fmt == FMT_UNCERTAINTY || maps;
-    if (!(labels = malloc((size_t)w * h)) || (want_map && !(entropy = malloc(sizeof(float) * w * h)))) {
+    /* what the model runs on: the image itself, or the frame resized to the model's scale */
+    int mh = h, mw = w;
+    if (frame) {
+        ms_frame_size(snap->model, h, w, &mh, &mw);
+        if ((size_t)mh * mw > srv->cfg.max_pixels) {
+            ret = reply_error(r, 422, "too_many_pixels", /* worded as the decoder's refusal, which clients parse */
+                              "the %dx%d frame resized to this model's scale: %dx%d = %zu pixels exceeds the limit of %zu "
+                              "(--max-pixels)", w, h, mw, mh, (size_t)mh * mw, srv->cfg.max_pixels);
+            goto done;
+        }
+        if ((st = ms_frame_input(snap->model, gray, h, w, &small, &mh, &mw))) {
+            ret = st == MS_ERR_NOMEM ? reply_error_retry(r, 503, 5, "nomem", "out of memory resizing a %dx%d frame", w, h)
+                                     : reply_status(r, st, "resizing the frame");
+            goto done;
+        }
+    }
+    const size_t n = (size_t)w * h, mn = (size_t)mw * mh;
+    if (!(labels = malloc(n)) || (want_map && !(entropy = malloc(sizeof(float) * n))) ||
+        (small && (!(slab = malloc(mn)) || (want_map && !(sent = malloc(sizeof(float) * mn)))))) {
         ret = reply_error_retry(r, 503, 5, "nomem", "out of memory for a %dx%d image", w, h);
         goto done;
     }
-    struct infer_task task = {.model = snap->model, .gray = gray, .h = h, .w = w, .tta = tta, .frame = frame, .labels = labels,
-                               .entropy = entropy};
+    struct infer_task task = {.model = snap->model, .gray = small ? small : gray, .h = mh, .w = mw, .tta = tta,
+                               .labels = small ? slab : labels, .entropy = small ? sent : entropy};
     if (infer_run(srv->infer, &task) != 0) {
         ret = reply_error_retry(r, 503, 1, "overloaded", "all %u inference workers are busy; retry shortly",
                                 srv->cfg.threads);
         goto done;
     }
     if (task.st == MS_ERR_NOMEM || task.st == MS_ERR_LIMIT) {
-        ret = reply_error_retry(r, 503, 5, ms_status_code(task.st), "inference on a %dx%d image: %s", w, h, task.err);
+        ret = reply_error_retry(r, 503, 5, ms_status_code(task.st), "inference on a %dx%d image: %s", mw, mh, task.err);
         goto done;
     }
     if (task.st) {
         ret = reply_error(r, 500, ms_status_code(task.st), "inference failed: %s", task.err);
         goto done;
     }
+    if (small && (st = ms_frame_outputs_back(slab, sent, mh, mw, labels, entropy, h, w))) { /* back at the frame's size */
+        ret = st == MS_ERR_NOMEM ? reply_error_retry(r, 503, 5, "nomem", "out of memory") : reply_status(r, st, "resizing the labels back");
+        goto done;
+    }
     if (fmt == FMT_JSON) {
-        ret = reply_json_result(r, snap, &task, maps, t_dec - t0, now_mono() - t0);
+        ret = reply_json_result(r, snap, &task, labels, entropy, w, h, frame, maps, t_dec - t0, now_mono() - t0);
         goto done;
     }
     size_t olen = 0;
@@ -393,6 +414,9 @@ enum MHD_Result h_segment(struct req *r) {
 done:
     model_release(snap);
     free(gray);
+    free(small);
+    free(slab);
+    free(sent);
     free(labels);
     free(entropy);
     free(ugray);

@@ -20,48 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void usage(FILE *f, const struct server_config *d) {
-    fprintf(f,
-            "usage: marsseg serve [options]\n\n"
-            "Serve the segmentation API and the dashboard over HTTP.\n\n"
-            "options (environment variable in brackets; a flag wins over the environment):\n"
-            "  --host ADDR          address to listen on [MARSSEG_HOST] (default %s)\n"
-            "  --port N             TCP port, 0 = any free one [MARSSEG_PORT] (default %u)\n"
-            "  --port-file PATH     write the bound port to PATH once listening\n"
-            "  --data-dir DIR       jobs, datasets and state [MARSSEG_DATA_DIR] (default %s)\n"
-            "  --model PATH         default model [MARSSEG_MODEL] (default %s)\n"
-            "  --dataset PATH       bundled dataset, listed as \"sample\" [MARSSEG_DATASET] (default %s)\n"
-            "  --static-dir DIR     dashboard files [MARSSEG_STATIC_DIR] (default %s)\n"
-            "  --threads N          concurrent inferences [MARSSEG_THREADS] (default %u: the cores)\n"
-            "  --infer-queue N      inferences that may wait for a worker before 503 (default %u)\n"
-            "  --max-body SIZE      /segment request body limit [MARSSEG_MAX_BODY] (default %zu)\n"
-            "  --max-pixels N       pixels of an image to segment [MARSSEG_MAX_PIXELS] (default %zu)\n"
-            "  --max-json SIZE      JSON request body limit (default %zu)\n"
-            "  --max-upload SIZE    dataset upload limit [MARSSEG_MAX_UPLOAD] (default %zu)\n"
-            "  --max-dataset-mem SIZE  memory a dataset may need when loaded (default %zu)\n"
-            "  --max-conns N        simultaneous connections [MARSSEG_MAX_CONNS] (default %u)\n"
-            "  --timeout S          idle connection timeout in seconds [MARSSEG_TIMEOUT] (default %u)\n"
-            "  --body-timeout S     time allowed to receive one request body (default %u)\n"
-            "  --max-queue N        queued training jobs before POST /jobs answers 503 (default %u)\n"
-            "  --role ROLE          all, trainer (jobs, datasets, model switches) or inference (a replica:\n"
-            "                       /segment and reads; follows the trainer's model) [MARSSEG_ROLE] (default %s)\n"
-            "  --mpi-hostfile H     run POST /jobs {\"ranks\": N} through mpirun on H's hosts [MARSSEG_MPI_HOSTFILE]\n"
-            "  --mpi-marsseg PATH   the MPI build of marsseg that mpirun starts [MARSSEG_MPI_MARSSEG]\n"
-            "                       (default: this binary if built with MPI, else ../build-mpi/marsseg beside it)\n"
-            "  --label-studio-url URL    the Label Studio host task images may be fetched from, and no\n"
-            "                       other [MARSSEG_LABEL_STUDIO_URL] (default none: data: URIs only)\n"
-            "  --label-studio-token TOKEN  sent to it as 'Authorization: Token TOKEN'\n"
-            "                       [MARSSEG_LABEL_STUDIO_TOKEN]\n"
-            "  -h, --help           this text\n\n"
-            "SIZE takes a k, M or G suffix (binary units). With MARSSEG_TOKEN set, every request that\n"
-            "changes state, and Label Studio's POST /predict, /setup and /webhook, needs\n"
-            "'Authorization: Bearer <token>' (or Basic auth with the token as the password, as Label\n"
-            "Studio sends it); reading stays open.\n",
-            d->host, d->port, d->data_dir, d->model_path, d->dataset_path, d->static_dir, d->threads, d->infer_queue,
-            d->max_body, d->max_pixels, d->max_json, d->max_upload, d->max_dataset_mem, d->max_conns, d->timeout_s,
-            d->body_timeout_s, d->max_queue, d->role);
-}
-
 static void defaults(struct server_config *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->host, sizeof c->host, "127.0.0.1");
@@ -83,48 +41,91 @@ static void defaults(struct server_config *c) {
     c->max_dataset_mem = (size_t)2 << 30;
     /* inference keeps every activation of the U-Net: about 1.5 kB per pixel at base 16 */
     c->max_pixels = 1u << 20;
+    /* a whole frame is decoded whole but segmented resized: the largest frame side the resize
+     * takes, squared (16.8 M pixels: 16 MB decoded, 80 MB with its labels and uncertainty) */
+    c->max_frame_pixels = (size_t)MS_MAX_FRAME_SIDE * MS_MAX_FRAME_SIDE;
     snprintf(c->role, sizeof c->role, "all");
 }
 
 enum opt_kind { OPT_STR, OPT_UINT, OPT_SIZE };
 
+/* One row per option: its flag, environment variable, where it goes, and its --help line (the
+ * value's name, what it does, and a note after the default). --help and the README's list of
+ * flags come from here; tests/test_docs.c holds the README to it. */
 struct opt {
     const char *flag, *env;
     enum opt_kind kind;
     size_t off, cap; /* offset into server_config; cap for strings */
     unsigned lo, hi; /* bounds for OPT_UINT */
+    const char *arg, *help, *note;
 };
 
-#define STR(f, e, m) {f, e, OPT_STR, offsetof(struct server_config, m), sizeof(((struct server_config *)0)->m), 0, 0}
-#define UINT(f, e, m, lo, hi) {f, e, OPT_UINT, offsetof(struct server_config, m), 0, lo, hi}
-#define SIZE(f, e, m) {f, e, OPT_SIZE, offsetof(struct server_config, m), 0, 0, 0}
+#define STR(f, e, m, a, h) {f, e, OPT_STR, offsetof(struct server_config, m), sizeof(((struct server_config *)0)->m), 0, 0, a, h, NULL}
+#define UINT(f, e, m, lo, hi, a, h, n) {f, e, OPT_UINT, offsetof(struct server_config, m), 0, lo, hi, a, h, n}
+#define SIZE(f, e, m, a, h) {f, e, OPT_SIZE, offsetof(struct server_config, m), 0, 0, 0, a, h, NULL}
 
 static const struct opt opts[] = {
-    STR("--host", "MARSSEG_HOST", host),
-    UINT("--port", "MARSSEG_PORT", port, 0, 65535),
-    STR("--port-file", NULL, port_file),
-    STR("--data-dir", "MARSSEG_DATA_DIR", data_dir),
-    STR("--model", "MARSSEG_MODEL", model_path),
-    STR("--dataset", "MARSSEG_DATASET", dataset_path),
-    STR("--static-dir", "MARSSEG_STATIC_DIR", static_dir),
-    UINT("--threads", "MARSSEG_THREADS", threads, 1, 256),
-    UINT("--infer-queue", NULL, infer_queue, 0, 100000),
-    SIZE("--max-body", "MARSSEG_MAX_BODY", max_body),
-    SIZE("--max-pixels", "MARSSEG_MAX_PIXELS", max_pixels),
-    SIZE("--max-json", NULL, max_json),
-    SIZE("--max-upload", "MARSSEG_MAX_UPLOAD", max_upload),
-    SIZE("--max-dataset-mem", NULL, max_dataset_mem),
-    UINT("--max-conns", "MARSSEG_MAX_CONNS", max_conns, 1, 100000),
-    UINT("--timeout", "MARSSEG_TIMEOUT", timeout_s, 1, 86400),
-    UINT("--body-timeout", NULL, body_timeout_s, 1, 86400),
-    UINT("--max-queue", NULL, max_queue, 1, 100000),
-    STR("--role", "MARSSEG_ROLE", role),
-    STR("--mpi-hostfile", "MARSSEG_MPI_HOSTFILE", mpi_hostfile),
-    STR("--mpi-marsseg", "MARSSEG_MPI_MARSSEG", mpi_bin),
-    STR("--label-studio-url", "MARSSEG_LABEL_STUDIO_URL", ls_url),
-    STR("--label-studio-token", "MARSSEG_LABEL_STUDIO_TOKEN", ls_token),
+    STR("--host", "MARSSEG_HOST", host, "ADDR", "address to listen on"),
+    UINT("--port", "MARSSEG_PORT", port, 0, 65535, "N", "TCP port, 0 = any free one", NULL),
+    STR("--port-file", NULL, port_file, "PATH", "write the bound port to PATH once listening"),
+    STR("--data-dir", "MARSSEG_DATA_DIR", data_dir, "DIR", "jobs, datasets and state"),
+    STR("--model", "MARSSEG_MODEL", model_path, "PATH", "default model"),
+    STR("--dataset", "MARSSEG_DATASET", dataset_path, "PATH", "bundled dataset, listed as \"sample\""),
+    STR("--static-dir", "MARSSEG_STATIC_DIR", static_dir, "DIR", "dashboard files"),
+    UINT("--threads", "MARSSEG_THREADS", threads, 1, 256, "N", "concurrent inferences", ": the cores"),
+    UINT("--infer-queue", NULL, infer_queue, 0, 100000, "N", "inferences that may wait for a worker before 503", NULL),
+    SIZE("--max-body", "MARSSEG_MAX_BODY", max_body, "SIZE", "/segment request body limit (frames: see --max-frame-pixels)"),
+    SIZE("--max-pixels", "MARSSEG_MAX_PIXELS", max_pixels, "N", "pixels of an image to segment; of a whole frame, once resized"),
+    SIZE("--max-frame-pixels", "MARSSEG_MAX_FRAME_PIXELS", max_frame_pixels, "N",
+         "pixels of a whole frame as sent (?frame=1), decoded before it is\n"
+         "resized; its PNG may be max(--max-body, 2 bytes per such pixel)"),
+    SIZE("--max-json", NULL, max_json, "SIZE", "JSON request body limit"),
+    SIZE("--max-upload", "MARSSEG_MAX_UPLOAD", max_upload, "SIZE", "dataset upload limit"),
+    SIZE("--max-dataset-mem", NULL, max_dataset_mem, "SIZE", "memory a dataset may need when loaded"),
+    UINT("--max-conns", "MARSSEG_MAX_CONNS", max_conns, 1, 100000, "N", "simultaneous connections", NULL),
+    UINT("--timeout", "MARSSEG_TIMEOUT", timeout_s, 1, 86400, "S", "idle connection timeout in seconds", NULL),
+    UINT("--body-timeout", NULL, body_timeout_s, 1, 86400, "S", "time allowed to receive one request body", NULL),
+    UINT("--max-queue", NULL, max_queue, 1, 100000, "N", "queued training jobs before POST /jobs answers 503", NULL),
+    STR("--role", "MARSSEG_ROLE", role, "ROLE",
+        "all, trainer (jobs, datasets, model switches) or inference (a replica:\n"
+        "/segment and reads; follows the trainer's model)"),
+    STR("--mpi-hostfile", "MARSSEG_MPI_HOSTFILE", mpi_hostfile, "H", "run POST /jobs {\"ranks\": N} through mpirun on H's hosts"),
+    STR("--mpi-marsseg", "MARSSEG_MPI_MARSSEG", mpi_bin, "PATH",
+        "the MPI build of marsseg that mpirun starts (default: this binary\n"
+        "if built with MPI, else ../build-mpi/marsseg beside it)"),
+    STR("--label-studio-url", "MARSSEG_LABEL_STUDIO_URL", ls_url, "URL",
+        "the Label Studio host task images may be fetched from, and no\n"
+        "other (default none: data: URIs only)"),
+    STR("--label-studio-token", "MARSSEG_LABEL_STUDIO_TOKEN", ls_token, "TOKEN", "sent to it as 'Authorization: Token TOKEN'"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+
+/* --help from the table: "  --flag ARG  what it does [ENV] (default X)", continuation lines indented. */
+static void usage(FILE *f, const struct server_config *d) {
+    fprintf(f, "usage: marsseg serve [options]\n\n"
+               "Serve the segmentation API and the dashboard over HTTP.\n\n"
+               "options (environment variable in brackets; a flag wins over the environment):\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *base = (const char *)d + o->off;
+        char head[64], dflt[300] = "";
+        snprintf(head, sizeof head, "%s %s", o->flag, o->arg);
+        if (o->kind == OPT_UINT) snprintf(dflt, sizeof dflt, " (default %u%s)", *(const unsigned *)(const void *)base, o->note ? o->note : "");
+        else if (o->kind == OPT_SIZE) snprintf(dflt, sizeof dflt, " (default %zu)", *(const size_t *)(const void *)base);
+        else if (*base) snprintf(dflt, sizeof dflt, " (default %s)", base);
+        fprintf(f, "  %-20s ", head);
+        for (const char *p = o->help; *p; p++) {
+            if (*p == '\n') fprintf(f, "\n%23s", "");
+            else fputc(*p, f);
+        }
+        fprintf(f, "%s%s%s%s\n", o->env ? " [" : "", o->env ? o->env : "", o->env ? "]" : "", dflt);
+    }
+    fprintf(f, "  -h, --help           this text\n\n"
+               "SIZE and N take a k, M or G suffix (binary units). With MARSSEG_TOKEN set, every request that\n"
+               "changes state, and Label Studio's POST /predict, /setup and /webhook, needs\n"
+               "'Authorization: Bearer <token>' (or Basic auth with the token as the password, as Label\n"
+               "Studio sends it); reading stays open.\n");
+}
 
 static int set_opt(struct server_config *c, const struct opt *o, const char *val, const char *from) {
     char *base = (char *)c + o->off;

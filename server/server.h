@@ -52,7 +52,8 @@ struct server_config {
     size_t max_json;             /* JSON request bodies */
     size_t max_upload;           /* dataset uploads (streamed to disk) */
     size_t max_dataset_mem;      /* memory a dataset may need when it is validated/trained on */
-    size_t max_pixels;           /* pixels of an image to segment */
+    size_t max_pixels;           /* pixels of an image to segment; of a whole frame, once resized */
+    size_t max_frame_pixels;     /* pixels of a whole frame as sent (?frame=1), decoded before resizing */
     char token[256];             /* MARSSEG_TOKEN; "" = no auth */
     char role[16];               /* "all", "trainer" or "inference" (enum server_role) */
     char mpi_hostfile[PATH_MAX]; /* "" = no MPI jobs (POST /jobs {"ranks": N} refused) */

@@ -34,7 +34,7 @@ static void traffic_passes(int p, const char *job) {
     via_free(p, "GET", "/datasets/{}/uncertain", "/datasets/nosuch/uncertain", NULL, 404);
 
     char id[32];
-    snprintf(body, sizeof body, "{\"model\":\"%s\",\"key\":\"test_set\",\"probs\":true}", job);
+    snprintf(body, sizeof body, "{\"model\":\"%s\",\"key\":\"test_set\",\"probs\":true,\"frame\":true}", job);
     start_pass(p, "/predictions", body, "{\"key\":\"nope\"}", 400, id, sizeof id);
     snprintf(path, sizeof path, "/predictions/%s", id);
     via_free(p, "GET", "/predictions/{}", path, NULL, 200);

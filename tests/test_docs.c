@@ -6,6 +6,7 @@
  *  - include/marsseg.h's "(default X)" comments are the table's defaults.
  *  - Every source path named in the sources' comments and in the README exists (a file that
  *    moved or never existed, as three of the files commands.h named once, fails here).
+ *  - Every flag of `marsseg serve`'s options table (server/serve.c) is in the README's list.
  * Reads the tree at MS_SRC_DIR (the Makefile passes the repository's directory). */
 #include "marsseg.h"
 #include "testutil.h"
@@ -292,9 +293,36 @@ static void test_paths(void) {
     CHECK(files > 40 && named > 50, "read %d files naming %d paths", files, named);
 }
 
+/* ------------------------------------------------------------------ the service's flags */
+
+/* Every flag of `marsseg serve`'s options table (server/serve.c: its STR/UINT/SIZE rows, which
+ * --help prints) is named in the README's list of the service's flags, as `--flag`. */
+static void test_serve_flags(void) {
+    char *src = slurp("server/serve.c"), *readme = slurp("README.md");
+    CHECK(src && readme, "server/serve.c and README.md");
+    const char *list = readme ? strstr(readme, "`./build/marsseg serve --help`") : NULL;
+    CHECK(list != NULL, "the README's list of the service's flags");
+    int rows = 0;
+    static const char *const kinds[] = {"STR(\"--", "UINT(\"--", "SIZE(\"--"};
+    for (size_t k = 0; src && list && k < sizeof kinds / sizeof *kinds; k++)
+        for (const char *p = src; (p = strstr(p, kinds[k])); p++) {
+            const char *f = strchr(p, '"') + 1, *e = strchr(f, '"');
+            char want[80];
+            snprintf(want, sizeof want, "`%.*s`", (int)(e - f), f);
+            const char *end = strstr(list, "\n\n"); /* the paragraph */
+            const char *hit = strstr(list, want);
+            CHECK(hit && (!end || hit < end), "README names serve's %s with the other flags", want);
+            rows++;
+        }
+    CHECK(rows >= 20, "%d rows in serve's options table", rows);
+    free(src);
+    free(readme);
+}
+
 int main(int argc, char **argv) {
     test_config_table(argc > 1 && !strcmp(argv[1], "--table"));
     test_header_defaults();
     test_paths();
+    test_serve_flags();
     return TEST_END();
 }

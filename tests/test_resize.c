@@ -2,8 +2,9 @@
  * 8-bit BILINEAR and NEAREST bit for bit, float BILINEAR to float rounding, over shrinking by
  * 2, 3 and odd factors, enlarging, one-axis and no-op resizes and a non-square frame; then
  * core/frame.c: a whole frame is resized to the model's recorded frame width, segmented and its
- * labels brought back, exactly as the same steps composed by hand; the frame width survives a
- * save and load, and a file without one reads as 128. */
+ * labels brought back, exactly as the same steps composed by hand; predict --frame gives its
+ * labels, also on frames whose resized size the model's multiples do not divide (padded); the
+ * frame width survives a save and load, and a file without one reads as 128. */
 #include "marsseg_npz.h"
 #include "marsseg_predict.h"
 #include "testutil.h"
@@ -146,6 +147,34 @@ static void whole_frame(ms_npz *z) {
         } else CHECK(0, "no probs in %s", npz);
         ms_npz_close(pz);
         unlink(npz);
+    }
+
+    /* predict --frame on frames of any size: 70x150 (HxW; not multiples of the model's 4) is
+     * segmented at 80x37, padded to 80x40 as ms_model_segment_ex pads; labels and scores as
+     * segment --frame's */
+    {
+        enum { N = 2, FH = 70, FW = 150 };
+        static uint8_t imgs[N * FH * FW], one[FH * FW];
+        for (int i = 0; i < N; i++)
+            for (int y = 0; y < FH; y++)
+                for (int x = 0; x < FW; x++) imgs[(i * FH + y) * FW + x] = src[(y + 40 * i) * W + x + 5 * i];
+        ms_dataset ds = {N, FH, FW, imgs, NULL, "0..255"};
+        ms_predictions pr;
+        const ms_predict_opts po = {.frame = 1};
+        CHECK_OK(ms_predict(m, &ds, NULL, 0, &po, &pr));
+        int same = 0;
+        double dc = 0;
+        for (int i = 0; i < N && pr.labels; i++) {
+            ms_tile_score sc;
+            CHECK_OK(ms_model_segment_frame(m, imgs + i * FH * FW, FH, FW, 0, one, NULL, &sc));
+            for (int p = 0; p < FH * FW; p++) same += one[p] == pr.labels[i * FH * FW + p];
+            dc = fmax(dc, fabs(sc.confidence - pr.confidence[i]));
+        }
+        CHECK(pr.labels && pr.h == FH && pr.w == FW && same == N * FH * FW && dc < 1e-5,
+              "predict --frame, 150x70 frames: %d of %d labels as segment --frame's, confidence %g apart", same, N * FH * FW, dc);
+        ms_predictions_free(&pr);
+        ds.h = 69; /* without frame, tiles must still be multiples */
+        CHECK(ms_predict(m, &ds, NULL, 0, &(ms_predict_opts){0}, &pr) == MS_ERR_SHAPE, "tiles of 150x69 refused without frame");
     }
 
     /* model.frame in the weights file; an older file (no "frame") reads as 128 */

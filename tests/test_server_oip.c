@@ -408,10 +408,13 @@ static void test_refusals(void) {
     EXPECT_ERROR(r, 400, "bad_value");
     resp_free(&r);
 
-    /* the body cap: max(--max-body, --max-json + 4 * --max-pixels), decided from Content-Length */
+    /* the body cap: max(--max-body, --max-json + 4 * --max-pixels, --max-json + --max-frame-pixels),
+     * decided from Content-Length */
     cJSON *s = get_json(g_srv.port, "/schema");
     const cJSON *lim = cJSON_GetObjectItemCaseSensitive(s, "limits");
     size_t cap = (size_t)jnum(lim, "max_json") + 4 * (size_t)jnum(lim, "max_pixels");
+    if ((size_t)jnum(lim, "max_json") + (size_t)jnum(lim, "max_frame_pixels") > cap)
+        cap = (size_t)jnum(lim, "max_json") + (size_t)jnum(lim, "max_frame_pixels");
     if ((size_t)jnum(lim, "max_body") > cap) cap = (size_t)jnum(lim, "max_body");
     cJSON_Delete(s);
     char *huge = malloc(cap + 2);
@@ -511,7 +514,8 @@ static void test_named_model(const struct tiles *t) {
 int main(int argc, char **argv) {
     (void)argc;
     if (su_init(argv[0], "oip")) return 1;
-    const char *extra[] = {"--max-pixels", "300000", "--max-body", "1M", "--threads", "1", NULL};
+    /* a small frame limit keeps the body cap's test body small (whole frames: test_server_frame) */
+    const char *extra[] = {"--max-pixels", "300000", "--max-body", "1M", "--max-frame-pixels", "1M", "--threads", "1", NULL};
     if (su_start_bundled(&g_srv, extra, TOKEN)) return TEST_END();
 
     test_metadata();

@@ -288,7 +288,7 @@ static void traffic_own(int p) {
      * tests/test_server_api.c; the binary tensors below keep their bytes under 0x80. */
     struct reqopt junk = {.ctype = "image/png", .body = "not a png", .len = 9, .has_body = 1};
     via_free(p, "POST", "/segment", "/segment", &junk, 400);
-    via_free(p, "POST", "/segment", "/segment?format=json&tta=1", &junk, 400);
+    via_free(p, "POST", "/segment", "/segment?format=json&tta=1&frame=1", &junk, 400);
     junk.ctype = "application/octet-stream";
     via_free(p, "POST", "/segment", "/segment?format=overlay", &junk, 400);
     struct reqopt mp = {.body = "not a png", .len = 9, .mp_field = "img"};
@@ -463,7 +463,7 @@ static void traffic_oip(int p, const uint8_t *tile, int h, int w, int unversione
         char header[256];
         snprintf(header, sizeof header,
                  "{\"inputs\":[{\"name\":\"image\",\"datatype\":\"UINT8\",\"shape\":[1,%d,%d],\"parameters\":{\"binary_data_size\":%zu}}],"
-                 "\"parameters\":{\"binary_data_output\":true}}",
+                 "\"parameters\":{\"binary_data_output\":true,\"frame\":true}}",
                  h, w, hw);
         size_t hl = strlen(header);
         uint8_t *bin = malloc(hl + hw);

@@ -101,8 +101,10 @@ export const api = {
   /** GET /models/active: the serving model, or null (polled by health.mjs). */
   active: async () => read.readActiveModel(await request('GET', '/models/active', { timeoutMs: 5000 })),
   /** The one request of a segmentation: class ids, uncertainty map and scores in one JSON answer
-   * (?format=json&maps=1); segment.mjs composes mask, overlays and counts from it. */
-  segment: async (png) => read.readSegmentMaps(await request('POST', '/segment?format=json&maps=1', { body: png, type: 'image/png', timeoutMs: 60000 })),
+   * (?format=json&maps=1); segment.mjs composes mask, overlays and counts from it. frame: the
+   * image is a whole camera frame (&frame=1: segmented at the model's scale, answered at its own). */
+  segment: async (png, { frame = false } = {}) =>
+    read.readSegmentMaps(await request('POST', `/segment?format=json&maps=1${frame ? '&frame=1' : ''}`, { body: png, type: 'image/png', timeoutMs: 120000 })),
   createEvaluation: async (req) => read.readPass(await request('POST', '/evaluations', { json: req }), 'POST /evaluations'),
   evaluation: async (id) => read.readEvaluation(await request('GET', `/evaluations/${encodeURIComponent(id)}`), `GET /evaluations/${id}`),
   /** A report's PNG (the worst tiles), by the name report.json gives it. */

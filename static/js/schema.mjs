@@ -84,7 +84,8 @@ export function readSchema(v, at = 'GET /schema') {
   const limits = field('limits', (l, a) => {
     const r = fields(l, a);
     return { max_body: r.field('max_body', count), max_pixels: r.field('max_pixels', count),
-      max_json: r.field('max_json', count), max_upload: r.field('max_upload', count) };
+      max_json: r.field('max_json', count), max_upload: r.field('max_upload', count),
+      max_frame_pixels: r.field('max_frame_pixels', count), max_frame_body: r.field('max_frame_body', count) };
   });
   const auth = field('auth', (o, a) => ({ token_required: fields(o, a).field('token_required', bool) }));
   const mpi = maybe('mpi', (o, a) => {
@@ -239,12 +240,14 @@ export function readActiveModel(v, at = 'GET /models/active') {
 // ───────────────────────────── segmentation, passes
 /** POST /segment?format=json&maps=1: the scores and the maps (base64, one byte per pixel). */
 export function readSegmentMaps(v, at = 'POST /segment') {
-  const { field } = fields(v, at);
+  const { field, maybe } = fields(v, at);
   const timing = field('timing', (t, a) => ({ inference_ms: fields(t, a).field('inference_ms', number) }));
+  // ?frame=1: the size the whole frame was segmented at (the maps are at the image's size)
+  const frame = maybe('frame', (f, a) => { const r = fields(f, a); return { width: r.field('width', count), height: r.field('height', count) }; });
   return {
     width: field('width', count), height: field('height', count), model: field('model', str),
     confidence: field('confidence', number), entropy: field('entropy', number),
-    labels: field('labels', str), uncertainty: field('uncertainty', str), timing,
+    labels: field('labels', str), uncertainty: field('uncertainty', str), timing, frame: frame ?? null,
   };
 }
 

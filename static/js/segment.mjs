@@ -1,7 +1,9 @@
 /* The Segment a tile card. A PNG (dropped, picked, pasted or one of the bundled samples) is
  * checked first (type, size and pixel count from its header, against GET /schema's limits: a
  * file the server would refuse is never sent), then sent ONCE to POST /segment?format=json&maps=1,
- * whose answer carries the class ids, each pixel's uncertainty and the tile's confidence. The
+ * whose answer carries the class ids, each pixel's uncertainty and the tile's confidence (with
+ * "Whole frame" ticked, &frame=1: the image is segmented at the model's scale and answered at its
+ * own size, and the frame limits of /schema apply instead of the tile limits). The
  * mask, the overlay, the uncertainty overlay (the toggle), the pixels per class and the class
  * under the pointer are composed here from it (segmath.mjs): one model run per drop. A file that arrives while
  * one is being segmented waits its turn (the card says so). A failure leaves the previous
@@ -16,6 +18,16 @@ import { b64ToBytes, fractions, grayFromRgba, labelCounts, maskRgba, overlayRgba
 
 const seg = { urls: [], labels: null, unc: null, gray: null, w: 0, h: 0, busy: false, queue: [], shown: '', overlayUrl: '', uncUrl: '' };
 const classes = () => store.schema.classes;
+const wholeFrame = () => $('#seg-frame').checked;
+/** The limits a file is checked against: a tile's, or a whole frame's (pixels before resizing, and its body cap). */
+function limits() {
+  const l = store.schema.limits;
+  return wholeFrame() ? { ...l, max_pixels: l.max_frame_pixels, max_body: l.max_frame_body } : l;
+}
+function showLimits() {
+  const l = limits();
+  $('#seg-limits').textContent = `up to ${l.max_pixels.toLocaleString('en-US')} pixels and ${fmtBytes(l.max_body)}${wholeFrame() ? ' per frame' : ''}`;
+}
 
 function setStatus(text) { $('#seg-status').textContent = text; }
 
@@ -80,7 +92,8 @@ function failed(name, msg) {
  * another runs waits for it. */
 export async function segmentBlob(blob, name = 'image') {
   const head = new Uint8Array(await blob.slice(0, 24).arrayBuffer());
-  const problem = uploadProblem({ name, size: blob.size, head }, store.schema.limits);
+  const frame = wholeFrame(), lim = limits(); // as the file was dropped: a toggle meanwhile does not change it
+  const problem = uploadProblem({ name, size: blob.size, head }, lim);
   if (problem) {
     failed(name, problem);
     throw new Error(problem);
@@ -97,7 +110,7 @@ export async function segmentBlob(blob, name = 'image') {
   setStatus(`Segmenting ${name}…`);
   const t0 = performance.now();
   try {
-    const res = await api.segment(blob);
+    const res = await api.segment(blob, { frame });
     const input = await rgbaOf(blob);
     if (res.width !== input.w || res.height !== input.h) throw new Error(`the answer is ${res.width}×${res.height} but the input is ${input.w}×${input.h}`);
     const labels = b64ToBytes(res.labels), unc = b64ToBytes(res.uncertainty);
@@ -125,7 +138,7 @@ export async function segmentBlob(blob, name = 'image') {
     $('#seg-stale').hidden = true;
     showError($('#seg-error'), '');
     const inferMs = res.timing.inference_ms;
-    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, `model ${res.model}`,
+    $('#seg-meta').textContent = [`${seg.w}×${seg.h} px`, res.frame ? `whole frame, segmented at ${res.frame.width}×${res.frame.height}` : '', `model ${res.model}`,
       inferMs > 0 ? `${fmtNum(inferMs, 3)} ms inference` : '', `${Math.round(performance.now() - t0)} ms round trip`].filter(Boolean).join(' · ');
     const conf = $('#seg-confidence');
     conf.textContent = `Confidence ${fmtPct(res.confidence)}`;
@@ -135,7 +148,7 @@ export async function segmentBlob(blob, name = 'image') {
     setStatus(`Segmented ${name}: ${summary(lm.counts, classes())}.`);
     return { counts: lm.counts, offPalette: lm.offPalette, offExample: lm.offExample, model: res.model, width: seg.w, height: seg.h, confidence: res.confidence };
   } catch (e) {
-    failed(name, reportError(e, '', { inline: true, ctx: { name, size: blob.size } }));
+    failed(name, reportError(e, '', { inline: true, ctx: { name, size: blob.size, limits: lim } }));
     throw e;
   } finally {
     seg.busy = false;
@@ -175,8 +188,8 @@ function initProbe() {
 
 export function initSegment() {
   const dz = $('#dropzone'), input = $('#file-input');
-  const lim = store.schema.limits;
-  $('#seg-limits').textContent = `up to ${lim.max_pixels.toLocaleString('en-US')} pixels and ${fmtBytes(lim.max_body)}`;
+  showLimits();
+  $('#seg-frame').addEventListener('change', showLimits);
   const take = (file, name = file?.name || 'pasted image') => {
     if (!file) return;
     showError($('#seg-error'), '');

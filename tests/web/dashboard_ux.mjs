@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { deflateSync } from 'node:zlib';
 
 const bin = resolve(process.argv[2] || 'build/marsseg');
 const root = resolve(new URL('../..', import.meta.url).pathname);
@@ -187,6 +188,24 @@ const bigPath = join(work, 'huge.png');
 writeFileSync(bigPath, Buffer.concat([pngHead(128, 64), Buffer.alloc(9 * 1048576 - 33)])); // 9 MB: over max_body (8 MB)
 const framePath = join(work, 'frame.png');
 writeFileSync(framePath, Buffer.concat([pngHead(3000, 3000), Buffer.alloc(64)])); // 9,000,000 pixels by its header
+/** An 8-bit gray PNG of w x h, pixel (x, y) = f(x, y) (stored deflate, CRCs computed here). */
+function grayPng(w, h, f) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+  const crc = (b) => { let c = 0xffffffff; for (const v of b) c = crcTable[(c ^ v) & 255] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const b = Buffer.alloc(12 + data.length);
+    b.writeUInt32BE(data.length, 0); b.write(type, 4, 'latin1'); data.copy(b, 8);
+    b.writeUInt32BE(crc(b.subarray(4, 8 + data.length)), 8 + data.length);
+    return b;
+  };
+  const raw = Buffer.alloc((w + 1) * h); // filter byte 0 on each row
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw[y * (w + 1) + 1 + x] = f(x, y);
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; // 8-bit gray, no interlace
+  return Buffer.concat([tile1.subarray(0, 8), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+const wholePath = join(work, 'whole.png'); // a real 1200x1000 frame: over the tile limit (1 MP), within the frame limits
+writeFileSync(wholePath, grayPng(1200, 1000, (x, y) => Math.round(120 + 60 * Math.sin(x / 41) * Math.cos(y / 29) + ((x >> 6) + (y >> 5)) % 3 * 20)));
 const txtPath = join(work, 'notes.txt');
 writeFileSync(txtPath, 'not an image\n');
 const brokenPath = join(work, 'broken.png');
@@ -317,6 +336,22 @@ try {
   const pxMsg = await text(page, '#seg-error');
   check(5, 'too many pixels (from the PNG header): refused before upload, the numbers once',
     segs() === n0 && /^frame\.png has too many pixels \(3000×3000\): the server segments at most 1,048,576 pixels/.test(pxMsg) && (pxMsg.match(/1,048,576/g) || []).length === 1, pxMsg);
+  // issue 19: "Whole frame" — a frame over the tile limit is sent ONCE, with frame=1, and comes back at its own size
+  await page.click('#seg-frame');
+  const frameLim = await text(page, '#seg-limits');
+  n0 = segs();
+  await pick(page, [wholePath]);
+  await segDone(page, 'whole.png', 60000);
+  const whole = await page.evaluate(() => ({ w: document.querySelector('#seg-mask').naturalWidth, h: document.querySelector('#seg-mask').naturalHeight,
+    meta: document.querySelector('#seg-meta').textContent, status: document.querySelector('#seg-status').textContent }));
+  check(19, 'Whole frame: a 1200×1000 frame (over the tile limit) is segmented with ONE request, frame=1, at its own size',
+    segs() - n0 === 1 && count(page, /^\/segment\?format=json&maps=1&frame=1$/, 'POST') === 1 && whole.w === 1200 && whole.h === 1000 && /^Segmented whole\.png/.test(whole.status),
+    `${segs() - n0} POST /segment; mask ${whole.w}×${whole.h}; ${whole.status}`);
+  check(19, 'Whole frame: the frame limits are shown, and the size it was segmented at', /16,777,216 pixels and 32 MB per frame/.test(frameLim) && /segmented at 128×107/.test(whole.meta),
+    `"${frameLim}"; ${whole.meta}`);
+  await shot(page, 'whole-frame');
+  await page.click('#seg-frame');
+  check(19, 'Whole frame off: the tile limits are back', /1,048,576 pixels and 8\.0 MB$/.test(await text(page, '#seg-limits')), await text(page, '#seg-limits'));
   n0 = segs();
   await pick(page, [brokenPath]);
   await waitFor(page, () => /broken\.png/.test(document.querySelector('#seg-error').textContent), null, 10000, 'the server\'s refusal');

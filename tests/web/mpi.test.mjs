@@ -9,7 +9,7 @@ import { checkRanks } from '../../static/js/formcheck.mjs';
 const SCHEMA = {
   classes: [{ id: 0, name: 'background', color: '#000000' }],
   config: [{ name: 'epochs', type: 'integer', default: 20, min: 1, max: 10000, help: 'epochs', flag: '--epochs' }],
-  limits: { max_body: 1, max_pixels: 1, max_json: 1, max_upload: 1 },
+  limits: { max_body: 1, max_pixels: 1, max_json: 1, max_upload: 1, max_frame_pixels: 1, max_frame_body: 1 },
   auth: { token_required: false },
   activate: { default: 'if_better', choices: [{ value: 'if_better', label: 'only if better', help: 'h' }, { value: 'always', label: 'always', help: 'h' }, { value: false, label: 'never', help: 'h' }] },
 };

@@ -21,7 +21,7 @@ const SCHEMA = {
     { name: 'class_weights', type: 'weights', default: [1, 1, 1, 1, 1], min: 0, max: 1000, help: 'per-class weights' },
     { name: 'lr', type: 'number', default: 0.001, min: 1e-7, max: 1, help: 'learning rate', flag: '--lr' },
   ],
-  limits: { max_body: 8388608, max_pixels: 16777216, max_json: 65536, max_upload: 2147483648 },
+  limits: { max_body: 8388608, max_pixels: 16777216, max_json: 65536, max_upload: 2147483648, max_frame_pixels: 16777216, max_frame_body: 33554432 },
   auth: { token_required: false },
   activate: { default: 'if_better', choices: [{ value: 'if_better', label: 'only if better', help: 'h' }, { value: 'always', label: 'always', help: 'h' }, { value: false, label: 'never', help: 'h' }] },
 };
@@ -52,6 +52,8 @@ test('GET /schema: classes as [r,g,b] in id order, config rows, limits, auth', (
   assert.deepEqual(s.config.find((c) => c.name === 'loss').choices, ['wce', 'dice', 'focal', 'wce+dice']);
   assert.equal(s.config.find((c) => c.name === 'hflip').min, null);
   assert.equal(s.limits.max_upload, 2147483648);
+  assert.equal(s.limits.max_frame_pixels, 16777216);
+  assert.equal(s.limits.max_frame_body, 33554432);
   assert.equal(s.auth.token_required, false);
 });
 
@@ -67,7 +69,18 @@ test('GET /schema: refuses what the page cannot use', () => {
   bad((s) => { s.config[2].min = null; }, /config\[2\]\.min: expected a number, got null/);
   bad((s) => { s.config[3].choices = 'wce|dice'; }, /config\[3\]\.choices: expected an array/);
   bad((s) => { delete s.limits.max_json; }, /limits\.max_json: missing/);
+  bad((s) => { delete s.limits.max_frame_body; }, /limits\.max_frame_body: missing/);
   bad((s) => { s.auth.token_required = 'no'; }, /auth\.token_required: expected true or false/);
+});
+
+test('POST /segment?format=json&maps=1: the maps, and with frame=1 the size the frame was segmented at', () => {
+  const tile = { width: 128, height: 64, pixels: 8192, model: 'default', confidence: 0.8, entropy: 0.2, classes: [], labels: 'AA==', uncertainty: 'AA==',
+    timing: { decode_ms: 0.1, inference_ms: 3.2, total_ms: 4 } };
+  assert.equal(read.readSegmentMaps(clone(tile)).frame, null);
+  const r = read.readSegmentMaps({ ...clone(tile), width: 3000, height: 3000, frame: { width: 128, height: 128 } });
+  assert.deepEqual([r.width, r.height, r.frame], [3000, 3000, { width: 128, height: 128 }]);
+  rejects(() => read.readSegmentMaps({ ...clone(tile), frame: { width: 128 } }), /frame\.height: missing/);
+  rejects(() => read.readSegmentMaps(without(tile, 'labels')), /labels: missing/);
 });
 
 test('GET /jobs: the summary view', () => {
