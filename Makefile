@@ -100,7 +100,7 @@ endif
 	bash bench/segment_latency.sh $(BIN) 200
 	bash bench/replicas.sh $(BIN) 10
 
-# The bundled default model: trained in two stages on the developers' AI4Mars file
+# The bundled default model: trained in four stages on the developers' AI4Mars file
 # (../shared/data), resumable: an interrupted `make model` continues where it stopped.
 # See tools/train_default.sh.
 model: $(BIN)
