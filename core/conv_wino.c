@@ -260,6 +260,8 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
         __m512 acc[8 * NV];                                                                                  \
         _Pragma("GCC unroll 24") for (int j = 0; j < 8 * NV; j++) acc[j] = _mm512_setzero_ps();             \
         for (int c = 0; c < Ct; c++) {                                                                       \
+            if ((c & 15) == 0) /* the next 8 rows' line at c, a call ahead: U streams from memory */        \
+                _Pragma("GCC unroll 8") for (int j = 8; j < 16; j++) _mm_prefetch((const char *)(U + j * ldu + c), _MM_HINT_T0); \
             __m512 v[NV];                                                                                    \
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++) v[k] = _mm512_loadu_ps(V + (size_t)c * TC + 16 * k); \
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                                            \
