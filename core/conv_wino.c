@@ -174,79 +174,101 @@ __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ld
  * than its products); loads and permutes are cheap everywhere. */
 int wino_row_layout(int H, int W) { return W % 32 == 0 ? 1 : W == 16 && H % 4 == 0 ? 2 : 0; }
 
-__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
-                                                                 const float *extra, int Cin, int Cextra, size_t N,
-                                                                 int H, int W, long t0, int nt, int c0, int c1) {
-    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2;
-    const size_t plane = (size_t)Ct * ldt;
+/* where one vector of 16 tiles reads its inputs: per input row i of the 4x4 tiles, its offset
+ * in a channel plane and the masks of its loads (zero for rows outside the image: a masked-off
+ * lane reads nothing, so no branch is needed) */
+typedef struct {
+    long row[4];
+    __mmask16 m[4][4];
+} rows_geom;
+
+/* B^T d B of one channel's 16 tiles (geometry g) into o (positions plane apart); TWO: two tile
+ * rows of 8 a vector. Inlined with a literal TWO so that d[][] stays in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void rows_vec(float *o, size_t plane, const float *src,
+                                                                            const rows_geom *g, int W, const int TWO) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
-    for (int v = 0; v < 3; v++) {
-        float *o0 = V + 16 * v;
-        if (16 * v >= nt) { /* absent tiles: zeros (their products are never stored) */
-            for (int x = 0; x < 16; x++)
-                for (int c = c0; c < c1; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * ldt, _mm512_setzero_ps());
-            continue;
+    __m512 d[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const float *p = src + g->row[i];
+        if (TWO) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
+            const __m512 pa = _mm512_maskz_loadu_ps(g->m[i][0], p), pb = _mm512_maskz_loadu_ps(g->m[i][1], p + 2 * W);
+            const __m512 qa = _mm512_maskz_loadu_ps(g->m[i][2], p + 2), qb = _mm512_maskz_loadu_ps(g->m[i][3], p + 2 * W + 2);
+            d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
+            d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
+            d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
+            d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
+        } else {
+            const __m512 l0 = _mm512_maskz_loadu_ps(g->m[i][0], p), l1 = _mm512_maskz_loadu_ps(g->m[i][1], p + 16);
+            const __m512 l2 = _mm512_maskz_loadu_ps(g->m[i][2], p + 32);
+            d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
+            d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
+            d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
+            d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
         }
+    }
+    tile_inputs(o, plane, d);
+}
+
+/* an appended 1x1 row: only the middle 2x2 (chunk_products), i.e. the tiles' own pixels, which
+ * lie inside the image */
+__attribute__((target("avx512f"), always_inline)) static inline void rows_vec_centre(float *o, size_t plane,
+                                                                                   const float *src, const rows_geom *g,
+                                                                                   size_t half) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const float *p1 = src + g->row[1] + 1, *p2 = src + g->row[2] + 1;
+    const __m512 a1 = _mm512_loadu_ps(p1), b1 = _mm512_loadu_ps(p1 + half);
+    const __m512 a2 = _mm512_loadu_ps(p2), b2 = _mm512_loadu_ps(p2 + half);
+    const __m512 d11 = _mm512_permutex2var_ps(a1, even, b1), d12 = _mm512_permutex2var_ps(a1, odd, b1);
+    const __m512 d21 = _mm512_permutex2var_ps(a2, even, b2), d22 = _mm512_permutex2var_ps(a2, odd, b2);
+    const __m512 r11 = _mm512_add_ps(d11, d21), r12 = _mm512_add_ps(d12, d22); /* as tile_inputs */
+    const __m512 r21 = _mm512_sub_ps(d21, d11), r22 = _mm512_sub_ps(d22, d12);
+    _mm512_storeu_ps(o + 5 * plane, _mm512_add_ps(r11, r12));
+    _mm512_storeu_ps(o + 6 * plane, _mm512_sub_ps(r12, r11));
+    _mm512_storeu_ps(o + 9 * plane, _mm512_add_ps(r21, r22));
+    _mm512_storeu_ps(o + 10 * plane, _mm512_sub_ps(r22, r21));
+}
+
+/* Channels outermost: a channel's rows for the chunk's vectors are read together, as longer
+ * runs of each plane (the planes are further apart than the prefetchers follow). */
+__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
+                                                                 const float *extra, int Cin, int Cextra, size_t N,
+                                                                 int H, int W, long t0, int nt, int c0, int c1) {
+    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2, nv = (nt + 15) / 16;
+    const size_t plane = (size_t)Ct * ldt, half = two ? 2 * (size_t)W : 16;
+    rows_geom g[3];
+    for (int v = 0; v < nv; v++) {
         const long T = t0 + 16 * v;
         const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
         const long x0 = 2L * tx0 - 1; /* column of the first tile's first input */
-        const __mmask16 ml = tx0 == 0 ? (__mmask16)0xFFFE : (__mmask16)0xFFFF;
-        const __mmask16 mr = tx0 + 16 < TW ? (__mmask16)0x3 : (__mmask16)0x1; /* columns x0+32, x0+33 */
-        int live[4], live2[4];
-        long row[4];
         for (int i = 0; i < 4; i++) {
-            const int y = 2 * ty - 1 + i;
-            live[i] = y >= 0 && y < H;
-            live2[i] = two && y + 2 < H; /* the second tile row's input row (y + 2 >= 1) */
-            row[i] = ((long)b * H + y) * W + x0;
+            const int y = 2 * ty - 1 + i, live = y >= 0 && y < H, live2 = y + 2 < H; /* live2: the second tile row's (two) */
+            g[v].row[i] = ((long)b * H + y) * W + x0;
+            if (two) {
+                g[v].m[i][0] = live ? 0xFFFE : 0, g[v].m[i][1] = live2 ? 0xFFFE : 0;
+                g[v].m[i][2] = live ? 0x7FFF : 0, g[v].m[i][3] = live2 ? 0x7FFF : 0;
+            } else {
+                g[v].m[i][0] = !live ? 0 : tx0 == 0 ? 0xFFFE : 0xFFFF;
+                g[v].m[i][1] = live ? 0xFFFF : 0;
+                g[v].m[i][2] = !live ? 0 : tx0 + 16 < TW ? 0x3 : 0x1; /* columns x0+32, x0+33 */
+                g[v].m[i][3] = 0;
+            }
         }
-        for (int c = c0; c < c1; c++) {
-            const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
-            if (c >= Cin) { /* an appended 1x1 row: only the middle 2x2 (chunk_products), the tiles' own pixels */
-                const float *p1 = src + row[1] + 1, *p2 = src + row[2] + 1;
-                const size_t o = two ? 2 * (size_t)W : 16; /* the vector's second half */
-                const __m512 a1 = _mm512_loadu_ps(p1), b1 = _mm512_loadu_ps(p1 + o);
-                const __m512 a2 = _mm512_loadu_ps(p2), b2 = _mm512_loadu_ps(p2 + o);
-                const __m512 d11 = _mm512_permutex2var_ps(a1, even, b1), d12 = _mm512_permutex2var_ps(a1, odd, b1);
-                const __m512 d21 = _mm512_permutex2var_ps(a2, even, b2), d22 = _mm512_permutex2var_ps(a2, odd, b2);
-                const __m512 r11 = _mm512_add_ps(d11, d21), r12 = _mm512_add_ps(d12, d22); /* as tile_inputs */
-                const __m512 r21 = _mm512_sub_ps(d21, d11), r22 = _mm512_sub_ps(d22, d12);
-                float *oc = o0 + (size_t)c * ldt;
-                _mm512_storeu_ps(oc + 5 * plane, _mm512_add_ps(r11, r12));
-                _mm512_storeu_ps(oc + 6 * plane, _mm512_sub_ps(r12, r11));
-                _mm512_storeu_ps(oc + 9 * plane, _mm512_add_ps(r21, r22));
-                _mm512_storeu_ps(oc + 10 * plane, _mm512_sub_ps(r22, r21));
-                continue;
-            }
-            __m512 d[4][4];
-            for (int i = 0; i < (two ? 4 : 0); i++) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
-                const float *p = src + row[i];
-                const __mmask16 a = live[i] ? 0xFFFF : 0, c2 = live2[i] ? 0xFFFF : 0;
-                const __m512 pa = _mm512_maskz_loadu_ps(a & 0xFFFE, p), pb = _mm512_maskz_loadu_ps(c2 & 0xFFFE, p + 2 * W);
-                const __m512 qa = _mm512_maskz_loadu_ps(a & 0x7FFF, p + 2), qb = _mm512_maskz_loadu_ps(c2 & 0x7FFF, p + 2 * W + 2);
-                d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
-                d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
-                d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
-                d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
-            }
-            for (int i = 0; i < (two ? 0 : 4); i++) {
-                if (!live[i]) {
-                    d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
-                    continue;
-                }
-                const float *p = src + row[i];
-                const __m512 l0 = _mm512_maskz_loadu_ps(ml, p), l1 = _mm512_loadu_ps(p + 16);
-                const __m512 l2 = _mm512_maskz_loadu_ps(mr, p + 32);
-                d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
-                d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
-                d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
-                d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
-            }
-            tile_inputs(o0 + (size_t)c * ldt, plane, d);
+    }
+    for (int c = c0; c < c1; c++) {
+        const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+        float *oc = V + (size_t)c * ldt;
+        for (int v = 0; v < nv; v++) {
+            if (c >= Cin) rows_vec_centre(oc + 16 * v, plane, src, &g[v], half);
+            else if (two) rows_vec(oc + 16 * v, plane, src, &g[v], W, 1);
+            else rows_vec(oc + 16 * v, plane, src, &g[v], W, 0);
         }
+        for (int v = nv; v < 3; v++) /* absent tiles: zeros (their products are never stored) */
+            for (int x = 0; x < 16; x++) _mm512_storeu_ps(oc + 16 * v + x * plane, _mm512_setzero_ps());
     }
 }
 
