@@ -86,7 +86,12 @@ $(BUILD)/bench_unet: bench/bench_unet.c bench/bench_util.h $(LIB)
 $(BUILD)/bench_predict: bench/bench_predict.c bench/bench_util.h $(LIB)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
 
-bench: $(BUILD)/bench_unet $(BUILD)/bench_predict $(BIN)
+# where a batch-1 inference's time goes: each 3x3 convolution shape with every candidate, one
+# thread's CPU time (bench/bench_layers.c)
+$(BUILD)/bench_layers: bench/bench_layers.c $(LIB)
+	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: $(BUILD)/bench_unet $(BUILD)/bench_predict $(BUILD)/bench_layers $(BIN)
 ifeq ($(PEER),1)
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  (echo "PEER=1 needs Debian's python3-torch: apt-get install -y python3-torch" >&2; exit 1)
@@ -96,6 +101,8 @@ else
 	./$(BUILD)/bench_unet 5 | tee $(BUILD)/bench.txt
 endif
 	./$(BUILD)/bench_predict 128 9 | tee -a $(BUILD)/bench.txt
+	./$(BUILD)/bench_layers 32 100 | tee -a $(BUILD)/bench.txt
+	./$(BUILD)/bench_layers 16 100 | tee -a $(BUILD)/bench.txt
 	bash bench/segment_load.sh $(BIN) 10 $$(sed -n 's/^F=16 infer (medians, best of [0-9]* passes): batch 1 \([0-9.]*\) ms.*/\1/p' $(BUILD)/bench.txt)
 	bash bench/segment_latency.sh $(BIN) 200
 	bash bench/replicas.sh $(BIN) 10

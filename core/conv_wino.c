@@ -147,9 +147,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile_inputs
 
 /* V (16, Ct, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), 16 tiles per vector */
 __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra,
-                                                            int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct) {
+                                                            int Cin, int Cextra, size_t N, int W, const chunk_tiles *ct,
+                                                            int c0, int c1) {
     const size_t plane = (size_t)(Cin + Cextra) * ldt;
-    for (int c = 0; c < Cin + Cextra; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
         for (int v = 0; v < 3; v++) {
             __m512 d[4][4];
@@ -173,88 +174,148 @@ __attribute__((target("avx512f"))) void wino_input_transform(float *V, size_t ld
  * than its products); loads and permutes are cheap everywhere. */
 int wino_row_layout(int H, int W) { return W % 32 == 0 ? 1 : W == 16 && H % 4 == 0 ? 2 : 0; }
 
-__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
-                                                                 const float *extra, int Cin, int Cextra, size_t N,
-                                                                 int H, int W, long t0, int nt) {
-    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2;
-    const size_t plane = (size_t)Ct * ldt;
+/* where one vector of 16 tiles reads its inputs: per input row i of the 4x4 tiles, its offset
+ * in a channel plane and the masks of its loads (zero for rows outside the image: a masked-off
+ * lane reads nothing, so no branch is needed) */
+typedef struct {
+    long row[4];
+    __mmask16 m[4][4];
+} rows_geom;
+
+/* B^T d B of one channel's 16 tiles (geometry g) into o (positions plane apart); TWO: two tile
+ * rows of 8 a vector. Inlined with a literal TWO so that d[][] stays in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void rows_vec(float *o, size_t plane, const float *src,
+                                                                            const rows_geom *g, int W, const int TWO) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
-    for (int v = 0; v < 3; v++) {
-        float *o0 = V + 16 * v;
-        if (16 * v >= nt) { /* absent tiles: zeros (their products are never stored) */
-            for (int x = 0; x < 16; x++)
-                for (int c = 0; c < Ct; c++) _mm512_storeu_ps(o0 + x * plane + (size_t)c * ldt, _mm512_setzero_ps());
-            continue;
+    __m512 d[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const float *p = src + g->row[i];
+        if (TWO) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
+            const __m512 pa = _mm512_maskz_loadu_ps(g->m[i][0], p), pb = _mm512_maskz_loadu_ps(g->m[i][1], p + 2 * W);
+            const __m512 qa = _mm512_maskz_loadu_ps(g->m[i][2], p + 2), qb = _mm512_maskz_loadu_ps(g->m[i][3], p + 2 * W + 2);
+            d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
+            d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
+            d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
+            d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
+        } else {
+            const __m512 l0 = _mm512_maskz_loadu_ps(g->m[i][0], p), l1 = _mm512_maskz_loadu_ps(g->m[i][1], p + 16);
+            const __m512 l2 = _mm512_maskz_loadu_ps(g->m[i][2], p + 32);
+            d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
+            d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
+            d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
+            d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
         }
+    }
+    tile_inputs(o, plane, d);
+}
+
+/* an appended 1x1 row: only the middle 2x2 (chunk_products), i.e. the tiles' own pixels, which
+ * lie inside the image */
+__attribute__((target("avx512f"), always_inline)) static inline void rows_vec_centre(float *o, size_t plane,
+                                                                                   const float *src, const rows_geom *g,
+                                                                                   size_t half) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const float *p1 = src + g->row[1] + 1, *p2 = src + g->row[2] + 1;
+    const __m512 a1 = _mm512_loadu_ps(p1), b1 = _mm512_loadu_ps(p1 + half);
+    const __m512 a2 = _mm512_loadu_ps(p2), b2 = _mm512_loadu_ps(p2 + half);
+    const __m512 d11 = _mm512_permutex2var_ps(a1, even, b1), d12 = _mm512_permutex2var_ps(a1, odd, b1);
+    const __m512 d21 = _mm512_permutex2var_ps(a2, even, b2), d22 = _mm512_permutex2var_ps(a2, odd, b2);
+    const __m512 r11 = _mm512_add_ps(d11, d21), r12 = _mm512_add_ps(d12, d22); /* as tile_inputs */
+    const __m512 r21 = _mm512_sub_ps(d21, d11), r22 = _mm512_sub_ps(d22, d12);
+    _mm512_storeu_ps(o + 5 * plane, _mm512_add_ps(r11, r12));
+    _mm512_storeu_ps(o + 6 * plane, _mm512_sub_ps(r12, r11));
+    _mm512_storeu_ps(o + 9 * plane, _mm512_add_ps(r21, r22));
+    _mm512_storeu_ps(o + 10 * plane, _mm512_sub_ps(r22, r21));
+}
+
+/* Channels outermost: a channel's rows for the chunk's vectors are read together, as longer
+ * runs of each plane (the planes are further apart than the prefetchers follow). */
+__attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size_t ldt, const float *inp,
+                                                                 const float *extra, int Cin, int Cextra, size_t N,
+                                                                 int H, int W, long t0, int nt, int c0, int c1) {
+    const int Ct = Cin + Cextra, TW = W / 2, TH = H / 2, two = wino_row_layout(H, W) == 2, nv = (nt + 15) / 16;
+    const size_t plane = (size_t)Ct * ldt, half = two ? 2 * (size_t)W : 16;
+    rows_geom g[3];
+    for (int v = 0; v < nv; v++) {
         const long T = t0 + 16 * v;
         const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
         const long x0 = 2L * tx0 - 1; /* column of the first tile's first input */
-        const __mmask16 ml = tx0 == 0 ? (__mmask16)0xFFFE : (__mmask16)0xFFFF;
-        const __mmask16 mr = tx0 + 16 < TW ? (__mmask16)0x3 : (__mmask16)0x1; /* columns x0+32, x0+33 */
-        int live[4], live2[4];
-        long row[4];
         for (int i = 0; i < 4; i++) {
-            const int y = 2 * ty - 1 + i;
-            live[i] = y >= 0 && y < H;
-            live2[i] = two && y + 2 < H; /* the second tile row's input row (y + 2 >= 1) */
-            row[i] = ((long)b * H + y) * W + x0;
-        }
-        for (int c = 0; c < Ct; c++) {
-            const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
-            __m512 d[4][4];
-            for (int i = 0; i < (two ? 4 : 0); i++) { /* two tile rows of 8: columns -1..14 and 1..16 of rows y, y+2 */
-                const float *p = src + row[i];
-                const __mmask16 a = live[i] ? 0xFFFF : 0, c2 = live2[i] ? 0xFFFF : 0;
-                const __m512 pa = _mm512_maskz_loadu_ps(a & 0xFFFE, p), pb = _mm512_maskz_loadu_ps(c2 & 0xFFFE, p + 2 * W);
-                const __m512 qa = _mm512_maskz_loadu_ps(a & 0x7FFF, p + 2), qb = _mm512_maskz_loadu_ps(c2 & 0x7FFF, p + 2 * W + 2);
-                d[i][0] = _mm512_permutex2var_ps(pa, even, pb);
-                d[i][1] = _mm512_permutex2var_ps(pa, odd, pb);
-                d[i][2] = _mm512_permutex2var_ps(qa, even, qb);
-                d[i][3] = _mm512_permutex2var_ps(qa, odd, qb);
+            const int y = 2 * ty - 1 + i, live = y >= 0 && y < H, live2 = y + 2 < H; /* live2: the second tile row's (two) */
+            g[v].row[i] = ((long)b * H + y) * W + x0;
+            if (two) {
+                g[v].m[i][0] = live ? 0xFFFE : 0, g[v].m[i][1] = live2 ? 0xFFFE : 0;
+                g[v].m[i][2] = live ? 0x7FFF : 0, g[v].m[i][3] = live2 ? 0x7FFF : 0;
+            } else {
+                g[v].m[i][0] = !live ? 0 : tx0 == 0 ? 0xFFFE : 0xFFFF;
+                g[v].m[i][1] = live ? 0xFFFF : 0;
+                g[v].m[i][2] = !live ? 0 : tx0 + 16 < TW ? 0x3 : 0x1; /* columns x0+32, x0+33 */
+                g[v].m[i][3] = 0;
             }
-            for (int i = 0; i < (two ? 0 : 4); i++) {
-                if (!live[i]) {
-                    d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
-                    continue;
-                }
-                const float *p = src + row[i];
-                const __m512 l0 = _mm512_maskz_loadu_ps(ml, p), l1 = _mm512_loadu_ps(p + 16);
-                const __m512 l2 = _mm512_maskz_loadu_ps(mr, p + 32);
-                d[i][0] = _mm512_permutex2var_ps(l0, even, l1);
-                d[i][1] = _mm512_permutex2var_ps(l0, odd, l1);
-                d[i][2] = _mm512_permutex2var_ps(d[i][0], next, l2);
-                d[i][3] = _mm512_permutex2var_ps(d[i][1], next1, l2);
-            }
-            tile_inputs(o0 + (size_t)c * ldt, plane, d);
         }
+    }
+    for (int c = c0; c < c1; c++) {
+        const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+        float *oc = V + (size_t)c * ldt;
+        for (int v = 0; v < nv; v++) {
+            if (c >= Cin) rows_vec_centre(oc + 16 * v, plane, src, &g[v], half);
+            else if (two) rows_vec(oc + 16 * v, plane, src, &g[v], W, 1);
+            else rows_vec(oc + 16 * v, plane, src, &g[v], W, 0);
+        }
+        for (int v = nv; v < 3; v++) /* absent tiles: zeros (their products are never stored) */
+            for (int x = 0; x < 16; x++) _mm512_storeu_ps(oc + 16 * v + x * plane, _mm512_setzero_ps());
     }
 }
 
 /* M[x] (8 rows from co0, TC) = U[x] (rows co0.., first Ct columns, row stride ldu) . V[x] (Ct, TC),
- * for one x of the 16 */
-__attribute__((target("avx512f"))) static void gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct) {
-    __m512 acc[24];
-#pragma GCC unroll 24
-    for (int j = 0; j < 24; j++) acc[j] = _mm512_setzero_ps();
-    for (int c = 0; c < Ct; c++) {
-        const __m512 v0 = _mm512_loadu_ps(V + (size_t)c * TC), v1 = _mm512_loadu_ps(V + (size_t)c * TC + 16),
-                     v2 = _mm512_loadu_ps(V + (size_t)c * TC + 32);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const __m512 u = _mm512_set1_ps(U[j * ldu + c]);
-            acc[3 * j] = _mm512_fmadd_ps(v0, u, acc[3 * j]);
-            acc[3 * j + 1] = _mm512_fmadd_ps(v1, u, acc[3 * j + 1]);
-            acc[3 * j + 2] = _mm512_fmadd_ps(v2, u, acc[3 * j + 2]);
-        }
+ * for one x of the 16, over the chunk's first NV vectors of 16 tiles: a chunk that is not full
+ * (the last of a layer; the only one of a 4x8-tile layer at batch 1) multiplies no absent tiles.
+ * A macro for literal bounds, as DIRECT_BLOCK in conv_direct.c. */
+#define WINO_GEMM(name, NV)                                                                                  \
+    __attribute__((target("avx512f"))) static void name(float *M, const float *U, size_t ldu, const float *V, \
+                                                        int Ct) {                                            \
+        __m512 acc[8 * NV];                                                                                  \
+        _Pragma("GCC unroll 24") for (int j = 0; j < 8 * NV; j++) acc[j] = _mm512_setzero_ps();             \
+        for (int c = 0; c < Ct; c++) {                                                                       \
+            if ((c & 15) == 0) /* the next 8 rows' line at c, a call ahead: U streams from memory */        \
+                _Pragma("GCC unroll 8") for (int j = 8; j < 16; j++) _mm_prefetch((const char *)(U + j * ldu + c), _MM_HINT_T0); \
+            __m512 v[NV];                                                                                    \
+            _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++) v[k] = _mm512_loadu_ps(V + (size_t)c * TC + 16 * k); \
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                                            \
+                const __m512 u = _mm512_set1_ps(U[j * ldu + c]);                                             \
+                _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++) acc[NV * j + k] = _mm512_fmadd_ps(v[k], u, acc[NV * j + k]); \
+            }                                                                                                \
+        }                                                                                                    \
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                                  \
+            _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++) _mm512_storeu_ps(M + (size_t)j * TC + 16 * k, acc[NV * j + k]); \
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) {
-        _mm512_storeu_ps(M + (size_t)j * TC, acc[3 * j]);
-        _mm512_storeu_ps(M + (size_t)j * TC + 16, acc[3 * j + 1]);
-        _mm512_storeu_ps(M + (size_t)j * TC + 32, acc[3 * j + 2]);
+WINO_GEMM(gemm_8x48, 3)
+WINO_GEMM(gemm_8x32, 2)
+WINO_GEMM(gemm_8x16, 1)
+
+/* M (16, co1 - co0, TC) <- the products of output channels co0 .. co1-1 over nv vectors of tiles.
+ * An appended 1x1 row (channel Cin + e) is a kernel with only its centre tap: its U is zero at
+ * the 12 positions x outside the middle 2x2 of the 4x4 (conv3x3_wino_weights), so those products
+ * run over the Cin channels alone. Skipping exact zeros changes no result, and it makes the
+ * shortcut cost 4 products per tile and channel pair, as many as the 1x1 convolution has. */
+static void chunk_products(float *M, const float *U, size_t uplane, int ldu, const float *V, int Cin, int Ct, int co0,
+                           int co1, int nv) {
+    const size_t mplane = (size_t)(co1 - co0) * TC;
+    for (int x = 0; x < 16; x++) {
+        const int centre = x == 5 || x == 6 || x == 9 || x == 10, ct = centre ? Ct : Cin;
+        const float *Vx = V + (size_t)x * Ct * TC;
+        for (int co = co0; co < co1; co += 8) {
+            float *Mo = M + x * mplane + (size_t)(co - co0) * TC;
+            const float *Uo = U + x * uplane + (size_t)co * ldu;
+            if (nv == 3) gemm_8x48(Mo, Uo, ldu, Vx, ct);
+            else if (nv == 2) gemm_8x32(Mo, Uo, ldu, Vx, ct);
+            else gemm_8x16(Mo, Uo, ldu, Vx, ct);
+        }
     }
 }
 
@@ -333,32 +394,74 @@ __attribute__((target("avx512f"))) static void output_transform_rows(float *out,
 }
 #endif
 
+#if MS_HAVE_WINO
+/* One chunk's input transform (channels c0..c1-1 of the Ct) and, after it, its products and
+ * output transform for output channels co0..co1-1 (M: that range's (16, co1-co0, TC)). */
+static void chunk_in(float *V, const float *inp, const float *extra, int Cin, int Cextra, size_t N, int B, int H, int W,
+                     long t0, int nt, chunk_tiles *ct, int c0, int c1) {
+    if (wino_row_layout(H, W)) wino_input_transform_rows(V, TC, inp, extra, Cin, Cextra, N, H, W, t0, nt, c0, c1);
+    else {
+        wino_tiles_of(ct, B, H, W, t0, nt);
+        wino_input_transform(V, TC, inp, extra, Cin, Cextra, N, W, ct, c0, c1);
+    }
+}
+static void chunk_out(float *out, float *M, const float *U, size_t uplane, int ldu, const float *V, const float *bias,
+                      int relu, int accumulate, int Cin, int Ct, size_t N, int H, int W, long t0, int nt,
+                      const chunk_tiles *ct, int co0, int co1) {
+    chunk_products(M, U, uplane, ldu, V, Cin, Ct, co0, co1, (nt + 15) / 16);
+    float *o = out + (size_t)co0 * N;
+    const float *b = bias ? bias + co0 : NULL;
+    if (wino_row_layout(H, W)) output_transform_rows(o, M, b, relu, accumulate, co1 - co0, N, H, W, t0, nt);
+    else output_transform(o, M, b, relu, accumulate, co1 - co0, N, W, ct);
+}
+#endif
+
+/* Below this many chunks per thread, the threads share each chunk (its input channels, then its
+ * output channels) instead of taking whole chunks: the deep levels at batch 1 have 1 (4x8 tiles)
+ * or 3 (8x16) chunks, which whole-chunk threading left to one thread of two, or two of three. */
+#ifndef MS_WINO_TEAM_CHUNKS
+#define MS_WINO_TEAM_CHUNKS 4
+#endif
+
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws) {
     // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (16, Cout, ldu >= Cin+Cextra), out (Cout,B,H,W)
 #if MS_HAVE_WINO
-    const int Ct = Cin + Cextra;
+    const int Ct = Cin + Cextra, nthr = conv_threads();
     const size_t N = (size_t)B * H * W;
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + TC - 1) / TC;
     const size_t slice = (size_t)16 * TC * (Ct + Cout) + 16, uplane = (size_t)Cout * ldu;
-    const int rows = wino_row_layout(H, W) != 0;
-#pragma omp parallel for schedule(static) num_threads(conv_threads())
+    if (nthr > 1 && nchunks < (long)MS_WINO_TEAM_CHUNKS * nthr) {
+        /* one V for the team (the front of the workspace), each thread's M after it at its
+         * output channels' place: 16 * TC * (Ct + Cout) floats in all */
+#pragma omp parallel num_threads(nthr)
+        {
+            const int t = omp_get_thread_num(), n = omp_get_num_threads(), nb = Cout / 8;
+            const int c0 = (int)((long)Ct * t / n), c1 = (int)((long)Ct * (t + 1) / n);
+            const int co0 = 8 * (nb * t / n), co1 = 8 * (nb * (t + 1) / n);
+            float *V = ws, *M = ws + (size_t)16 * TC * (Ct + co0);
+            for (long ch = 0; ch < nchunks; ch++) {
+                const long t0 = ch * TC;
+                const int nt = T - t0 < TC ? (int)(T - t0) : TC;
+                chunk_tiles ct;
+                chunk_in(V, inp, extra, Cin, Cextra, N, B, H, W, t0, nt, &ct, c0, c1);
+#pragma omp barrier
+                if (co1 > co0)
+                    chunk_out(out, M, U, uplane, ldu, V, bias, relu, accumulate, Cin, Ct, N, H, W, t0, nt, &ct, co0, co1);
+#pragma omp barrier
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nthr)
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)16 * TC * Ct;
         const long t0 = ch * TC;
         const int nt = T - t0 < TC ? (int)(T - t0) : TC;
         chunk_tiles ct;
-        if (rows) wino_input_transform_rows(V, TC, inp, extra, Cin, Cextra, N, H, W, t0, nt);
-        else {
-            wino_tiles_of(&ct, B, H, W, t0, nt);
-            wino_input_transform(V, TC, inp, extra, Cin, Cextra, N, W, &ct);
-        }
-        for (int x = 0; x < 16; x++)
-            for (int co = 0; co < Cout; co += 8)
-                gemm_8x48(M + ((size_t)x * Cout + co) * TC, U + x * uplane + (size_t)co * ldu, ldu, V + (size_t)x * Ct * TC, Ct);
-        if (rows) output_transform_rows(out, M, bias, relu, accumulate, Cout, N, H, W, t0, nt);
-        else output_transform(out, M, bias, relu, accumulate, Cout, N, W, &ct);
+        chunk_in(V, inp, extra, Cin, Cextra, N, B, H, W, t0, nt, &ct, 0, Ct);
+        chunk_out(out, M, U, uplane, ldu, V, bias, relu, accumulate, Cin, Ct, N, H, W, t0, nt, &ct, 0, Cout);
     }
 #else
     (void)out, (void)inp, (void)extra, (void)Cextra, (void)U, (void)bias, (void)relu, (void)accumulate;

@@ -201,10 +201,10 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
                 const int n = nt - s * TC < TC ? nt - s * TC : TC;
                 chunk_tiles ct;
                 if (rows) {
-                    wino_input_transform_rows(V + s * TC, CT, inp, NULL, Cin, 0, N, H, W, t0, n);
+                    wino_input_transform_rows(V + s * TC, CT, inp, NULL, Cin, 0, N, H, W, t0, n, 0, Cin);
                 } else {
                     wino_tiles_of(&ct, B, H, W, t0, n);
-                    wino_input_transform(V + s * TC, CT, inp, NULL, Cin, 0, N, W, &ct);
+                    wino_input_transform(V + s * TC, CT, inp, NULL, Cin, 0, N, W, &ct, 0, Cin);
                 }
                 grad_transform(Z + s * TC, CT, dout, Cout, N, H, W, t0, n, &ct);
             }

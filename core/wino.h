@@ -27,14 +27,17 @@ typedef struct {
 
 /* the tiles t0 .. t0+nt-1 (nt <= WINO_TC) of the (B, H/2, W/2) tile grid */
 void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt);
-/* V (16, Cin + Cextra, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones): by gathers
+/* V (16, Cin + Cextra, ldt) <- B^T d B of the chunk's tiles (zeros for absent ones), for the
+ * channels c0 .. c1-1 of the Cin + Cextra (a team of threads shares one chunk's V): by gathers
  * (any W), or without them where wino_row_layout(H, W) is not 0: 1 where a 16-tile vector lies in
- * one tile row (W a multiple of 32), 2 where it holds two rows of 8 tiles (W 16, H a multiple of 4) */
+ * one tile row (W a multiple of 32), 2 where it holds two rows of 8 tiles (W 16, H a multiple of 4).
+ * The row form writes only the middle 2x2 positions (5, 6, 9, 10) of the appended rows
+ * (channels from Cin on): the only ones the forward's products read (conv_wino.c). */
 void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra, size_t N,
-                          int W, const chunk_tiles *ct);
+                          int W, const chunk_tiles *ct, int c0, int c1);
 int wino_row_layout(int H, int W);
 void wino_input_transform_rows(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra,
-                               size_t N, int H, int W, long t0, int nt);
+                               size_t N, int H, int W, long t0, int nt, int c0, int c1);
 #endif
 
 #endif

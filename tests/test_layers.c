@@ -11,6 +11,7 @@
 #include "unet.h"
 #include "unet_ref.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,7 +190,10 @@ static void test_conv3x3_wino(void) {
                              {2, 32, 40, 10, 24, 0},
                              /* rows of 16k tiles (W a multiple of 32): the gather-free transforms, with
                               * a short last chunk (80 tiles), 3 vectors a row, appended rows */
-                             {1, 40, 32, 10, 32, 0}, {2, 32, 32, 4, 96, 8}, {3, 32, 40, 6, 64, 16}};
+                             {1, 40, 32, 10, 32, 0}, {2, 32, 32, 4, 96, 8}, {3, 32, 40, 6, 64, 16},
+                             /* two tile rows of 8 a vector (W 16) with appended rows, 2 vectors of tiles
+                              * (the deep levels at batch 1); 22 chunks, the last of one vector */
+                             {1, 32, 40, 8, 16, 16}, {1, 32, 32, 64, 64, 8}};
     if (!conv3x3_wino_ok(32, 0, 32, 1, 16, 32)) {
         printf("  conv3x3 winograd: this CPU has no AVX-512F; not used\n");
         return;
@@ -211,6 +215,14 @@ static void test_conv3x3_wino(void) {
             CHECK(unwritten == 0, "winograd conv %zu: %zu outputs not written", si, unwritten);
             double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
             CHECK(d <= 1e-5, "winograd conv %zu (relu %d): normwise error %.3g", si, relu, d);
+            /* one thread (whole chunks) gives the same floats as a team sharing each chunk */
+            float *one = malloc(sizeof(float) * c.N * s.Cout);
+            const int nthr = omp_get_max_threads();
+            omp_set_num_threads(1);
+            conv3x3_wino_forward(one, c.x, c.ex, s.Ce, U, s.Cin + s.Ce, c.b, relu, 0, s.B, s.Cin, s.Cout, s.H, s.W, wws);
+            omp_set_num_threads(nthr);
+            CHECK(memcmp(one, c.got, sizeof(float) * c.N * s.Cout) == 0, "winograd conv %zu: %d threads differ from one", si, nthr);
+            free(one);
             if (relu) printf("  conv3x3 winograd %dx%dx%dx%d -> %d (+%d rows): normwise error %.2g\n", s.B, s.Cin, s.H, s.W, s.Cout, s.Ce, d);
         }
         /* training form (U made on each call): conv3x3_forward and the backward's dinp against
