@@ -441,9 +441,7 @@ static void test_rank_and_report(const ms_model *m, const ms_dataset *test, cons
     snprintf(dir, sizeof dir, "%s/report", tmp);
     ms_report_opts rep = {.worst = 5, .model_label = "models/default.npz", .data_label = "sample"};
     cJSON *rj = NULL;
-    ms_confusion cm, ref, ev;
-    memset(&ref, 0, sizeof ref);
-    memset(&ev, 0, sizeof ev);
+    ms_confusion cm, ref = {0}, ev = {0};
     CHECK_OK(ms_eval_report(m, train, idx, n, &rep, dir, &rj, &cm));
     /* the reference: the labels of ms_model_predict (the inference form, as the report's) */
     {
@@ -457,9 +455,7 @@ static void test_rank_and_report(const ms_model *m, const ms_dataset *test, cons
             }
         CHECK_OK(ms_model_predict(m, x, n, train->h, train->w, lab, NULL));
         ms_confusion_add(&ref, truth, lab, (size_t)n * thw);
-        free(x);
-        free(lab);
-        free(truth);
+        free(x), free(lab), free(truth);
     }
     CHECK(!memcmp(&cm, &ref, sizeof cm), "report confusion differs from ms_model_predict's labels'");
     /* ms_evaluate runs the unfolded eval-mode graph: the same up to float rounding (near-ties) */
