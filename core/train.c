@@ -231,7 +231,6 @@ ms_status ms_trainer_run(ms_trainer *t) {
         t->batch_in_epoch = 0;
         t->seconds_done = 0;
         t->order_rng = next_order;
-        if (c->reweight > 0) train_reweight(t);
 
         /* best weights, early stopping, plateau schedule — all on validation mIoU */
         const double score = isnan(e.val_miou) ? -1.0 : e.val_miou;
@@ -257,6 +256,7 @@ ms_status ms_trainer_run(ms_trainer *t) {
         }
         if ((st = train_check_replicas(t)) || (st = train_checkpoint(t))) return st;
         if (t->cb.on_epoch) t->cb.on_epoch(t->cb.user, &e);
+        if (c->reweight > 0) train_reweight(t); /* the next epoch's weights (logged after this one) */
         if (stop_early) train_log(t, "early stop: no val mIoU gain for %d epochs", t->bad_epochs);
     }
     train_log(t, "finished %d epochs in %.0f s", t->epoch, ms_now_s() - run_start);
