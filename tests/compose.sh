@@ -70,8 +70,11 @@ all_active() {
   done
 }
 
-# how many times HAProxy has logged the replica's server as UP (its health check passing)
-up_count() { compose logs --no-color haproxy 2>/dev/null | grep -c "Server replicas/$1 is UP" || true; }
+# how many times HAProxy has logged the replica's server as UP: its health check passing ("Server
+# replicas/replica1 is UP"), or, when the stopped container's name stopped resolving and the
+# server went into maintenance, its name resolving again ("Server replicas/replica1 ('replica1')
+# is UP/READY (resolves again)")
+up_count() { compose logs --no-color haproxy 2>/dev/null | grep -cE "Server replicas/$1( \('$1'\))? is UP" || true; }
 
 step "preflight: docker CLI, a Docker engine, a compose command, curl"
 command -v docker >/dev/null || fail "no docker command"
