@@ -288,7 +288,10 @@ try {
   const before = await page.evaluate(() => ({ src: document.querySelector('#seg-overlay').src, conf: document.querySelector('#seg-confidence').textContent,
     value: Number(document.querySelector('#seg-confidence').dataset.confidence) }));
   n0 = segs();
-  const httpCount = () => page.requests.filter((r) => r.url.startsWith('http')).length; // not the page's own blob: images
+  // every request to the server but the pollers' GETs of state (jobs, health, models), which may land
+  // in any window; blob: images are the page's own
+  const polled = /^\/(healthz|readyz|jobs|models|datasets|evaluations|predictions)(\/|\?|$)/;
+  const httpCount = () => page.requests.filter((r) => r.url.startsWith('http') && !(r.method === 'GET' && polled.test(new URL(r.url).pathname))).length;
   const allBefore = httpCount();
   await page.click('#seg-unc-toggle');
   await waitFor(page, (src) => document.querySelector('#seg-overlay').src !== src && document.querySelector('#seg-overlay').complete, before.src, 5000, 'the uncertainty overlay');
