@@ -69,12 +69,9 @@ int cmd_calibrate(int argc, char **argv) {
     ms_model *m = NULL;
     ms_dataset ds = {0};
     int *idx = NULL, n = 0;
-    uint8_t *buf = NULL;
-    size_t len = 0;
     char *meta = NULL;
     ms_calibration cal;
-    ms_status st = ms_read_file(split_of, 1 << 20, &buf, &len);
-    if (!st) st = ms_train_config_from_json(&cfg, (const char *)buf, len);
+    ms_status st = ms_train_config_from_file(&cfg, split_of);
     if (!st) st = ms_model_load(&m, model);
     if (!st) st = ms_training_set(&cfg, &ds, &idx, &n);
     if (!st && tiles > 0 && tiles < n) { /* evenly spaced, in order */
@@ -89,7 +86,6 @@ int cmd_calibrate(int argc, char **argv) {
     else
         printf("%s: offsets %+.2f %+.2f %+.2f %+.2f %+.2f; mIoU on %d training tiles %.4f -> %.4f\n", out, cal.offsets[0],
                cal.offsets[1], cal.offsets[2], cal.offsets[3], cal.offsets[4], n, cal.miou_before, cal.miou_after);
-    free(buf);
     free(meta);
     free(idx);
     ms_dataset_free(&ds);

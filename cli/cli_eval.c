@@ -91,11 +91,7 @@ int cmd_eval(int argc, char **argv) {
     ms_train_config cfg; /* --split-of's */
     if (split_of) {
         ms_train_config_default(&cfg);
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        st = ms_read_file(split_of, 1 << 20, &buf, &len);
-        if (!st) st = ms_train_config_from_json(&cfg, (const char *)buf, len);
-        free(buf);
+        st = ms_train_config_from_file(&cfg, split_of);
         if (!st && data) snprintf(cfg.data, sizeof cfg.data, "%s", data);
         if (!st) st = ms_validation_set(&cfg, &ds, &idx, &n);
     } else {

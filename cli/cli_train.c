@@ -182,14 +182,10 @@ static int parse_args(int argc, char **argv, ms_train_config *cfg, train_args *a
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) a->config = argv[i + 1];
     if (a->config) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (ms_read_file(a->config, 1 << 20, &buf, &len) || ms_train_config_from_json(cfg, (const char *)buf, len)) {
+        if (ms_train_config_from_file(cfg, a->config)) {
             fprintf(stderr, "marsseg train: %s: %s\n", a->config, ms_last_error());
-            free(buf);
             return 2;
         }
-        free(buf);
     }
     cJSON *overrides = cJSON_CreateObject();
     int rc = overrides ? GO_ON : 1;

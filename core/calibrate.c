@@ -19,7 +19,7 @@
 #define BATCH 32
 #define MAX_OFFSET 4.0f
 
-/* mIoU over classes 1..4 of argmax(lp + b) against y, over n pixels (lp: (n, K)). */
+/* mIoU over classes 1..4 (ms_confusion_scores') of argmax(lp + b) against y, over n pixels (lp: (n, K)). */
 static double miou_with(const float *lp, const uint8_t *y, size_t n, const float b[K]) {
     int64_t cm[K * K];
     memset(cm, 0, sizeof cm);
@@ -32,15 +32,11 @@ static double miou_with(const float *lp, const uint8_t *y, size_t n, const float
             if (p[k] + b[k] > mx) mx = p[k] + b[k], best = k;
         cm[y[i] * K + best]++;
     }
-    double s = 0;
-    int present = 0;
-    for (int k = 1; k < K; k++) {
-        int64_t row = 0, col = 0;
-        for (int j = 0; j < K; j++) row += cm[k * K + j], col += cm[j * K + k];
-        const int64_t uni = row + col - cm[k * K + k];
-        if (uni > 0) s += (double)cm[k * K + k] / (double)uni, present++;
-    }
-    return present ? s / present : 0.0;
+    ms_confusion c;
+    memcpy(c.cm, cm, sizeof c.cm);
+    ms_scores s;
+    ms_confusion_scores(&c, &s);
+    return s.miou;
 }
 
 double ms_calibrate_score(const float *logp, const uint8_t *y, size_t n, const float offsets[MS_NUM_CLASSES]) {

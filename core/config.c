@@ -241,6 +241,15 @@ ms_status ms_train_config_from_cjson(ms_train_config *c, const cJSON *obj) {
     return st;
 }
 
+ms_status ms_train_config_from_file(ms_train_config *c, const char *path) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ms_status st = ms_read_file(path, 1 << 20, &buf, &len);
+    if (!st) st = ms_train_config_from_json(c, (const char *)buf, len);
+    free(buf);
+    return st;
+}
+
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len) {
     if (len > (1 << 20)) return ms_fail(MS_ERR_LIMIT, "config: JSON larger than 1 MiB");
     /* cJSON_ParseWithLength stops after the first value and ignores whatever follows, so

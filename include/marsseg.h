@@ -236,6 +236,9 @@ cJSON *ms_train_config_schema(void);
 /* Text forms of the two above (config files, checkpoints): one JSON object and nothing but
  * whitespace after it (at most 1 MiB); malloc'd text of every field. */
 ms_status ms_train_config_from_json(ms_train_config *c, const char *json, size_t len);
+/* The same from a JSON file (at most 1 MiB), as `train --config`, `eval --split-of` and
+ * `calibrate --split-of` read it. */
+ms_status ms_train_config_from_file(ms_train_config *c, const char *path);
 char *ms_train_config_to_json(const ms_train_config *c);
 
 /* One point of the training curves (one per finished epoch). */

@@ -7,6 +7,7 @@
  * checkpoint). */
 #include "marsseg.h"
 #include "testutil.h"
+#include "trainutil.h"
 #include "unet.h"
 
 #include <math.h>
@@ -39,37 +40,10 @@ static void config(ms_train_config *c, int epochs, float ema) {
     c->ema = ema;
 }
 
-/* a pause (cancel, then resume from the checkpoint) after the first epoch */
-static void on_epoch(void *u, const ms_epoch_stats *e) {
-    if (e->epoch == 1) ms_trainer_cancel(*(ms_trainer **)u);
-}
-
 static ms_model *train(const ms_train_config *c, const char *name, int pause) {
-    char dir[128], path[160];
+    char dir[128];
     snprintf(dir, sizeof dir, "%s/%s", tmp, name);
-    ms_trainer *t = NULL;
-    ms_train_callbacks cb = {&t, NULL, pause ? on_epoch : NULL, NULL};
-    ms_status st = ms_trainer_create(&t, c, dir, &cb);
-    CHECK_OK(st);
-    if (st) return NULL;
-    st = ms_trainer_run(t);
-    ms_trainer_free(t);
-    if (pause) {
-        CHECK(st == MS_ERR_CANCELLED, "%s: stopped after epoch 1: %s", name, ms_strerror(st));
-        cb.on_epoch = NULL;
-        CHECK_OK(st = ms_trainer_resume(&t, dir, &cb));
-        if (!st) st = ms_trainer_run(t);
-        ms_trainer_free(t);
-    }
-    CHECK_OK(st);
-    ms_model *m = NULL;
-    snprintf(path, sizeof path, "%s/model.npz", dir);
-    CHECK_OK(ms_model_load(&m, path));
-    return m;
-}
-
-static int same(const ms_model *a, const ms_model *b) {
-    return a && b && !memcmp(a->params, b->params, sizeof(float) * a->nparams) && !memcmp(a->bufs, b->bufs, sizeof(float) * a->nbufs);
+    return tr_train(c, dir, pause, NULL);
 }
 
 int main(void) {
@@ -93,7 +67,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/ema/checkpoint.npz", tmp);
     CHECK_OK(ms_model_load(&raw, path));
     if (w[0] && w[1] && w[2] && w[3] && avg) {
-        CHECK(!same(w[1], w[2]) && !same(w[2], w[3]), "each epoch is a step that moves the weights");
+        CHECK(!tr_same(w[1], w[2]) && !tr_same(w[2], w[3]), "each epoch is a step that moves the weights");
         const size_t np = w[0]->nparams, nb = w[0]->nbufs;
         float *ep = malloc(sizeof(float) * np), *eb = malloc(sizeof(float) * nb);
         memcpy(ep, w[0]->params, sizeof(float) * np);
@@ -111,8 +85,8 @@ int main(void) {
                moved);
         CHECK(worst < 1e-6, "model.npz is the moving average of the 3 steps' weights: %g apart", worst);
         CHECK(moved > 1e-3, "the average differs from the last weights (%g)", moved);
-        CHECK(same(raw, w[3]), "the average leaves training alone: the checkpoint's weights equal the plain run's");
-        CHECK(same(paused, avg), "paused after epoch 1 and resumed: bit-identical to the uninterrupted run");
+        CHECK(tr_same(raw, w[3]), "the average leaves training alone: the checkpoint's weights equal the plain run's");
+        CHECK(tr_same(paused, avg), "paused after epoch 1 and resumed: bit-identical to the uninterrupted run");
         free(ep), free(eb);
     }
     for (int k = 0; k < 4; k++) ms_model_free(w[k]);

@@ -10,6 +10,7 @@
 #include "marsseg.h"
 #include "marsseg_npz.h"
 #include "testutil.h"
+#include "trainutil.h"
 #include "unet.h"
 
 #include <stdio.h>
@@ -43,38 +44,11 @@ static void on_log(void *u, const char *line) {
     if (nlogged < 4) snprintf(logged[nlogged++], sizeof logged[0], "%s", line);
 }
 
-static void pause_after_first(void *u, const ms_epoch_stats *e) {
-    if (e->epoch == 1) ms_trainer_cancel(*(ms_trainer **)u);
-}
-
 static ms_model *train(const ms_train_config *c, const char *name, int pause) {
-    char dir[128], path[160];
+    char dir[128];
     snprintf(dir, sizeof dir, "%s/%s", tmp, name);
-    ms_trainer *t = NULL;
     nlogged = 0;
-    ms_train_callbacks cb = {&t, NULL, pause ? pause_after_first : NULL, on_log};
-    ms_status st = ms_trainer_create(&t, c, dir, &cb);
-    CHECK_OK(st);
-    if (st) return NULL;
-    st = ms_trainer_run(t);
-    ms_trainer_free(t);
-    if (pause) {
-        CHECK(st == MS_ERR_CANCELLED, "%s: stopped after epoch 1: %s", name, ms_strerror(st));
-        cb.on_epoch = NULL;
-        CHECK_OK(st = ms_trainer_resume(&t, dir, &cb));
-        if (!st) st = ms_trainer_run(t);
-        ms_trainer_free(t);
-    }
-    CHECK_OK(st);
-    ms_model *m = NULL;
-    snprintf(path, sizeof path, "%s/model.npz", dir);
-    CHECK_OK(ms_model_load(&m, path));
-    return m;
-}
-
-static int same(const ms_model *a, const ms_model *b) {
-    return a && b && a->nparams == b->nparams && !memcmp(a->params, b->params, sizeof(float) * a->nparams) &&
-           !memcmp(a->bufs, b->bufs, sizeof(float) * a->nbufs);
+    return tr_train(c, dir, pause, on_log);
 }
 
 /* The first n tiles of the sample joined into n/2 frames, as an (n/2, 2, 2h, w) training set. */
@@ -138,7 +112,7 @@ int main(void) {
     config(&c, joined, 0);
     ms_model *tiles = train(&c, "joined", 0);
     CHECK(strstr(logged[0], "10 samples of 128x128") != NULL, "log: %s", logged[0]);
-    CHECK(same(fr, tiles), "a frames run trains exactly as a run on the frames joined beforehand");
+    CHECK(tr_same(fr, tiles), "a frames run trains exactly as a run on the frames joined beforehand");
 
     /* 2. with a validation split and duplicate masks dropped */
     config(&c, "datasets/sample.npz", 1);
@@ -155,7 +129,7 @@ int main(void) {
     snprintf(line, sizeof line, ", %d validation;", nval);
     CHECK(strstr(logged[2], line) != NULL, "validation on the %d held-out tiles: '%s'", nval, logged[2]);
     ms_model *b = train(&c, "split-paused", 1);
-    CHECK(same(a, b), "paused and resumed: bit-identical to the uninterrupted run");
+    CHECK(tr_same(a, b), "paused and resumed: bit-identical to the uninterrupted run");
 
     ms_model_free(fr);
     ms_model_free(tiles);
