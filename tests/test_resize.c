@@ -72,6 +72,20 @@ static void bad_sizes(void) {
 }
 
 /* a 160x160 frame with model.frame 80: segmented at 80x80, labels back at 160x160 */
+/* predict --frame's answers for n frames of h x w against segment --frame on each alone: how many
+ * labels agree, and (in *dc) the largest confidence gap. one: room for a frame's labels. */
+static int frames_as_segment(const ms_model *m, const uint8_t *imgs, int n, int h, int w, const ms_predictions *pr,
+                             uint8_t *one, double *dc) {
+    int same = 0;
+    for (int i = 0; i < n && pr->labels; i++) {
+        ms_tile_score sc;
+        CHECK_OK(ms_model_segment_frame(m, imgs + (size_t)i * h * w, h, w, 0, one, NULL, &sc));
+        for (int p = 0; p < h * w; p++) same += one[p] == pr->labels[(size_t)i * h * w + p];
+        *dc = fmax(*dc, fabs(sc.confidence - pr->confidence[i]));
+    }
+    return same;
+}
+
 static void whole_frame(ms_npz *z) {
     enum { H = 160, W = 160, h = 80, w = 80 };
     const ms_model_config mc = {2, 4, MS_NUM_CLASSES, 0.0f, 80, 0};
@@ -115,14 +129,8 @@ static void whole_frame(ms_npz *z) {
         if (fd >= 0) close(fd);
         const ms_predict_opts po = {.frame = 1, .npz_path = npz, .probs = 1};
         CHECK_OK(ms_predict(m, &ds, NULL, 0, &po, &pr));
-        int same = 0;
         double dc = 0;
-        for (int i = 0; i < N && pr.labels; i++) {
-            ms_tile_score sc;
-            CHECK_OK(ms_model_segment_frame(m, imgs + i * H * W, H, W, 0, one, NULL, &sc));
-            for (int p = 0; p < H * W; p++) same += one[p] == pr.labels[i * H * W + p];
-            dc = fmax(dc, fabs(sc.confidence - pr.confidence[i]));
-        }
+        const int same = frames_as_segment(m, imgs, N, H, W, &pr, one, &dc);
         CHECK(pr.labels && pr.h == H && pr.w == W && same >= N * H * W * 999 / 1000 && dc < 1e-5,
               "predict --frame: %d of %d labels as segment --frame's, confidence %g apart", same, N * H * W, dc);
         ms_predictions_free(&pr);
@@ -162,14 +170,8 @@ static void whole_frame(ms_npz *z) {
         ms_predictions pr;
         const ms_predict_opts po = {.frame = 1};
         CHECK_OK(ms_predict(m, &ds, NULL, 0, &po, &pr));
-        int same = 0;
         double dc = 0;
-        for (int i = 0; i < N && pr.labels; i++) {
-            ms_tile_score sc;
-            CHECK_OK(ms_model_segment_frame(m, imgs + i * FH * FW, FH, FW, 0, one, NULL, &sc));
-            for (int p = 0; p < FH * FW; p++) same += one[p] == pr.labels[i * FH * FW + p];
-            dc = fmax(dc, fabs(sc.confidence - pr.confidence[i]));
-        }
+        const int same = frames_as_segment(m, imgs, N, FH, FW, &pr, one, &dc);
         CHECK(pr.labels && pr.h == FH && pr.w == FW && same == N * FH * FW && dc < 1e-5,
               "predict --frame, 150x70 frames: %d of %d labels as segment --frame's, confidence %g apart", same, N * FH * FW, dc);
         ms_predictions_free(&pr);
