@@ -10,9 +10,9 @@
  *      changed: 3000x3000 is 422 and the large PNG 413; /schema's limits say both caps;
  *   3. POST /predictions with frame (an npz body with ?frame=1, and {"frame": true} on an uploaded
  *      dataset): 300x200 frames, whose resized size the model's multiples do not divide, get
- *      /segment?frame=1's labels byte for byte; without frame they are refused; bad values 400;
+ *      /segment?frame=1's labels (same_labels: equal up to near-ties); without frame they are refused; bad values 400;
  *   4. the Open Inference Protocol's parameters.frame: UINT8 frames (two 300x200 and the
- *      3000x3000 one, 9 MB of binary data) get /segment?frame=1's labels byte for byte,
+ *      3000x3000 one, 9 MB of binary data) get /segment?frame=1's labels (up to near-ties),
  *      probabilities at the frames' size; FP32 frames the labels of the same steps with a float
  *      resize (how many equal /segment's is printed); its refusals. */
 #include "marsseg.h"
@@ -40,6 +40,18 @@ static uint8_t *g_big, *g_big_labels; /* the 3000x3000 frame and its /segment?fr
 static uint8_t g_frames[NF][FH * FW], g_frame_labels[NF][FH * FW];
 
 /* ------------------------------------------------------------------ fixtures */
+
+/* Two runs of the same model on the same frame give the same labels except where two classes
+ * tie to float rounding: the server and this process, or a job's team and a worker's one thread,
+ * may sum in another order (other thread counts, other measured plans), and at a near-tie the
+ * argmax can go either way (a fresh clone's first run showed it on one frame). At most 0.1% of
+ * the pixels may differ, and how many did is printed; a wrong resize or frame changes far more. */
+static int same_labels(const uint8_t *a, const uint8_t *b, size_t n, const char *what) {
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += a[i] != b[i];
+    if (diff) printf("%s: %zu of %zu labels differ (near-ties)\n", what, diff, n);
+    return diff <= n / 1000;
+}
 
 /* A frame that compresses like a rover image: smooth terrain plus a few gray levels of noise. */
 static uint8_t *frame_img(int w, int h, unsigned seed) {
@@ -136,8 +148,8 @@ static void test_segment_big(void) {
         const double secs = now_s() - t0;
         CHECK(want && ms_model_segment_frame(g_model, img, h, w, 0, want, NULL, NULL) == MS_OK, "reference labels %dx%d", w, h);
         CHECK(len > (1u << 20), "the %dx%d frame's PNG (%zu bytes) is larger than --max-body 1M", w, h, len);
-        CHECK(got && want && memcmp(got, want, (size_t)w * h) == 0, "/segment?frame=1 of %dx%d: labels at its size, as "
-                                                                    "ms_model_segment_frame's (%.1f s)", w, h, secs);
+        CHECK(got && want && same_labels(got, want, (size_t)w * h, "/segment?frame=1 vs this process"),
+              "/segment?frame=1 of %dx%d: labels at its size, as ms_model_segment_frame's (%.1f s)", w, h, secs);
         printf("/segment?frame=1 of %dx%d: a %zu-byte PNG, %.2f s with the PNG's encoding here\n", w, h, len, secs);
         if (i == 0) g_big = img, g_big_labels = got, img = got = NULL;
         if (i == 0 && g_big) { /* the same PNG without frame=1: over --max-body, as before */
@@ -268,7 +280,7 @@ static void check_prediction(const char *id, const char *what) {
              info.shape[2] == FW && ms_npz_read_u8(z, "labels", labels, sizeof labels) == MS_OK;
     CHECK(ok, "%s: the result's labels are (%d,%d,%d)", what, NF, FH, FW);
     for (int i = 0; ok && i < NF; i++)
-        CHECK(memcmp(labels + (size_t)i * FH * FW, g_frame_labels[i], FH * FW) == 0, "%s: frame %d's labels are /segment?frame=1's",
+        CHECK(same_labels(labels + (size_t)i * FH * FW, g_frame_labels[i], FH * FW, what), "%s: frame %d's labels are /segment?frame=1's",
               what, i);
     ms_npz_close(z);
     resp_free(&r);
@@ -366,7 +378,8 @@ static void test_oip(void) {
     CHECK(r.status == 200 && d && n == want, "UINT8 frames: %ld, %zu bytes of outputs (want %zu) %.200s", r.status, n, want,
           r.status != 200 && r.body ? r.body : "");
     if (d && n == want) {
-        CHECK(memcmp(d, g_frame_labels, NF * hw) == 0, "parameters.frame, UINT8: labels are /segment?frame=1's byte for byte");
+        CHECK(same_labels(d, &g_frame_labels[0][0], NF * hw, "parameters.frame, UINT8"),
+              "parameters.frame, UINT8: labels are /segment?frame=1's");
         float *p = malloc(n - NF * hw), *conf = p ? p + NF * MS_NUM_CLASSES * hw : NULL; /* aligned copies */
         if (p) memcpy(p, d + NF * hw, n - NF * hw);
         double worst = p ? 0 : INFINITY;
@@ -387,7 +400,7 @@ static void test_oip(void) {
              "\"parameters\":{\"frame\":true,\"binary_data_output\":true}}");
     if (g_big) infer(hdr, g_big, 9000000, &r);
     d = answer_data(&r, &n);
-    CHECK(g_big && g_big_labels && r.status == 200 && d && n == 9000000 && memcmp(d, g_big_labels, n) == 0,
+    CHECK(g_big && g_big_labels && r.status == 200 && d && n == 9000000 && same_labels(d, g_big_labels, n, "3000x3000 UINT8"),
           "parameters.frame, a 3000x3000 UINT8 frame: /segment?frame=1's labels (%ld)", r.status);
     resp_free(&r);
     /* FP32 v/255: resized as a float map, without the 8-bit rounding of /segment's resize: the
@@ -403,7 +416,7 @@ static void test_oip(void) {
     d = answer_data(&r, &n);
     size_t same = 0;
     for (size_t i = 0; d && n == hw && i < hw; i++) same += d[i] == g_frame_labels[1][i];
-    CHECK(r.status == 200 && d && n == hw && memcmp(d, fref, hw) == 0,
+    CHECK(r.status == 200 && d && n == hw && same_labels(d, fref, hw, "parameters.frame, FP32"),
           "parameters.frame, FP32: the labels of a float resize, segmentation and nearest resize back (%ld)", r.status);
     printf("FP32 frame (resized as floats): %zu of %zu labels (%.1f%%) equal /segment?frame=1's\n", same, hw, 100.0 * same / hw);
     resp_free(&r);
@@ -445,7 +458,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NF; i++) {
         uint8_t *img = frame_img(FW, FH, 20 + (unsigned)i), *lab = img ? segment_frame(img, FW, FH, NULL) : NULL;
         uint8_t want[FH * FW];
-        CHECK(lab && ms_model_segment_frame(g_model, img, FH, FW, 0, want, NULL, NULL) == MS_OK && !memcmp(lab, want, sizeof want),
+        CHECK(lab && ms_model_segment_frame(g_model, img, FH, FW, 0, want, NULL, NULL) == MS_OK &&
+                  same_labels(lab, want, sizeof want, "300x200 /segment?frame=1 vs this process"),
               "300x200 frame %d: /segment?frame=1 = ms_model_segment_frame", i);
         if (img) memcpy(g_frames[i], img, FH * FW);
         if (lab) memcpy(g_frame_labels[i], lab, FH * FW);
