@@ -41,18 +41,6 @@ static uint8_t g_frames[NF][FH * FW], g_frame_labels[NF][FH * FW];
 
 /* ------------------------------------------------------------------ fixtures */
 
-/* Two runs of the same model on the same frame give the same labels except where two classes
- * tie to float rounding: the server and this process, or a job's team and a worker's one thread,
- * may sum in another order (other thread counts, other measured plans), and at a near-tie the
- * argmax can go either way (a fresh clone's first run showed it on one frame). At most 0.1% of
- * the pixels may differ, and how many did is printed; a wrong resize or frame changes far more. */
-static int same_labels(const uint8_t *a, const uint8_t *b, size_t n, const char *what) {
-    size_t diff = 0;
-    for (size_t i = 0; i < n; i++) diff += a[i] != b[i];
-    if (diff) printf("%s: %zu of %zu labels differ (near-ties)\n", what, diff, n);
-    return diff <= n / 1000;
-}
-
 /* A frame that compresses like a rover image: smooth terrain plus a few gray levels of noise. */
 static uint8_t *frame_img(int w, int h, unsigned seed) {
     uint8_t *g = malloc((size_t)w * h);
@@ -148,7 +136,7 @@ static void test_segment_big(void) {
         const double secs = now_s() - t0;
         CHECK(want && ms_model_segment_frame(g_model, img, h, w, 0, want, NULL, NULL) == MS_OK, "reference labels %dx%d", w, h);
         CHECK(len > (1u << 20), "the %dx%d frame's PNG (%zu bytes) is larger than --max-body 1M", w, h, len);
-        CHECK(got && want && same_labels(got, want, (size_t)w * h, "/segment?frame=1 vs this process"),
+        CHECK(got && want && tu_same_labels(got, want, (size_t)w * h, "/segment?frame=1 vs this process"),
               "/segment?frame=1 of %dx%d: labels at its size, as ms_model_segment_frame's (%.1f s)", w, h, secs);
         printf("/segment?frame=1 of %dx%d: a %zu-byte PNG, %.2f s with the PNG's encoding here\n", w, h, len, secs);
         if (i == 0) g_big = img, g_big_labels = got, img = got = NULL;
@@ -280,7 +268,7 @@ static void check_prediction(const char *id, const char *what) {
              info.shape[2] == FW && ms_npz_read_u8(z, "labels", labels, sizeof labels) == MS_OK;
     CHECK(ok, "%s: the result's labels are (%d,%d,%d)", what, NF, FH, FW);
     for (int i = 0; ok && i < NF; i++)
-        CHECK(same_labels(labels + (size_t)i * FH * FW, g_frame_labels[i], FH * FW, what), "%s: frame %d's labels are /segment?frame=1's",
+        CHECK(tu_same_labels(labels + (size_t)i * FH * FW, g_frame_labels[i], FH * FW, what), "%s: frame %d's labels are /segment?frame=1's",
               what, i);
     ms_npz_close(z);
     resp_free(&r);
@@ -378,7 +366,7 @@ static void test_oip(void) {
     CHECK(r.status == 200 && d && n == want, "UINT8 frames: %ld, %zu bytes of outputs (want %zu) %.200s", r.status, n, want,
           r.status != 200 && r.body ? r.body : "");
     if (d && n == want) {
-        CHECK(same_labels(d, &g_frame_labels[0][0], NF * hw, "parameters.frame, UINT8"),
+        CHECK(tu_same_labels(d, &g_frame_labels[0][0], NF * hw, "parameters.frame, UINT8"),
               "parameters.frame, UINT8: labels are /segment?frame=1's");
         float *p = malloc(n - NF * hw), *conf = p ? p + NF * MS_NUM_CLASSES * hw : NULL; /* aligned copies */
         if (p) memcpy(p, d + NF * hw, n - NF * hw);
@@ -400,7 +388,7 @@ static void test_oip(void) {
              "\"parameters\":{\"frame\":true,\"binary_data_output\":true}}");
     if (g_big) infer(hdr, g_big, 9000000, &r);
     d = answer_data(&r, &n);
-    CHECK(g_big && g_big_labels && r.status == 200 && d && n == 9000000 && same_labels(d, g_big_labels, n, "3000x3000 UINT8"),
+    CHECK(g_big && g_big_labels && r.status == 200 && d && n == 9000000 && tu_same_labels(d, g_big_labels, n, "3000x3000 UINT8"),
           "parameters.frame, a 3000x3000 UINT8 frame: /segment?frame=1's labels (%ld)", r.status);
     resp_free(&r);
     /* FP32 v/255: resized as a float map, without the 8-bit rounding of /segment's resize: the
@@ -416,7 +404,7 @@ static void test_oip(void) {
     d = answer_data(&r, &n);
     size_t same = 0;
     for (size_t i = 0; d && n == hw && i < hw; i++) same += d[i] == g_frame_labels[1][i];
-    CHECK(r.status == 200 && d && n == hw && same_labels(d, fref, hw, "parameters.frame, FP32"),
+    CHECK(r.status == 200 && d && n == hw && tu_same_labels(d, fref, hw, "parameters.frame, FP32"),
           "parameters.frame, FP32: the labels of a float resize, segmentation and nearest resize back (%ld)", r.status);
     printf("FP32 frame (resized as floats): %zu of %zu labels (%.1f%%) equal /segment?frame=1's\n", same, hw, 100.0 * same / hw);
     resp_free(&r);
@@ -459,7 +447,7 @@ int main(int argc, char **argv) {
         uint8_t *img = frame_img(FW, FH, 20 + (unsigned)i), *lab = img ? segment_frame(img, FW, FH, NULL) : NULL;
         uint8_t want[FH * FW];
         CHECK(lab && ms_model_segment_frame(g_model, img, FH, FW, 0, want, NULL, NULL) == MS_OK &&
-                  same_labels(lab, want, sizeof want, "300x200 /segment?frame=1 vs this process"),
+                  tu_same_labels(lab, want, sizeof want, "300x200 /segment?frame=1 vs this process"),
               "300x200 frame %d: /segment?frame=1 = ms_model_segment_frame", i);
         if (img) memcpy(g_frames[i], img, FH * FW);
         if (lab) memcpy(g_frame_labels[i], lab, FH * FW);

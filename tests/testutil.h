@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,19 @@ static inline double tu_normwise_err(const float *a, const float *b, size_t n) {
         if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
     }
     return den > 0 ? num / den : num;
+}
+
+/* Labels of two runs of the same model on the same input: equal except where two classes tie to
+ * float rounding. Two processes (the server and a test), or a job's team and a worker's one
+ * thread, may sum in another order (other thread counts, other measured plans: a fresh clone's
+ * parallel tests each measure their own), and at a near-tie the argmax can go either way. At
+ * most 0.1% of the pixels may differ, and how many did is printed; a real difference (a wrong
+ * resize, tile or model) changes far more. */
+static inline int tu_same_labels(const uint8_t *a, const uint8_t *b, size_t n, const char *what) {
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += a[i] != b[i];
+    if (diff) printf("%s: %zu of %zu labels differ (near-ties)\n", what, diff, n);
+    return diff <= n / 1000;
 }
 
 #endif
