@@ -1,7 +1,9 @@
 /* Eval-mode passes over a dataset: ms_evaluate (marsseg eval, the service's evaluations) and an
  * epoch's validation in the trainer, both on one pass that counts the confusion matrix and, for
- * validation, sums the weighted cross-entropy. */
+ * validation, sums the weighted cross-entropy; ms_evaluate_frames scores tiles on their whole
+ * frames (marsseg eval --frames). */
 #include "marsseg_dist.h"
+#include "marsseg_predict.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -125,4 +127,54 @@ ms_status train_validate(ms_trainer *t, ms_epoch_stats *e) {
         for (int k = 0; k < MS_NUM_CLASSES; k++) e->val_iou[k] = NAN;
     }
     return MS_OK;
+}
+
+ms_status ms_evaluate_frames(const ms_model *m, const ms_dataset *ds, const int *idx, int n, const ms_dataset *frames,
+                             const int *orig, int tta, ms_frame_eval *out) {
+    memset(out, 0, sizeof *out);
+    if (!ds->mask) return ms_fail(MS_ERR_ARG, "evaluate: the dataset has no masks");
+    if (frames && frames->n > 0 && (frames->h != 2 * ds->h || frames->w != ds->w))
+        return ms_fail(MS_ERR_SHAPE, "evaluate: frames of %dx%d do not pair tiles of %dx%d", frames->h, frames->w, ds->h, ds->w);
+    if (n <= 0) return MS_OK;
+    const size_t hw = (size_t)ds->h * ds->w;
+    /* without frames, ds is the file: its consecutive tiles are the frame's rows already */
+    const uint8_t *fimg = frames ? frames->img : ds->img;
+    const int nframes = frames ? frames->n : ds->n / 2;
+    if (!frames) orig = NULL;
+    int top = 0; /* the largest file index scored, for the table of which are */
+    for (int i = 0; i < n; i++) {
+        const int t = idx ? idx[i] : i, o = orig ? orig[t] : t;
+        if (o > top) top = o;
+    }
+    uint8_t *scored = calloc((size_t)top + 2, 1), *lab = malloc(3 * hw);
+    ms_status st = scored && lab ? MS_OK : ms_fail(MS_ERR_NOMEM, "evaluate: out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        const int t = idx ? idx[i] : i;
+        scored[orig ? orig[t] : t] = 1;
+    }
+    int done = -1; /* the frame whose labels lab holds: consecutive tiles of one frame segment it once */
+    for (int i = 0; !st && i < n; i++) {
+        const int t = idx ? idx[i] : i, o = orig ? orig[t] : t, f = o / 2;
+        const uint8_t *pred = lab;
+        if (f < nframes) {
+            if (f != done) st = ms_model_segment_ex(m, fimg + (size_t)f * 2 * hw, 2 * ds->h, ds->w, tta, lab, NULL, NULL);
+            done = st ? -1 : f;
+            pred = lab + (size_t)(o & 1) * hw;
+        } else {
+            st = ms_model_segment_ex(m, ds->img + (size_t)t * hw, ds->h, ds->w, tta, lab, NULL, NULL);
+            done = -1;
+        }
+        if (st) break;
+        ms_confusion_add(&out->all, ds->mask + (size_t)t * hw, pred, hw);
+        if (f < nframes && scored[o ^ 1]) {
+            ms_confusion_add(&out->pairs, ds->mask + (size_t)t * hw, pred, hw);
+            out->npairs++;
+            uint8_t *alone = lab + 2 * hw; /* the same tile alone; the frame's labels stay for its partner */
+            if ((st = ms_model_segment_ex(m, ds->img + (size_t)t * hw, ds->h, ds->w, tta, alone, NULL, NULL))) break;
+            ms_confusion_add(&out->pairs_alone, ds->mask + (size_t)t * hw, alone, hw);
+        }
+    }
+    free(scored);
+    free(lab);
+    return st;
 }

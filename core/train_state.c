@@ -102,6 +102,27 @@ ms_status ms_training_set(const ms_train_config *c, ms_dataset *ds, int **train,
     return split_side(c, ds, 0, train, ntrain);
 }
 
+ms_status ms_validation_frames(const ms_train_config *c, ms_dataset *ds, int **val, int *nval, ms_dataset *frames,
+                               int **orig) {
+    int *tr = NULL, dropped = 0;
+    memset(ds, 0, sizeof *ds);
+    memset(frames, 0, sizeof *frames);
+    *val = *orig = NULL;
+    *nval = 0;
+    int ntr = 0;
+    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval, frames, orig);
+    free(tr);
+    if (st) {
+        ms_dataset_free(ds);
+        ms_dataset_free(frames);
+        free(*val);
+        free(*orig);
+        *val = *orig = NULL;
+        *nval = 0;
+    }
+    return st;
+}
+
 /* The training frames of a `frames` run: every frame neither of whose halves is a validation
  * tile (the split groups the tiles left after de-duplication, so a group need not be one frame's
  * pair), and not both of whose halves were dropped as duplicate masks. Replaces *tr. */

@@ -298,6 +298,11 @@ void ms_trainer_free(ms_trainer *t);
 ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval);
 /* The same run's training tiles (its side of the split, before oversampling). */
 ms_status ms_training_set(const ms_train_config *c, ms_dataset *ds, int **train, int *ntrain);
+/* ms_validation_set plus what ms_evaluate_frames needs: *frames the file's tiles joined as frames
+ * (ms_join_frames, before de-duplication) and *orig (malloc'd, ds->n entries) each tile's index
+ * in the file. Free frames with ms_dataset_free. */
+ms_status ms_validation_frames(const ms_train_config *c, ms_dataset *ds, int **val, int *nval, ms_dataset *frames,
+                               int **orig);
 
 /* The OpenBLAS kernel set in use ("Cooperlake", "SkylakeX", "Haswell", "Prescott", ...), and the
  * better one this CPU supports when OpenBLAS did not recognise it (NULL when the choice is fine).
@@ -364,6 +369,20 @@ void ms_set_threads(int threads);
 /* Evaluate a model on a labelled dataset (samples idx, or all if idx NULL): core/evaluate.c. */
 ms_status ms_evaluate(const ms_model *m, const ms_dataset *ds, const int *idx, int n, int tta,
                       int batch, ms_confusion *cm);
+/* The same with each tile scored on its half of the whole frame it came from (marsseg eval
+ * --frames): the tiles of the file as loaded pair up as frames (2f the top half, 2f+1 the bottom:
+ * `frames` is ms_join_frames of that file, or NULL when ds is the file itself), tile idx[i] of ds
+ * was the file's tile orig[idx[i]] (orig NULL, as it must be without frames: the same index), and
+ * its frame is segmented whole (ms_model_segment_ex, with flip TTA if tta). A tile without a
+ * partner (an odd last tile) is segmented alone. `all` counts every tile; `pairs` only those whose
+ * frame's other half is scored too (with a validation split: frames held out whole, neither half
+ * trained on), and `pairs_alone` the same tiles segmented alone, for the comparison. */
+typedef struct {
+    ms_confusion all, pairs, pairs_alone;
+    int npairs;
+} ms_frame_eval;
+ms_status ms_evaluate_frames(const ms_model *m, const ms_dataset *ds, const int *idx, int n, const ms_dataset *frames,
+                             const int *orig, int tta, ms_frame_eval *out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* The marsseg CLI end to end (the binary built beside this test): export -> pack round trip,
- * inspect, a short train run with resume refusal, eval (plain, --tta, --split-of, --json),
+ * inspect, a short train run with resume refusal, eval (plain, --tta, --split-of, --json, --frames),
  * segment in every format at an odd size, and clear errors for bad usage; issue 14's predict,
  * rank, eval --report and segment --format uncertainty on the bundled model and sample. */
 #include "marsseg.h"
@@ -341,6 +341,69 @@ static void test_issue14(void) {
     ms_model_free(m);
 }
 
+/* eval --frames against the same steps done here: each validation tile of cfg scored on its half
+ * of the frame its file's tiles 2f, 2f+1 make (packed.npz has no duplicate masks, so the split's
+ * indices are the file's), and the tiles whose partner is held out too counted as pairs, each
+ * also segmented alone. Labels from two processes may differ at near-ties: mIoU within 1e-3. */
+static void test_eval_frames(const char *cfg) {
+    const char *path = "models/default.npz"; /* a model whose labels are not all background */
+    ms_model *m = NULL;
+    ms_train_config c;
+    ms_train_config_default(&c);
+    ms_dataset ds = {0};
+    int *val = NULL, nval = 0;
+    CHECK_OK(ms_model_load(&m, path));
+    CHECK_OK(ms_train_config_from_file(&c, cfg));
+    CHECK_OK(ms_validation_set(&c, &ds, &val, &nval));
+    CHECK(m && ds.n == 40 && nval == 10, "packed.npz: 40 tiles kept, 10 held out (%d, %d)", ds.n, nval);
+    if (!m || ds.n != 40 || nval != 10) goto out;
+    const size_t hw = (size_t)ds.h * ds.w;
+    ms_confusion all = {0}, pairs = {0}, alone = {0};
+    int npairs = 0;
+    uint8_t *lab = malloc(2 * hw), *one = malloc(hw);
+    for (int v = 0; lab && one && v < nval; v++) {
+        const int t = val[v];
+        int partner = 0;
+        for (int u = 0; u < nval; u++) partner |= val[u] == (t ^ 1);
+        CHECK_OK(ms_model_segment_ex(m, ds.img + (size_t)(t & ~1) * hw, 2 * ds.h, ds.w, 0, lab, NULL, NULL));
+        ms_confusion_add(&all, ds.mask + t * hw, lab + (t & 1) * hw, hw);
+        if (!partner) continue;
+        npairs++;
+        ms_confusion_add(&pairs, ds.mask + t * hw, lab + (t & 1) * hw, hw);
+        CHECK_OK(ms_model_segment_ex(m, ds.img + t * hw, ds.h, ds.w, 0, one, NULL, NULL));
+        ms_confusion_add(&alone, ds.mask + t * hw, one, hw);
+    }
+    free(lab);
+    free(one);
+    ms_scores sa, sp, so;
+    ms_confusion_scores(&all, &sa);
+    ms_confusion_scores(&pairs, &sp);
+    ms_confusion_scores(&alone, &so);
+    CHECK(sa.miou > 0.1 && npairs > 0 && memcmp(&pairs, &alone, sizeof pairs) != 0,
+          "the reference tells frames from tiles: mIoU %g, %d pairs", sa.miou, npairs);
+    CHECK(run("%s eval --model %s --split-of %s --frames --json", bin, path, cfg) == 0, "eval --frames: %s", out);
+    cJSON *j = cJSON_Parse(out), *p = cJSON_GetObjectItem(j, "pairs"), *pa = cJSON_GetObjectItem(j, "pairs_alone");
+    const double miou = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "miou"));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "frames")) && cJSON_GetNumberValue(cJSON_GetObjectItem(j, "samples")) == 10 &&
+              fabs(miou - sa.miou) < 1e-3, "eval --frames: the 10 tiles on their frames, mIoU %g (here %g)", miou, sa.miou);
+    CHECK(p && pa && cJSON_GetNumberValue(cJSON_GetObjectItem(p, "samples")) == npairs &&
+              fabs(cJSON_GetNumberValue(cJSON_GetObjectItem(p, "miou")) - sp.miou) < 1e-3 &&
+              fabs(cJSON_GetNumberValue(cJSON_GetObjectItem(pa, "miou")) - so.miou) < 1e-3,
+          "eval --frames: %d pairs, mIoU %g on frames and %g alone: %s", npairs, sp.miou, so.miou, out);
+    cJSON_Delete(j);
+    CHECK(run("%s eval --model %s --data %s/packed.npz --frames --json", bin, path, tmp) == 0, "eval --data --frames: %s", out);
+    j = cJSON_Parse(out);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pairs"), "samples")) == 40,
+          "eval --data --frames: all 40 tiles pair up: %s", out);
+    cJSON_Delete(j);
+    CHECK(run("%s eval --model %s --split-of %s --frames --report %s/rep", bin, path, cfg, tmp) == 2 && strstr(out, "--frames"),
+          "eval --frames --report is refused: %s", out);
+out:
+    ms_model_free(m);
+    ms_dataset_free(&ds);
+    free(val);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     /* the binary lives in the build dir, one level above this test */
@@ -452,6 +515,7 @@ int main(int argc, char **argv) {
     fclose(f);
     CHECK(run("%s eval --model %s/run/model.npz --split-of %s --json", bin, tmp, cfg) == 0 && strstr(out, "\"samples\":10"),
           "eval --split-of (10 of 40 tiles held out): %s", out);
+    test_eval_frames(cfg);
     CHECK(run("%s eval --model %s/nope.npz --data %s/packed.npz", bin, tmp, tmp) == 1 && strstr(out, "nope.npz"), "eval missing model: %s", out);
     /* --json is printed by cJSON: a path with a quote and a backslash stays valid JSON */
     CHECK(run("cp %s/run/model.npz '%s/q\"b\\s.npz'", tmp, tmp) == 0, "cp: %s", out);
