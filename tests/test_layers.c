@@ -400,8 +400,18 @@ static void test_maxpool(void) {
 }
 
 /* ---------------- dropout: inverted scaling, rate, determinism, backward = mask */
+/* the documented hash (layers.h: splitmix64's finaliser of seed + golden * (i + 1)), element by
+ * element: the reference the vectorised mask must match bit for bit */
+static int dropout_keep_ref(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return z >= (uint64_t)((double)p * 18446744073709551616.0 * (1.0 - 1e-12));
+}
+
 static void test_dropout(void) {
-    size_t n = 100000;
+    size_t n = 100003; /* not a multiple of the 16-element vectors */
     float *x = rnd(n, 1), *y = malloc(4 * n), *y2 = malloc(4 * n), *dx = calloc(n, 4), *ones = malloc(4 * n);
     uint8_t *mask = malloc(n), *mask2 = malloc(n);
     for (size_t i = 0; i < n; i++) ones[i] = 1;
@@ -415,6 +425,9 @@ static void test_dropout(void) {
     CHECK(fabs(kept / (double)n - 0.7) < 0.01, "keep rate %.4f", kept / (double)n);
     CHECK(okv, "dropout values not x/(1-p) or 0");
     CHECK(memcmp(mask, mask2, n) == 0, "same seed gave a different mask");
+    size_t nref = 0;
+    for (size_t i = 0; i < n; i++) nref += mask[i] != dropout_keep_ref(42, i, 0.3f);
+    CHECK(nref == 0, "%zu mask elements differ from the scalar hash", nref);
     dropout_forward(y2, mask2, x, n, 0.3f, 43);
     CHECK(memcmp(mask, mask2, n) != 0, "another seed gave the same mask");
     dropout_backward(dx, ones, mask, n, 0.3f, 1);
