@@ -272,15 +272,14 @@ static void test_conv1x1(void) {
     free(c.x); free(c.w); free(c.b); free(c.r); free(c.out); free(dx); free(dw); free(db);
 }
 
-/* ---------------- transposed conv 2x2/2 */
-/* The 1x1 convolution over many pixels runs in column chunks (one GEMM each, weight gradients
- * summed per thread): against a double-precision reference, including a short last chunk. */
-static void test_conv1x1_chunked(void) {
-    const size_t N = 16 * 1024 + 300;
-    const int Cin = 5, Cout = 3;
+/* The 1x1 convolution over many pixels runs in column chunks (conv_pointwise.c: its AVX-512
+ * blocks where the pixel count is a multiple of 16, else OpenBLAS GEMMs; weight gradients summed
+ * per thread): against a double-precision reference, including a short last chunk and channel
+ * counts that leave partial register blocks. */
+static void conv1x1_chunked_case(size_t N, int Cin, int Cout) {
     float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1), *dout = rnd(N * Cout, 1);
     float *out = malloc(sizeof(float) * N * Cout), *dx = rnd(N * Cin, 1), *dx0 = malloc(sizeof(float) * N * Cin);
-    float dw[15] = {0}, db[3] = {0};
+    float *dw = calloc((size_t)Cin * Cout, sizeof(float)), *db = calloc(Cout, sizeof(float));
     memcpy(dx0, dx, sizeof(float) * N * Cin);
     conv1x1_forward(out, x, w, b, N, Cin, Cout);
     conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, 1);
@@ -311,8 +310,67 @@ static void test_conv1x1_chunked(void) {
         }
     CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
           "chunked conv1x1: out %.2g dinp %.2g dw %.2g db %.2g", e_out, e_dx, e_dw, e_db);
-    printf("  conv1x1 chunked (N=%zu): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, e_out, e_dx, e_dw, e_db);
-    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0);
+    printf("  conv1x1 chunked (N=%zu, %d -> %d): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, Cin, Cout,
+           e_out, e_dx, e_dw, e_db);
+    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db);
+}
+static void test_conv1x1_chunked(void) {
+    conv1x1_chunked_case(16 * 1024 + 300, 5, 3); /* not a multiple of 16: OpenBLAS */
+    conv1x1_chunked_case(16 * 1024 + 304, 5, 3); /* the blocks, a short last chunk */
+    conv1x1_chunked_case(3 * 1024 + 48, 19, 11); /* partial blocks of rows (8, 4 and 6) */
+}
+
+/* ---------------- transposed conv 2x2/2 */
+/* Against a double-precision reference, at shapes of the AVX-512 blocks (pixels a multiple of 16,
+ * W of 8; several chunks) and one of OpenBLAS's: forward with bias, dinp accumulated, dw, db. */
+static void convt_reference_case(int B, int Cin, int Cout, int H, int W) {
+    const size_t Nin = (size_t)B * H * W, nx = Nin * Cin, ny = Nin * 4 * Cout, nw = (size_t)Cin * Cout * 4;
+    float *x = rnd(nx, 1), *w = rnd(nw, 1), *b = rnd(Cout, 1), *dout = rnd(ny, 1), *out = malloc(sizeof(float) * ny);
+    float *dx = rnd(nx, 1), *dx0 = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), *db = calloc(Cout, sizeof(float));
+    float *ws = malloc(sizeof(float) * convt2x2_ws_floats(B, Cout, H, W));
+    memcpy(dx0, dx, sizeof(float) * nx);
+    convt2x2_forward(out, x, w, b, B, Cin, Cout, H, W, ws);
+    convt2x2_backward(dx, dw, db, dout, x, w, B, Cin, Cout, H, W, ws, 1);
+    double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
+    /* output pixel (co, bb, 2y+dy, 2x+dx) comes from input pixel (bb, y, x) through w[ci][co][dy][dx] */
+#define OUT_AT(co, p, k) ((size_t)(co) * 4 * Nin + (((p) / W / H) * 2 * H + 2 * ((p) / W % H) + (k) / 2) * 2 * W + 2 * ((p) % W) + (k) % 2)
+    for (int co = 0; co < Cout; co++) {
+        double sb = 0;
+        for (size_t p = 0; p < Nin; p++)
+            for (int k = 0; k < 4; k++) {
+                double o = b[co];
+                for (int ci = 0; ci < Cin; ci++) o += (double)w[((size_t)ci * Cout + co) * 4 + k] * x[ci * Nin + p];
+                e_out = fmax(e_out, fabs(o - out[OUT_AT(co, p, k)]));
+                sb += dout[OUT_AT(co, p, k)];
+            }
+        e_db = fmax(e_db, fabs(sb - db[co]) / (fabs(sb) + 1));
+    }
+    for (int ci = 0; ci < Cin; ci++) {
+        for (int m = 0; m < Cout * 4; m++) {
+            double sw = 0, sa = 0;
+            for (size_t p = 0; p < Nin; p++) {
+                const double t = (double)x[ci * Nin + p] * dout[OUT_AT(m / 4, p, m % 4)];
+                sw += t, sa += fabs(t);
+            }
+            e_dw = fmax(e_dw, fabs(sw - dw[(size_t)ci * Cout * 4 + m]) / (sa + 1e-30));
+        }
+        for (size_t p = 0; p < Nin; p++) {
+            double g = dx0[ci * Nin + p];
+            for (int m = 0; m < Cout * 4; m++) g += (double)w[(size_t)ci * Cout * 4 + m] * dout[OUT_AT(m / 4, p, m % 4)];
+            e_dx = fmax(e_dx, fabs(g - dx[ci * Nin + p]));
+        }
+    }
+#undef OUT_AT
+    CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
+          "convt2x2 %dx%dx%dx%d -> %d: out %.2g dinp %.2g dw %.2g db %.2g", B, Cin, H, W, Cout, e_out, e_dx, e_dw, e_db);
+    printf("  convt2x2 %dx%dx%dx%d -> %d: out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", B, Cin, H, W, Cout, e_out,
+           e_dx, e_dw, e_db);
+    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db); free(ws);
+}
+static void test_convt_reference(void) {
+    convt_reference_case(4, 19, 5, 16, 64); /* W a multiple of 16, several chunks */
+    convt_reference_case(3, 7, 9, 6, 8);    /* W = 8: a vector spans two input rows */
+    convt_reference_case(2, 4, 3, 3, 5);    /* OpenBLAS */
 }
 
 typedef struct { int B, Cin, Cout, H, W; float *x, *w, *b, *r, *out, *ws; } ct_ctx;
@@ -611,6 +669,7 @@ int main(void) {
     seeded(test_conv3x3_wino, 2028);
     seeded(test_conv1x1, 2029);
     seeded(test_conv1x1_chunked, 2036);
+    seeded(test_convt_reference, 2037);
     seeded(test_convt, 2030);
     seeded(bn_plain, 2031);
     seeded(bn_relu, 2032);

@@ -1,0 +1,570 @@
+/* Pointwise convolutions on channel-major (C,B,H,W) data: the 1x1 convolution (the ResBlocks'
+ * shortcuts and the head) and the 2x2 stride-2 transposed convolution (the up-sampling: each
+ * output pixel comes from exactly one input pixel, so it is a 1x1 product of Cout*4 rows and a
+ * scatter).
+ *
+ * Why own kernels: at the top levels these are products of few channels (16-64) over many pixels
+ * (B*H*W = 262144 at level 0, batch 32), where OpenBLAS packs more bytes than it multiplies and
+ * each pass (the GEMM, the bias, the bias gradient, the weight gradient, the input gradient, the
+ * transposed convolution's scatter and gather) streams the activations through DRAM again. Here
+ * a column chunk of pixels is taken once, while it sits in L2, through every product of the
+ * call: 1x1 backward reads dout and x once for db, dw and dinp; the transposed convolution
+ * scatters (gathers) its chunk straight from (into) a cache-sized block. The AVX-512 blocks are
+ * those of conv_direct.c: 8 output rows x 48 pixels in 24 zmm accumulators, weights broadcast.
+ *
+ * Weight gradients are sums over pixels: each thread adds its chunks (a static split, so the
+ * order depends on the thread count only, never on timing) into its own partial sums, which are
+ * then added in thread order. Without AVX-512, or for shapes the blocks do not cover (pixel
+ * counts not a multiple of 16; wide layers, whose weight-gradient reduction per chunk would be
+ * too short: see PW_MIN_COLS), the OpenBLAS forms below run. */
+#include "layers.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MS_HAVE_PW 1
+#else
+#define MS_HAVE_PW 0
+#endif
+
+/* bytes of the rows of one pixel chunk that should stay in the 1 MB L2 together */
+#define PW_CHUNK_BYTES (384 * 1024)
+/* a backward chunk shorter than this many pixels leaves too few multiply-adds per weight-gradient
+ * element to pay for the horizontal sum that ends it: OpenBLAS there */
+#define PW_MIN_COLS 512
+#define PW_MAX_COLS 4096
+
+/* pixels per chunk for `rows` rows of floats in cache together: a multiple of 48 (the blocks) */
+static size_t pw_cols(int rows) {
+    size_t p = PW_CHUNK_BYTES / (sizeof(float) * (size_t)rows);
+    if (p > PW_MAX_COLS) p = PW_MAX_COLS;
+    p -= p % 48;
+    return p < 48 ? 48 : p;
+}
+
+static int pw_ok(size_t N) {
+#if MS_HAVE_PW
+    return __builtin_cpu_supports("avx512f") && N % 16 == 0;
+#else
+    (void)N;
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ OpenBLAS forms */
+
+/* 1x1 convolutions over many pixels split poorly in one OpenBLAS call: column chunks of
+ * BLAS_1X1_COLS pixels, one single-threaded GEMM each inside an OpenMP loop (3-5x one call), for
+ * channel counts up to BLAS_1X1_MAX_C (wider ones measured slower chunked). */
+#define BLAS_1X1_COLS 1024
+#define BLAS_1X1_MIN_N (16 * BLAS_1X1_COLS)
+#define BLAS_1X1_MAX_C 32
+static int chunk_1x1(size_t N, int Cin, int Cout) {
+    return N >= BLAS_1X1_MIN_N && Cin <= BLAS_1X1_MAX_C && Cout <= BLAS_1X1_MAX_C;
+}
+/* partial weight gradients per thread, on the stack (small layers only) */
+#define BLAS_1X1_PART_FLOATS 8192
+
+// C (M, N; ld N) = op(A) (M, K) . Bm (K, N; ld N) + beta C, in column chunks
+static void gemm_col_chunks(int transa, int M, size_t N, int K, const float *A, int lda, const float *Bm, float beta,
+                            float *C) {
+    const long nch = (long)((N + BLAS_1X1_COLS - 1) / BLAS_1X1_COLS);
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
+    for (long c = 0; c < nch; c++) {
+        const size_t c0 = (size_t)c * BLAS_1X1_COLS;
+        const int nc = (int)(N - c0 < BLAS_1X1_COLS ? N - c0 : BLAS_1X1_COLS);
+        cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, CblasNoTrans, M, nc, K, 1.0f, A, lda, Bm + c0,
+                    (int)N, beta, C + c0, (int)N);
+    }
+}
+
+/* db[c] += sum over the row c of x (C,N) */
+static void add_row_sums(float *db, const float *x, int C, size_t N) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float *r = x + (size_t)c * N;
+        double s = 0.0;
+        for (size_t i = 0; i < N; i++) s += r[i];
+        db[c] += (float)s;
+    }
+}
+
+static void conv1x1_forward_blas(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin,
+                                 int Cout) {
+    // out (Cout,N) = w (Cout,Cin) . inp (Cin,N) + b
+    if (chunk_1x1(N, Cin, Cout))
+        gemm_col_chunks(0, Cout, N, Cin, w, Cin, inp, 0.0f, out);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)N, Cin, 1.0f, w, Cin, inp, (int)N, 0.0f, out,
+                    (int)N);
+    if (!b) return;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++) {
+        float *o = out + (size_t)co * N;
+        const float bias = b[co];
+        for (size_t i = 0; i < N; i++) o[i] += bias;
+    }
+}
+
+static void conv1x1_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, size_t N, int Cin, int Cout, int accumulate) {
+    const int nthr = conv_threads();
+    if (chunk_1x1(N, Cin, Cout) && (size_t)nthr * Cout * Cin <= BLAS_1X1_PART_FLOATS) {
+        // dw (Cout,Cin) += sum over column chunks of dout_c (Cout,nc) . inp_c^T (nc,Cin), per-thread partials
+        float part[BLAS_1X1_PART_FLOATS];
+        memset(part, 0, sizeof(float) * (size_t)nthr * Cout * Cin);
+        const long nch = (long)((N + BLAS_1X1_COLS - 1) / BLAS_1X1_COLS);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+        for (long c = 0; c < nch; c++) {
+            const size_t c0 = (size_t)c * BLAS_1X1_COLS;
+            const int nc = (int)(N - c0 < BLAS_1X1_COLS ? N - c0 : BLAS_1X1_COLS);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, nc, 1.0f, dout + c0, (int)N, inp + c0,
+                        (int)N, 1.0f, part + (size_t)omp_get_thread_num() * Cout * Cin, Cin);
+        }
+        for (int t = 0; t < nthr; t++) /* fixed order: deterministic */
+            for (int i = 0; i < Cout * Cin; i++) dw[i] += part[(size_t)t * Cout * Cin + i];
+    } else {
+        // dw (Cout,Cin) += dout (Cout,N) . inp^T (N,Cin)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, (int)N, 1.0f, dout, (int)N, inp, (int)N, 1.0f,
+                    dw, Cin);
+    }
+    if (db) add_row_sums(db, dout, Cout, N);
+    // dinp (Cin,N) (+)= w^T (Cin,Cout) . dout (Cout,N)
+    if (!dinp) return;
+    if (chunk_1x1(N, Cin, Cout))
+        gemm_col_chunks(1, Cin, N, Cout, w, Cin, dout, accumulate ? 1.0f : 0.0f, dinp);
+    else
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, (int)N, Cout, 1.0f, w, Cin, dout, (int)N,
+                    accumulate ? 1.0f : 0.0f, dinp, (int)N);
+}
+
+static void convt2x2_forward_blas(float *out, const float *inp, const float *w, const float *b, int B, int Cin,
+                                  int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W) -> T (Cout*4, B*H*W) = w^T . inp, w viewed as (Cin, Cout*4)
+    const size_t hw = (size_t)H * W, Nin = (size_t)B * hw;
+    const int M = Cout * 4, W2 = 2 * W;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, (int)Nin, Cin, 1.0f, w, M, inp, (int)Nin, 0.0f, ws,
+                (int)Nin);
+    // scatter: out[co][b][2y+dy][2x+dx] = T[co*4 + dy*2 + dx][b][y][x] + bias[co]
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int co = 0; co < Cout; co++) {
+        for (int bb = 0; bb < B; bb++) {
+            const float bias = b ? b[co] : 0.0f;
+            float *o = out + ((size_t)co * B + bb) * 4 * hw;
+            for (int k = 0; k < 4; k++) {
+                const int dy = k >> 1, dx = k & 1;
+                const float *t = ws + (size_t)(co * 4 + k) * Nin + (size_t)bb * hw;
+                for (int y = 0; y < H; y++) {
+                    float *orow = o + (size_t)(2 * y + dy) * W2 + dx;
+                    const float *trow = t + (size_t)y * W;
+                    for (int x = 0; x < W; x++) orow[2 * x] = trow[x] + bias;
+                }
+            }
+        }
+    }
+}
+
+static void convt2x2_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                   const float *w, int B, int Cin, int Cout, int H, int W, float *ws, int accumulate) {
+    const size_t hw = (size_t)H * W, Nin = (size_t)B * hw;
+    const int M = Cout * 4, W2 = 2 * W;
+    // gather dT (Cout*4, Nin) from dout (Cout, B, 2H, 2W)
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int co = 0; co < Cout; co++) {
+        for (int bb = 0; bb < B; bb++) {
+            const float *o = dout + ((size_t)co * B + bb) * 4 * hw;
+            for (int k = 0; k < 4; k++) {
+                const int dy = k >> 1, dx = k & 1;
+                float *t = ws + (size_t)(co * 4 + k) * Nin + (size_t)bb * hw;
+                for (int y = 0; y < H; y++) {
+                    const float *orow = o + (size_t)(2 * y + dy) * W2 + dx;
+                    float *trow = t + (size_t)y * W;
+                    for (int x = 0; x < W; x++) trow[x] = orow[2 * x];
+                }
+            }
+        }
+    }
+    if (db) add_row_sums(db, dout, Cout, Nin * 4);
+    // dw (Cin, M) += inp (Cin, Nin) . dT^T (Nin, M)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cin, M, (int)Nin, 1.0f, inp, (int)Nin, ws, (int)Nin, 1.0f, dw,
+                M);
+    // dinp (Cin, Nin) (+)= w (Cin, M) . dT (M, Nin)
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cin, (int)Nin, M, 1.0f, w, M, ws, (int)Nin,
+                    accumulate ? 1.0f : 0.0f, dinp, (int)Nin);
+}
+
+#if MS_HAVE_PW
+/* ------------------------------------------------------------------ AVX-512 blocks */
+
+/* C (R rows ldc apart, NV*16 pixels) = [C +] [bias +] A (R x K, rows lda apart) . X (K rows ldx
+ * apart, NV*16 pixels); R <= 8, NV <= 3 are constants where it is inlined. */
+__attribute__((target("avx512f"), always_inline)) static inline void pw_block(float *C, size_t ldc, const float *A,
+                                                                              size_t lda, const float *X, size_t ldx,
+                                                                              int K, const float *bias, int acc,
+                                                                              const int R, const int NV) {
+    __m512 c[8][3];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++)
+            c[r][v] = acc ? _mm512_loadu_ps(C + r * ldc + 16 * v) : bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m512 x[3];
+        for (int v = 0; v < NV; v++) x[v] = _mm512_loadu_ps(X + k * ldx + 16 * v);
+        for (int r = 0; r < R; r++) {
+            const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+            for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, x[v], c[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+typedef void (*pw_block_fn)(float *, size_t, const float *, size_t, const float *, size_t, int, const float *, int);
+#define PW_BLOCK(R, NV)                                                                                         \
+    __attribute__((target("avx512f"))) static void pw_block_##R##_##NV(float *C, size_t ldc, const float *A,     \
+                                                                       size_t lda, const float *X, size_t ldx,   \
+                                                                       int K, const float *bias, int acc) {     \
+        pw_block(C, ldc, A, lda, X, ldx, K, bias, acc, R, NV);                                                  \
+    }
+#define PW_BLOCKS(R) PW_BLOCK(R, 1) PW_BLOCK(R, 2) PW_BLOCK(R, 3)
+PW_BLOCKS(1) PW_BLOCKS(2) PW_BLOCKS(3) PW_BLOCKS(4) PW_BLOCKS(5) PW_BLOCKS(6) PW_BLOCKS(7) PW_BLOCKS(8)
+#define PW_ROW(R) {pw_block_##R##_1, pw_block_##R##_2, pw_block_##R##_3}
+static const pw_block_fn pw_blocks[8][3] = {PW_ROW(1), PW_ROW(2), PW_ROW(3), PW_ROW(4),
+                                            PW_ROW(5), PW_ROW(6), PW_ROW(7), PW_ROW(8)};
+
+/* C (M x P) = [C +] [bias +] A (M x K) . X (K x P); P a multiple of 16 */
+static void pw_gemm(float *C, size_t ldc, const float *A, size_t lda, const float *X, size_t ldx, int M, int K,
+                    size_t P, const float *bias, int acc) {
+    for (size_t p = 0; p < P; p += 48) {
+        const int nv = P - p >= 48 ? 3 : (int)((P - p) / 16);
+        for (int r = 0; r < M; r += 8) {
+            const int R = M - r < 8 ? M - r : 8;
+            pw_blocks[R - 1][nv - 1](C + (size_t)r * ldc + p, ldc, A + (size_t)r * lda, lda, X + p, ldx, K,
+                                     bias ? bias + r : NULL, acc);
+        }
+    }
+}
+
+/* D (RA x RB, rows ldd apart) += A (RA rows lda apart) . X (RB rows ldx apart)^T over P pixels
+ * (a multiple of 16): 16 lanes of sums per element, then one horizontal sum each; RA <= 4,
+ * RB <= 6 are constants where it is inlined. */
+__attribute__((target("avx512f"), always_inline)) static inline void pw_dw_block(float *D, size_t ldd, const float *A,
+                                                                                 size_t lda, const float *X, size_t ldx,
+                                                                                 size_t P, const int RA, const int RB) {
+    __m512 s[4][6];
+    for (int i = 0; i < RA; i++)
+        for (int j = 0; j < RB; j++) s[i][j] = _mm512_setzero_ps();
+    for (size_t p = 0; p < P; p += 16) {
+        __m512 a[4], x[6];
+        for (int i = 0; i < RA; i++) a[i] = _mm512_loadu_ps(A + i * lda + p);
+        for (int j = 0; j < RB; j++) x[j] = _mm512_loadu_ps(X + j * ldx + p);
+        for (int i = 0; i < RA; i++)
+            for (int j = 0; j < RB; j++) s[i][j] = _mm512_fmadd_ps(a[i], x[j], s[i][j]);
+    }
+    for (int i = 0; i < RA; i++)
+        for (int j = 0; j < RB; j++) D[i * ldd + j] += _mm512_reduce_add_ps(s[i][j]);
+}
+
+typedef void (*pw_dw_fn)(float *, size_t, const float *, size_t, const float *, size_t, size_t);
+#define PW_DW(RA, RB)                                                                                           \
+    __attribute__((target("avx512f"))) static void pw_dw_##RA##_##RB(float *D, size_t ldd, const float *A,       \
+                                                                     size_t lda, const float *X, size_t ldx,     \
+                                                                     size_t P) {                                 \
+        pw_dw_block(D, ldd, A, lda, X, ldx, P, RA, RB);                                                         \
+    }
+#define PW_DWS(RA) PW_DW(RA, 1) PW_DW(RA, 2) PW_DW(RA, 3) PW_DW(RA, 4) PW_DW(RA, 5) PW_DW(RA, 6)
+PW_DWS(1) PW_DWS(2) PW_DWS(3) PW_DWS(4)
+#define PW_DW_ROW(RA) {pw_dw_##RA##_1, pw_dw_##RA##_2, pw_dw_##RA##_3, pw_dw_##RA##_4, pw_dw_##RA##_5, pw_dw_##RA##_6}
+static const pw_dw_fn pw_dws[4][6] = {PW_DW_ROW(1), PW_DW_ROW(2), PW_DW_ROW(3), PW_DW_ROW(4)};
+
+/* D (MA x MB) += A (MA x P) . X (MB x P)^T */
+static void pw_dw(float *D, size_t ldd, const float *A, size_t lda, const float *X, size_t ldx, int MA, int MB,
+                  size_t P) {
+    for (int i = 0; i < MA; i += 4) {
+        const int ra = MA - i < 4 ? MA - i : 4;
+        for (int j = 0; j < MB; j += 6) {
+            const int rb = MB - j < 6 ? MB - j : 6;
+            pw_dws[ra - 1][rb - 1](D + (size_t)i * ldd + j, ldd, A + (size_t)i * lda, lda, X + (size_t)j * ldx, ldx, P);
+        }
+    }
+}
+
+/* s[r] += the sum of row r of x (R rows ldx apart, P pixels), groups rows at a time (1 for a
+ * plain row sum, 4 for the transposed convolution's four taps of one output channel) */
+__attribute__((target("avx512f"))) static void pw_row_sums(double *s, const float *x, size_t ldx, int R, int group,
+                                                           size_t P) {
+    for (int r = 0; r < R; r += group) {
+        __m512 a = _mm512_setzero_ps();
+        for (int g = 0; g < group; g++)
+            for (size_t p = 0; p < P; p += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(x + (size_t)(r + g) * ldx + p));
+        s[r / group] += _mm512_reduce_add_ps(a);
+    }
+}
+
+/* Activation planes are B*H*W floats apart, a power of two: rows read in step alias to the same
+ * L1 and L2 sets (README, "Power-of-two plane strides alias"; here they made the products 3-4x
+ * slower than their arithmetic). So each chunk's rows are copied to (from) a thread's block of
+ * rows PW_LD(P) apart, which is not such a stride. */
+#define PW_LD(P) ((P) + 16)
+static void pw_pack(float *dst, size_t ldd, const float *src, size_t lds, int R, size_t nc) {
+    for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * ldd, src + (size_t)r * lds, sizeof(float) * nc);
+}
+static void pw_unpack(float *dst, size_t ldd, const float *src, size_t lds, int R, size_t nc, int accumulate) {
+    for (int r = 0; r < R; r++) {
+        float *d = dst + (size_t)r * ldd;
+        const float *s = src + (size_t)r * lds;
+        if (accumulate)
+            for (size_t i = 0; i < nc; i++) d[i] += s[i];
+        else
+            memcpy(d, s, sizeof(float) * nc);
+    }
+}
+
+/* Per thread: partial sums of a weight gradient (n floats) and a bias gradient (nb doubles) and
+ * a block of ns floats; shared: nw floats (transposed weights). 0 if out of memory (the caller
+ * takes the OpenBLAS form, which needs none of it). */
+typedef struct {
+    float *dw, *scr, *shared;
+    double *db;
+    size_t n, nb, ns;
+} pw_parts;
+static int pw_parts_alloc(pw_parts *p, int nthr, size_t n, size_t nb, size_t ns, size_t nw) {
+    p->n = (n + 15) & ~(size_t)15;
+    p->nb = (nb + 7) & ~(size_t)7;
+    p->ns = (ns + 15) & ~(size_t)15;
+    p->db = aligned_alloc(64, sizeof(double) * (p->nb * nthr + 8));
+    p->dw = aligned_alloc(64, sizeof(float) * ((p->n + p->ns) * nthr + ((nw + 15) & ~(size_t)15)));
+    if (!p->db || !p->dw) {
+        free(p->db);
+        free(p->dw);
+        return 0;
+    }
+    memset(p->db, 0, sizeof(double) * p->nb * nthr);
+    memset(p->dw, 0, sizeof(float) * p->n * nthr);
+    p->scr = p->dw + p->n * nthr;
+    p->shared = p->scr + p->ns * nthr;
+    return 1;
+}
+/* dw += the partials, db += the bias partials, in thread order (deterministic) */
+static void pw_parts_reduce(pw_parts *p, int nthr, float *dw, size_t n, float *db, int nb) {
+    if (dw)
+        for (int t = 0; t < nthr; t++) {
+            const float *s = p->dw + (size_t)t * p->n;
+            for (size_t i = 0; i < n; i++) dw[i] += s[i];
+        }
+    if (db)
+        for (int c = 0; c < nb; c++) {
+            double s = 0.0;
+            for (int t = 0; t < nthr; t++) s += p->db[(size_t)t * p->nb + c];
+            db[c] += (float)s;
+        }
+    free(p->db);
+    free(p->dw);
+}
+
+/* ------------------------------------------------------------------ 1x1 */
+
+/* 0 when out of memory (the caller takes OpenBLAS) */
+static int conv1x1_forward_pw(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin,
+                              int Cout) {
+    const size_t P = pw_cols(Cin), ld = PW_LD(P);
+    const int nthr = conv_threads();
+    pw_parts pp;
+    if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)Cin * ld, 0)) return 0;
+    const long nch = (long)((N + P - 1) / P);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long c = 0; c < nch; c++) {
+        float *X = pp.scr + (size_t)omp_get_thread_num() * pp.ns;
+        const size_t c0 = (size_t)c * P, nc = N - c0 < P ? N - c0 : P;
+        // out_c (Cout, nc) = w (Cout, Cin) . inp_c (Cin, nc) + b (stored in place: a block's 8 rows x 3
+        // lines still fit the L1's 8 ways, and measured faster than a copy out)
+        pw_pack(X, ld, inp + c0, N, Cin, nc);
+        pw_gemm(out + c0, N, w, (size_t)Cin, X, ld, Cout, Cin, nc, b, 0);
+    }
+    pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
+    return 1;
+}
+
+/* 0 when the shape is not for the blocks or out of memory (the caller takes OpenBLAS) */
+static int conv1x1_backward_pw(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                               size_t N, int Cin, int Cout, int accumulate) {
+    const size_t P = pw_cols(2 * Cin + Cout), ld = PW_LD(P);
+    if (P < PW_MIN_COLS) return 0;
+    const int nthr = conv_threads();
+    pw_parts pp;
+    if (!pw_parts_alloc(&pp, nthr, (size_t)Cout * Cin, (size_t)Cout, (size_t)(2 * Cin + Cout) * ld,
+                        (size_t)Cout * Cin))
+        return 0;
+    float *wt = pp.shared; /* w^T (Cin, Cout) */
+    for (int co = 0; co < Cout; co++)
+        for (int ci = 0; ci < Cin; ci++) wt[(size_t)ci * Cout + co] = w[(size_t)co * Cin + ci];
+    const long nch = (long)((N + P - 1) / P);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long c = 0; c < nch; c++) {
+        const int t = omp_get_thread_num();
+        float *G = pp.scr + (size_t)t * pp.ns, *X = G + (size_t)Cout * ld, *DX = X + (size_t)Cin * ld;
+        const size_t c0 = (size_t)c * P, nc = N - c0 < P ? N - c0 : P;
+        // per chunk: db += row sums of dout_c; dw (Cout,Cin) += dout_c . inp_c^T; dinp_c (+)= w^T . dout_c
+        pw_pack(G, ld, dout + c0, N, Cout, nc);
+        pw_pack(X, ld, inp + c0, N, Cin, nc);
+        if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, G, ld, Cout, 1, nc);
+        pw_dw(pp.dw + (size_t)t * pp.n, (size_t)Cin, G, ld, X, ld, Cout, Cin, nc);
+        if (dinp) {
+            pw_gemm(DX, ld, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, 0);
+            pw_unpack(dinp + c0, N, DX, ld, Cin, nc, accumulate);
+        }
+    }
+    pw_parts_reduce(&pp, nthr, dw, (size_t)Cout * Cin, db, Cout);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ transposed 2x2 */
+
+/* lanes 0-7 and 8-15 of a 16-pixel vector at input pixel p (W a multiple of 8: each half lies in
+ * one input row) land in output rows 2y+dy at columns 2x..2x+15: out_of(p) and out_of(p+8) */
+static inline size_t convt_out_of(size_t p, int H, int W, int dy) {
+    const size_t x = p % (size_t)W, r = p / (size_t)W; /* r = b*H + y */
+    const size_t b = r / (size_t)H, y = r % (size_t)H;
+    return ((b * 2 * H) + 2 * y + dy) * 2 * (size_t)W + 2 * x;
+}
+
+/* out[co][b][2y+dy][2x+dx] = T[co*4 + dy*2 + dx][p] + bias[co] for the chunk's pixels p = c0 +
+ * [0, nc) (T: M rows ldt apart), the two taps of a row interleaved */
+__attribute__((target("avx512f"))) static void convt_scatter(float *out, const float *T, size_t ldt, const float *b,
+                                                             size_t c0, size_t nc, int Cout, size_t plane, int H,
+                                                             int W) {
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (size_t p = 0; p < nc; p += 16) {
+        for (int dy = 0; dy < 2; dy++) {
+            const size_t o0 = convt_out_of(c0 + p, H, W, dy), o1 = convt_out_of(c0 + p + 8, H, W, dy);
+            for (int co = 0; co < Cout; co++) {
+                const __m512 bias = _mm512_set1_ps(b ? b[co] : 0.0f);
+                const __m512 t0 = _mm512_add_ps(_mm512_loadu_ps(T + (size_t)(co * 4 + 2 * dy) * ldt + p), bias);
+                const __m512 t1 = _mm512_add_ps(_mm512_loadu_ps(T + (size_t)(co * 4 + 2 * dy + 1) * ldt + p), bias);
+                float *o = out + (size_t)co * plane;
+                _mm512_storeu_ps(o + o0, _mm512_permutex2var_ps(t0, lo, t1));
+                _mm512_storeu_ps(o + o1, _mm512_permutex2var_ps(t0, hi, t1));
+            }
+        }
+    }
+}
+
+/* dT[co*4 + dy*2 + dx][p] = dout[co][b][2y+dy][2x+dx] for the chunk's pixels (the scatter's inverse) */
+__attribute__((target("avx512f"))) static void convt_gather(float *dT, size_t ldt, const float *dout, size_t c0,
+                                                            size_t nc, int Cout, size_t plane, int H, int W) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (size_t p = 0; p < nc; p += 16) {
+        for (int dy = 0; dy < 2; dy++) {
+            const size_t o0 = convt_out_of(c0 + p, H, W, dy), o1 = convt_out_of(c0 + p + 8, H, W, dy);
+            for (int co = 0; co < Cout; co++) {
+                const float *o = dout + (size_t)co * plane;
+                const __m512 a = _mm512_loadu_ps(o + o0), c = _mm512_loadu_ps(o + o1);
+                _mm512_storeu_ps(dT + (size_t)(co * 4 + 2 * dy) * ldt + p, _mm512_permutex2var_ps(a, ev, c));
+                _mm512_storeu_ps(dT + (size_t)(co * 4 + 2 * dy + 1) * ldt + p, _mm512_permutex2var_ps(a, od, c));
+            }
+        }
+    }
+}
+
+static int convt_pw_ok(size_t Nin, int W) { return pw_ok(Nin) && W % 8 == 0; }
+
+/* 0 when out of memory (the caller takes OpenBLAS) */
+static int convt2x2_forward_pw(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout,
+                               int H, int W) {
+    const size_t Nin = (size_t)B * H * W, plane = 4 * Nin; /* an output channel: B*2H*2W */
+    const int M = Cout * 4;
+    const size_t P = pw_cols(Cin + M), ld = PW_LD(P);
+    const int nthr = conv_threads();
+    pw_parts pp;
+    if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)(Cin + M) * ld, (size_t)M * Cin)) return 0;
+    float *wt = pp.shared; /* w^T (M, Cin) */
+    for (int ci = 0; ci < Cin; ci++)
+        for (int m = 0; m < M; m++) wt[(size_t)m * Cin + ci] = w[(size_t)ci * M + m];
+    const long nch = (long)((Nin + P - 1) / P);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long c = 0; c < nch; c++) {
+        float *X = pp.scr + (size_t)omp_get_thread_num() * pp.ns, *T = X + (size_t)Cin * ld;
+        const size_t c0 = (size_t)c * P, nc = Nin - c0 < P ? Nin - c0 : P;
+        // T_c (M, nc) = w^T (M, Cin) . inp_c (Cin, nc), scattered with the bias
+        pw_pack(X, ld, inp + c0, Nin, Cin, nc);
+        pw_gemm(T, ld, wt, (size_t)Cin, X, ld, M, Cin, nc, NULL, 0);
+        convt_scatter(out, T, ld, b, c0, nc, Cout, plane, H, W);
+    }
+    pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
+    return 1;
+}
+
+/* 0 when the shape is not for the blocks or out of memory (the caller takes OpenBLAS) */
+static int convt2x2_backward_pw(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                const float *w, int B, int Cin, int Cout, int H, int W, int accumulate) {
+    const size_t Nin = (size_t)B * H * W, plane = 4 * Nin;
+    const int M = Cout * 4;
+    const size_t P = pw_cols(2 * Cin + M), ld = PW_LD(P);
+    if (P < PW_MIN_COLS) return 0;
+    const int nthr = conv_threads();
+    pw_parts pp;
+    if (!pw_parts_alloc(&pp, nthr, (size_t)Cin * M, (size_t)Cout, (size_t)(2 * Cin + M) * ld, 0)) return 0;
+    const long nch = (long)((Nin + P - 1) / P);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long c = 0; c < nch; c++) {
+        const int t = omp_get_thread_num();
+        float *T = pp.scr + (size_t)t * pp.ns, *X = T + (size_t)M * ld, *DX = X + (size_t)Cin * ld;
+        const size_t c0 = (size_t)c * P, nc = Nin - c0 < P ? Nin - c0 : P;
+        // per chunk: dT_c (M, nc) gathered; db += its sums per output channel; dw (Cin, M) += inp_c . dT_c^T;
+        // dinp_c (+)= w (Cin, M) . dT_c
+        convt_gather(T, ld, dout, c0, nc, Cout, plane, H, W);
+        pw_pack(X, ld, inp + c0, Nin, Cin, nc);
+        if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, T, ld, M, 4, nc);
+        pw_dw(pp.dw + (size_t)t * pp.n, (size_t)M, X, ld, T, ld, Cin, M, nc);
+        if (dinp) {
+            pw_gemm(DX, ld, w, (size_t)M, T, ld, Cin, M, nc, NULL, 0);
+            pw_unpack(dinp + c0, Nin, DX, ld, Cin, nc, accumulate);
+        }
+    }
+    pw_parts_reduce(&pp, nthr, dw, (size_t)Cin * M, db, Cout);
+    return 1;
+}
+#endif
+
+/* ------------------------------------------------------------------ the layers */
+
+void conv1x1_forward(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin, int Cout) {
+#if MS_HAVE_PW
+    if (pw_ok(N) && conv1x1_forward_pw(out, inp, w, b, N, Cin, Cout)) return;
+#endif
+    conv1x1_forward_blas(out, inp, w, b, N, Cin, Cout);
+}
+
+void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, size_t N,
+                      int Cin, int Cout, int accumulate) {
+#if MS_HAVE_PW
+    if (pw_ok(N) && conv1x1_backward_pw(dinp, dw, db, dout, inp, w, N, Cin, Cout, accumulate)) return;
+#endif
+    conv1x1_backward_blas(dinp, dw, db, dout, inp, w, N, Cin, Cout, accumulate);
+}
+
+size_t convt2x2_ws_floats(int B, int Cout, int H, int W) { return (size_t)Cout * 4 * (size_t)B * H * W; }
+
+void convt2x2_forward(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout, int H,
+                      int W, float *ws) {
+#if MS_HAVE_PW
+    if (convt_pw_ok((size_t)B * H * W, W) && convt2x2_forward_pw(out, inp, w, b, B, Cin, Cout, H, W)) return;
+#endif
+    convt2x2_forward_blas(out, inp, w, b, B, Cin, Cout, H, W, ws);
+}
+
+void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int B,
+                       int Cin, int Cout, int H, int W, float *ws, int accumulate) {
+#if MS_HAVE_PW
+    if (convt_pw_ok((size_t)B * H * W, W) &&
+        convt2x2_backward_pw(dinp, dw, db, dout, inp, w, B, Cin, Cout, H, W, accumulate))
+        return;
+#endif
+    convt2x2_backward_blas(dinp, dw, db, dout, inp, w, B, Cin, Cout, H, W, ws, accumulate);
+}
