@@ -21,6 +21,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,8 +202,12 @@ static void convt2x2_backward_blas(float *dinp, float *dw, float *db, const floa
 #if MS_HAVE_PW
 /* ------------------------------------------------------------------ AVX-512 blocks */
 
+/* how pw_gemm writes C */
+enum { PW_SET, PW_ADD, PW_STREAM /* set, with non-temporal stores (64-byte aligned rows) */ };
+
 /* C (R rows ldc apart, NV*16 pixels) = [C +] [bias +] A (R x K, rows lda apart) . X (K rows ldx
- * apart, NV*16 pixels); R <= 8, NV <= 3 are constants where it is inlined. */
+ * apart, NV*16 pixels), C + only for acc == PW_ADD; R <= 8, NV <= 3 are constants where it is
+ * inlined. */
 __attribute__((target("avx512f"), always_inline)) static inline void pw_block(float *C, size_t ldc, const float *A,
                                                                               size_t lda, const float *X, size_t ldx,
                                                                               int K, const float *bias, int acc,
@@ -210,7 +215,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void pw_block(fl
     __m512 c[8][3];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++)
-            c[r][v] = acc ? _mm512_loadu_ps(C + r * ldc + 16 * v) : bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+            c[r][v] = acc == PW_ADD ? _mm512_loadu_ps(C + r * ldc + 16 * v)
+                      : bias        ? _mm512_set1_ps(bias[r])
+                                    : _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         __m512 x[3];
         for (int v = 0; v < NV; v++) x[v] = _mm512_loadu_ps(X + k * ldx + 16 * v);
@@ -220,7 +227,11 @@ __attribute__((target("avx512f"), always_inline)) static inline void pw_block(fl
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+        for (int v = 0; v < NV; v++)
+            if (acc == PW_STREAM)
+                _mm512_stream_ps(C + r * ldc + 16 * v, c[r][v]);
+            else
+                _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
 }
 
 typedef void (*pw_block_fn)(float *, size_t, const float *, size_t, const float *, size_t, int, const float *, int);
@@ -239,6 +250,7 @@ static const pw_block_fn pw_blocks[8][3] = {PW_ROW(1), PW_ROW(2), PW_ROW(3), PW_
 /* C (M x P) = [C +] [bias +] A (M x K) . X (K x P); P a multiple of 16 */
 static void pw_gemm(float *C, size_t ldc, const float *A, size_t lda, const float *X, size_t ldx, int M, int K,
                     size_t P, const float *bias, int acc) {
+    if (acc == PW_STREAM && ((uintptr_t)C % 64 || ldc % 16)) acc = PW_SET;
     for (size_t p = 0; p < P; p += 48) {
         const int nv = P - p >= 48 ? 3 : (int)((P - p) / 16);
         for (int r = 0; r < M; r += 8) {
@@ -247,7 +259,13 @@ static void pw_gemm(float *C, size_t ldc, const float *A, size_t lda, const floa
                                      bias ? bias + r : NULL, acc);
         }
     }
+    if (acc == PW_STREAM) _mm_sfence(); /* the non-temporal stores are visible before the region ends */
 }
+
+/* Outputs of at least this many bytes go to memory with non-temporal stores: they cannot stay in
+ * the caches for their next reader anyway, and a plain store first reads each line it writes. */
+#define PW_STREAM_BYTES ((size_t)16 << 20)
+static int pw_set_mode(int rows, size_t N) { return (size_t)rows * N * sizeof(float) >= PW_STREAM_BYTES ? PW_STREAM : PW_SET; }
 
 /* D (RA x RB, rows ldd apart) += A (RA rows lda apart) . X (RB rows ldx apart)^T over P pixels
  * (a multiple of 16): 16 lanes of sums per element, then one horizontal sum each; RA <= 4,
@@ -293,15 +311,20 @@ static void pw_dw(float *D, size_t ldd, const float *A, size_t lda, const float 
     }
 }
 
-/* s[r] += the sum of row r of x (R rows ldx apart, P pixels), groups rows at a time (1 for a
- * plain row sum, 4 for the transposed convolution's four taps of one output channel) */
+/* s[r / group] += the sum of rows r..r+group-1 of x (R rows ldx apart, P pixels): 1 row for a
+ * plain row sum, 4 for the transposed convolution's four taps of one output channel; added up in
+ * double, as OpenBLAS's path does (a bias gradient sums up to 10^6 elements per step) */
 __attribute__((target("avx512f"))) static void pw_row_sums(double *s, const float *x, size_t ldx, int R, int group,
                                                            size_t P) {
     for (int r = 0; r < R; r += group) {
-        __m512 a = _mm512_setzero_ps();
+        __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
         for (int g = 0; g < group; g++)
-            for (size_t p = 0; p < P; p += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(x + (size_t)(r + g) * ldx + p));
-        s[r / group] += _mm512_reduce_add_ps(a);
+            for (size_t p = 0; p < P; p += 16) {
+                const __m512 v = _mm512_loadu_ps(x + (size_t)(r + g) * ldx + p);
+                a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                b = _mm512_add_pd(b, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+            }
+        s[r / group] += _mm512_reduce_add_pd(_mm512_add_pd(a, b));
     }
 }
 
@@ -375,6 +398,7 @@ static int conv1x1_forward_pw(float *out, const float *inp, const float *w, cons
     const int nthr = conv_threads();
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)Cin * ld, 0)) return 0;
+    const int mode = pw_set_mode(Cout, N);
     const long nch = (long)((N + P - 1) / P);
 #pragma omp parallel for schedule(static) num_threads(nthr)
     for (long c = 0; c < nch; c++) {
@@ -383,7 +407,7 @@ static int conv1x1_forward_pw(float *out, const float *inp, const float *w, cons
         // out_c (Cout, nc) = w (Cout, Cin) . inp_c (Cin, nc) + b (stored in place: a block's 8 rows x 3
         // lines still fit the L1's 8 ways, and measured faster than a copy out)
         pw_pack(X, ld, inp + c0, N, Cin, nc);
-        pw_gemm(out + c0, N, w, (size_t)Cin, X, ld, Cout, Cin, nc, b, 0);
+        pw_gemm(out + c0, N, w, (size_t)Cin, X, ld, Cout, Cin, nc, b, mode);
     }
     pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
     return 1;
@@ -413,9 +437,11 @@ static int conv1x1_backward_pw(float *dinp, float *dw, float *db, const float *d
         pw_pack(X, ld, inp + c0, N, Cin, nc);
         if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, G, ld, Cout, 1, nc);
         pw_dw(pp.dw + (size_t)t * pp.n, (size_t)Cin, G, ld, X, ld, Cout, Cin, nc);
-        if (dinp) {
-            pw_gemm(DX, ld, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, 0);
-            pw_unpack(dinp + c0, N, DX, ld, Cin, nc, accumulate);
+        if (dinp && accumulate) {
+            pw_gemm(DX, ld, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, PW_SET);
+            pw_unpack(dinp + c0, N, DX, ld, Cin, nc, 1);
+        } else if (dinp) { /* stored in place, as conv1x1_forward_pw's */
+            pw_gemm(dinp + c0, N, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, pw_set_mode(Cin, N));
         }
     }
     pw_parts_reduce(&pp, nthr, dw, (size_t)Cout * Cin, db, Cout);
@@ -493,7 +519,7 @@ static int convt2x2_forward_pw(float *out, const float *inp, const float *w, con
         const size_t c0 = (size_t)c * P, nc = Nin - c0 < P ? Nin - c0 : P;
         // T_c (M, nc) = w^T (M, Cin) . inp_c (Cin, nc), scattered with the bias
         pw_pack(X, ld, inp + c0, Nin, Cin, nc);
-        pw_gemm(T, ld, wt, (size_t)Cin, X, ld, M, Cin, nc, NULL, 0);
+        pw_gemm(T, ld, wt, (size_t)Cin, X, ld, M, Cin, nc, NULL, PW_SET);
         convt_scatter(out, T, ld, b, c0, nc, Cout, plane, H, W);
     }
     pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
@@ -522,9 +548,11 @@ static int convt2x2_backward_pw(float *dinp, float *dw, float *db, const float *
         pw_pack(X, ld, inp + c0, Nin, Cin, nc);
         if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, T, ld, M, 4, nc);
         pw_dw(pp.dw + (size_t)t * pp.n, (size_t)M, X, ld, T, ld, Cin, M, nc);
-        if (dinp) {
-            pw_gemm(DX, ld, w, (size_t)M, T, ld, Cin, M, nc, NULL, 0);
-            pw_unpack(dinp + c0, Nin, DX, ld, Cin, nc, accumulate);
+        if (dinp && accumulate) {
+            pw_gemm(DX, ld, w, (size_t)M, T, ld, Cin, M, nc, NULL, PW_SET);
+            pw_unpack(dinp + c0, Nin, DX, ld, Cin, nc, 1);
+        } else if (dinp) {
+            pw_gemm(dinp + c0, Nin, w, (size_t)M, T, ld, Cin, M, nc, NULL, pw_set_mode(Cin, Nin));
         }
     }
     pw_parts_reduce(&pp, nthr, dw, (size_t)Cin * M, db, Cout);

@@ -276,13 +276,14 @@ static void test_conv1x1(void) {
  * blocks where the pixel count is a multiple of 16, else OpenBLAS GEMMs; weight gradients summed
  * per thread): against a double-precision reference, including a short last chunk and channel
  * counts that leave partial register blocks. */
-static void conv1x1_chunked_case(size_t N, int Cin, int Cout) {
+static void conv1x1_chunked_case(size_t N, int Cin, int Cout, int accumulate) {
     float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1), *dout = rnd(N * Cout, 1);
     float *out = malloc(sizeof(float) * N * Cout), *dx = rnd(N * Cin, 1), *dx0 = malloc(sizeof(float) * N * Cin);
     float *dw = calloc((size_t)Cin * Cout, sizeof(float)), *db = calloc(Cout, sizeof(float));
     memcpy(dx0, dx, sizeof(float) * N * Cin);
     conv1x1_forward(out, x, w, b, N, Cin, Cout);
-    conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, 1);
+    conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, accumulate);
+    if (!accumulate) memset(dx0, 0, sizeof(float) * N * Cin);
     double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
     for (int co = 0; co < Cout; co++) {
         double sb = 0;
@@ -310,27 +311,29 @@ static void conv1x1_chunked_case(size_t N, int Cin, int Cout) {
         }
     CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
           "chunked conv1x1: out %.2g dinp %.2g dw %.2g db %.2g", e_out, e_dx, e_dw, e_db);
-    printf("  conv1x1 chunked (N=%zu, %d -> %d): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, Cin, Cout,
-           e_out, e_dx, e_dw, e_db);
+    printf("  conv1x1 chunked (N=%zu, %d -> %d, dinp %s): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, Cin,
+           Cout, accumulate ? "added" : "set", e_out, e_dx, e_dw, e_db);
     free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db);
 }
 static void test_conv1x1_chunked(void) {
-    conv1x1_chunked_case(16 * 1024 + 300, 5, 3); /* not a multiple of 16: OpenBLAS */
-    conv1x1_chunked_case(16 * 1024 + 304, 5, 3); /* the blocks, a short last chunk */
-    conv1x1_chunked_case(3 * 1024 + 48, 19, 11); /* partial blocks of rows (8, 4 and 6) */
+    conv1x1_chunked_case(16 * 1024 + 300, 5, 3, 1); /* not a multiple of 16: OpenBLAS */
+    conv1x1_chunked_case(16 * 1024 + 304, 5, 3, 1); /* the blocks, a short last chunk */
+    conv1x1_chunked_case(3 * 1024 + 48, 19, 11, 0); /* partial blocks of rows (8, 4 and 6) */
+    conv1x1_chunked_case(262144, 16, 16, 0);        /* outputs of 16 MB: non-temporal stores */
 }
 
 /* ---------------- transposed conv 2x2/2 */
 /* Against a double-precision reference, at shapes of the AVX-512 blocks (pixels a multiple of 16,
  * W of 8; several chunks) and one of OpenBLAS's: forward with bias, dinp accumulated, dw, db. */
-static void convt_reference_case(int B, int Cin, int Cout, int H, int W) {
+static void convt_reference_case(int B, int Cin, int Cout, int H, int W, int accumulate) {
     const size_t Nin = (size_t)B * H * W, nx = Nin * Cin, ny = Nin * 4 * Cout, nw = (size_t)Cin * Cout * 4;
     float *x = rnd(nx, 1), *w = rnd(nw, 1), *b = rnd(Cout, 1), *dout = rnd(ny, 1), *out = malloc(sizeof(float) * ny);
     float *dx = rnd(nx, 1), *dx0 = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), *db = calloc(Cout, sizeof(float));
     float *ws = malloc(sizeof(float) * convt2x2_ws_floats(B, Cout, H, W));
     memcpy(dx0, dx, sizeof(float) * nx);
     convt2x2_forward(out, x, w, b, B, Cin, Cout, H, W, ws);
-    convt2x2_backward(dx, dw, db, dout, x, w, B, Cin, Cout, H, W, ws, 1);
+    convt2x2_backward(dx, dw, db, dout, x, w, B, Cin, Cout, H, W, ws, accumulate);
+    if (!accumulate) memset(dx0, 0, sizeof(float) * nx);
     double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
     /* output pixel (co, bb, 2y+dy, 2x+dx) comes from input pixel (bb, y, x) through w[ci][co][dy][dx] */
 #define OUT_AT(co, p, k) ((size_t)(co) * 4 * Nin + (((p) / W / H) * 2 * H + 2 * ((p) / W % H) + (k) / 2) * 2 * W + 2 * ((p) % W) + (k) % 2)
@@ -368,9 +371,10 @@ static void convt_reference_case(int B, int Cin, int Cout, int H, int W) {
     free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db); free(ws);
 }
 static void test_convt_reference(void) {
-    convt_reference_case(4, 19, 5, 16, 64); /* W a multiple of 16, several chunks */
-    convt_reference_case(3, 7, 9, 6, 8);    /* W = 8: a vector spans two input rows */
-    convt_reference_case(2, 4, 3, 3, 5);    /* OpenBLAS */
+    convt_reference_case(4, 19, 5, 16, 64, 1);  /* W a multiple of 16, several chunks */
+    convt_reference_case(3, 7, 9, 6, 8, 0);     /* W = 8: a vector spans two input rows */
+    convt_reference_case(2, 4, 3, 3, 5, 1);     /* OpenBLAS */
+    convt_reference_case(16, 16, 4, 32, 64, 0); /* dinp of 16 MB: non-temporal stores */
 }
 
 typedef struct { int B, Cin, Cout, H, W; float *x, *w, *b, *r, *out, *ws; } ct_ctx;
