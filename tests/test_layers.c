@@ -461,6 +461,33 @@ static void test_maxpool(void) {
     free(c.x); free(c.r); free(c.out); free(dx);
 }
 
+/* ---------------- max-pool backward at a width of the vector form (W a multiple of 32): bit for
+ * bit the scalar rule (first maximum in scan order gets the gradient; the rest untouched, -0
+ * included), with ties everywhere (inputs from 3 values) */
+static void test_pool_wide(void) {
+    const size_t P = 3;
+    const int H = 4, W = 64;
+    const size_t n = P * H * W, m = n / 4;
+    float *x = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *g = rnd(m, 1);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(rand() % 3);
+        d[i] = i % 5 == 0 ? -0.0f : (float)(rand() % 100) / 7.0f;
+    }
+    memcpy(ref, d, sizeof(float) * n);
+    for (size_t p = 0; p < P; p++)
+        for (int y = 0; y < H / 2; y++)
+            for (int xx = 0; xx < W / 2; xx++) {
+                const size_t i0 = p * H * W + (size_t)(2 * y) * W + 2 * xx, c[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
+                size_t best = c[0];
+                for (int k = 1; k < 4; k++)
+                    if (x[c[k]] > x[best]) best = c[k];
+                ref[best] += g[p * (H / 2) * (W / 2) + (size_t)y * (W / 2) + xx];
+            }
+    maxpool2x2_backward(d, g, x, P, H, W);
+    CHECK(memcmp(d, ref, sizeof(float) * n) == 0, "wide max-pool backward differs from the scalar rule");
+    free(x); free(d); free(ref); free(g);
+}
+
 /* ---------------- dropout: inverted scaling, rate, determinism, backward = mask */
 /* the documented hash (layers.h: splitmix64's finaliser of seed + golden * (i + 1)), element by
  * element: the reference the vectorised mask must match bit for bit */
@@ -674,6 +701,7 @@ int main(void) {
     seeded(test_conv1x1, 2029);
     seeded(test_conv1x1_chunked, 2036);
     seeded(test_convt_reference, 2037);
+    seeded(test_pool_wide, 2038);
     seeded(test_convt, 2030);
     seeded(bn_plain, 2031);
     seeded(bn_relu, 2032);
