@@ -33,17 +33,18 @@
 #endif
 
 /* bytes of the rows of one pixel chunk that should stay in the 1 MB L2 together */
-#define PW_CHUNK_BYTES (384 * 1024)
+#define PW_CHUNK_BYTES (512 * 1024)
 /* a backward chunk shorter than this many pixels leaves too few multiply-adds per weight-gradient
  * element to pay for the horizontal sum that ends it: OpenBLAS there */
 #define PW_MIN_COLS 512
 #define PW_MAX_COLS 4096
 
-/* pixels per chunk for `rows` rows of floats in cache together: a multiple of 48 (the blocks) */
+/* pixels per chunk for `rows` rows of floats in cache together: a multiple of 16 (a vector;
+ * the blocks take 48 at a time and the rest in one narrower block) */
 static size_t pw_cols(int rows) {
     size_t p = PW_CHUNK_BYTES / (sizeof(float) * (size_t)rows);
     if (p > PW_MAX_COLS) p = PW_MAX_COLS;
-    p -= p % 48;
+    p -= p % 16;
     return p < 48 ? 48 : p;
 }
 
