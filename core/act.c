@@ -91,8 +91,37 @@ void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t n, floa
     }
 }
 
+#if MS_DROPOUT_VEC
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dropout_bwd_vec(float *dinp, const float *dout,
+                                                                                const uint8_t *mask, size_t i0,
+                                                                                size_t i1, float scale, int accumulate) {
+    const __m512 sc = _mm512_set1_ps(scale);
+    size_t i = i0;
+    for (; i + 16 <= i1; i += 16) {
+        const __m128i mb = _mm_loadu_si128((const __m128i *)(mask + i));
+        const __m512 g = _mm512_maskz_mul_ps(_mm_test_epi8_mask(mb, mb), _mm512_loadu_ps(dout + i), sc);
+        _mm512_storeu_ps(dinp + i, accumulate ? _mm512_add_ps(_mm512_loadu_ps(dinp + i), g) : g);
+    }
+    for (; i < i1; i++) {
+        const float g = mask[i] ? dout[i] * scale : 0.0f;
+        dinp[i] = accumulate ? dinp[i] + g : g;
+    }
+}
+#endif
+
 void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, size_t n, float p, int accumulate) {
     const float scale = 1.0f / (1.0f - p);
+#if MS_DROPOUT_VEC
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+        const long nb = (long)((n + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
+#pragma omp parallel for schedule(static)
+        for (long b = 0; b < nb; b++) {
+            const size_t i0 = (size_t)b * DROPOUT_BLOCK, i1 = i0 + DROPOUT_BLOCK < n ? i0 + DROPOUT_BLOCK : n;
+            dropout_bwd_vec(dinp, dout, mask, i0, i1, scale, accumulate);
+        }
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         const float g = mask[i] ? dout[i] * scale : 0.0f;
