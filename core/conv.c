@@ -201,6 +201,7 @@ typedef struct {
     float *ws, *dw_ws;
     size_t out_floats, dw_floats; /* timing copies: out/dw_ws are scratch made on first use */
     int scratch;
+    int set; /* DINP: overwrite dinp instead of adding to it */
 } conv_call;
 
 static void im2col_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
@@ -241,15 +242,20 @@ static void conv_run(void *p, int algo) {
         break;
     case CONV_OP_DINP:
         if (algo == CONV_WINO) {
-            conv3x3_wino_conv(c->out, c->inp, c->w, 1, 1, B, Cout, Cin, H, W, c->ws); /* reads w transposed, flipped */
+            conv3x3_wino_conv(c->out, c->inp, c->w, 1, !c->set, B, Cout, Cin, H, W, c->ws); /* w transposed, flipped */
         } else if (algo == CONV_DIRECT) {
             float *wt = c->dw_ws; // (Cin, Cout*9): wt[ci][co*9 + 8-k] = w[co][ci*9 + k]; dw_ws holds no partial sums yet
             const int K = Cin * 9;
             for (int co = 0; co < Cout; co++)
                 for (int ci = 0; ci < Cin; ci++)
                     for (int k = 0; k < 9; k++) wt[(size_t)ci * Cout * 9 + co * 9 + 8 - k] = c->w[(size_t)co * K + ci * 9 + k];
-            conv3x3_direct_forward(c->out, c->inp, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+            conv3x3_direct_forward(c->out, c->inp, NULL, 0, wt, NULL, 0, !c->set, B, Cout, Cin, H, W);
         } else {
+            if (c->set) { /* col2im adds */
+                const long n = (long)Cin * B * H * W;
+#pragma omp parallel for schedule(static)
+                for (long i = 0; i < n; i++) c->out[i] = 0.0f;
+            }
             col2im_dinp(c->out, c->inp, c->w, B, Cin, Cout, H, W, c->ws);
         }
         break;
@@ -341,14 +347,14 @@ size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int 
 
 void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
                    const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
-    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
     conv_dispatch(&c);
 }
 
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
     conv_dispatch(&c);
 }
 
@@ -391,14 +397,15 @@ static void im2col_dw(float *dw_ws, const float *dout, const float *inp, int B, 
 }
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
-    /* dinp += the 3x3 convolution of dout with w transposed and flipped (first: the direct
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws, int accumulate) {
+    /* dinp (+)= the 3x3 convolution of dout with w transposed and flipped (first: the direct
      * kernel's flipped weights borrow dw_ws before it holds partial sums) */
     if (dinp) {
-        conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+        conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0,
+                       !accumulate};
         conv_dispatch(&c);
     }
-    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0, 0};
     conv_dispatch(&c);
     /* reduce the per-thread weight gradients in a fixed order (deterministic) */
     const int nthr = conv_threads();

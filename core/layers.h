@@ -81,9 +81,11 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *algos);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);
-/* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */
+/* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL), or dinp = ... where
+ * accumulate is 0 (its first writer: saves zeroing it, and the Winograd and direct kernels then
+ * store without reading it first) */
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws);
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws, int accumulate);
 
 /* out (Cout,N) = w (Cout,Cin) · inp (Cin,N) + b (Cout): a 1x1 convolution, no im2col. */
 void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,

@@ -91,7 +91,7 @@ static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
         conv_plan_force(a);
         memset(dx, 0, sizeof(float) * nx);
         memset(dw, 0, sizeof(float) * nw);
-        conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws);
+        conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws, 1);
         fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
         fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
         conv_plan_force(-1);
@@ -164,7 +164,7 @@ static void test_conv3x3_direct(void) {
                 memcpy(dx[dir], dx0, sizeof(float) * c.N * s.Cin);
                 dw[dir] = calloc((size_t)s.Cout * c.K, sizeof(float));
                 conv_plan_force(dir ? CONV_DIRECT : CONV_IM2COL);
-                conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws);
+                conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws, 1);
             }
             d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);
             CHECK(d <= 1e-5, "direct conv %zu dinp: normwise error %.3g", si, d);
@@ -237,7 +237,7 @@ static void test_conv3x3_wino(void) {
                 dx[wino] = malloc(sizeof(float) * c.N * s.Cin);
                 memcpy(dx[wino], dx0, sizeof(float) * c.N * s.Cin);
                 dw[wino] = calloc((size_t)s.Cout * c.K, sizeof(float));
-                conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws);
+                conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws, 1);
             }
             conv_plan_force(-1);
             double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
