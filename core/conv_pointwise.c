@@ -20,6 +20,7 @@
 #include "layers.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,14 +49,15 @@ static size_t pw_cols(int rows) {
     return p < 48 ? 48 : p;
 }
 
-static int pw_ok(size_t N) {
+static int pw_cpu(void) {
 #if MS_HAVE_PW
-    return __builtin_cpu_supports("avx512f") && N % 16 == 0;
+    return __builtin_cpu_supports("avx512f");
 #else
-    (void)N;
     return 0;
 #endif
 }
+/* the gradients' blocks take whole vectors of pixels */
+static int pw_ok(size_t N) { return pw_cpu() && N % 16 == 0; }
 
 /* ------------------------------------------------------------------ OpenBLAS forms */
 
@@ -248,12 +250,26 @@ PW_BLOCKS(1) PW_BLOCKS(2) PW_BLOCKS(3) PW_BLOCKS(4) PW_BLOCKS(5) PW_BLOCKS(6) PW
 static const pw_block_fn pw_blocks[8][3] = {PW_ROW(1), PW_ROW(2), PW_ROW(3), PW_ROW(4),
                                             PW_ROW(5), PW_ROW(6), PW_ROW(7), PW_ROW(8)};
 
-/* C (M x P) = [C +] [bias +] A (M x K) . X (K x P); P a multiple of 16 */
+/* the last P < 16 pixels of pw_gemm, one at a time in the blocks' order of operations (fmaf is
+ * the vector FMA's single rounding): a pixel's result does not depend on where it falls, so a
+ * batch gives each image what it gets alone */
+static void pw_tail(float *C, size_t ldc, const float *A, size_t lda, const float *X, size_t ldx, int M, int K, size_t P,
+                    const float *bias, int acc) {
+    for (int r = 0; r < M; r++)
+        for (size_t j = 0; j < P; j++) {
+            float c = acc == PW_ADD ? C[r * ldc + j] : bias ? bias[r] : 0.0f;
+            for (int k = 0; k < K; k++) c = fmaf(A[r * lda + k], X[k * ldx + j], c);
+            C[r * ldc + j] = c;
+        }
+}
+
+/* C (M x P) = [C +] [bias +] A (M x K) . X (K x P) */
 static void pw_gemm(float *C, size_t ldc, const float *A, size_t lda, const float *X, size_t ldx, int M, int K,
                     size_t P, const float *bias, int acc) {
     if (acc == PW_STREAM && ((uintptr_t)C % 64 || ldc % 16)) acc = PW_SET;
-    for (size_t p = 0; p < P; p += 48) {
-        const int nv = P - p >= 48 ? 3 : (int)((P - p) / 16);
+    const size_t P16 = P & ~(size_t)15;
+    for (size_t p = 0; p < P16; p += 48) {
+        const int nv = P16 - p >= 48 ? 3 : (int)((P16 - p) / 16);
         for (int r = 0; r < M; r += 8) {
             const int R = M - r < 8 ? M - r : 8;
             pw_blocks[R - 1][nv - 1](C + (size_t)r * ldc + p, ldc, A + (size_t)r * lda, lda, X + p, ldx, K,
@@ -261,6 +277,7 @@ static void pw_gemm(float *C, size_t ldc, const float *A, size_t lda, const floa
         }
     }
     if (acc == PW_STREAM) _mm_sfence(); /* the non-temporal stores are visible before the region ends */
+    if (P16 < P) pw_tail(C + P16, ldc, A, lda, X + P16, ldx, M, K, P - P16, bias, acc);
 }
 
 /* Outputs of at least this many bytes go to memory with non-temporal stores: they cannot stay in
@@ -499,7 +516,8 @@ __attribute__((target("avx512f"))) static void convt_gather(float *dT, size_t ld
     }
 }
 
-static int convt_pw_ok(size_t Nin, int W) { return pw_ok(Nin) && W % 8 == 0; }
+/* per image, not per batch (whatever the batch, an image takes the same path: the same bits) */
+static int convt_pw_ok(int H, int W) { return pw_cpu() && W % 8 == 0 && H * W % 16 == 0; }
 
 /* 0 when out of memory (the caller takes OpenBLAS) */
 static int convt2x2_forward_pw(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout,
@@ -565,7 +583,8 @@ static int convt2x2_backward_pw(float *dinp, float *dw, float *db, const float *
 
 void conv1x1_forward(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin, int Cout) {
 #if MS_HAVE_PW
-    if (pw_ok(N) && conv1x1_forward_pw(out, inp, w, b, N, Cin, Cout)) return;
+    /* any N: the blocks end in pw_tail, so batch and single calls give the same bits */
+    if (pw_cpu() && conv1x1_forward_pw(out, inp, w, b, N, Cin, Cout)) return;
 #endif
     conv1x1_forward_blas(out, inp, w, b, N, Cin, Cout);
 }
@@ -583,7 +602,7 @@ size_t convt2x2_ws_floats(int B, int Cout, int H, int W) { return (size_t)Cout *
 void convt2x2_forward(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout, int H,
                       int W, float *ws) {
 #if MS_HAVE_PW
-    if (convt_pw_ok((size_t)B * H * W, W) && convt2x2_forward_pw(out, inp, w, b, B, Cin, Cout, H, W)) return;
+    if (convt_pw_ok(H, W) && convt2x2_forward_pw(out, inp, w, b, B, Cin, Cout, H, W)) return;
 #endif
     convt2x2_forward_blas(out, inp, w, b, B, Cin, Cout, H, W, ws);
 }
@@ -591,8 +610,7 @@ void convt2x2_forward(float *out, const float *inp, const float *w, const float 
 void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int B,
                        int Cin, int Cout, int H, int W, float *ws, int accumulate) {
 #if MS_HAVE_PW
-    if (convt_pw_ok((size_t)B * H * W, W) &&
-        convt2x2_backward_pw(dinp, dw, db, dout, inp, w, B, Cin, Cout, H, W, accumulate))
+    if (convt_pw_ok(H, W) && convt2x2_backward_pw(dinp, dw, db, dout, inp, w, B, Cin, Cout, H, W, accumulate))
         return;
 #endif
     convt2x2_backward_blas(dinp, dw, db, dout, inp, w, B, Cin, Cout, H, W, ws, accumulate);
