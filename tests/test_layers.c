@@ -322,8 +322,26 @@ static void conv1x1_chunked_case(size_t N, int Cin, int Cout, int accumulate) {
            Cout, accumulate ? "added" : "set", e_out, e_dx, e_dw, e_db);
     free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db);
 }
+/* A pixel's 1x1 output does not depend on how many pixels the call has (a frame's batch and
+ * single inferences give the same labels byte for byte): the first 100 of 1000 pixels (full
+ * vectors) against a call on those 100 alone (6 vectors and a 4-pixel tail). */
+static void conv1x1_batch_invariant(void) {
+    const int Cin = 7, Cout = 5;
+    const size_t NB = 1000, NS = 100;
+    float *xb = rnd(NB * Cin, 1), *xs = malloc(sizeof(float) * NS * Cin), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1);
+    float *ob = malloc(sizeof(float) * NB * Cout), *os = malloc(sizeof(float) * NS * Cout);
+    for (int c = 0; c < Cin; c++) memcpy(xs + c * NS, xb + c * NB, sizeof(float) * NS);
+    conv1x1_forward(ob, xb, w, b, NB, Cin, Cout);
+    conv1x1_forward(os, xs, w, b, NS, Cin, Cout);
+    int same = 1;
+    for (int c = 0; c < Cout; c++) same &= memcmp(os + c * NS, ob + c * NB, sizeof(float) * NS) == 0;
+    CHECK(same, "conv1x1_forward: a pixel's output depends on the call's pixel count");
+    free(xb); free(xs); free(w); free(b); free(ob); free(os);
+}
+
 static void test_conv1x1_chunked(void) {
-    conv1x1_chunked_case(16 * 1024 + 300, 5, 3, 1); /* not a multiple of 16: OpenBLAS */
+    conv1x1_batch_invariant();
+    conv1x1_chunked_case(16 * 1024 + 300, 5, 3, 1); /* not a multiple of 16: the forward's tail, OpenBLAS's gradients */
     conv1x1_chunked_case(16 * 1024 + 304, 5, 3, 1); /* the blocks, a short last chunk */
     conv1x1_chunked_case(3 * 1024 + 48, 19, 11, 0); /* partial blocks of rows (8, 4 and 6) */
     conv1x1_chunked_case(262144, 16, 16, 0);        /* outputs of 16 MB: non-temporal stores */
