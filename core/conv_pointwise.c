@@ -49,6 +49,15 @@ static size_t pw_cols(int rows) {
     return p < 48 ? 48 : p;
 }
 
+/* ... and at most a quarter of a thread's share of the N pixels: the deep levels (N = 1024 at
+ * the bottleneck of a batch of 32) would otherwise be one or three chunks, all or two thirds of
+ * them on one thread */
+static size_t pw_split(size_t P, size_t N, int nthr) {
+    const size_t share = N / (4 * (size_t)nthr);
+    const size_t cap = share < 16 ? 16 : (share + 15) & ~(size_t)15;
+    return P < cap ? P : cap;
+}
+
 static int pw_cpu(void) {
 #if MS_HAVE_PW
     return __builtin_cpu_supports("avx512f");
@@ -412,8 +421,8 @@ static void pw_parts_reduce(pw_parts *p, int nthr, float *dw, size_t n, float *d
 /* 0 when out of memory (the caller takes OpenBLAS) */
 static int conv1x1_forward_pw(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin,
                               int Cout) {
-    const size_t P = pw_cols(Cin), ld = PW_LD(P);
     const int nthr = conv_threads();
+    const size_t P = pw_split(pw_cols(Cin), N, nthr), ld = PW_LD(P);
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)Cin * ld, 0)) return 0;
     const int mode = pw_set_mode(Cout, N);
@@ -434,9 +443,9 @@ static int conv1x1_forward_pw(float *out, const float *inp, const float *w, cons
 /* 0 when the shape is not for the blocks or out of memory (the caller takes OpenBLAS) */
 static int conv1x1_backward_pw(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                                size_t N, int Cin, int Cout, int accumulate) {
-    const size_t P = pw_cols(2 * Cin + Cout), ld = PW_LD(P);
-    if (P < PW_MIN_COLS) return 0;
     const int nthr = conv_threads();
+    const size_t P = pw_split(pw_cols(2 * Cin + Cout), N, nthr), ld = PW_LD(P);
+    if (P < PW_MIN_COLS) return 0;
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, (size_t)Cout * Cin, (size_t)Cout, (size_t)(2 * Cin + Cout) * ld,
                         (size_t)Cout * Cin))
@@ -524,8 +533,8 @@ static int convt2x2_forward_pw(float *out, const float *inp, const float *w, con
                                int H, int W) {
     const size_t Nin = (size_t)B * H * W, plane = 4 * Nin; /* an output channel: B*2H*2W */
     const int M = Cout * 4;
-    const size_t P = pw_cols(Cin + M), ld = PW_LD(P);
     const int nthr = conv_threads();
+    const size_t P = pw_split(pw_cols(Cin + M), Nin, nthr), ld = PW_LD(P);
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)(Cin + M) * ld, (size_t)M * Cin)) return 0;
     float *wt = pp.shared; /* w^T (M, Cin) */
@@ -550,9 +559,9 @@ static int convt2x2_backward_pw(float *dinp, float *dw, float *db, const float *
                                 const float *w, int B, int Cin, int Cout, int H, int W, int accumulate) {
     const size_t Nin = (size_t)B * H * W, plane = 4 * Nin;
     const int M = Cout * 4;
-    const size_t P = pw_cols(2 * Cin + M), ld = PW_LD(P);
-    if (P < PW_MIN_COLS) return 0;
     const int nthr = conv_threads();
+    const size_t P = pw_split(pw_cols(2 * Cin + M), Nin, nthr), ld = PW_LD(P);
+    if (P < PW_MIN_COLS) return 0;
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, (size_t)Cin * M, (size_t)Cout, (size_t)(2 * Cin + M) * ld, 0)) return 0;
     const long nch = (long)((Nin + P - 1) / P);
