@@ -94,6 +94,16 @@ void conv1x1_forward(float *out, const float *inp, const float *w, const float *
 void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                       const float *w, size_t N, int Cin, int Cout, int accumulate);
 
+/* conv_pointwise_blas.c: the same four layers through OpenBLAS, whatever the CPU and shape (what
+ * the AVX-512 blocks of conv_pointwise.c fall back to) */
+void conv1x1_forward_blas(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin, int Cout);
+void conv1x1_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                           size_t N, int Cin, int Cout, int accumulate);
+void convt2x2_forward_blas(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout,
+                           int H, int W, float *ws);
+void convt2x2_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            int B, int Cin, int Cout, int H, int W, float *ws, int accumulate);
+
 /* ConvTranspose2d(k=2, s=2): inp (Cin,B,H,W) -> out (Cout,B,2H,2W); w (Cin,Cout,2,2), b (Cout). */
 size_t convt2x2_ws_floats(int B, int Cout, int H, int W);
 void convt2x2_forward(float *out, const float *inp, const float *w, const float *b,
