@@ -5,9 +5,7 @@
  *    one cblas_sgemm per chunk: chunking bounds the workspace and keeps the column block warm in
  *    cache for the GEMM), and runs the one the plan cache measured fastest for its shape
  *    (plan.c; conv_plan_force makes tests take each in turn).
- *  - 1x1: the input already is the column matrix; no im2col (column chunks for many pixels).
- *  - transposed 2x2 stride 2: one GEMM into the workspace, then a scatter (each output pixel
- *    comes from exactly one input pixel, so there is no overlap to add up). */
+ *  The 1x1 and transposed 2x2 convolutions are conv_pointwise.c's. */
 #include "layers.h"
 #include "plan.h"
 #include "util.h"
@@ -203,6 +201,7 @@ typedef struct {
     float *ws, *dw_ws;
     size_t out_floats, dw_floats; /* timing copies: out/dw_ws are scratch made on first use */
     int scratch;
+    int set; /* DINP: overwrite dinp instead of adding to it */
 } conv_call;
 
 static void im2col_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
@@ -243,15 +242,20 @@ static void conv_run(void *p, int algo) {
         break;
     case CONV_OP_DINP:
         if (algo == CONV_WINO) {
-            conv3x3_wino_conv(c->out, c->inp, c->w, 1, 1, B, Cout, Cin, H, W, c->ws); /* reads w transposed, flipped */
+            conv3x3_wino_conv(c->out, c->inp, c->w, 1, !c->set, B, Cout, Cin, H, W, c->ws); /* w transposed, flipped */
         } else if (algo == CONV_DIRECT) {
             float *wt = c->dw_ws; // (Cin, Cout*9): wt[ci][co*9 + 8-k] = w[co][ci*9 + k]; dw_ws holds no partial sums yet
             const int K = Cin * 9;
             for (int co = 0; co < Cout; co++)
                 for (int ci = 0; ci < Cin; ci++)
                     for (int k = 0; k < 9; k++) wt[(size_t)ci * Cout * 9 + co * 9 + 8 - k] = c->w[(size_t)co * K + ci * 9 + k];
-            conv3x3_direct_forward(c->out, c->inp, NULL, 0, wt, NULL, 0, 1, B, Cout, Cin, H, W);
+            conv3x3_direct_forward(c->out, c->inp, NULL, 0, wt, NULL, 0, !c->set, B, Cout, Cin, H, W);
         } else {
+            if (c->set) { /* col2im adds */
+                const long n = (long)Cin * B * H * W;
+#pragma omp parallel for schedule(static)
+                for (long i = 0; i < n; i++) c->out[i] = 0.0f;
+            }
             col2im_dinp(c->out, c->inp, c->w, B, Cin, Cout, H, W, c->ws);
         }
         break;
@@ -343,14 +347,14 @@ size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int 
 
 void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
                    const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
-    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
     conv_dispatch(&c);
 }
 
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0};
+    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
     conv_dispatch(&c);
 }
 
@@ -393,14 +397,15 @@ static void im2col_dw(float *dw_ws, const float *dout, const float *inp, int B, 
 }
 
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws) {
-    /* dinp += the 3x3 convolution of dout with w transposed and flipped (first: the direct
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws, int accumulate) {
+    /* dinp (+)= the 3x3 convolution of dout with w transposed and flipped (first: the direct
      * kernel's flipped weights borrow dw_ws before it holds partial sums) */
     if (dinp) {
-        conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+        conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0,
+                       !accumulate};
         conv_dispatch(&c);
     }
-    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0};
+    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0, 0};
     conv_dispatch(&c);
     /* reduce the per-thread weight gradients in a fixed order (deterministic) */
     const int nthr = conv_threads();
@@ -411,150 +416,4 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
         for (int t = 0; t < nthr; t++) s += dw_ws[(size_t)t * wslice + i];
         dw[i] += s;
     }
-}
-
-/* 1x1 convolutions over many pixels (the shortcuts and the head at the top level: N = 262144
- * at batch 32, M and K <= 32): one OpenBLAS call splits such a product poorly, and its
- * long-K weight gradient worst. Column chunks of MS_1X1_COLS pixels, one single-threaded GEMM
- * each inside an OpenMP loop, measured 3x (weight gradient of the 32->16 shortcut: 7.9 -> 2.6
- * ms) to 5x (the head's: 3.0 -> 0.6 ms) faster. Small N keeps the single call. */
-#define MS_1X1_COLS 1024
-#define MS_1X1_MIN_N (16 * MS_1X1_COLS)
-/* ... and only with both channel counts at most this (wider ones measured slower chunked) */
-#define MS_1X1_MAX_C 32
-static int chunk_1x1(size_t N, int Cin, int Cout) { return N >= MS_1X1_MIN_N && Cin <= MS_1X1_MAX_C && Cout <= MS_1X1_MAX_C; }
-/* partial weight gradients per thread, on the stack (small layers only) */
-#define MS_1X1_PART_FLOATS 8192
-
-// C (M, N; ld N) = op(A) (M, K) . Bm (K, N; ld N) + beta C, in column chunks
-static void gemm_col_chunks(int transa, int M, size_t N, int K, const float *A, int lda, const float *Bm, float beta,
-                            float *C) {
-    const long nch = (long)((N + MS_1X1_COLS - 1) / MS_1X1_COLS);
-#pragma omp parallel for schedule(static) num_threads(conv_threads())
-    for (long c = 0; c < nch; c++) {
-        const size_t c0 = (size_t)c * MS_1X1_COLS;
-        const int nc = (int)(N - c0 < MS_1X1_COLS ? N - c0 : MS_1X1_COLS);
-        cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, CblasNoTrans, M, nc, K, 1.0f, A, lda, Bm + c0,
-                    (int)N, beta, C + c0, (int)N);
-    }
-}
-
-void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,
-                     size_t N, int Cin, int Cout) {
-    // out (Cout,N) = w (Cout,Cin) . inp (Cin,N) + b
-    if (chunk_1x1(N, Cin, Cout))
-        gemm_col_chunks(0, Cout, N, Cin, w, Cin, inp, 0.0f, out);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)N, Cin,
-                    1.0f, w, Cin, inp, (int)N, 0.0f, out, (int)N);
-    if (!b) return;
-#pragma omp parallel for schedule(static)
-    for (int co = 0; co < Cout; co++) {
-        float *o = out + (size_t)co * N;
-        const float bias = b[co];
-        for (size_t i = 0; i < N; i++) o[i] += bias;
-    }
-}
-
-/* db[c] += sum over the row c of x (C,N) */
-static void add_row_sums(float *db, const float *x, int C, size_t N) {
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        const float *r = x + (size_t)c * N;
-        double s = 0.0;
-        for (size_t i = 0; i < N; i++) s += r[i];
-        db[c] += (float)s;
-    }
-}
-
-void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                      const float *w, size_t N, int Cin, int Cout, int accumulate) {
-    const int nthr = conv_threads();
-    if (chunk_1x1(N, Cin, Cout) && (size_t)nthr * Cout * Cin <= MS_1X1_PART_FLOATS) {
-        // dw (Cout,Cin) += sum over column chunks of dout_c (Cout,nc) . inp_c^T (nc,Cin), per-thread partials
-        float part[MS_1X1_PART_FLOATS];
-        memset(part, 0, sizeof(float) * (size_t)nthr * Cout * Cin);
-        const long nch = (long)((N + MS_1X1_COLS - 1) / MS_1X1_COLS);
-#pragma omp parallel for schedule(static) num_threads(nthr)
-        for (long c = 0; c < nch; c++) {
-            const size_t c0 = (size_t)c * MS_1X1_COLS;
-            const int nc = (int)(N - c0 < MS_1X1_COLS ? N - c0 : MS_1X1_COLS);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, nc, 1.0f, dout + c0, (int)N, inp + c0,
-                        (int)N, 1.0f, part + (size_t)omp_get_thread_num() * Cout * Cin, Cin);
-        }
-        for (int t = 0; t < nthr; t++) /* fixed order: deterministic */
-            for (int i = 0; i < Cout * Cin; i++) dw[i] += part[(size_t)t * Cout * Cin + i];
-    } else {
-        // dw (Cout,Cin) += dout (Cout,N) . inp^T (N,Cin)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, (int)N,
-                    1.0f, dout, (int)N, inp, (int)N, 1.0f, dw, Cin);
-    }
-    if (db) add_row_sums(db, dout, Cout, N);
-    // dinp (Cin,N) (+)= w^T (Cin,Cout) . dout (Cout,N)
-    if (!dinp) return;
-    if (chunk_1x1(N, Cin, Cout))
-        gemm_col_chunks(1, Cin, N, Cout, w, Cin, dout, accumulate ? 1.0f : 0.0f, dinp);
-    else
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, (int)N, Cout,
-                    1.0f, w, Cin, dout, (int)N, accumulate ? 1.0f : 0.0f, dinp, (int)N);
-}
-
-size_t convt2x2_ws_floats(int B, int Cout, int H, int W) {
-    return (size_t)Cout * 4 * (size_t)B * H * W;
-}
-
-void convt2x2_forward(float *out, const float *inp, const float *w, const float *b,
-                      int B, int Cin, int Cout, int H, int W, float *ws) {
-    // inp (Cin,B,H,W) -> T (Cout*4, B*H*W) = w^T . inp, w viewed as (Cin, Cout*4)
-    const size_t hw = (size_t)H * W, Nin = (size_t)B * hw;
-    const int M = Cout * 4, W2 = 2 * W;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, (int)Nin, Cin,
-                1.0f, w, M, inp, (int)Nin, 0.0f, ws, (int)Nin);
-    // scatter: out[co][b][2y+dy][2x+dx] = T[co*4 + dy*2 + dx][b][y][x] + bias[co]
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int co = 0; co < Cout; co++) {
-        for (int bb = 0; bb < B; bb++) {
-            const float bias = b ? b[co] : 0.0f;
-            float *o = out + ((size_t)co * B + bb) * 4 * hw;
-            for (int k = 0; k < 4; k++) {
-                const int dy = k >> 1, dx = k & 1;
-                const float *t = ws + (size_t)(co * 4 + k) * Nin + (size_t)bb * hw;
-                for (int y = 0; y < H; y++) {
-                    float *orow = o + (size_t)(2 * y + dy) * W2 + dx;
-                    const float *trow = t + (size_t)y * W;
-                    for (int x = 0; x < W; x++) orow[2 * x] = trow[x] + bias;
-                }
-            }
-        }
-    }
-}
-
-void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                       const float *w, int B, int Cin, int Cout, int H, int W, float *ws, int accumulate) {
-    const size_t hw = (size_t)H * W, Nin = (size_t)B * hw;
-    const int M = Cout * 4, W2 = 2 * W;
-    // gather dT (Cout*4, Nin) from dout (Cout, B, 2H, 2W)
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int co = 0; co < Cout; co++) {
-        for (int bb = 0; bb < B; bb++) {
-            const float *o = dout + ((size_t)co * B + bb) * 4 * hw;
-            for (int k = 0; k < 4; k++) {
-                const int dy = k >> 1, dx = k & 1;
-                float *t = ws + (size_t)(co * 4 + k) * Nin + (size_t)bb * hw;
-                for (int y = 0; y < H; y++) {
-                    const float *orow = o + (size_t)(2 * y + dy) * W2 + dx;
-                    float *trow = t + (size_t)y * W;
-                    for (int x = 0; x < W; x++) trow[x] = orow[2 * x];
-                }
-            }
-        }
-    }
-    if (db) add_row_sums(db, dout, Cout, Nin * 4);
-    // dw (Cin, M) += inp (Cin, Nin) . dT^T (Nin, M)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cin, M, (int)Nin,
-                1.0f, inp, (int)Nin, ws, (int)Nin, 1.0f, dw, M);
-    // dinp (Cin, Nin) (+)= w (Cin, M) . dT (M, Nin)
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cin, (int)Nin, M,
-                    1.0f, w, M, ws, (int)Nin, accumulate ? 1.0f : 0.0f, dinp, (int)Nin);
 }

@@ -262,6 +262,22 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
     for (int c = c0; c < c1; c++) {
         const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
         float *oc = V + (size_t)c * ldt;
+        /* the rows WINO_PREFETCH channels ahead (wino.h) */
+        if (c + WINO_PREFETCH < c1) {
+            const int cp = c + WINO_PREFETCH;
+            const float *sp = cp < Cin ? inp + (size_t)cp * N : extra + (size_t)(cp - Cin) * N;
+            for (int v = 0; v < nv; v++)
+                for (int i = 0; i < 4; i++) {
+                    const char *p = (const char *)(sp + g[v].row[i]);
+                    _mm_prefetch(p, _MM_HINT_T0);
+                    _mm_prefetch(p + 64, _MM_HINT_T0);
+                    _mm_prefetch(p + 132, _MM_HINT_T0);
+                    if (two) {
+                        _mm_prefetch(p + 8 * W, _MM_HINT_T0);
+                        _mm_prefetch(p + 8 * W + 68, _MM_HINT_T0);
+                    }
+                }
+        }
         for (int v = 0; v < nv; v++) {
             if (c >= Cin) rows_vec_centre(oc + 16 * v, plane, src, &g[v], half);
             else if (two) rows_vec(oc + 16 * v, plane, src, &g[v], W, 1);

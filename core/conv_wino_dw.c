@@ -76,6 +76,14 @@ __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t l
             __m512 y00, y01, y10, y11;
             if (rows) {
                 const float *p = src + r0;
+                if (co + WINO_PREFETCH < Cout) { /* WINO_PREFETCH channels ahead (wino.h) */
+                    const float *q = p + (size_t)WINO_PREFETCH * N;
+                    const float *qs[4] = {q, q + half, q + W, q + W + half};
+                    for (int k = 0; k < 4; k++) {
+                        _mm_prefetch((const char *)qs[k], _MM_HINT_T0);
+                        _mm_prefetch((const char *)(qs[k] + 15), _MM_HINT_T0);
+                    }
+                }
                 const __m512 a0 = _mm512_loadu_ps(p), a1 = _mm512_loadu_ps(p + half);
                 const __m512 b0 = _mm512_loadu_ps(p + W), b1 = _mm512_loadu_ps(p + W + half);
                 y00 = _mm512_permutex2var_ps(a0, even, a1), y01 = _mm512_permutex2var_ps(a0, odd, a1);

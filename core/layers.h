@@ -81,9 +81,11 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *algos);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);
-/* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL) */
+/* dw (Cout,Cin,3,3) += ..., dinp (Cin,B,H,W) += ... (dinp may be NULL), or dinp = ... where
+ * accumulate is 0 (its first writer: saves zeroing it, and the Winograd and direct kernels then
+ * store without reading it first) */
 void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws);
+                      int B, int Cin, int Cout, int H, int W, float *ws, float *dw_ws, int accumulate);
 
 /* out (Cout,N) = w (Cout,Cin) · inp (Cin,N) + b (Cout): a 1x1 convolution, no im2col. */
 void conv1x1_forward(float *out, const float *inp, const float *w, const float *b,
@@ -91,6 +93,16 @@ void conv1x1_forward(float *out, const float *inp, const float *w, const float *
 /* dinp is accumulated into (accumulate=1) or overwritten (0: saves zeroing it first) */
 void conv1x1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                       const float *w, size_t N, int Cin, int Cout, int accumulate);
+
+/* conv_pointwise_blas.c: the same four layers through OpenBLAS, whatever the CPU and shape (what
+ * the AVX-512 blocks of conv_pointwise.c fall back to) */
+void conv1x1_forward_blas(float *out, const float *inp, const float *w, const float *b, size_t N, int Cin, int Cout);
+void conv1x1_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                           size_t N, int Cin, int Cout, int accumulate);
+void convt2x2_forward_blas(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout,
+                           int H, int W, float *ws);
+void convt2x2_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            int B, int Cin, int Cout, int H, int W, float *ws, int accumulate);
 
 /* ConvTranspose2d(k=2, s=2): inp (Cin,B,H,W) -> out (Cout,B,2H,2W); w (Cin,Cout,2,2), b (Cout). */
 size_t convt2x2_ws_floats(int B, int Cout, int H, int W);

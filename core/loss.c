@@ -31,6 +31,8 @@ static inline float softmax_at(float *p, const float *logits, int K, size_t N, s
 static double focal_ce(float *dlogits, const float *logits, const uint8_t *target, const float *class_w,
                        float gamma, int K, size_t N, float scale, double *wsum_out) {
     double loss = 0.0, wsum = 0.0;
+    /* one softmax per pixel: the loss, and the gradient without its global factor scale / wsum
+     * (known only at the end), which a light second pass applies */
 #pragma omp parallel for schedule(static) reduction(+ : loss, wsum)
     for (size_t i = 0; i < N; i++) {
         float p[MAXK];
@@ -38,26 +40,24 @@ static double focal_ce(float *dlogits, const float *logits, const uint8_t *targe
         const float lse = softmax_at(p, logits, K, N, i);
         const float w = class_w ? class_w[y] : 1.0f;
         const float mod = gamma == 0.0f ? 1.0f : powf(1.0f - p[y], gamma);
-        loss += (double)w * -(double)mod * (double)(logits[(size_t)y * N + i] - lse);
+        const float logpt = logits[(size_t)y * N + i] - lse;
+        loss += (double)w * -(double)mod * (double)logpt;
         wsum += w;
+        if (!dlogits) continue;
+        float c = -w;
+        if (gamma != 0.0f) {
+            const float pt = p[y], q = 1.0f - pt;
+            const float qg1 = powf(q, gamma - 1.0f);
+            c = q > 0.0f ? w * (gamma * qg1 * pt * logpt - q * qg1) : 0.0f;
+        }
+        for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = c * ((k == y ? 1.0f : 0.0f) - p[k]);
     }
     if (wsum_out) *wsum_out = wsum;
     if (dlogits) {
         const float g = wsum > 0.0 ? (float)(scale / wsum) : 0.0f;
+        const size_t n = (size_t)K * N;
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < N; i++) {
-            float p[MAXK];
-            const int y = target[i];
-            const float lse = softmax_at(p, logits, K, N, i);
-            const float w = (class_w ? class_w[y] : 1.0f) * g;
-            float c = -w;
-            if (gamma != 0.0f) {
-                const float pt = p[y], logpt = logits[(size_t)y * N + i] - lse, q = 1.0f - pt;
-                const float qg1 = powf(q, gamma - 1.0f);
-                c = q > 0.0f ? w * (gamma * qg1 * pt * logpt - q * qg1) : 0.0f;
-            }
-            for (int k = 0; k < K; k++) dlogits[(size_t)k * N + i] = c * ((k == y ? 1.0f : 0.0f) - p[k]);
-        }
+        for (size_t i = 0; i < n; i++) dlogits[i] *= g;
     }
     return wsum > 0.0 ? loss / wsum : 0.0;
 }

@@ -200,8 +200,10 @@ static double timed(conv_run_fn run, void *ctx, int algo) {
  * ~30 ms budget each) in which a candidate 1.5x slower than the best is out. Each keeps its
  * fastest run: on a shared machine the minimum is the run nobody disturbed (a descheduled
  * thread costs a whole 4 ms scheduler tick at an OpenMP barrier). Long runs (> 40 ms: big
- * training shapes) are decided on one run each, which keeps a first training step at batch 32
- * to seconds. */
+ * training shapes) get one more round, for the candidates within 1.5x of the best only, which
+ * keeps a first training step at batch 32 to seconds: one run each had let a disturbed run decide
+ * (on a busy Zen 4, F=16's 64->32 weight gradient took im2col at 41.7 ms where Winograd runs in
+ * 18.5 ms: all three candidates had measured 42-52 ms). */
 #define PLAN_DROP 1.5
 #define PLAN_ROUND_BUDGET 0.03
 #define PLAN_MAX_ROUNDS 5
@@ -217,10 +219,11 @@ static int measure(plan_entry *e, const int *cands, int n, conv_run_fn run, void
     int rounds = best > 0 ? (int)(PLAN_ROUND_BUDGET / best) : PLAN_MAX_ROUNDS;
     if (rounds < 1) rounds = 1;
     if (rounds > PLAN_MAX_ROUNDS) rounds = PLAN_MAX_ROUNDS;
-    if (best > PLAN_LONG) rounds = 0;
+    const int long_runs = best > PLAN_LONG;
+    if (long_runs) rounds = 1;
     for (int r = 0; r < rounds; r++) {
         int alive[CONV_NALGO], left = 0;
-        for (int i = 0; i < n; i++) left += alive[i] = r == 0 || best_t[i] <= PLAN_DROP * best;
+        for (int i = 0; i < n; i++) left += alive[i] = (r == 0 && !long_runs) || best_t[i] <= PLAN_DROP * best;
         if (left < 2) break;
         for (int i = 0; i < n; i++) {
             if (!alive[i]) continue;

@@ -501,13 +501,12 @@ static void resblock_backward(const ms_model *m, const ms_rb_off *o, const ms_rb
         batchnorm_backward_sync(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0, sync);
     else
         batchnorm_backward(dc, G + o->b2g, G + o->b2b, g, NULL, r->c2, r->m2, r->s2, P + o->b2g, o->c, N, 0);
-    memset(da1, 0, sizeof(float) * cn);
-    conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws, dw_ws);
+    conv3x3_backward(da1, G + o->c2w, dc, r->a1, P + o->c2w, B, o->c, o->c, r->h, r->w, ws, dw_ws, 0);
     if (sync)
         batchnorm_backward_sync(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0, sync);
     else
         batchnorm_backward(dc, G + o->b1g, G + o->b1b, da1, r->a1, r->c1, r->m1, r->s1, P + o->b1g, o->c, N, 0);
-    conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws, dw_ws);
+    conv3x3_backward(dinp, G + o->c1w, dc, r->inp, P + o->c1w, B, o->cin, o->c, r->h, r->w, ws, dw_ws, 1);
 }
 
 void ms_unet_backward(const ms_model *m, ms_acts *a, float *G) {

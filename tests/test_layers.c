@@ -25,6 +25,13 @@ static float *rnd(size_t n, float scale) {
     return p;
 }
 
+/* rnd, 64-byte aligned as the model's activations are (the kernels' non-temporal stores need it) */
+static float *rnd_aligned(size_t n, float scale) {
+    float *p = aligned_alloc(64, (sizeof(float) * n + 63) & ~(size_t)63);
+    for (size_t i = 0; i < n; i++) p[i] = (2.0f * ms_rng_float(&rng) - 1.0f) * scale;
+    return p;
+}
+
 static double dot(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
@@ -91,7 +98,7 @@ static void test_conv3x3(int B, int Cin, int Cout, int H, int W) {
         conv_plan_force(a);
         memset(dx, 0, sizeof(float) * nx);
         memset(dw, 0, sizeof(float) * nw);
-        conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws);
+        conv3x3_backward(dx, dw, c.r, c.x, c.w, c.B, c.Cin, c.Cout, c.H, c.W, c.ws, dws, 1);
         fd_check("conv3x3 dinp", conv3_loss, &c, c.x, dx, nx, 200, 1e-2f, 1e-2);
         fd_check("conv3x3 dw", conv3_loss, &c, c.w, dw, nw, 108, 1e-2f, 1e-2);
         conv_plan_force(-1);
@@ -164,7 +171,7 @@ static void test_conv3x3_direct(void) {
                 memcpy(dx[dir], dx0, sizeof(float) * c.N * s.Cin);
                 dw[dir] = calloc((size_t)s.Cout * c.K, sizeof(float));
                 conv_plan_force(dir ? CONV_DIRECT : CONV_IM2COL);
-                conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws);
+                conv3x3_backward(dx[dir], dw[dir], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, bws, dws, 1);
             }
             d = tu_normwise_err(dx[1], dx[0], c.N * s.Cin);
             CHECK(d <= 1e-5, "direct conv %zu dinp: normwise error %.3g", si, d);
@@ -237,7 +244,7 @@ static void test_conv3x3_wino(void) {
                 dx[wino] = malloc(sizeof(float) * c.N * s.Cin);
                 memcpy(dx[wino], dx0, sizeof(float) * c.N * s.Cin);
                 dw[wino] = calloc((size_t)s.Cout * c.K, sizeof(float));
-                conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws);
+                conv3x3_backward(dx[wino], dw[wino], dout, c.x, c.w, s.B, s.Cin, s.Cout, s.H, s.W, tws, dws, 1);
             }
             conv_plan_force(-1);
             double d = tu_normwise_err(c.got, c.ref, c.N * s.Cout);
@@ -272,18 +279,18 @@ static void test_conv1x1(void) {
     free(c.x); free(c.w); free(c.b); free(c.r); free(c.out); free(dx); free(dw); free(db);
 }
 
-/* ---------------- transposed conv 2x2/2 */
-/* The 1x1 convolution over many pixels runs in column chunks (one GEMM each, weight gradients
- * summed per thread): against a double-precision reference, including a short last chunk. */
-static void test_conv1x1_chunked(void) {
-    const size_t N = 16 * 1024 + 300;
-    const int Cin = 5, Cout = 3;
+/* The 1x1 convolution over many pixels runs in column chunks (conv_pointwise.c: its AVX-512
+ * blocks where the pixel count is a multiple of 16, else OpenBLAS GEMMs; weight gradients summed
+ * per thread): against a double-precision reference, including a short last chunk and channel
+ * counts that leave partial register blocks. */
+static void conv1x1_chunked_case(size_t N, int Cin, int Cout, int accumulate) {
     float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1), *dout = rnd(N * Cout, 1);
-    float *out = malloc(sizeof(float) * N * Cout), *dx = rnd(N * Cin, 1), *dx0 = malloc(sizeof(float) * N * Cin);
-    float dw[15] = {0}, db[3] = {0};
+    float *out = rnd_aligned(N * Cout, 1), *dx = rnd_aligned(N * Cin, 1), *dx0 = malloc(sizeof(float) * N * Cin);
+    float *dw = calloc((size_t)Cin * Cout, sizeof(float)), *db = calloc(Cout, sizeof(float));
     memcpy(dx0, dx, sizeof(float) * N * Cin);
     conv1x1_forward(out, x, w, b, N, Cin, Cout);
-    conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, 1);
+    conv1x1_backward(dx, dw, db, dout, x, w, N, Cin, Cout, accumulate);
+    if (!accumulate) memset(dx0, 0, sizeof(float) * N * Cin);
     double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
     for (int co = 0; co < Cout; co++) {
         double sb = 0;
@@ -311,8 +318,88 @@ static void test_conv1x1_chunked(void) {
         }
     CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
           "chunked conv1x1: out %.2g dinp %.2g dw %.2g db %.2g", e_out, e_dx, e_dw, e_db);
-    printf("  conv1x1 chunked (N=%zu): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, e_out, e_dx, e_dw, e_db);
-    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0);
+    printf("  conv1x1 chunked (N=%zu, %d -> %d, dinp %s): out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", N, Cin,
+           Cout, accumulate ? "added" : "set", e_out, e_dx, e_dw, e_db);
+    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db);
+}
+/* A pixel's 1x1 output does not depend on how many pixels the call has (a frame's batch and
+ * single inferences give the same labels byte for byte): the first 100 of 1000 pixels (full
+ * vectors) against a call on those 100 alone (6 vectors and a 4-pixel tail). */
+static void conv1x1_batch_invariant(void) {
+    const int Cin = 7, Cout = 5;
+    const size_t NB = 1000, NS = 100;
+    float *xb = rnd(NB * Cin, 1), *xs = malloc(sizeof(float) * NS * Cin), *w = rnd((size_t)Cin * Cout, 1), *b = rnd(Cout, 1);
+    float *ob = malloc(sizeof(float) * NB * Cout), *os = malloc(sizeof(float) * NS * Cout);
+    for (int c = 0; c < Cin; c++) memcpy(xs + c * NS, xb + c * NB, sizeof(float) * NS);
+    conv1x1_forward(ob, xb, w, b, NB, Cin, Cout);
+    conv1x1_forward(os, xs, w, b, NS, Cin, Cout);
+    int same = 1;
+    for (int c = 0; c < Cout; c++) same &= memcmp(os + c * NS, ob + c * NB, sizeof(float) * NS) == 0;
+    CHECK(same, "conv1x1_forward: a pixel's output depends on the call's pixel count");
+    free(xb); free(xs); free(w); free(b); free(ob); free(os);
+}
+
+static void test_conv1x1_chunked(void) {
+    conv1x1_batch_invariant();
+    conv1x1_chunked_case(16 * 1024 + 300, 5, 3, 1); /* not a multiple of 16: the forward's tail, OpenBLAS's gradients */
+    conv1x1_chunked_case(16 * 1024 + 304, 5, 3, 1); /* the blocks, a short last chunk */
+    conv1x1_chunked_case(3 * 1024 + 48, 19, 11, 0); /* partial blocks of rows (8, 4 and 6) */
+    conv1x1_chunked_case(262144, 16, 16, 0);        /* outputs of 16 MB: non-temporal stores */
+}
+
+/* ---------------- transposed conv 2x2/2 */
+/* Against a double-precision reference, at shapes of the AVX-512 blocks (pixels a multiple of 16,
+ * W of 8; several chunks) and one of OpenBLAS's: forward with bias, dinp accumulated, dw, db. */
+static void convt_reference_case(int B, int Cin, int Cout, int H, int W, int accumulate) {
+    const size_t Nin = (size_t)B * H * W, nx = Nin * Cin, ny = Nin * 4 * Cout, nw = (size_t)Cin * Cout * 4;
+    float *x = rnd(nx, 1), *w = rnd(nw, 1), *b = rnd(Cout, 1), *dout = rnd(ny, 1), *out = malloc(sizeof(float) * ny);
+    float *dx = rnd_aligned(nx, 1), *dx0 = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), *db = calloc(Cout, sizeof(float));
+    float *ws = malloc(sizeof(float) * convt2x2_ws_floats(B, Cout, H, W));
+    memcpy(dx0, dx, sizeof(float) * nx);
+    convt2x2_forward(out, x, w, b, B, Cin, Cout, H, W, ws);
+    convt2x2_backward(dx, dw, db, dout, x, w, B, Cin, Cout, H, W, ws, accumulate);
+    if (!accumulate) memset(dx0, 0, sizeof(float) * nx);
+    double e_out = 0, e_dx = 0, e_dw = 0, e_db = 0;
+    /* output pixel (co, bb, 2y+dy, 2x+dx) comes from input pixel (bb, y, x) through w[ci][co][dy][dx] */
+#define OUT_AT(co, p, k) ((size_t)(co) * 4 * Nin + (((p) / W / H) * 2 * H + 2 * ((p) / W % H) + (k) / 2) * 2 * W + 2 * ((p) % W) + (k) % 2)
+    for (int co = 0; co < Cout; co++) {
+        double sb = 0;
+        for (size_t p = 0; p < Nin; p++)
+            for (int k = 0; k < 4; k++) {
+                double o = b[co];
+                for (int ci = 0; ci < Cin; ci++) o += (double)w[((size_t)ci * Cout + co) * 4 + k] * x[ci * Nin + p];
+                e_out = fmax(e_out, fabs(o - out[OUT_AT(co, p, k)]));
+                sb += dout[OUT_AT(co, p, k)];
+            }
+        e_db = fmax(e_db, fabs(sb - db[co]) / (fabs(sb) + 1));
+    }
+    for (int ci = 0; ci < Cin; ci++) {
+        for (int m = 0; m < Cout * 4; m++) {
+            double sw = 0, sa = 0;
+            for (size_t p = 0; p < Nin; p++) {
+                const double t = (double)x[ci * Nin + p] * dout[OUT_AT(m / 4, p, m % 4)];
+                sw += t, sa += fabs(t);
+            }
+            e_dw = fmax(e_dw, fabs(sw - dw[(size_t)ci * Cout * 4 + m]) / (sa + 1e-30));
+        }
+        for (size_t p = 0; p < Nin; p++) {
+            double g = dx0[ci * Nin + p];
+            for (int m = 0; m < Cout * 4; m++) g += (double)w[(size_t)ci * Cout * 4 + m] * dout[OUT_AT(m / 4, p, m % 4)];
+            e_dx = fmax(e_dx, fabs(g - dx[ci * Nin + p]));
+        }
+    }
+#undef OUT_AT
+    CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
+          "convt2x2 %dx%dx%dx%d -> %d: out %.2g dinp %.2g dw %.2g db %.2g", B, Cin, H, W, Cout, e_out, e_dx, e_dw, e_db);
+    printf("  convt2x2 %dx%dx%dx%d -> %d: out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", B, Cin, H, W, Cout, e_out,
+           e_dx, e_dw, e_db);
+    free(x); free(w); free(b); free(dout); free(out); free(dx); free(dx0); free(dw); free(db); free(ws);
+}
+static void test_convt_reference(void) {
+    convt_reference_case(4, 19, 5, 16, 64, 1);  /* W a multiple of 16, several chunks */
+    convt_reference_case(3, 7, 9, 6, 8, 0);     /* W = 8: a vector spans two input rows */
+    convt_reference_case(2, 4, 3, 3, 5, 1);     /* OpenBLAS */
+    convt_reference_case(16, 16, 4, 64, 256, 0); /* dinp of 16 MB: non-temporal stores */
 }
 
 typedef struct { int B, Cin, Cout, H, W; float *x, *w, *b, *r, *out, *ws; } ct_ctx;
@@ -399,9 +486,46 @@ static void test_maxpool(void) {
     free(c.x); free(c.r); free(c.out); free(dx);
 }
 
+/* ---------------- max-pool backward at a width of the vector form (W a multiple of 32): bit for
+ * bit the scalar rule (first maximum in scan order gets the gradient; the rest untouched, -0
+ * included), with ties everywhere (inputs from 3 values) */
+static void test_pool_wide(void) {
+    const size_t P = 3;
+    const int H = 4, W = 64;
+    const size_t n = P * H * W, m = n / 4;
+    float *x = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *g = rnd(m, 1);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(rand() % 3);
+        d[i] = i % 5 == 0 ? -0.0f : (float)(rand() % 100) / 7.0f;
+    }
+    memcpy(ref, d, sizeof(float) * n);
+    for (size_t p = 0; p < P; p++)
+        for (int y = 0; y < H / 2; y++)
+            for (int xx = 0; xx < W / 2; xx++) {
+                const size_t i0 = p * H * W + (size_t)(2 * y) * W + 2 * xx, c[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
+                size_t best = c[0];
+                for (int k = 1; k < 4; k++)
+                    if (x[c[k]] > x[best]) best = c[k];
+                ref[best] += g[p * (H / 2) * (W / 2) + (size_t)y * (W / 2) + xx];
+            }
+    maxpool2x2_backward(d, g, x, P, H, W);
+    CHECK(memcmp(d, ref, sizeof(float) * n) == 0, "wide max-pool backward differs from the scalar rule");
+    free(x); free(d); free(ref); free(g);
+}
+
 /* ---------------- dropout: inverted scaling, rate, determinism, backward = mask */
+/* the documented hash (layers.h: splitmix64's finaliser of seed + golden * (i + 1)), element by
+ * element: the reference the vectorised mask must match bit for bit */
+static int dropout_keep_ref(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return z >= (uint64_t)((double)p * 18446744073709551616.0 * (1.0 - 1e-12));
+}
+
 static void test_dropout(void) {
-    size_t n = 100000;
+    size_t n = 100003; /* not a multiple of the 16-element vectors */
     float *x = rnd(n, 1), *y = malloc(4 * n), *y2 = malloc(4 * n), *dx = calloc(n, 4), *ones = malloc(4 * n);
     uint8_t *mask = malloc(n), *mask2 = malloc(n);
     for (size_t i = 0; i < n; i++) ones[i] = 1;
@@ -415,6 +539,9 @@ static void test_dropout(void) {
     CHECK(fabs(kept / (double)n - 0.7) < 0.01, "keep rate %.4f", kept / (double)n);
     CHECK(okv, "dropout values not x/(1-p) or 0");
     CHECK(memcmp(mask, mask2, n) == 0, "same seed gave a different mask");
+    size_t nref = 0;
+    for (size_t i = 0; i < n; i++) nref += mask[i] != dropout_keep_ref(42, i, 0.3f);
+    CHECK(nref == 0, "%zu mask elements differ from the scalar hash", nref);
     dropout_forward(y2, mask2, x, n, 0.3f, 43);
     CHECK(memcmp(mask, mask2, n) != 0, "another seed gave the same mask");
     dropout_backward(dx, ones, mask, n, 0.3f, 1);
@@ -598,6 +725,8 @@ int main(void) {
     seeded(test_conv3x3_wino, 2028);
     seeded(test_conv1x1, 2029);
     seeded(test_conv1x1_chunked, 2036);
+    seeded(test_convt_reference, 2037);
+    seeded(test_pool_wide, 2038);
     seeded(test_convt, 2030);
     seeded(bn_plain, 2031);
     seeded(bn_relu, 2032);

@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static void candidates_agree(shape s) {
     if (conv3x3_infer_ws_floats(s.B, s.Cin, s.Ce, s.Cout, s.H, s.W) > nws) nws = conv3x3_infer_ws_floats(s.B, s.Cin, s.Ce, s.Cout, s.H, s.W);
     float *ws = malloc(sizeof(float) * nws), *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));
     float *dx0 = rnd(N * s.Cin, 1), *dxr = malloc(sizeof(float) * N * s.Cin), *dx = malloc(sizeof(float) * N * s.Cin);
+    float *dxs = malloc(sizeof(float) * N * s.Cin);
     float *dwr = malloc(sizeof(float) * (size_t)s.Cout * K), *dw = malloc(sizeof(float) * (size_t)s.Cout * K);
     char line[512];
     int len = snprintf(line, sizeof line, "  %dx%dx%dx%d%s%.0d -> %d:", s.B, s.Cin, s.H, s.W, s.Ce ? "+" : "", s.Ce, s.Cout);
@@ -61,9 +63,18 @@ static void candidates_agree(shape s) {
                 float *gx = i < 0 ? dxr : dx, *gw = i < 0 ? dwr : dw;
                 memcpy(gx, dx0, sizeof(float) * N * s.Cin); /* dinp is added to */
                 memset(gw, 0, sizeof(float) * (size_t)s.Cout * K);
-                conv3x3_backward(op == CONV_OP_DINP ? gx : NULL, gw, dout, x, w, s.B, s.Cin, s.Cout, s.H, s.W, ws, dws);
+                conv3x3_backward(op == CONV_OP_DINP ? gx : NULL, gw, dout, x, w, s.B, s.Cin, s.Cout, s.H, s.W, ws, dws, 1);
                 if (i >= 0)
                     err = op == CONV_OP_DINP ? tu_normwise_err(dx, dxr, N * s.Cin) : tu_normwise_err(dw, dwr, (size_t)s.Cout * K);
+                if (op == CONV_OP_DINP) { /* the set form (accumulate 0) writes every element, NaN before it included */
+                    for (size_t j = 0; j < N * s.Cin; j++) dxs[j] = NAN;
+                    memset(gw, 0, sizeof(float) * (size_t)s.Cout * K);
+                    conv3x3_backward(dxs, gw, dout, x, w, s.B, s.Cin, s.Cout, s.H, s.W, ws, dws, 0);
+                    for (size_t j = 0; j < N * s.Cin; j++) dxs[j] += dx0[j];
+                    const double e = tu_normwise_err(dxs, gx, N * s.Cin);
+                    CHECK(e <= 1e-5, "%dx%dx%dx%d -> %d: dinp set by %s differs from added by %.3g (normwise)", s.B, s.Cin,
+                          s.H, s.W, s.Cout, conv_algo_name(a, op), e);
+                }
             }
             conv_plan_force(-1);
             if (i < 0) continue;
@@ -75,7 +86,7 @@ static void candidates_agree(shape s) {
     }
     printf("%s\n", line);
     free(x); free(ex); free(w); free(b); free(dout); free(ref); free(got); free(U); free(ws); free(dws);
-    free(dx0); free(dxr); free(dx); free(dwr); free(dw);
+    free(dx0); free(dxr); free(dx); free(dxs); free(dwr); free(dw);
 }
 
 static void test_candidates(void) {
@@ -136,7 +147,7 @@ static void run_some(void) {
     float *ws = malloc(sizeof(float) * conv3x3_ws_floats(B, C, C, H, W)), *dws = malloc(sizeof(float) * conv3x3_dw_floats(C, C));
     float *dw = calloc((size_t)C * C * 9, sizeof(float)), *dx = calloc(N * C, sizeof(float));
     conv3x3_forward(o, x, w, B, C, C, H, W, ws);
-    conv3x3_backward(dx, dw, o, x, w, B, C, C, H, W, ws, dws);
+    conv3x3_backward(dx, dw, o, x, w, B, C, C, H, W, ws, dws, 1);
     free(x); free(w); free(o); free(ws); free(dws); free(dw); free(dx);
 }
 
