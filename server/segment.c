@@ -54,12 +54,16 @@ struct infer_pool {
     unsigned queued, busy, max_wait;
     int stop;
     unsigned nthreads, omp_threads, started, w0_busy;
+    double overlap_at; /* when a request last arrived while another ran (now_mono) */
     const atomic_int *training_active; /* the server's: while set, one OpenMP thread per inference */
     pthread_t *threads;
     /* metrics */
     unsigned long long served, rejected, failed;
     double busy_seconds;
 };
+
+/* how long after two requests overlapped worker 0 keeps to one thread (see infer_worker) */
+#define OVERLAP_HOLD_S 0.5
 
 static void *infer_worker(void *arg) {
     struct infer_pool *p = arg;
@@ -82,7 +86,11 @@ static void *infer_worker(void *arg) {
         if (!p->head) p->tail = NULL;
         p->queued--;
         p->busy++;
-        const int alone = p->busy == 1 && p->queued == 0;
+        /* Alone, and no request has arrived beside another lately: a team started now could be
+         * joined by a concurrent request within the inference, three threads on two cores, each
+         * barrier waiting for a descheduled thread; under steady concurrent load one thread per
+         * request is the faster setting (bench/replicas.sh measured it). */
+        const int alone = p->busy == 1 && p->queued == 0 && now_mono() - p->overlap_at > OVERLAP_HOLD_S;
         if (id == 0) {
             p->w0_busy = 1;
             if (p->head) pthread_cond_broadcast(&p->work);
@@ -176,6 +184,7 @@ static int infer_run(struct infer_pool *p, struct infer_task *t) {
     else p->head = t;
     p->tail = t;
     p->queued++;
+    if (p->busy + p->queued > 1) p->overlap_at = now_mono();
     pthread_cond_broadcast(&p->work); /* worker 0 first, see infer_worker */
     while (!t->done) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
