@@ -152,6 +152,7 @@ $(BUILD)/tests/test_png $(BUILD)/tests/test_png_corrupt: tests/pngmake.h
 $(filter $(BUILD)/tests/test_npz% $(BUILD)/tests/test_npy,$(TEST_BIN)): tests/npzutil.h
 $(BUILD)/tests/test_data $(BUILD)/tests/test_data_augment: tests/course.h
 $(BUILD)/tests/test_layers: tests/unet_ref.h
+$(BUILD)/tests/test_layers $(BUILD)/tests/test_kernels: tests/layertest.h
 
 $(BUILD)/tests/test_dashboard: tests/test_dashboard.c tests/testutil.h $(BIN)
 	@mkdir -p $(dir $@)
