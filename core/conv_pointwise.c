@@ -211,6 +211,12 @@ __attribute__((target("avx512f"))) static void pw_row_sums(double *s, const floa
     }
 }
 
+/* dst (C, R) = src (R, C) transposed: the weights as the blocks read them */
+static void pw_transpose(float *dst, const float *src, int R, int C) {
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) dst[(size_t)c * R + r] = src[(size_t)r * C + c];
+}
+
 /* Activation planes are B*H*W floats apart, a power of two: rows read in step alias to the same
  * L1 and L2 sets (README, "Power-of-two plane strides alias"; here they made the products 3-4x
  * slower than their arithmetic). So each chunk's rows are copied to (from) a thread's block of
@@ -307,8 +313,7 @@ static int conv1x1_backward_pw(float *dinp, float *dw, float *db, const float *d
                         (size_t)Cout * Cin))
         return 0;
     float *wt = pp.shared; /* w^T (Cin, Cout) */
-    for (int co = 0; co < Cout; co++)
-        for (int ci = 0; ci < Cin; ci++) wt[(size_t)ci * Cout + co] = w[(size_t)co * Cin + ci];
+    pw_transpose(wt, w, Cout, Cin);
     const long nch = (long)((N + P - 1) / P);
 #pragma omp parallel for schedule(static) num_threads(nthr)
     for (long c = 0; c < nch; c++) {
@@ -394,8 +399,7 @@ static int convt2x2_forward_pw(float *out, const float *inp, const float *w, con
     pw_parts pp;
     if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)(Cin + M) * ld, (size_t)M * Cin)) return 0;
     float *wt = pp.shared; /* w^T (M, Cin) */
-    for (int ci = 0; ci < Cin; ci++)
-        for (int m = 0; m < M; m++) wt[(size_t)m * Cin + ci] = w[(size_t)ci * M + m];
+    pw_transpose(wt, w, Cin, M);
     const long nch = (long)((Nin + P - 1) / P);
 #pragma omp parallel for schedule(static) num_threads(nthr)
     for (long c = 0; c < nch; c++) {
