@@ -9,7 +9,8 @@
 # 3. two replicas through HAProxy, each pinned to a one-thread team (OMP_NUM_THREADS=1: the
 #    cores shared out), 4 connections: what a second replica on the same host adds;
 # 4. the same two replicas with a team of every core each (the oversubscription to avoid);
-# 5. for comparison, one process with two single-thread workers (--threads 2), 2 connections.
+# 5. for comparison, one process in the default setting (--threads 2: two workers, worker 0's
+#    team for a lone request, one thread each for overlapping ones), 2 connections.
 # Every answer must be 200. wrk, HAProxy and the replicas share the machine's cores: read the
 # figures with `nproc` and the load average printed first.
 set -euo pipefail
@@ -73,4 +74,4 @@ lb 2
 run "HAProxy -> 2 replicas (2 OpenMP threads each), 4 connections" "http://127.0.0.1:$port_lb/segment" 4
 stop_all
 start both 2
-run "1 process, --threads 2 (1 OpenMP thread each), 2 connections" "http://127.0.0.1:$port_both/segment" 2
+run "1 process, default --threads 2 (overlapping: 1 thread each), 2 connections" "http://127.0.0.1:$port_both/segment" 2
