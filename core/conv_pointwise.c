@@ -225,14 +225,12 @@ static void pw_transpose(float *dst, const float *src, int R, int C) {
 static void pw_pack(float *dst, size_t ldd, const float *src, size_t lds, int R, size_t nc) {
     for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * ldd, src + (size_t)r * lds, sizeof(float) * nc);
 }
-static void pw_unpack(float *dst, size_t ldd, const float *src, size_t lds, int R, size_t nc, int accumulate) {
+/* dst's rows += src's (pw_pack's inverse, adding) */
+static void pw_unpack_add(float *dst, size_t ldd, const float *src, size_t lds, int R, size_t nc) {
     for (int r = 0; r < R; r++) {
         float *d = dst + (size_t)r * ldd;
         const float *s = src + (size_t)r * lds;
-        if (accumulate)
-            for (size_t i = 0; i < nc; i++) d[i] += s[i];
-        else
-            memcpy(d, s, sizeof(float) * nc);
+        for (size_t i = 0; i < nc; i++) d[i] += s[i];
     }
 }
 
@@ -261,7 +259,11 @@ static int pw_parts_alloc(pw_parts *p, int nthr, size_t n, size_t nb, size_t ns,
     p->shared = p->scr + p->ns * nthr;
     return 1;
 }
-/* dw += the partials, db += the bias partials, in thread order (deterministic) */
+static void pw_parts_free(pw_parts *p) {
+    free(p->db);
+    free(p->dw);
+}
+/* dw += the partials, db += the bias partials, in thread order (deterministic); then frees them */
 static void pw_parts_reduce(pw_parts *p, int nthr, float *dw, size_t n, float *db, int nb) {
     if (dw)
         for (int t = 0; t < nthr; t++) {
@@ -274,8 +276,19 @@ static void pw_parts_reduce(pw_parts *p, int nthr, float *dw, size_t n, float *d
             for (int t = 0; t < nthr; t++) s += p->db[(size_t)t * p->nb + c];
             db[c] += (float)s;
         }
-    free(p->db);
-    free(p->dw);
+    pw_parts_free(p);
+}
+
+/* A chunk's input gradient dinp_c (Cin, nc) = A (Cin, K) . G (K, nc), added through the block
+ * DX when accumulating, else stored in place (as conv1x1_forward_pw's outputs are) */
+static void pw_dinp(float *dinp, size_t ldi, float *DX, const float *A, size_t lda, const float *G, size_t ld, int Cin,
+                    int K, size_t nc, int accumulate) {
+    if (accumulate) {
+        pw_gemm(DX, ld, A, lda, G, ld, Cin, K, nc, NULL, PW_SET);
+        pw_unpack_add(dinp, ldi, DX, ld, Cin, nc);
+    } else {
+        pw_gemm(dinp, ldi, A, lda, G, ld, Cin, K, nc, NULL, pw_set_mode(Cin, ldi));
+    }
 }
 
 /* ------------------------------------------------------------------ 1x1 */
@@ -298,7 +311,7 @@ static int conv1x1_forward_pw(float *out, const float *inp, const float *w, cons
         pw_pack(X, ld, inp + c0, N, Cin, nc);
         pw_gemm(out + c0, N, w, (size_t)Cin, X, ld, Cout, Cin, nc, b, mode);
     }
-    pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
+    pw_parts_free(&pp);
     return 1;
 }
 
@@ -325,12 +338,7 @@ static int conv1x1_backward_pw(float *dinp, float *dw, float *db, const float *d
         pw_pack(X, ld, inp + c0, N, Cin, nc);
         if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, G, ld, Cout, 1, nc);
         pw_dw(pp.dw + (size_t)t * pp.n, (size_t)Cin, G, ld, X, ld, Cout, Cin, nc);
-        if (dinp && accumulate) {
-            pw_gemm(DX, ld, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, PW_SET);
-            pw_unpack(dinp + c0, N, DX, ld, Cin, nc, 1);
-        } else if (dinp) { /* stored in place, as conv1x1_forward_pw's */
-            pw_gemm(dinp + c0, N, wt, (size_t)Cout, G, ld, Cin, Cout, nc, NULL, pw_set_mode(Cin, N));
-        }
+        if (dinp) pw_dinp(dinp + c0, N, DX, wt, (size_t)Cout, G, ld, Cin, Cout, nc, accumulate);
     }
     pw_parts_reduce(&pp, nthr, dw, (size_t)Cout * Cin, db, Cout);
     return 1;
@@ -410,7 +418,7 @@ static int convt2x2_forward_pw(float *out, const float *inp, const float *w, con
         pw_gemm(T, ld, wt, (size_t)Cin, X, ld, M, Cin, nc, NULL, PW_SET);
         convt_scatter(out, T, ld, b, c0, nc, Cout, plane, H, W);
     }
-    pw_parts_reduce(&pp, nthr, NULL, 0, NULL, 0);
+    pw_parts_free(&pp);
     return 1;
 }
 
@@ -436,12 +444,7 @@ static int convt2x2_backward_pw(float *dinp, float *dw, float *db, const float *
         pw_pack(X, ld, inp + c0, Nin, Cin, nc);
         if (db) pw_row_sums(pp.db + (size_t)t * pp.nb, T, ld, M, 4, nc);
         pw_dw(pp.dw + (size_t)t * pp.n, (size_t)M, X, ld, T, ld, Cin, M, nc);
-        if (dinp && accumulate) {
-            pw_gemm(DX, ld, w, (size_t)M, T, ld, Cin, M, nc, NULL, PW_SET);
-            pw_unpack(dinp + c0, Nin, DX, ld, Cin, nc, 1);
-        } else if (dinp) {
-            pw_gemm(dinp + c0, Nin, w, (size_t)M, T, ld, Cin, M, nc, NULL, pw_set_mode(Cin, Nin));
-        }
+        if (dinp) pw_dinp(dinp + c0, Nin, DX, w, (size_t)M, T, ld, Cin, M, nc, accumulate);
     }
     pw_parts_reduce(&pp, nthr, dw, (size_t)Cin * M, db, Cout);
     return 1;
