@@ -158,7 +158,7 @@ ms_status ms_evaluate_frames(const ms_model *m, const ms_dataset *ds, const int 
         const uint8_t *pred = lab;
         if (f < nframes) {
             if (f != done) st = ms_model_segment_ex(m, fimg + (size_t)f * 2 * hw, 2 * ds->h, ds->w, tta, lab, NULL, NULL);
-            done = st ? -1 : f;
+            done = f;
             pred = lab + (size_t)(o & 1) * hw;
         } else {
             st = ms_model_segment_ex(m, ds->img + (size_t)t * hw, ds->h, ds->w, tta, lab, NULL, NULL);

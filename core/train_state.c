@@ -75,17 +75,28 @@ static ms_status load_and_split(const ms_train_config *c, ms_dataset *ds, int *d
     return ms_split(ds->n, c->val_frac, c->split_group, c->seed, tr, ntr, val, nval);
 }
 
-/* One side of a run's split: *keep gets the validation (want_val) or the training indices. */
-static ms_status split_side(const ms_train_config *c, ms_dataset *ds, int want_val, int **keep, int *nkeep) {
+/* One side of a run's split: *keep gets the validation (want_val) or the training indices; with
+ * frames (may be NULL), also the file's tiles joined as frames and *orig each tile's file index. */
+static ms_status split_side(const ms_train_config *c, ms_dataset *ds, int want_val, int **keep, int *nkeep,
+                           ms_dataset *frames, int **orig) {
     int *tr = NULL, ntr = 0, *val = NULL, nval = 0, dropped = 0;
     memset(ds, 0, sizeof *ds);
+    if (frames) {
+        memset(frames, 0, sizeof *frames);
+        *orig = NULL;
+    }
     *keep = NULL;
     *nkeep = 0;
-    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, &val, &nval, NULL, NULL);
+    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, &val, &nval, frames, orig);
     if (st) {
         ms_dataset_free(ds);
         free(tr);
         free(val);
+        if (frames) {
+            ms_dataset_free(frames);
+            free(*orig);
+            *orig = NULL;
+        }
         return st;
     }
     *keep = want_val ? val : tr;
@@ -95,32 +106,16 @@ static ms_status split_side(const ms_train_config *c, ms_dataset *ds, int want_v
 }
 
 ms_status ms_validation_set(const ms_train_config *c, ms_dataset *ds, int **val, int *nval) {
-    return split_side(c, ds, 1, val, nval);
+    return split_side(c, ds, 1, val, nval, NULL, NULL);
 }
 
 ms_status ms_training_set(const ms_train_config *c, ms_dataset *ds, int **train, int *ntrain) {
-    return split_side(c, ds, 0, train, ntrain);
+    return split_side(c, ds, 0, train, ntrain, NULL, NULL);
 }
 
 ms_status ms_validation_frames(const ms_train_config *c, ms_dataset *ds, int **val, int *nval, ms_dataset *frames,
                                int **orig) {
-    int *tr = NULL, dropped = 0;
-    memset(ds, 0, sizeof *ds);
-    memset(frames, 0, sizeof *frames);
-    *val = *orig = NULL;
-    *nval = 0;
-    int ntr = 0;
-    ms_status st = load_and_split(c, ds, &dropped, &tr, &ntr, val, nval, frames, orig);
-    free(tr);
-    if (st) {
-        ms_dataset_free(ds);
-        ms_dataset_free(frames);
-        free(*val);
-        free(*orig);
-        *val = *orig = NULL;
-        *nval = 0;
-    }
-    return st;
+    return split_side(c, ds, 1, val, nval, frames, orig);
 }
 
 /* The training frames of a `frames` run: every frame neither of whose halves is a validation

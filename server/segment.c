@@ -88,8 +88,8 @@ static void *infer_worker(void *arg) {
         p->busy++;
         /* Alone, and no request has arrived beside another lately: a team started now could be
          * joined by a concurrent request within the inference, three threads on two cores, each
-         * barrier waiting for a descheduled thread; under steady concurrent load one thread per
-         * request is the faster setting (bench/replicas.sh measured it). */
+         * barrier waiting for a descheduled thread, and the governor's back-off would then keep
+         * later lone requests on one thread (README, Benchmarks: the session-7 A/B). */
         const int alone = p->busy == 1 && p->queued == 0 && now_mono() - p->overlap_at > OVERLAP_HOLD_S;
         if (id == 0) {
             p->w0_busy = 1;
