@@ -397,17 +397,52 @@ __attribute__((target("avx512f"))) static void convt_gather(float *dT, size_t ld
 /* per image, not per batch (whatever the batch, an image takes the same path: the same bits) */
 static int convt_pw_ok(int H, int W) { return pw_cpu() && W % 8 == 0 && H * W % 16 == 0; }
 
-/* 0 when out of memory (the caller takes OpenBLAS) */
-static int convt2x2_forward_pw(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout,
-                               int H, int W) {
+/* Few pixels (batch 1 at the deep levels: 32 at the bottleneck of a 64x128 tile): the whole
+ * input is one chunk, and a split by pixels would give each thread a 16-pixel sliver and the
+ * whole weight matrix to stream. Split by output channels instead: the input is packed once,
+ * each thread multiplies its rows of w^T by all of it and scatters them. A pixel's sums run over
+ * the same products in the same order either way, so both splits give the same bits. */
+#define CONVT_CO_BLOCK 2 /* output channels per task: 8 rows, one block of the kernel */
+static void convt2x2_forward_rows(float *out, const float *inp, const float *wt, const float *b, float *X, float *T,
+                                  size_t ld, size_t Nin, int Cin, int Cout, int H, int W, int nthr) {
+    const size_t plane = 4 * Nin;
+    const int nblk = (Cout + CONVT_CO_BLOCK - 1) / CONVT_CO_BLOCK;
+#pragma omp parallel num_threads(nthr)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < Cin; r++) memcpy(X + (size_t)r * ld, inp + (size_t)r * Nin, sizeof(float) * Nin);
+#pragma omp for schedule(static)
+        for (int k = 0; k < nblk; k++) {
+            const int co0 = k * CONVT_CO_BLOCK, nco = Cout - co0 < CONVT_CO_BLOCK ? Cout - co0 : CONVT_CO_BLOCK;
+            float *Tk = T + (size_t)co0 * 4 * ld;
+            // T_k (4 nco, Nin) = w^T rows of channels co0.. (4 nco, Cin) . X (Cin, Nin)
+            pw_gemm(Tk, ld, wt + (size_t)co0 * 4 * Cin, (size_t)Cin, X, ld, 4 * nco, Cin, Nin, NULL, PW_SET);
+            convt_scatter(out + (size_t)co0 * plane, Tk, ld, b ? b + co0 : NULL, 0, Nin, nco, plane, H, W);
+        }
+    }
+}
+
+/* wt: w transposed (convt2x2_weights_t), or NULL to transpose it here; 0 when out of memory (the
+ * caller takes OpenBLAS) */
+static int convt2x2_forward_pw(float *out, const float *inp, const float *w, const float *wt, const float *b, int B,
+                               int Cin, int Cout, int H, int W) {
     const size_t Nin = (size_t)B * H * W, plane = 4 * Nin; /* an output channel: B*2H*2W */
     const int M = Cout * 4;
     const int nthr = conv_threads();
-    const size_t P = pw_split(pw_cols(Cin + M), Nin, nthr), ld = PW_LD(P);
+    const size_t P1 = pw_cols(Cin + M);
+    const int rows = Nin <= P1; /* one chunk holds every pixel: split by output channels */
+    const size_t P = rows ? Nin : pw_split(P1, Nin, nthr), ld = PW_LD(P);
     pw_parts pp;
-    if (!pw_parts_alloc(&pp, nthr, 0, 0, (size_t)(Cin + M) * ld, (size_t)M * Cin)) return 0;
-    float *wt = pp.shared; /* w^T (M, Cin) */
-    pw_transpose(wt, w, Cin, M);
+    if (!pw_parts_alloc(&pp, rows ? 1 : nthr, 0, 0, (size_t)(Cin + M) * ld, wt ? 0 : (size_t)M * Cin)) return 0;
+    if (!wt) {
+        pw_transpose(pp.shared, w, Cin, M); /* w^T (M, Cin) */
+        wt = pp.shared;
+    }
+    if (rows) {
+        convt2x2_forward_rows(out, inp, wt, b, pp.scr, pp.scr + (size_t)Cin * ld, ld, Nin, Cin, Cout, H, W, nthr);
+        pw_parts_free(&pp);
+        return 1;
+    }
     const long nch = (long)((Nin + P - 1) / P);
 #pragma omp parallel for schedule(static) num_threads(nthr)
     for (long c = 0; c < nch; c++) {
@@ -473,8 +508,25 @@ size_t convt2x2_ws_floats(int B, int Cout, int H, int W) { return (size_t)Cout *
 
 void convt2x2_forward(float *out, const float *inp, const float *w, const float *b, int B, int Cin, int Cout, int H,
                       int W, float *ws) {
+    convt2x2_infer(out, inp, w, NULL, b, B, Cin, Cout, H, W, ws);
+}
+
+size_t convt2x2_weights_t_floats(int Cin, int Cout) { return (size_t)4 * Cout * Cin; }
+
+void convt2x2_weights_t(float *wt, const float *w, int Cin, int Cout) {
 #if MS_HAVE_PW
-    if (convt_pw_ok(H, W) && convt2x2_forward_pw(out, inp, w, b, B, Cin, Cout, H, W)) return;
+    pw_transpose(wt, w, Cin, 4 * Cout);
+#else
+    memcpy(wt, w, sizeof(float) * 4 * (size_t)Cout * Cin); /* unused without the blocks */
+#endif
+}
+
+void convt2x2_infer(float *out, const float *inp, const float *w, const float *wt, const float *b, int B, int Cin,
+                    int Cout, int H, int W, float *ws) {
+#if MS_HAVE_PW
+    if (convt_pw_ok(H, W) && convt2x2_forward_pw(out, inp, w, wt, b, B, Cin, Cout, H, W)) return;
+#else
+    (void)wt;
 #endif
     convt2x2_forward_blas(out, inp, w, b, B, Cin, Cout, H, W, ws);
 }

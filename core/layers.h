@@ -108,6 +108,13 @@ void convt2x2_backward_blas(float *dinp, float *dw, float *db, const float *dout
 size_t convt2x2_ws_floats(int B, int Cout, int H, int W);
 void convt2x2_forward(float *out, const float *inp, const float *w, const float *b,
                       int B, int Cin, int Cout, int H, int W, float *ws);
+/* The same forward with w's transpose (Cout*4, Cin), as the AVX-512 blocks read it, made once
+ * (convt2x2_weights_t: a frozen model keeps it); wt NULL transposes w on each call, as
+ * convt2x2_forward does. */
+size_t convt2x2_weights_t_floats(int Cin, int Cout);
+void convt2x2_weights_t(float *wt, const float *w, int Cin, int Cout);
+void convt2x2_infer(float *out, const float *inp, const float *w, const float *wt, const float *b, int B, int Cin,
+                    int Cout, int H, int W, float *ws);
 void convt2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                        const float *w, int B, int Cin, int Cout, int H, int W, float *ws, int accumulate);
 

@@ -74,6 +74,7 @@ struct ms_model {
     float *plan;     /* inference form (ms_model_freeze); NULL for a model that still trains */
     ms_rb_plan penc[MS_MAX_DEPTH], pbott, pdec[MS_MAX_DEPTH];
     ms_att_plan patt[MS_MAX_DEPTH];
+    size_t upt[MS_MAX_DEPTH]; /* decoder i's up-convolution weights transposed (convt2x2_weights_t) */
 };
 
 /* Activations, saved statistics and gradients for one (B, H, W), allocated once.

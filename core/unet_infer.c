@@ -1,5 +1,6 @@
 /* The U-Net's inference form (ms_model_freeze, ms_unet_forward_infer): eval-mode BatchNorm and
- * the 1x1 shortcuts folded into each ResBlock's convolutions, with their Winograd weights, so an
+ * the 1x1 shortcuts folded into each ResBlock's convolutions, with their Winograd weights, and the
+ * up-convolutions' weights transposed for their kernel, so an
  * inference makes fewer passes over memory than ms_unet_forward in eval mode (the attention
  * gates' own folding is core/unet_att.c's). The graph and its
  * parameter table are core/unet.c's. */
@@ -56,6 +57,12 @@ static size_t fold_all(ms_model *m) {
     fold_block(m, &m->bott, &m->pbott, &pos);
     for (int i = 0; i < m->cfg.depth; i++) fold_block(m, &m->dec[i], &m->pdec[i], &pos);
     for (int i = 0; i < m->cfg.depth && m->cfg.attention; i++) att_fold(m, &m->att[i], &m->patt[i], &pos);
+    for (int i = 0; i < m->cfg.depth; i++) { /* the up-convolutions' weights as their kernel reads them */
+        const int l = m->cfg.depth - 1 - i;
+        m->upt[i] = pos;
+        pos += convt2x2_weights_t_floats(m->ch[l + 1], m->ch[l]);
+        if (m->plan) convt2x2_weights_t(m->plan + m->upt[i], m->params + m->upw[i], m->ch[l + 1], m->ch[l]);
+    }
     return pos;
 }
 
@@ -96,8 +103,8 @@ void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B)
     for (int i = 0; i < D; i++) {
         const int l = D - 1 - i;
         ms_rb_acts *r = &a->dec[i];
-        convt2x2_forward(a->cat[l], h, P + m->upw[i], P + m->upb[i], B, m->ch[l + 1], m->ch[l],
-                         r->h / 2, r->w / 2, a->ws);
+        convt2x2_infer(a->cat[l], h, P + m->upw[i], m->plan + m->upt[i], P + m->upb[i], B, m->ch[l + 1], m->ch[l],
+                       r->h / 2, r->w / 2, a->ws);
         if (m->cfg.attention) /* the encoder left the raw skip in the concat: gated in place */
             att_infer(m, &m->patt[i], &m->att[i], a->cat[l], a->att[i].s, a->att[i].psi, (size_t)B * r->h * r->w);
         resblock_infer(m, &m->pdec[i], r, a->cat[l], B, a->ws);

@@ -274,6 +274,24 @@ static void convt_reference_case(int B, int Cin, int Cout, int H, int W, int acc
         }
     }
 #undef OUT_AT
+    /* the frozen model's form (w transposed once) and each image alone (a batch of one takes the
+     * split by output channels where the batch is split by pixels) give the same bits */
+    float *wt = malloc(sizeof(float) * convt2x2_weights_t_floats(Cin, Cout)), *o2 = malloc(sizeof(float) * ny);
+    convt2x2_weights_t(wt, w, Cin, Cout);
+    convt2x2_infer(o2, x, w, wt, b, B, Cin, Cout, H, W, ws);
+    CHECK(!memcmp(o2, out, sizeof(float) * ny), "convt2x2_infer with w transposed once differs from convt2x2_forward");
+    const size_t in1 = (size_t)H * W, out1 = 4 * in1;
+    int alone_same = 1;
+    for (int bb = 0; bb < B; bb++) {
+        float *x1 = malloc(sizeof(float) * in1 * Cin);
+        for (int ci = 0; ci < Cin; ci++) memcpy(x1 + ci * in1, x + ci * Nin + bb * in1, sizeof(float) * in1);
+        convt2x2_infer(o2, x1, w, wt, b, 1, Cin, Cout, H, W, ws);
+        for (int co = 0; co < Cout; co++)
+            alone_same &= !memcmp(o2 + co * out1, out + co * 4 * Nin + bb * out1, sizeof(float) * out1);
+        free(x1);
+    }
+    CHECK(alone_same, "convt2x2 %dx%dx%dx%d -> %d: an image alone differs from its place in the batch", B, Cin, H, W, Cout);
+    free(wt); free(o2);
     CHECK(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5,
           "convt2x2 %dx%dx%dx%d -> %d: out %.2g dinp %.2g dw %.2g db %.2g", B, Cin, H, W, Cout, e_out, e_dx, e_dw, e_db);
     printf("  convt2x2 %dx%dx%dx%d -> %d: out %.1e, dinp %.1e, dw %.1e, db %.1e from double\n", B, Cin, H, W, Cout, e_out,
