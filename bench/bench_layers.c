@@ -26,7 +26,7 @@ static double cpu_now(void) {
 typedef struct {
     const char *where;
     int level, Cin, Cextra, Cout, H, W;
-    const float *w, *U, *bias;
+    const float *w, *U, *U4, *bias;
     int cands[CONV_NALGO], n;
     double best[CONV_NALGO];
 } layer;
@@ -63,7 +63,10 @@ int main(int argc, char **argv) {
             l->w = m->plan + (k ? p->w2 : p->w1), l->bias = m->plan + (k ? p->b2 : p->b1);
             const size_t u = k ? p->u2 : p->u1;
             l->U = u != MS_NO_WINO ? m->plan + u : NULL;
-            l->n = conv3x3_candidates(CONV_OP_INFER, 1, l->Cin, l->Cextra, l->Cout, l->H, l->W, l->U != NULL, l->cands);
+            const size_t v = k ? p->v2 : p->v1;
+            l->U4 = v != MS_NO_WINO ? m->plan + v : NULL;
+            l->n = conv3x3_candidates(CONV_OP_INFER, 1, l->Cin, l->Cextra, l->Cout, l->H, l->W,
+                                      (l->U ? CONV_HAVE_U : 0) | (l->U4 ? CONV_HAVE_U4 : 0), l->cands);
             for (int i = 0; i < CONV_NALGO; i++) l->best[i] = 1e30;
         }
     }
@@ -93,7 +96,7 @@ int main(int argc, char **argv) {
             for (int c = 0; c < l->n; c++) {
                 conv_plan_force(l->cands[c]);
                 t = cpu_now();
-                conv3x3_infer(out, inp, l->Cextra ? extra : NULL, l->Cextra, l->w, l->U, l->bias, 1, 1, l->Cin, l->Cout,
+                conv3x3_infer(out, inp, l->Cextra ? extra : NULL, l->Cextra, l->w, l->U, l->U4, l->bias, 1, 1, l->Cin, l->Cout,
                               l->H, l->W, ws);
                 t = cpu_now() - t;
                 if (t < l->best[l->cands[c]]) l->best[l->cands[c]] = t;

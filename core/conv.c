@@ -1,7 +1,7 @@
 /* Convolutions on channel-major (C,B,H,W) data, and the algorithms of each 3x3 one.
  *  - 3x3, padding 1: each call lists the algorithms that can run it (conv3x3_candidates: the
  *    direct AVX-512 kernel of conv_direct.c, Winograd F(2x2,3x3) of conv_wino.c and
- *    conv_wino_dw.c, and darknet-style im2col of a chunk of rows into the shared workspace with
+ *    conv_wino_dw.c, F(4x4,3x3) of conv_wino4.c (inference), and darknet-style im2col of a chunk of rows into the shared workspace with
  *    one cblas_sgemm per chunk: chunking bounds the workspace and keeps the column block warm in
  *    cache for the GEMM), and runs the one the plan cache measured fastest for its shape
  *    (plan.c; conv_plan_force makes tests take each in turn).
@@ -157,17 +157,18 @@ static int dw_direct_rows(int B, int Cin, int Cout, int H, int W) {
 /* candidates of an op, the rule's first; have_u: a frozen model's Winograd weights exist */
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *c) {
     int n = 0, rule;
-    const int rest[] = {CONV_WINO, CONV_WINO_SPLIT, CONV_DIRECT, CONV_IM2COL};
+    const int rest[] = {CONV_WINO, CONV_WINO_SPLIT, CONV_WINO4, CONV_DIRECT, CONV_IM2COL};
     int ok[CONV_NALGO] = {0};
     ok[CONV_IM2COL] = 1;
     switch (op) {
     case CONV_OP_FWD:
     case CONV_OP_INFER:
         ok[CONV_DIRECT] = conv3x3_direct_ok(Cout, H, W);
-        if (op == CONV_OP_FWD || have_u) {
+        if (op == CONV_OP_FWD || have_u & CONV_HAVE_U) {
             ok[CONV_WINO] = conv3x3_wino_ok(Cin, Cextra, Cout, B, H, W);
             ok[CONV_WINO_SPLIT] = Cextra > 0 && conv3x3_wino_ok(Cin, 0, Cout, B, H, W);
         }
+        ok[CONV_WINO4] = op == CONV_OP_INFER && have_u & CONV_HAVE_U4 && conv3x3_wino4_ok(Cout, B, H, W);
         rule = ok[CONV_WINO] && wino_rule(Cin, Cextra, Cout, B, H, W)                    ? CONV_WINO
                : ok[CONV_WINO_SPLIT] && wino_rule(Cin, 0, Cout, B, H, W)                  ? CONV_WINO_SPLIT
                : direct_rule(B, Cin, Cout, H, W)                                            ? CONV_DIRECT
@@ -202,6 +203,7 @@ typedef struct {
     size_t out_floats, dw_floats; /* timing copies: out/dw_ws are scratch made on first use */
     int scratch;
     int set; /* DINP: overwrite dinp instead of adding to it */
+    const float *U4; /* INFER: a frozen model's F(4x4) Winograd weights (36, Cout, Cin + Cextra), or NULL */
 } conv_call;
 
 static void im2col_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
@@ -227,6 +229,9 @@ static void conv_run(void *p, int algo) {
         } else if (algo == CONV_WINO) {
             conv3x3_wino_forward(c->out, c->inp, c->extra, c->Cextra, c->U, Cin + c->Cextra, c->bias, c->relu, 0, B, Cin,
                                  Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO4) {
+            conv3x3_wino4_forward(c->out, c->inp, c->extra, c->Cextra, c->U4, c->bias, c->relu, B, Cin, Cout, H, W,
+                                  c->ws);
         } else if (algo == CONV_WINO_SPLIT) {
             /* out = the appended rows as a 1x1 convolution, then += 3x3 (the U's first Cin columns) + bias, ReLU */
             const int N = B * H * W, K = Cin * 9 + c->Cextra;
@@ -279,7 +284,8 @@ static void conv_run(void *p, int algo) {
  * must be the winner's, whichever candidate ran last) */
 static void conv_dispatch(conv_call *c) {
     int cands[CONV_NALGO];
-    const int n = conv3x3_candidates(c->op, c->B, c->Cin, c->Cextra, c->Cout, c->H, c->W, c->U != NULL, cands);
+    const int have = (c->U ? CONV_HAVE_U : 0) | (c->U4 ? CONV_HAVE_U4 : 0);
+    const int n = conv3x3_candidates(c->op, c->B, c->Cin, c->Cextra, c->Cout, c->H, c->W, have, cands);
     const conv_key k = {c->op, c->B, c->Cin, c->Cextra, c->Cout, c->H, c->W, conv_threads()};
     int algo;
     if (c->op == CONV_OP_DINP || c->op == CONV_OP_DW) { /* these add into their outputs: time on scratch */
@@ -342,19 +348,20 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
 size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W) {
     size_t n = conv3x3_fused_ws_floats(B, Cin, Cextra, H, W);
     if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_ws_floats(Cin + Cextra, Cout));
+    if (conv3x3_wino4_ok(Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cin + Cextra, Cout));
     return n;
 }
 
 void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
-                   const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
-    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
+                   const float *U4, const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    conv_call c = {CONV_OP_INFER, out, inp, extra, Cextra, relu, w, U, bias, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0, U4};
     conv_dispatch(&c);
 }
 
 void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), w (Cout,Cin*9), out (Cout,B,H,W)
-    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0};
+    conv_call c = {CONV_OP_FWD, out, inp, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, NULL, 0, 0, 0, 0, NULL};
     conv_dispatch(&c);
 }
 
@@ -402,10 +409,10 @@ void conv3x3_backward(float *dinp, float *dw, const float *dout, const float *in
      * kernel's flipped weights borrow dw_ws before it holds partial sums) */
     if (dinp) {
         conv_call c = {CONV_OP_DINP, dinp, dout, NULL, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0,
-                       !accumulate};
+                       !accumulate, NULL};
         conv_dispatch(&c);
     }
-    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0, 0};
+    conv_call c = {CONV_OP_DW, NULL, inp, dout, 0, 0, w, NULL, NULL, B, Cin, Cout, H, W, ws, dw_ws, 0, 0, 0, 0, NULL};
     conv_dispatch(&c);
     /* reduce the per-thread weight gradients in a fixed order (deterministic) */
     const int nthr = conv_threads();

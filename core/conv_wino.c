@@ -314,6 +314,12 @@ WINO_GEMM(gemm_8x48, 3)
 WINO_GEMM(gemm_8x32, 2)
 WINO_GEMM(gemm_8x16, 1)
 
+void wino_gemm_8(float *M, const float *U, size_t ldu, const float *V, int Ct, int nv) {
+    if (nv == 3) gemm_8x48(M, U, ldu, V, Ct);
+    else if (nv == 2) gemm_8x32(M, U, ldu, V, Ct);
+    else gemm_8x16(M, U, ldu, V, Ct);
+}
+
 /* M (16, co1 - co0, TC) <- the products of output channels co0 .. co1-1 over nv vectors of tiles.
  * An appended 1x1 row (channel Cin + e) is a kernel with only its centre tap: its U is zero at
  * the 12 positions x outside the middle 2x2 of the 4x4 (conv3x3_wino_weights), so those products
@@ -328,9 +334,7 @@ static void chunk_products(float *M, const float *U, size_t uplane, int ldu, con
         for (int co = co0; co < co1; co += 8) {
             float *Mo = M + x * mplane + (size_t)(co - co0) * TC;
             const float *Uo = U + x * uplane + (size_t)co * ldu;
-            if (nv == 3) gemm_8x48(Mo, Uo, ldu, Vx, ct);
-            else if (nv == 2) gemm_8x32(Mo, Uo, ldu, Vx, ct);
-            else gemm_8x16(Mo, Uo, ldu, Vx, ct);
+            wino_gemm_8(Mo, Uo, ldu, Vx, ct, nv);
         }
     }
 }

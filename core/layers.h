@@ -30,9 +30,10 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
                      int B, int Cin, int Cout, int H, int W, float *ws);
 /* Inference form: out = act(w . [im2col(inp); extra] + bias), w (Cout, Cin*9 + Cextra) (BN folded
  * in, the 1x1 shortcut's weights appended), act = ReLU if relu; U: the same weights for Winograd
- * (conv3x3_wino_weights with Cextra, (16, Cout, Cin + Cextra)), or NULL. By the plan's algorithm. */
+ * (conv3x3_wino_weights with Cextra, (16, Cout, Cin + Cextra)), or NULL; U4: for F(4x4,3x3)
+ * (conv3x3_wino4_weights, (36, Cout, Cin + Cextra)), or NULL. By the plan's algorithm. */
 void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
-                   const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
+                   const float *U4, const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W);
 /* The im2col+GEMM form of conv3x3_infer (per cache-sized chunk), whatever the plan says. */
 void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int Cextra, const float *w,
@@ -65,6 +66,14 @@ void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cex
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);
+/* conv_wino4.c: Winograd F(4x4,3x3), inference only, from U = conv3x3_wino4_weights (rows Cin +
+ * Cextra apart); _ok: AVX-512F, Cout a multiple of 8, W of 64, H of 4. */
+int conv3x3_wino4_ok(int Cout, int B, int H, int W);
+size_t conv3x3_wino4_weight_floats(int Cin, int Cextra, int Cout);
+size_t conv3x3_wino4_ws_floats(int Ct, int Cout);
+void conv3x3_wino4_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout);
+void conv3x3_wino4_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 /* Training form: U made from w (Cout, Cin*9) on each call in the front of ws; transposed=1 takes
  * w as (Cin, Cout*9) and flips it: the input gradient of that layer. */
 size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
@@ -77,7 +86,9 @@ size_t conv3x3_wino_dw_ws_floats(int Cin, int Cout);
 void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float *inp, int B, int Cin, int Cout, int H,
                      int W, float *ws);
 /* The algorithms (plan.h: conv_algo) that can run a call of op (conv_op) on this shape, the fixed
- * rule's choice first; have_u: Winograd weights are at hand (a frozen model). Returns how many. */
+ * rule's choice first; have_u: which Winograd weights are at hand (a frozen model): bit 0 F(2x2)'s
+ * (CONV_HAVE_U), bit 1 F(4x4)'s (CONV_HAVE_U4). Returns how many. */
+enum { CONV_HAVE_U = 1, CONV_HAVE_U4 = 2 };
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *algos);
 /* Scratch floats for the per-thread weight-gradient partial sums of conv3x3_backward. */
 size_t conv3x3_dw_floats(int Cin, int Cout);

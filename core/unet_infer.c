@@ -1,9 +1,9 @@
 /* The U-Net's inference form (ms_model_freeze, ms_unet_forward_infer): eval-mode BatchNorm and
- * the 1x1 shortcuts folded into each ResBlock's convolutions, with their Winograd weights, and the
- * up-convolutions' weights transposed for their kernel, so an
- * inference makes fewer passes over memory than ms_unet_forward in eval mode (the attention
- * gates' own folding is core/unet_att.c's). The graph and its
- * parameter table are core/unet.c's. */
+ * the 1x1 shortcuts folded into each ResBlock's convolutions, with their Winograd weights (F(2x2);
+ * F(4x4) too at the top levels), and the up-convolutions' weights transposed for their kernel,
+ * so an inference makes fewer passes over memory than ms_unet_forward in eval mode (the
+ * attention gates' own folding is core/unet_att.c's). The graph and its parameter table are
+ * core/unet.c's. */
 #include "unet.h"
 
 #include "layers.h"
@@ -15,7 +15,7 @@
  * mean*scale), so it folds into the preceding convolution's output rows; the shortcut is a
  * linear map of the block input added before the final ReLU, so it joins conv2 as extra rows of
  * the column block. */
-static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, size_t *pos) {
+static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, int level, size_t *pos) {
     const float *P = m->params, *bf = m->bufs;
     const int cin = o->cin, c = o->c, k1 = 9 * cin, k2 = 9 * c + cin;
     p->w1 = *pos;
@@ -36,6 +36,13 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
         p->u2 = *pos;
         *pos += conv3x3_wino_weight_floats(c, cin, c);
     }
+    p->v1 = p->v2 = MS_NO_WINO;
+    if (conv3x3_wino_channels_ok(c) && level < MS_WINO4_LEVELS) {
+        p->v1 = *pos;
+        *pos += conv3x3_wino4_weight_floats(cin, 0, c);
+        p->v2 = *pos;
+        *pos += conv3x3_wino4_weight_floats(c, cin, c);
+    }
     float *L = m->plan;
     if (!L) return; /* sizing pass */
     for (int co = 0; co < c; co++) {
@@ -49,13 +56,16 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, siz
     }
     if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, (size_t)k1, cin, 0, c);
     if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, (size_t)k2, c, cin, c);
+    if (p->v1 != MS_NO_WINO) conv3x3_wino4_weights(L + p->v1, L + p->w1, (size_t)k1, cin, 0, c);
+    if (p->v2 != MS_NO_WINO) conv3x3_wino4_weights(L + p->v2, L + p->w2, (size_t)k2, c, cin, c);
 }
 
 static size_t fold_all(ms_model *m) {
     size_t pos = 0;
-    for (int l = 0; l < m->cfg.depth; l++) fold_block(m, &m->enc[l], &m->penc[l], &pos);
-    fold_block(m, &m->bott, &m->pbott, &pos);
-    for (int i = 0; i < m->cfg.depth; i++) fold_block(m, &m->dec[i], &m->pdec[i], &pos);
+    const int D = m->cfg.depth;
+    for (int l = 0; l < D; l++) fold_block(m, &m->enc[l], &m->penc[l], l, &pos);
+    fold_block(m, &m->bott, &m->pbott, D, &pos);
+    for (int i = 0; i < D; i++) fold_block(m, &m->dec[i], &m->pdec[i], D - 1 - i, &pos);
     for (int i = 0; i < m->cfg.depth && m->cfg.attention; i++) att_fold(m, &m->att[i], &m->patt[i], &pos);
     for (int i = 0; i < m->cfg.depth; i++) { /* the up-convolutions' weights as their kernel reads them */
         const int l = m->cfg.depth - 1 - i;
@@ -78,8 +88,9 @@ ms_status ms_model_freeze(ms_model *m) {
 static void resblock_infer(const ms_model *m, const ms_rb_plan *p, ms_rb_acts *r, const float *inp, int B, float *ws) {
     const float *L = m->plan;
     const float *u1 = p->u1 != MS_NO_WINO ? L + p->u1 : NULL, *u2 = p->u2 != MS_NO_WINO ? L + p->u2 : NULL;
-    conv3x3_infer(r->a1, inp, NULL, 0, L + p->w1, u1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
-    conv3x3_infer(r->out, r->a1, inp, r->cin, L + p->w2, u2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
+    const float *v1 = p->v1 != MS_NO_WINO ? L + p->v1 : NULL, *v2 = p->v2 != MS_NO_WINO ? L + p->v2 : NULL;
+    conv3x3_infer(r->a1, inp, NULL, 0, L + p->w1, u1, v1, L + p->b1, 1, B, r->cin, r->c, r->h, r->w, ws);
+    conv3x3_infer(r->out, r->a1, inp, r->cin, L + p->w2, u2, v2, L + p->b2, 1, B, r->c, r->c, r->h, r->w, ws);
 }
 
 void ms_unet_forward_infer(const ms_model *m, ms_acts *a, const float *x, int B) {

@@ -159,6 +159,11 @@ static void run_fixture(const char *path) {
     CHECK_OK(ms_model_freeze(m));
     ms_unet_forward_infer(m, &ea, ex, ea.B);
     compare("eval_logits (inference form)", ea.logits, elog, n, FWD_TOL);
+    /* ... and with F(4x4) Winograd wherever it can run (widths of 64: the 64x128 and 32x64 fixtures) */
+    conv_plan_force(CONV_WINO4);
+    ms_unet_forward_infer(m, &ea, ex, ea.B);
+    conv_plan_force(-1);
+    compare("eval_logits (inference form, winograd4 where it runs)", ea.logits, elog, n, FWD_TOL);
     free(m->plan);
     m->plan = NULL;
     ms_acts_free(&ea);

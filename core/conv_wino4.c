@@ -1,0 +1,275 @@
+/* Winograd F(4x4, 3x3) convolution (padding 1) for inference: each 4x4 output tile comes from a
+ * 6x6 input tile through 36 products per channel pair instead of 144, i.e. 4x fewer multiply-
+ * adds than the direct sum and 1.78x fewer than F(2x2,3x3) (conv_wino.c), for transforms that
+ * cost about as much per output pixel (Lavin & Gray 2016, the standard points 0, +-1, +-2):
+ *
+ *   U = G g G^T     weights, once per frozen model (conv3x3_wino4_weights)   (36, Cout, Ct)
+ *   V = B^T d B     each 6x6 input tile, per chunk of 48 tiles               (36, Ct, 48)
+ *   M[x] = U[x] V[x]  36 small GEMMs, conv_wino.c's 8-channel x 48-tile kernel
+ *   Y = A^T M A     the 4x4 outputs, plus bias, ReLU
+ *
+ * Only images whose width is a multiple of 64 and height a multiple of 4 (the top two levels of
+ * a 64x128 tile): a vector of 16 tiles is then one run of 64 columns of a tile row, read with
+ * plain loads and permutes, written back the same way (Zen 4's gathers and scatters are slow:
+ * conv_wino.c). The wider tile carries larger transform constants: in float32 the error is a
+ * few times F(2x2)'s, still within 1e-5 of the direct sum's scale (tested against it and
+ * PyTorch). An appended 1x1 row (the ResBlock shortcut) is a kernel with only its centre tap:
+ * its U is zero outside the middle 4x4 of the 6x6 positions, so the other 20 run over the Cin
+ * channels alone. Which convolutions take it is the plan's measurement (conv.c). */
+#include "layers.h"
+#include "wino.h"
+
+#include <omp.h>
+#include <string.h>
+
+#define TC WINO_TC
+#define NX 36 /* positions of a 6x6 tile */
+
+int conv3x3_wino4_ok(int Cout, int B, int H, int W) {
+    (void)B;
+#if MS_HAVE_WINO
+    return __builtin_cpu_supports("avx512f") && Cout % 8 == 0 && W % 64 == 0 && H % 4 == 0 && H > 0;
+#else
+    (void)Cout, (void)H, (void)W;
+    return 0;
+#endif
+}
+
+size_t conv3x3_wino4_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)NX * Cout * (Cin + Cextra); }
+
+size_t conv3x3_wino4_ws_floats(int Ct, int Cout) {
+    return (size_t)omp_get_num_procs() * ((size_t)NX * TC * (Ct + Cout) + 16);
+}
+
+/* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
+static const double G4[6][3] = {{0.25, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+
+/* U[x][o][i] (x = 6a + b; rows Ct apart, planes Cout*Ct apart) = (G g G^T)[a][b] for the 3x3
+ * kernel g at w + o*ldw + i*9, and for an appended row e the centre-only kernel w[o][9 Cin + e];
+ * in double, rounded once */
+void conv3x3_wino4_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
+    const int Ct = Cin + Cextra;
+    for (int o = 0; o < Cout; o++)
+        for (int i = 0; i < Ct; i++) {
+            double g[3][3] = {{0}};
+            if (i < Cin)
+                for (int k = 0; k < 9; k++) g[k / 3][k % 3] = w[(size_t)o * ldw + (size_t)i * 9 + k];
+            else
+                g[1][1] = w[(size_t)o * ldw + (size_t)Cin * 9 + (i - Cin)];
+            double t[6][3]; /* G g */
+            for (int a = 0; a < 6; a++)
+                for (int c = 0; c < 3; c++) t[a][c] = G4[a][0] * g[0][c] + G4[a][1] * g[1][c] + G4[a][2] * g[2][c];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++)
+                    U[((size_t)(6 * a + b) * Cout + o) * Ct + i] =
+                        (float)(t[a][0] * G4[b][0] + t[a][1] * G4[b][1] + t[a][2] * G4[b][2]);
+        }
+}
+
+#if MS_HAVE_WINO
+/* o = B^T d over 6 vectors, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
+__attribute__((target("avx512f"), always_inline)) static inline void bt6(__m512 o[6], __m512 d0, __m512 d1, __m512 d2,
+                                                                        __m512 d3, __m512 d4, __m512 d5) {
+    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
+    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
+    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
+    o[0] = _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4));
+    o[1] = _mm512_add_ps(a, b);
+    o[2] = _mm512_sub_ps(a, b);
+    o[3] = _mm512_add_ps(c, e);
+    o[4] = _mm512_sub_ps(c, e);
+    o[5] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));
+}
+
+/* y = A^T m over 6 vectors, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
+__attribute__((target("avx512f"), always_inline)) static inline void at6(__m512 y[4], __m512 m0, __m512 m1, __m512 m2,
+                                                                        __m512 m3, __m512 m4, __m512 m5) {
+    const __m512 s = _mm512_add_ps(m1, m2), d = _mm512_sub_ps(m1, m2);
+    const __m512 s2 = _mm512_add_ps(m3, m4), d2 = _mm512_sub_ps(m3, m4);
+    y[0] = _mm512_add_ps(_mm512_add_ps(m0, s), s2);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d2, d);
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s2, s);
+    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2, d), m5);
+}
+
+/* One vector of 16 tiles: tile row ty of image b, tiles tx0 .. tx0+15 (within one tile row) */
+typedef struct {
+    long row0;       /* offset of input row 4ty-1, column 4tx0-1, in a channel plane (-W-1 at the top left) */
+    int rows_live;   /* bit r: input row 4ty-1+r lies inside the image */
+    __mmask16 m0, m4; /* masks of the first and the last (fifth) load of a row */
+    size_t out0;     /* offset of output row 4ty, column 4tx0 */
+} vec_geom;
+
+static void geom_of(vec_geom *g, int H, int W, long T) {
+    const int TW = W / 4, TH = H / 4;
+    const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+    g->row0 = ((long)b * H + 4 * ty) * W + 4L * tx0 - W - 1;
+    g->rows_live = 0;
+    for (int r = 0; r < 6; r++) {
+        const int y = 4 * ty - 1 + r;
+        if (y >= 0 && y < H) g->rows_live |= 1 << r;
+    }
+    g->m0 = tx0 == 0 ? 0xFFFE : 0xFFFF;
+    g->m4 = tx0 + 16 < TW ? 0x3 : 0x1;
+    g->out0 = ((size_t)b * H + 4 * ty) * W + 4 * (size_t)tx0;
+}
+
+/* V (36, Ct, TC) <- B^T d B of the chunk's vectors for channels c0..c1-1 (zeros for absent ones) */
+__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, const float *extra, int Cin,
+                                                               int Ct, size_t N, int W, const vec_geom *g, int nv,
+                                                               int c0, int c1) {
+    const size_t plane = (size_t)Ct * TC;
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+    for (int c = c0; c < c1; c++) {
+        const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
+        float *oc = V + (size_t)c * TC;
+        for (int v = 0; v < nv; v++) {
+            __m512 e[6][6]; /* e[r] = the row's 6 column vectors, then B^T along the columns */
+            for (int r = 0; r < 6; r++) {
+                if (!(g[v].rows_live >> r & 1)) {
+                    for (int j = 0; j < 6; j++) e[r][j] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *p = src + g[v].row0 + (long)r * W;
+                const __m512 l0 = _mm512_maskz_loadu_ps(g[v].m0, p), l1 = _mm512_loadu_ps(p + 16);
+                const __m512 l2 = _mm512_loadu_ps(p + 32), l3 = _mm512_loadu_ps(p + 48);
+                const __m512 l4 = _mm512_maskz_loadu_ps(g[v].m4, p + 64);
+                __m512 d[6];
+                for (int j = 0; j < 4; j++) { /* lane l: column 4l + j of the 66 */
+                    const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+                    const __m512 lo = _mm512_permutex2var_ps(l0, ij, l1), hi = _mm512_permutex2var_ps(l2, ij, l3);
+                    d[j] = _mm512_shuffle_f32x4(lo, hi, 0x44);
+                }
+                d[4] = _mm512_permutex2var_ps(d[0], next, l4);
+                d[5] = _mm512_permutex2var_ps(d[1], next1, l4);
+                bt6(e[r], d[0], d[1], d[2], d[3], d[4], d[5]); /* d B (the transform along a row) */
+            }
+            for (int j = 0; j < 6; j++) { /* B^T (d B): along the columns */
+                __m512 o[6];
+                bt6(o, e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j]);
+                for (int i = 0; i < 6; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * i + j) * plane, o[i]);
+            }
+        }
+        for (int v = nv; v < 3; v++) /* absent tiles: zeros (their products are never stored) */
+            for (int x = 0; x < NX; x++) _mm512_storeu_ps(oc + 16 * v + x * plane, _mm512_setzero_ps());
+    }
+}
+
+/* M (36, co1-co0, TC) <- U[x] . V[x] for output channels co0..co1-1; the positions outside the
+ * middle 4x4 run over the Cin channels alone (the appended rows' U is zero there) */
+static void products(float *M, const float *U, int Cout, int Cin, int Ct, const float *V, int co0, int co1, int nv) {
+    const size_t mplane = (size_t)(co1 - co0) * TC, uplane = (size_t)Cout * Ct;
+    for (int x = 0; x < NX; x++) {
+        const int a = x / 6, b = x % 6, inner = a >= 1 && a <= 4 && b >= 1 && b <= 4;
+        for (int co = co0; co < co1; co += 8)
+            wino_gemm_8(M + x * mplane + (size_t)(co - co0) * TC, U + x * uplane + (size_t)co * Ct, (size_t)Ct,
+                        V + (size_t)x * Ct * TC, inner ? Ct : Cin, nv);
+    }
+}
+
+/* out <- A^T M A + bias (ReLU): the 4x4 outputs of a vector's 16 tiles are 4 rows of 64 columns,
+ * interleaved from the 4 column vectors of each row by permutes */
+__attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, const float *bias, int relu,
+                                                                int co0, int co1, size_t N, int W, const vec_geom *g,
+                                                                int nv) {
+    const size_t mplane = (size_t)(co1 - co0) * TC;
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512i q0 = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+    const __m512i q1 = _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+    for (int co = co0; co < co1; co++) {
+        const __m512 bv = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+        for (int v = 0; v < nv; v++) {
+            const float *m = M + (size_t)(co - co0) * TC + 16 * v;
+            __m512 t[6][4]; /* A^T along each row of m */
+            for (int i = 0; i < 6; i++) {
+                const float *r = m + (size_t)6 * i * mplane;
+                at6(t[i], _mm512_loadu_ps(r), _mm512_loadu_ps(r + mplane), _mm512_loadu_ps(r + 2 * mplane),
+                    _mm512_loadu_ps(r + 3 * mplane), _mm512_loadu_ps(r + 4 * mplane), _mm512_loadu_ps(r + 5 * mplane));
+            }
+            __m512 y[4][4]; /* y[row][column] of the 16 tiles */
+            for (int k = 0; k < 4; k++) {
+                __m512 col[4];
+                at6(col, t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]);
+                for (int r = 0; r < 4; r++) y[r][k] = col[r];
+            }
+            float *dst = out + (size_t)co * N + g[v].out0;
+            for (int r = 0; r < 4; r++) {
+                __m512 s[4];
+                for (int k = 0; k < 4; k++) {
+                    s[k] = _mm512_add_ps(y[r][k], bv);
+                    if (relu) s[k] = _mm512_max_ps(s[k], _mm512_setzero_ps());
+                }
+                const __m512 a0 = _mm512_permutex2var_ps(s[0], lo, s[1]), a1 = _mm512_permutex2var_ps(s[0], hi, s[1]);
+                const __m512 b0 = _mm512_permutex2var_ps(s[2], lo, s[3]), b1 = _mm512_permutex2var_ps(s[2], hi, s[3]);
+                float *d = dst + (size_t)r * W;
+                _mm512_storeu_ps(d, _mm512_permutex2var_ps(a0, q0, b0));
+                _mm512_storeu_ps(d + 16, _mm512_permutex2var_ps(a0, q1, b0));
+                _mm512_storeu_ps(d + 32, _mm512_permutex2var_ps(a1, q0, b1));
+                _mm512_storeu_ps(d + 48, _mm512_permutex2var_ps(a1, q1, b1));
+            }
+        }
+    }
+}
+#endif
+
+/* Below this many chunks per thread the threads share each chunk, as in conv_wino.c (batch 1:
+ * 11 chunks at 64x128, 3 at 32x64) */
+#define WINO4_TEAM_CHUNKS 8
+
+void conv3x3_wino4_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+                           const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (36, Cout, Cin+Cextra), out (Cout,B,H,W)
+#if MS_HAVE_WINO
+    const int Ct = Cin + Cextra, nthr = conv_threads();
+    const size_t N = (size_t)B * H * W;
+    const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + TC - 1) / TC;
+    const size_t slice = (size_t)NX * TC * (Ct + Cout) + 16;
+    if (nthr > 1 && nchunks < (long)WINO4_TEAM_CHUNKS * nthr) {
+        /* one V for the team, each thread's M after it at its output channels' place */
+#pragma omp parallel num_threads(nthr)
+        {
+            const int t = omp_get_thread_num(), n = omp_get_num_threads(), nb = Cout / 8;
+            const int c0 = (int)((long)Ct * t / n), c1 = (int)((long)Ct * (t + 1) / n);
+            const int co0 = 8 * (nb * t / n), co1 = 8 * (nb * (t + 1) / n);
+            float *V = ws, *M = ws + (size_t)NX * TC * (Ct + co0);
+            for (long ch = 0; ch < nchunks; ch++) {
+                const long t0 = ch * TC;
+                const int nv = (int)(((T - t0 < TC ? T - t0 : TC) + 15) / 16);
+                vec_geom g[3];
+                for (int v = 0; v < nv; v++) geom_of(&g[v], H, W, t0 + 16 * v);
+                input_transform(V, inp, extra, Cin, Ct, N, W, g, nv, c0, c1);
+#pragma omp barrier
+                if (co1 > co0) {
+                    products(M, U, Cout, Cin, Ct, V, co0, co1, nv);
+                    output_transform(out, M, bias, relu, co0, co1, N, W, g, nv);
+                }
+#pragma omp barrier
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (long ch = 0; ch < nchunks; ch++) {
+        float *V = ws + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)NX * TC * Ct;
+        const long t0 = ch * TC;
+        const int nv = (int)(((T - t0 < TC ? T - t0 : TC) + 15) / 16);
+        vec_geom g[3];
+        for (int v = 0; v < nv; v++) geom_of(&g[v], H, W, t0 + 16 * v);
+        input_transform(V, inp, extra, Cin, Ct, N, W, g, nv, 0, Ct);
+        products(M, U, Cout, Cin, Ct, V, 0, Cout, nv);
+        output_transform(out, M, bias, relu, 0, Cout, N, W, g, nv);
+    }
+#else
+    (void)out, (void)inp, (void)extra, (void)Cextra, (void)U, (void)bias, (void)relu;
+    (void)B, (void)Cin, (void)Cout, (void)H, (void)W, (void)ws;
+#endif
+}
