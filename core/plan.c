@@ -514,7 +514,9 @@ char *ms_plan_report(void) {
 
 /* ------------------------------------------------------------------ thread split under contention */
 
-#define GOV_SLOW 2.0     /* a call this much slower than the best one means the team was starved */
+#define GOV_SLOW 2.0     /* a call this much slower than the best one counts as slow ... */
+#define GOV_SLOW_OF_4 3  /* ... and this many slow calls among the last 4 mean the team is starved */
+#define GOV_STARVED 4.0  /* one call this much slower means it at once (a starved team: 6x measured) */
 #define GOV_FORGET 1.002 /* the best grows by this per full-team call: a lucky minimum fades */
 #define GOV_FIRST 0.25   /* seconds on one thread after the first slow call */
 #define GOV_MAX 8.0
@@ -561,9 +563,16 @@ void ms_governor_done(ms_thread_governor *g, int threads, int team, double work,
     const double r = seconds / work;
     if (g->best <= 0 || r < g->best) {
         g->best = r;
+        g->slow = (g->slow << 1) & 0xF;
         return;
     }
-    if (r > GOV_SLOW * g->best) {
+    /* One slow call is the machine's noise (a virtual CPU's hiccup, an interrupt): on the 2-core
+     * EPYC ~3% of lone calls took 2-2.9x the best, and backing off at each of them kept a quiet
+     * service on one thread most of the time (README, Benchmarks). A starved team is slow call
+     * after call, or much slower at once. */
+    g->slow = ((g->slow << 1) | (r > GOV_SLOW * g->best)) & 0xF;
+    if (r > GOV_STARVED * g->best || __builtin_popcount(g->slow) >= GOV_SLOW_OF_4) {
+        g->slow = 0;
         if (g->backoff < GOV_FIRST) g->backoff = GOV_FIRST;
         g->until = now_s + g->backoff;
         g->backoff = g->backoff * 2 < GOV_MAX ? g->backoff * 2 : GOV_MAX;

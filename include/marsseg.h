@@ -347,14 +347,15 @@ char *ms_plan_report(void);
  * waits at every barrier for whichever of its threads the scheduler gave away: on the 2-core
  * EPYC with one busy process beside the service, a 64x128 tile took 27 ms on two threads
  * against 4.4 ms alone, and 7.8 ms on one thread either way. The governor keeps the full team
- * while calls take their usual time per unit of work, drops to one thread when a call takes
- * more than twice the best recent one, and tries the team again after a backoff (0.25 s,
- * doubling while the contention lasts, at most 8 s) if a short probe finds the cores free.
- * One per calling thread; zero-initialise. */
+ * while calls take their usual time per unit of work, drops to one thread when three of the
+ * last four calls took more than twice the best recent one, or one call more than four times,
+ * and tries the team again after a backoff (0.25 s, doubling while the contention lasts, at
+ * most 8 s) if a short probe finds the cores free. One per calling thread; zero-initialise. */
 typedef struct {
     double best;    /* best seconds per unit of work on the full team, slowly forgotten */
     double until;   /* one thread until this time (seconds, any monotonic clock) */
     double backoff; /* the next one-thread period */
+    unsigned slow;  /* bit i: the i-th last team call was slow */
 } ms_thread_governor;
 /* The threads for the next call (team: what the caller would run; now: its clock). When a
  * one-thread period ends, a 3 ms probe of the team decides whether the CPU is free again. */

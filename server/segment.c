@@ -71,7 +71,7 @@ static void *infer_worker(void *arg) {
      * while a job trains (see training_active) */
     int threads = 1;
     omp_set_num_threads(threads);
-    ms_thread_governor gov = {0, 0, 0}; /* one thread while the CPU is shared (core/plan.c) */
+    ms_thread_governor gov = {0, 0, 0, 0}; /* one thread while the CPU is shared (core/plan.c) */
     pthread_mutex_lock(&p->mu);
     /* Only worker 0 runs a team (libgomp stops spinning once it manages more threads than there
      * are CPUs), and only for a request alone in the pool: concurrent requests run side by side

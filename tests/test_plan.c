@@ -271,6 +271,33 @@ static void test_files(void) {
     free(text);
 }
 
+/* ------------------------------------------------------------------ the thread governor */
+
+/* calls of `sec` seconds per unit of work on the full team of 2, one a second; then whether a
+ * call 0.1 s after the last gets the team (within the first back-off, 0.25 s: the probe, a real
+ * spin of the cores, is never reached here) */
+static int governor_after(ms_thread_governor *g, const double *sec, int n) {
+    for (int i = 0; i < n; i++) ms_governor_done(g, 2, 2, 1.0, sec[i], (double)i);
+    return ms_governor_threads(g, 2, n - 1 + 0.1);
+}
+
+static void test_governor(void) {
+    const double calm[8] = {1, 1.1, 1, 1.2, 1, 1, 1.1, 1};
+    ms_thread_governor g = {0, 0, 0, 0};
+    CHECK(governor_after(&g, calm, 8) == 2, "calls at their usual time keep the team");
+    const double hiccups[8] = {1, 1, 2.5, 1, 1, 2.9, 1, 2.2}; /* never 3 slow in 4 */
+    g = (ms_thread_governor){0, 0, 0, 0};
+    CHECK(governor_after(&g, hiccups, 8) == 2, "single slow calls (the machine's noise) keep the team");
+    const double starved[6] = {1, 1, 1, 2.5, 2.2, 2.6};
+    g = (ms_thread_governor){0, 0, 0, 0};
+    CHECK(governor_after(&g, starved, 6) == 1, "three slow calls in four drop to one thread");
+    const double stalled[4] = {1, 1, 1, 6};
+    g = (ms_thread_governor){0, 0, 0, 0};
+    CHECK(governor_after(&g, stalled, 4) == 1, "one call 6x the best (a starved team) drops to one thread at once");
+    CHECK(ms_governor_threads(&g, 2, 3.2) == 1, "one thread for the back-off period");
+    printf("  the governor: noise kept on the team, starvation on one thread\n");
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/test_plan.XXXXXX");
     if (!mkdtemp(dir)) TEST_SKIP("no temporary directory");
@@ -279,6 +306,8 @@ int main(void) {
     test_candidates();
     printf("plan files:\n");
     test_files();
+    printf("thread split under contention:\n");
+    test_governor();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) printf("could not remove %s\n", dir);
