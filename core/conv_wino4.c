@@ -8,14 +8,14 @@
  *   M[x] = U[x] V[x]  36 small GEMMs, conv_wino.c's 8-channel x 48-tile kernel
  *   Y = A^T M A     the 4x4 outputs, plus bias, ReLU
  *
- * Only images whose width is a multiple of 64 and height a multiple of 4 (the top two levels of
- * a 64x128 tile): a vector of 16 tiles is then one run of 64 columns of a tile row, read with
- * plain loads and permutes, written back the same way (Zen 4's gathers and scatters are slow:
- * conv_wino.c). The wider tile carries larger transform constants: in float32 the error is a
+ * Only images whose width is a multiple of 64 and height of 4, or 32 wide and a multiple of 8
+ * high (the top three levels of a 64x128 tile): a vector of 16 tiles is then one run of 64
+ * columns of a tile row, or two runs of 32 of two, read with plain loads and permutes, written
+ * back the same way (Zen 4's gathers and scatters are slow: conv_wino.c). The wider tile carries larger transform constants: in float32 the error is a
  * few times F(2x2)'s, still within 1e-5 of the direct sum's scale (tested against it and
  * PyTorch). An appended 1x1 row (the ResBlock shortcut) is a kernel with only its centre tap:
  * its U is zero outside the middle 4x4 of the 6x6 positions, so the other 20 run over the Cin
- * channels alone. Which convolutions take it is the plan's measurement (conv.c). */
+ * channels alone, and its transform computes only the middle 4x4, from the tiles' own pixels. Which convolutions take it is the plan's measurement (conv.c). */
 #include "layers.h"
 #include "wino.h"
 
@@ -28,7 +28,8 @@
 int conv3x3_wino4_ok(int Cout, int B, int H, int W) {
     (void)B;
 #if MS_HAVE_WINO
-    return __builtin_cpu_supports("avx512f") && Cout % 8 == 0 && W % 64 == 0 && H % 4 == 0 && H > 0;
+    return __builtin_cpu_supports("avx512f") && Cout % 8 == 0 && H > 0 &&
+           ((W % 64 == 0 && H % 4 == 0) || (W == 32 && H % 8 == 0));
 #else
     (void)Cout, (void)H, (void)W;
     return 0;
@@ -87,6 +88,18 @@ __attribute__((target("avx512f"), always_inline)) static inline void bt6(__m512 
     o[5] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));
 }
 
+/* rows 1-4 of bt6, which read d1..d4 only: the middle 4x4 of an appended row's transform */
+__attribute__((target("avx512f"), always_inline)) static inline void bt4(__m512 o[4], __m512 d1, __m512 d2, __m512 d3,
+                                                                        __m512 d4) {
+    const __m512 four = _mm512_set1_ps(4.0f), two = _mm512_set1_ps(2.0f);
+    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
+    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
+    o[0] = _mm512_add_ps(a, b);
+    o[1] = _mm512_sub_ps(a, b);
+    o[2] = _mm512_add_ps(c, e);
+    o[3] = _mm512_sub_ps(c, e);
+}
+
 /* y = A^T m over 6 vectors, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
 __attribute__((target("avx512f"), always_inline)) static inline void at6(__m512 y[4], __m512 m0, __m512 m1, __m512 m2,
                                                                         __m512 m3, __m512 m4, __m512 m5) {
@@ -98,26 +111,84 @@ __attribute__((target("avx512f"), always_inline)) static inline void at6(__m512 
     y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2, d), m5);
 }
 
-/* One vector of 16 tiles: tile row ty of image b, tiles tx0 .. tx0+15 (within one tile row) */
+/* One vector of 16 tiles: tiles tx0 .. tx0+15 of tile row ty of image b (W a multiple of 64), or
+ * with `two` (W = 32: 8 tiles a row, H a multiple of 8) the 8 tiles of rows ty (lanes 0-7) and
+ * ty+1 (lanes 8-15), whose inputs and outputs lie 4 rows (4W floats) further on */
 typedef struct {
-    long row0;       /* offset of input row 4ty-1, column 4tx0-1, in a channel plane (-W-1 at the top left) */
-    int rows_live;   /* bit r: input row 4ty-1+r lies inside the image */
-    __mmask16 m0, m4; /* masks of the first and the last (fifth) load of a row */
-    size_t out0;     /* offset of output row 4ty, column 4tx0 */
+    long row0;        /* offset of input row 4ty-1, column 4tx0-1, in a channel plane (-W-1 at the top left) */
+    int rows_live;    /* bit r: input row 4ty-1+r lies inside the image; two: bit 8+r, that row of ty+1 */
+    __mmask16 m0, m4; /* one row: masks of the first and the last (fifth) load of a row */
+    size_t out0;      /* offset of output row 4ty, column 4tx0 */
+    int two;
 } vec_geom;
+
+static int wino4_two(int H, int W) { return W == 32 && H % 8 == 0; }
 
 static void geom_of(vec_geom *g, int H, int W, long T) {
     const int TW = W / 4, TH = H / 4;
     const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+    g->two = wino4_two(H, W);
     g->row0 = ((long)b * H + 4 * ty) * W + 4L * tx0 - W - 1;
     g->rows_live = 0;
     for (int r = 0; r < 6; r++) {
         const int y = 4 * ty - 1 + r;
         if (y >= 0 && y < H) g->rows_live |= 1 << r;
+        if (g->two && y + 4 >= 0 && y + 4 < H) g->rows_live |= 1 << (8 + r);
     }
     g->m0 = tx0 == 0 ? 0xFFFE : 0xFFFF;
     g->m4 = tx0 + 16 < TW ? 0x3 : 0x1;
     g->out0 = ((size_t)b * H + 4 * ty) * W + 4 * (size_t)tx0;
+}
+
+/* d[0..5] of one input row of a vector (lane l: column 4l + j - 1 of the tiles' row), read with
+ * loads and permutes; zeros for rows outside the image */
+__attribute__((target("avx512f"), always_inline)) static inline void row_inputs(__m512 d[6], const float *src,
+                                                                               const vec_geom *g, int W, int r) {
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    const float *p = src + g->row0 + (long)r * W;
+    if (!g->two) { /* 66 columns: five loads */
+        const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+        const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+        const __m512 l0 = _mm512_maskz_loadu_ps(g->m0, p), l1 = _mm512_loadu_ps(p + 16);
+        const __m512 l2 = _mm512_loadu_ps(p + 32), l3 = _mm512_loadu_ps(p + 48);
+        const __m512 l4 = _mm512_maskz_loadu_ps(g->m4, p + 64);
+        for (int j = 0; j < 4; j++) {
+            const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+            d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(l0, ij, l1), _mm512_permutex2var_ps(l2, ij, l3), 0x44);
+        }
+        d[4] = _mm512_permutex2var_ps(d[0], next, l4);
+        d[5] = _mm512_permutex2var_ps(d[1], next1, l4);
+        return;
+    }
+    /* two rows of 34 columns (-1 .. 32; column 32 is past the edge): a, and b 4 rows down */
+    const __m512i idx4 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 16, 9, 10, 11, 12, 13, 14, 15, 24);
+    const __m512i idx5 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 17, 9, 10, 11, 12, 13, 14, 15, 25);
+    const float *q = p + 4 * (long)W;
+    const int la = g->rows_live >> r & 1, lb = g->rows_live >> (8 + r) & 1;
+    const __m512 a0 = _mm512_maskz_loadu_ps(la ? 0xFFFE : 0, p), a1 = _mm512_maskz_loadu_ps(la ? 0xFFFF : 0, p + 16);
+    const __m512 b0 = _mm512_maskz_loadu_ps(lb ? 0xFFFE : 0, q), b1 = _mm512_maskz_loadu_ps(lb ? 0xFFFF : 0, q + 16);
+    __m512 e = _mm512_maskz_loadu_ps(la ? 0x1 : 0, p + 32); /* column 31 of a in lane 0, of b in lane 8 */
+    e = _mm512_mask_loadu_ps(e, lb ? 0x100 : 0, q + 24);
+    for (int j = 0; j < 4; j++) {
+        const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+        d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(a0, ij, a1), _mm512_permutex2var_ps(b0, ij, b1), 0x44);
+    }
+    d[4] = _mm512_permutex2var_ps(d[0], idx4, e);
+    d[5] = _mm512_permutex2var_ps(d[1], idx5, e);
+}
+
+/* The tiles' own 4x4 pixels (always inside the image) of input row r (0-3) of a vector: what the
+ * middle 4x4 of the transform reads (lane l: column 4l + j) */
+__attribute__((target("avx512f"), always_inline)) static inline void own_inputs(__m512 d[4], const float *src,
+                                                                               const vec_geom *g, int W, int r) {
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    const float *p = src + g->row0 + (long)(r + 1) * W + 1, *q = g->two ? p + 4 * (long)W : p + 32;
+    const __m512 l0 = _mm512_loadu_ps(p), l1 = _mm512_loadu_ps(p + 16);
+    const __m512 l2 = _mm512_loadu_ps(q), l3 = _mm512_loadu_ps(q + 16);
+    for (int j = 0; j < 4; j++) {
+        const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+        d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(l0, ij, l1), _mm512_permutex2var_ps(l2, ij, l3), 0x44);
+    }
 }
 
 /* V (36, Ct, TC) <- B^T d B of the chunk's vectors for channels c0..c1-1 (zeros for absent ones) */
@@ -125,31 +196,32 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                                                                int Ct, size_t N, int W, const vec_geom *g, int nv,
                                                                int c0, int c1) {
     const size_t plane = (size_t)Ct * TC;
-    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-    const __m512i next1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+    const int live = g[0].two ? 0x3F3F : 0x3F;
     for (int c = c0; c < c1; c++) {
         const float *src = c < Cin ? inp + (size_t)c * N : extra + (size_t)(c - Cin) * N;
         float *oc = V + (size_t)c * TC;
-        for (int v = 0; v < nv; v++) {
+        for (int v = 0; v < nv && c >= Cin; v++) { /* an appended row: the middle 4x4 only (products) */
+            __m512 e[4][4];
+            for (int r = 0; r < 4; r++) {
+                __m512 d[4];
+                own_inputs(d, src, &g[v], W, r);
+                bt4(e[r], d[0], d[1], d[2], d[3]);
+            }
+            for (int j = 0; j < 4; j++) {
+                __m512 o[4];
+                bt4(o, e[0][j], e[1][j], e[2][j], e[3][j]);
+                for (int i = 0; i < 4; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * (i + 1) + j + 1) * plane, o[i]);
+            }
+        }
+        for (int v = 0; v < nv && c < Cin; v++) {
             __m512 e[6][6]; /* e[r] = the row's 6 column vectors, then B^T along the columns */
             for (int r = 0; r < 6; r++) {
-                if (!(g[v].rows_live >> r & 1)) {
+                if (!(g[v].rows_live & live & (0x101 << r))) {
                     for (int j = 0; j < 6; j++) e[r][j] = _mm512_setzero_ps();
                     continue;
                 }
-                const float *p = src + g[v].row0 + (long)r * W;
-                const __m512 l0 = _mm512_maskz_loadu_ps(g[v].m0, p), l1 = _mm512_loadu_ps(p + 16);
-                const __m512 l2 = _mm512_loadu_ps(p + 32), l3 = _mm512_loadu_ps(p + 48);
-                const __m512 l4 = _mm512_maskz_loadu_ps(g[v].m4, p + 64);
                 __m512 d[6];
-                for (int j = 0; j < 4; j++) { /* lane l: column 4l + j of the 66 */
-                    const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-                    const __m512 lo = _mm512_permutex2var_ps(l0, ij, l1), hi = _mm512_permutex2var_ps(l2, ij, l3);
-                    d[j] = _mm512_shuffle_f32x4(lo, hi, 0x44);
-                }
-                d[4] = _mm512_permutex2var_ps(d[0], next, l4);
-                d[5] = _mm512_permutex2var_ps(d[1], next1, l4);
+                row_inputs(d, src, &g[v], W, r);
                 bt6(e[r], d[0], d[1], d[2], d[3], d[4], d[5]); /* d B (the transform along a row) */
             }
             for (int j = 0; j < 6; j++) { /* B^T (d B): along the columns */
@@ -210,11 +282,11 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
                 }
                 const __m512 a0 = _mm512_permutex2var_ps(s[0], lo, s[1]), a1 = _mm512_permutex2var_ps(s[0], hi, s[1]);
                 const __m512 b0 = _mm512_permutex2var_ps(s[2], lo, s[3]), b1 = _mm512_permutex2var_ps(s[2], hi, s[3]);
-                float *d = dst + (size_t)r * W;
+                float *d = dst + (size_t)r * W, *d2 = d + (g[v].two ? 4 * (size_t)W : 32); /* tiles 8-15 */
                 _mm512_storeu_ps(d, _mm512_permutex2var_ps(a0, q0, b0));
                 _mm512_storeu_ps(d + 16, _mm512_permutex2var_ps(a0, q1, b0));
-                _mm512_storeu_ps(d + 32, _mm512_permutex2var_ps(a1, q0, b1));
-                _mm512_storeu_ps(d + 48, _mm512_permutex2var_ps(a1, q1, b1));
+                _mm512_storeu_ps(d2, _mm512_permutex2var_ps(a1, q0, b1));
+                _mm512_storeu_ps(d2 + 16, _mm512_permutex2var_ps(a1, q1, b1));
             }
         }
     }

@@ -67,7 +67,7 @@ void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int 
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);
 /* conv_wino4.c: Winograd F(4x4,3x3), inference only, from U = conv3x3_wino4_weights (rows Cin +
- * Cextra apart); _ok: AVX-512F, Cout a multiple of 8, W of 64, H of 4. */
+ * Cextra apart); _ok: AVX-512F, Cout a multiple of 8, W of 64 and H of 4, or W 32 and H of 8. */
 int conv3x3_wino4_ok(int Cout, int B, int H, int W);
 size_t conv3x3_wino4_weight_floats(int Cin, int Cextra, int Cout);
 size_t conv3x3_wino4_ws_floats(int Ct, int Cout);

@@ -41,9 +41,9 @@ typedef struct {
     size_t v1, v2; /* the same for F(4x4,3x3) (conv3x3_wino4_weights): the top MS_WINO4_LEVELS levels only */
 } ms_rb_plan;
 #define MS_NO_WINO ((size_t)-1)
-/* F(4x4,3x3) needs a width that is a multiple of 64: the top two levels of a 64x128 tile; its
+/* F(4x4,3x3) needs a width of 32 or a multiple of 64: the top three levels of a 64x128 tile; its
  * weights (2.25x F(2x2)'s) are made for those levels only, where they are small */
-#define MS_WINO4_LEVELS 2
+#define MS_WINO4_LEVELS 3
 
 /* Offsets of one attention gate's tensors (model.attention, core/unet_att.c): on the skip x
  * (c channels) of a decoder level, gated by g, the up-convolution's output (c channels):

@@ -109,7 +109,9 @@ static void test_candidates(void) {
         /* F(4x4) (widths of 64): one tile row per image, chunks across images and tile rows, a
          * last chunk of one vector, appended rows, the decoder's widest shortcut */
         {3, 8, 5, 16, 4, 64}, {2, 40, 24, 24, 12, 128}, {1, 32, 64, 32, 64, 128}, {5, 16, 0, 8, 8, 64},
-        {1, 128, 0, 64, 32, 64}, {1, 64, 128, 64, 32, 64}};
+        {1, 128, 0, 64, 32, 64}, {1, 64, 128, 64, 32, 64},
+        /* ... 32 wide: two tile rows a vector (H a multiple of 8), several images */
+        {3, 16, 8, 24, 8, 32}, {1, 256, 0, 128, 16, 32}, {2, 64, 24, 32, 24, 32}};
     if (!conv3x3_direct_ok(8, 16, 16)) printf("  (no AVX-512F: im2col is the only candidate here)\n");
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) candidates_agree(shapes[i]);
 }
