@@ -271,9 +271,10 @@ static void test_predict_outputs(const ms_model *m, const ms_dataset *ds) {
     for (int i = 0; i < n; i++) dc = fmax(dc, fabs(conf[i] - r.conf_t[i])), de = fmax(de, fabs(ent[i] - r.ent_t[i]));
     /* float16 keeps 11 significant bits: half an ulp is 2^-11 relative (2^-25 absolute below 2^-14);
      * the reference is a separate float32 pass (other batches, maybe other convolution algorithms
-     * by the plan), a few 1e-7 relative away, which the rounding can add to: 2^-11 + 1e-5 */
+     * by the plan: F(4x4) Winograd's differ from F(2x2)'s by up to ~2e-5 relative on the smallest
+     * probabilities), which the rounding can add to: 2^-11 + 5e-5 */
     for (size_t i = 0; i < hw * 5 * n; i++) dp = fmax(dp, fabs(pf[i] - r.probs[i]) / fmax(fabs(r.probs[i]), 0x1p-14));
-    CHECK(dc < 1e-5 && de < 1e-5 && dp <= 1.0 / 2048 + 1e-5, "npz: confidence off by %.3g, entropy by %.3g, probs by %.3g (relative)", dc, de, dp);
+    CHECK(dc < 1e-5 && de < 1e-5 && dp <= 1.0 / 2048 + 5e-5, "npz: confidence off by %.3g, entropy by %.3g, probs by %.3g (relative)", dc, de, dp);
     /* the CSV, read back */
     FILE *f = fopen(csv, "r");
     CHECK(f != NULL, "no %s", csv);
