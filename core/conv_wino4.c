@@ -294,8 +294,10 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
 #endif
 
 /* Below this many chunks per thread the threads share each chunk, as in conv_wino.c (batch 1:
- * 11 chunks at 64x128, 3 at 32x64) */
-#define WINO4_TEAM_CHUNKS 8
+ * 3 chunks at 32x64, 1 at 16x32). Not more: the 11 chunks of a 64x128 level shared took 2 x 22
+ * barriers and V's trips between the cores, and two threads ran a level-0 layer only 1.2x faster
+ * than one (whole chunks: ~1.8x) */
+#define WINO4_TEAM_CHUNKS 4
 
 void conv3x3_wino4_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
