@@ -140,11 +140,24 @@ static void geom_of(vec_geom *g, int H, int W, long T) {
     g->out0 = ((size_t)b * H + 4 * ty) * W + 4 * (size_t)tx0;
 }
 
+/* d[j] (j < 4) lane l = element 4l + j of x0|x1 for l < 8, of x2|x3 (element 4(l-8) + j) for the
+ * rest: two rounds of even/odd splits, 8 permutes */
+__attribute__((target("avx512f"), always_inline)) static inline void deal4(__m512 d[4], __m512 x0, __m512 x1, __m512 x2,
+                                                                          __m512 x3) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 e01 = _mm512_permutex2var_ps(x0, even, x1), o01 = _mm512_permutex2var_ps(x0, odd, x1);
+    const __m512 e23 = _mm512_permutex2var_ps(x2, even, x3), o23 = _mm512_permutex2var_ps(x2, odd, x3);
+    d[0] = _mm512_permutex2var_ps(e01, even, e23);
+    d[1] = _mm512_permutex2var_ps(o01, even, o23);
+    d[2] = _mm512_permutex2var_ps(e01, odd, e23);
+    d[3] = _mm512_permutex2var_ps(o01, odd, o23);
+}
+
 /* d[0..5] of one input row of a vector (lane l: column 4l + j - 1 of the tiles' row), read with
  * loads and permutes; zeros for rows outside the image */
 __attribute__((target("avx512f"), always_inline)) static inline void row_inputs(__m512 d[6], const float *src,
                                                                                const vec_geom *g, int W, int r) {
-    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
     const float *p = src + g->row0 + (long)r * W;
     if (!g->two) { /* 66 columns: five loads */
         const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
@@ -152,10 +165,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void row_inputs(
         const __m512 l0 = _mm512_maskz_loadu_ps(g->m0, p), l1 = _mm512_loadu_ps(p + 16);
         const __m512 l2 = _mm512_loadu_ps(p + 32), l3 = _mm512_loadu_ps(p + 48);
         const __m512 l4 = _mm512_maskz_loadu_ps(g->m4, p + 64);
-        for (int j = 0; j < 4; j++) {
-            const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-            d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(l0, ij, l1), _mm512_permutex2var_ps(l2, ij, l3), 0x44);
-        }
+        deal4(d, l0, l1, l2, l3);
         d[4] = _mm512_permutex2var_ps(d[0], next, l4);
         d[5] = _mm512_permutex2var_ps(d[1], next1, l4);
         return;
@@ -169,10 +179,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void row_inputs(
     const __m512 b0 = _mm512_maskz_loadu_ps(lb ? 0xFFFE : 0, q), b1 = _mm512_maskz_loadu_ps(lb ? 0xFFFF : 0, q + 16);
     __m512 e = _mm512_maskz_loadu_ps(la ? 0x1 : 0, p + 32); /* column 31 of a in lane 0, of b in lane 8 */
     e = _mm512_mask_loadu_ps(e, lb ? 0x100 : 0, q + 24);
-    for (int j = 0; j < 4; j++) {
-        const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-        d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(a0, ij, a1), _mm512_permutex2var_ps(b0, ij, b1), 0x44);
-    }
+    deal4(d, a0, a1, b0, b1);
     d[4] = _mm512_permutex2var_ps(d[0], idx4, e);
     d[5] = _mm512_permutex2var_ps(d[1], idx5, e);
 }
@@ -181,14 +188,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void row_inputs(
  * middle 4x4 of the transform reads (lane l: column 4l + j) */
 __attribute__((target("avx512f"), always_inline)) static inline void own_inputs(__m512 d[4], const float *src,
                                                                                const vec_geom *g, int W, int r) {
-    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
     const float *p = src + g->row0 + (long)(r + 1) * W + 1, *q = g->two ? p + 4 * (long)W : p + 32;
     const __m512 l0 = _mm512_loadu_ps(p), l1 = _mm512_loadu_ps(p + 16);
     const __m512 l2 = _mm512_loadu_ps(q), l3 = _mm512_loadu_ps(q + 16);
-    for (int j = 0; j < 4; j++) {
-        const __m512i ij = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-        d[j] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(l0, ij, l1), _mm512_permutex2var_ps(l2, ij, l3), 0x44);
-    }
+    deal4(d, l0, l1, l2, l3);
 }
 
 /* V (36, Ct, TC) <- B^T d B of the chunk's vectors for channels c0..c1-1 (zeros for absent ones) */
