@@ -1,7 +1,7 @@
 /* Convolutions on channel-major (C,B,H,W) data, and the algorithms of each 3x3 one.
  *  - 3x3, padding 1: each call lists the algorithms that can run it (conv3x3_candidates: the
  *    direct AVX-512 kernel of conv_direct.c, Winograd F(2x2,3x3) of conv_wino.c and
- *    conv_wino_dw.c, F(4x4,3x3) of conv_wino4.c (inference), and darknet-style im2col of a chunk of rows into the shared workspace with
+ *    conv_wino_dw.c, F(4x4,3x3) of conv_wino4_infer.c (inference), and darknet-style im2col of a chunk of rows into the shared workspace with
  *    one cblas_sgemm per chunk: chunking bounds the workspace and keeps the column block warm in
  *    cache for the GEMM), and runs the one the plan cache measured fastest for its shape
  *    (plan.c; conv_plan_force makes tests take each in turn).
@@ -168,7 +168,7 @@ int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int 
             ok[CONV_WINO] = conv3x3_wino_ok(Cin, Cextra, Cout, B, H, W);
             ok[CONV_WINO_SPLIT] = Cextra > 0 && conv3x3_wino_ok(Cin, 0, Cout, B, H, W);
         }
-        ok[CONV_WINO4] = op == CONV_OP_INFER && have_u & CONV_HAVE_U4 && conv3x3_wino4_ok(Cout, B, H, W);
+        ok[CONV_WINO4] = op == CONV_OP_INFER && have_u & CONV_HAVE_U4 && conv3x3_wino4_infer_ok(Cout, B, H, W);
         rule = ok[CONV_WINO] && wino_rule(Cin, Cextra, Cout, B, H, W)                    ? CONV_WINO
                : ok[CONV_WINO_SPLIT] && wino_rule(Cin, 0, Cout, B, H, W)                  ? CONV_WINO_SPLIT
                : direct_rule(B, Cin, Cout, H, W)                                            ? CONV_DIRECT
@@ -230,7 +230,7 @@ static void conv_run(void *p, int algo) {
             conv3x3_wino_forward(c->out, c->inp, c->extra, c->Cextra, c->U, Cin + c->Cextra, c->bias, c->relu, 0, B, Cin,
                                  Cout, H, W, c->ws);
         } else if (algo == CONV_WINO4) {
-            conv3x3_wino4_forward(c->out, c->inp, c->extra, c->Cextra, c->U4, c->bias, c->relu, B, Cin, Cout, H, W,
+            conv3x3_wino4_infer(c->out, c->inp, c->extra, c->Cextra, c->U4, c->bias, c->relu, B, Cin, Cout, H, W,
                                   c->ws);
         } else if (algo == CONV_WINO_SPLIT) {
             /* out = the appended rows as a 1x1 convolution, then += 3x3 (the U's first Cin columns) + bias, ReLU */
@@ -348,7 +348,7 @@ void conv3x3_fused_forward(float *out, const float *inp, const float *extra, int
 size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W) {
     size_t n = conv3x3_fused_ws_floats(B, Cin, Cextra, H, W);
     if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_ws_floats(Cin + Cextra, Cout));
-    if (conv3x3_wino4_ok(Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cin + Cextra, Cout));
+    if (conv3x3_wino4_infer_ok(Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_infer_ws_floats(Cin + Cextra, Cout));
     return n;
 }
 

@@ -31,7 +31,7 @@ void conv3x3_forward(float *out, const float *inp, const float *w,
 /* Inference form: out = act(w . [im2col(inp); extra] + bias), w (Cout, Cin*9 + Cextra) (BN folded
  * in, the 1x1 shortcut's weights appended), act = ReLU if relu; U: the same weights for Winograd
  * (conv3x3_wino_weights with Cextra, (16, Cout, Cin + Cextra)), or NULL; U4: for F(4x4,3x3)
- * (conv3x3_wino4_weights, (36, Cout, Cin + Cextra)), or NULL. By the plan's algorithm. */
+ * (conv3x3_wino4_infer_weights, (36, Cout, Cin + Cextra)), or NULL. By the plan's algorithm. */
 void conv3x3_infer(float *out, const float *inp, const float *extra, int Cextra, const float *w, const float *U,
                    const float *U4, const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 size_t conv3x3_infer_ws_floats(int B, int Cin, int Cextra, int Cout, int H, int W);
@@ -66,13 +66,13 @@ void conv3x3_wino_weights(float *U, const float *w, size_t ldw, int Cin, int Cex
 void conv3x3_wino_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U, int ldu,
                           const float *bias, int relu, int accumulate, int B, int Cin, int Cout, int H, int W,
                           float *ws);
-/* conv_wino4.c: Winograd F(4x4,3x3), inference only, from U = conv3x3_wino4_weights (rows Cin +
+/* conv_wino4_infer.c: Winograd F(4x4,3x3), inference only, from U = conv3x3_wino4_infer_weights (rows Cin +
  * Cextra apart); _ok: AVX-512F, Cout a multiple of 8, W of 64 and H of 4, or W 32 and H of 8. */
-int conv3x3_wino4_ok(int Cout, int B, int H, int W);
-size_t conv3x3_wino4_weight_floats(int Cin, int Cextra, int Cout);
-size_t conv3x3_wino4_ws_floats(int Ct, int Cout);
-void conv3x3_wino4_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout);
-void conv3x3_wino4_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+int conv3x3_wino4_infer_ok(int Cout, int B, int H, int W);
+size_t conv3x3_wino4_infer_weight_floats(int Cin, int Cextra, int Cout);
+size_t conv3x3_wino4_infer_ws_floats(int Ct, int Cout);
+void conv3x3_wino4_infer_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout);
+void conv3x3_wino4_infer(float *out, const float *inp, const float *extra, int Cextra, const float *U,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws);
 /* Training form: U made from w (Cout, Cin*9) on each call in the front of ws; transposed=1 takes
  * w as (Cin, Cout*9) and flips it: the input gradient of that layer. */

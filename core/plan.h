@@ -26,7 +26,7 @@ typedef enum {
     CONV_DIRECT,     /* conv_direct.c */
     CONV_WINO,       /* conv_wino.c, appended 1x1 rows as centre-tap channels */
     CONV_WINO_SPLIT, /* CONV_OP_INFER with appended rows: them as a GEMM, then Winograd adding */
-    CONV_WINO4,      /* CONV_OP_INFER: Winograd F(4x4,3x3), conv_wino4.c */
+    CONV_WINO4,      /* CONV_OP_INFER: Winograd F(4x4,3x3), conv_wino4_infer.c */
     CONV_NALGO
 } conv_algo;
 

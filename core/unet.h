@@ -38,7 +38,7 @@ typedef struct {
 typedef struct {
     size_t w1, b1, w2, b2;
     size_t u1, u2; /* Winograd weights of conv1 and of conv2 with its shortcut (conv3x3_wino_weights), MS_NO_WINO where Winograd cannot run */
-    size_t v1, v2; /* the same for F(4x4,3x3) (conv3x3_wino4_weights): the top MS_WINO4_LEVELS levels only */
+    size_t v1, v2; /* the same for F(4x4,3x3) (conv3x3_wino4_infer_weights): the top MS_WINO4_LEVELS levels only */
 } ms_rb_plan;
 #define MS_NO_WINO ((size_t)-1)
 /* F(4x4,3x3) needs a width of 32 or a multiple of 64: the top three levels of a 64x128 tile; its

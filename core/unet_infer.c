@@ -39,9 +39,9 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, int
     p->v1 = p->v2 = MS_NO_WINO;
     if (conv3x3_wino_channels_ok(c) && level < MS_WINO4_LEVELS) {
         p->v1 = *pos;
-        *pos += conv3x3_wino4_weight_floats(cin, 0, c);
+        *pos += conv3x3_wino4_infer_weight_floats(cin, 0, c);
         p->v2 = *pos;
-        *pos += conv3x3_wino4_weight_floats(c, cin, c);
+        *pos += conv3x3_wino4_infer_weight_floats(c, cin, c);
     }
     float *L = m->plan;
     if (!L) return; /* sizing pass */
@@ -56,8 +56,8 @@ static void fold_block(const ms_model *m, const ms_rb_off *o, ms_rb_plan *p, int
     }
     if (p->u1 != MS_NO_WINO) conv3x3_wino_weights(L + p->u1, L + p->w1, (size_t)k1, cin, 0, c);
     if (p->u2 != MS_NO_WINO) conv3x3_wino_weights(L + p->u2, L + p->w2, (size_t)k2, c, cin, c);
-    if (p->v1 != MS_NO_WINO) conv3x3_wino4_weights(L + p->v1, L + p->w1, (size_t)k1, cin, 0, c);
-    if (p->v2 != MS_NO_WINO) conv3x3_wino4_weights(L + p->v2, L + p->w2, (size_t)k2, c, cin, c);
+    if (p->v1 != MS_NO_WINO) conv3x3_wino4_infer_weights(L + p->v1, L + p->w1, (size_t)k1, cin, 0, c);
+    if (p->v2 != MS_NO_WINO) conv3x3_wino4_infer_weights(L + p->v2, L + p->w2, (size_t)k2, c, cin, c);
 }
 
 static size_t fold_all(ms_model *m) {

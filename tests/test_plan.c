@@ -37,8 +37,8 @@ static void candidates_agree(shape s) {
     float *dout = rnd(N * s.Cout, 1), *ref = malloc(sizeof(float) * N * s.Cout), *got = malloc(sizeof(float) * N * s.Cout);
     float *U = conv3x3_wino_channels_ok(s.Cout) ? malloc(sizeof(float) * conv3x3_wino_weight_floats(s.Cin, s.Ce, s.Cout)) : NULL;
     if (U) conv3x3_wino_weights(U, w, (size_t)K, s.Cin, s.Ce, s.Cout);
-    float *U4 = U ? malloc(sizeof(float) * conv3x3_wino4_weight_floats(s.Cin, s.Ce, s.Cout)) : NULL;
-    if (U4) conv3x3_wino4_weights(U4, w, (size_t)K, s.Cin, s.Ce, s.Cout);
+    float *U4 = U ? malloc(sizeof(float) * conv3x3_wino4_infer_weight_floats(s.Cin, s.Ce, s.Cout)) : NULL;
+    if (U4) conv3x3_wino4_infer_weights(U4, w, (size_t)K, s.Cin, s.Ce, s.Cout);
     size_t nws = conv3x3_ws_floats(s.B, s.Cin, s.Cout, s.H, s.W);
     if (conv3x3_infer_ws_floats(s.B, s.Cin, s.Ce, s.Cout, s.H, s.W) > nws) nws = conv3x3_infer_ws_floats(s.B, s.Cin, s.Ce, s.Cout, s.H, s.W);
     float *ws = malloc(sizeof(float) * nws), *dws = malloc(sizeof(float) * conv3x3_dw_floats(s.Cin, s.Cout));

@@ -3,7 +3,7 @@
  * adds than the direct sum and 1.78x fewer than F(2x2,3x3) (conv_wino.c), for transforms that
  * cost about as much per output pixel (Lavin & Gray 2016, the standard points 0, +-1, +-2):
  *
- *   U = G g G^T     weights, once per frozen model (conv3x3_wino4_weights)   (36, Cout, Ct)
+ *   U = G g G^T     weights, once per frozen model (conv3x3_wino4_infer_weights)   (36, Cout, Ct)
  *   V = B^T d B     each 6x6 input tile, per chunk of 48 tiles               (36, Ct, 48)
  *   M[x] = U[x] V[x]  36 small GEMMs, conv_wino.c's 8-channel x 48-tile kernel
  *   Y = A^T M A     the 4x4 outputs, plus bias, ReLU
@@ -25,7 +25,7 @@
 #define TC WINO_TC
 #define NX 36 /* positions of a 6x6 tile */
 
-int conv3x3_wino4_ok(int Cout, int B, int H, int W) {
+int conv3x3_wino4_infer_ok(int Cout, int B, int H, int W) {
     (void)B;
 #if MS_HAVE_WINO
     return __builtin_cpu_supports("avx512f") && Cout % 8 == 0 && H > 0 &&
@@ -36,9 +36,9 @@ int conv3x3_wino4_ok(int Cout, int B, int H, int W) {
 #endif
 }
 
-size_t conv3x3_wino4_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)NX * Cout * (Cin + Cextra); }
+size_t conv3x3_wino4_infer_weight_floats(int Cin, int Cextra, int Cout) { return (size_t)NX * Cout * (Cin + Cextra); }
 
-size_t conv3x3_wino4_ws_floats(int Ct, int Cout) {
+size_t conv3x3_wino4_infer_ws_floats(int Ct, int Cout) {
     return (size_t)omp_get_num_procs() * ((size_t)NX * TC * (Ct + Cout) + 16);
 }
 
@@ -53,7 +53,7 @@ static const double G4[6][3] = {{0.25, 0, 0},
 /* U[x][o][i] (x = 6a + b; rows Ct apart, planes Cout*Ct apart) = (G g G^T)[a][b] for the 3x3
  * kernel g at w + o*ldw + i*9, and for an appended row e the centre-only kernel w[o][9 Cin + e];
  * in double, rounded once */
-void conv3x3_wino4_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
+void conv3x3_wino4_infer_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
     const int Ct = Cin + Cextra;
     for (int o = 0; o < Cout; o++)
         for (int i = 0; i < Ct; i++) {
@@ -238,6 +238,12 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
     }
 }
 
+static void wino_gemm_8(float *M, const float *U, size_t ldu, const float *V, int Ct, int nv) {
+    if (nv == 3) wino_gemm_8x48(M, U, ldu, V, Ct);
+    else if (nv == 2) wino_gemm_8x32(M, U, ldu, V, Ct);
+    else wino_gemm_8x16(M, U, ldu, V, Ct);
+}
+
 /* M (36, co1-co0, TC) <- U[x] . V[x] for output channels co0..co1-1; the positions outside the
  * middle 4x4 run over the Cin channels alone (the appended rows' U is zero there) */
 static void products(float *M, const float *U, int Cout, int Cin, int Ct, const float *V, int co0, int co1, int nv) {
@@ -302,7 +308,7 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
  * than one (whole chunks: ~1.8x) */
 #define WINO4_TEAM_CHUNKS 4
 
-void conv3x3_wino4_forward(float *out, const float *inp, const float *extra, int Cextra, const float *U,
+void conv3x3_wino4_infer(float *out, const float *inp, const float *extra, int Cextra, const float *U,
                            const float *bias, int relu, int B, int Cin, int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), extra (Cextra,B,H,W), U (36, Cout, Cin+Cextra), out (Cout,B,H,W)
 #if MS_HAVE_WINO
