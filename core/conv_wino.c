@@ -293,8 +293,8 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
  * (the last of a layer; the only one of a 4x8-tile layer at batch 1) multiplies no absent tiles.
  * A macro for literal bounds, as DIRECT_BLOCK in conv_direct.c. */
 #define WINO_GEMM(name, NV)                                                                                  \
-    __attribute__((target("avx512f"))) static void name(float *M, const float *U, size_t ldu, const float *V, \
-                                                        int Ct) {                                            \
+    __attribute__((target("avx512f"))) void name(float *M, const float *U, size_t ldu, const float *V,        \
+                                                 int Ct) {                                                   \
         __m512 acc[8 * NV];                                                                                  \
         _Pragma("GCC unroll 24") for (int j = 0; j < 8 * NV; j++) acc[j] = _mm512_setzero_ps();             \
         for (int c = 0; c < Ct; c++) {                                                                       \
@@ -310,9 +310,9 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                                  \
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++) _mm512_storeu_ps(M + (size_t)j * TC + 16 * k, acc[NV * j + k]); \
     }
-WINO_GEMM(gemm_8x48, 3)
-WINO_GEMM(gemm_8x32, 2)
-WINO_GEMM(gemm_8x16, 1)
+WINO_GEMM(wino_gemm_8x48, 3)
+WINO_GEMM(wino_gemm_8x32, 2)
+WINO_GEMM(wino_gemm_8x16, 1)
 
 /* M (16, co1 - co0, TC) <- the products of output channels co0 .. co1-1 over nv vectors of tiles.
  * An appended 1x1 row (channel Cin + e) is a kernel with only its centre tap: its U is zero at
@@ -328,9 +328,9 @@ static void chunk_products(float *M, const float *U, size_t uplane, int ldu, con
         for (int co = co0; co < co1; co += 8) {
             float *Mo = M + x * mplane + (size_t)(co - co0) * TC;
             const float *Uo = U + x * uplane + (size_t)co * ldu;
-            if (nv == 3) gemm_8x48(Mo, Uo, ldu, Vx, ct);
-            else if (nv == 2) gemm_8x32(Mo, Uo, ldu, Vx, ct);
-            else gemm_8x16(Mo, Uo, ldu, Vx, ct);
+            if (nv == 3) wino_gemm_8x48(Mo, Uo, ldu, Vx, ct);
+            else if (nv == 2) wino_gemm_8x32(Mo, Uo, ldu, Vx, ct);
+            else wino_gemm_8x16(Mo, Uo, ldu, Vx, ct);
         }
     }
 }

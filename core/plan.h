@@ -22,8 +22,13 @@ typedef enum {
     CONV_DIRECT,     /* conv_direct.c */
     CONV_WINO,       /* conv_wino.c, appended 1x1 rows as centre-tap channels */
     CONV_WINO_SPLIT, /* CONV_OP_INFER with appended rows: them as a GEMM, then Winograd adding */
+    CONV_WINO4,      /* conv_wino4.c: Winograd F(4x4,3x3), training's forward and input gradient */
     CONV_NALGO
 } conv_algo;
+
+/* The plan file's format version (plan.c): bumped when kernels change enough that old
+ * measurements would mislead (2: Winograd F(4x4,3x3), conv_wino4.c, became a candidate). */
+#define PLAN_VERSION 2
 
 typedef struct {
     int op, B, Cin, Cextra, Cout, H, W, threads;

@@ -45,6 +45,11 @@ void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt);
 void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra, size_t N,
                           int W, const chunk_tiles *ct, int c0, int c1);
 int wino_row_layout(int H, int W);
+/* M (8 rows TC apart, the first 16*NV tiles) = U (8 rows ldu apart, Ct columns) . V (Ct rows of TC):
+ * the products of one tile position, 8 output channels (conv_wino.c; conv_wino4.c uses them too) */
+void wino_gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct);
+void wino_gemm_8x32(float *M, const float *U, size_t ldu, const float *V, int Ct);
+void wino_gemm_8x16(float *M, const float *U, size_t ldu, const float *V, int Ct);
 void wino_input_transform_rows(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra,
                                size_t N, int H, int W, long t0, int nt, int c0, int c1);
 #endif

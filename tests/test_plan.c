@@ -179,15 +179,15 @@ static void test_files(void) {
     const char *cpu = ms_cpu_name(), *blas = ms_blas_core();
     char other_cpu[600], other_blas[600], other_version[600], bad_algo[600], bad_num[600];
     snprintf(other_cpu, sizeof other_cpu,
-             "{\"format\":\"marsseg-plan\",\"version\":1,\"cpu\":\"Some Other CPU (family 1, model 2, stepping 3)\",\"blas\":\"%s\",\"plans\":[]}", blas);
-    snprintf(other_blas, sizeof other_blas, "{\"format\":\"marsseg-plan\",\"version\":1,\"cpu\":\"%s\",\"blas\":\"Prescott-x\",\"plans\":[]}", cpu);
+             "{\"format\":\"marsseg-plan\",\"version\":%d,\"cpu\":\"Some Other CPU (family 1, model 2, stepping 3)\",\"blas\":\"%s\",\"plans\":[]}", PLAN_VERSION, blas);
+    snprintf(other_blas, sizeof other_blas, "{\"format\":\"marsseg-plan\",\"version\":%d,\"cpu\":\"%s\",\"blas\":\"Prescott-x\",\"plans\":[]}", PLAN_VERSION, cpu);
     snprintf(other_version, sizeof other_version, "{\"format\":\"marsseg-plan\",\"version\":999,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[]}", cpu, blas);
     snprintf(bad_algo, sizeof bad_algo,
-             "{\"format\":\"marsseg-plan\",\"version\":1,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"infer\",\"B\":1,\"cin\":1,"
-             "\"cextra\":0,\"cout\":8,\"h\":8,\"w\":8,\"threads\":1,\"algo\":\"magic\"}]}", cpu, blas);
+             "{\"format\":\"marsseg-plan\",\"version\":%d,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"infer\",\"B\":1,\"cin\":1,"
+             "\"cextra\":0,\"cout\":8,\"h\":8,\"w\":8,\"threads\":1,\"algo\":\"magic\"}]}", PLAN_VERSION, cpu, blas);
     snprintf(bad_num, sizeof bad_num,
-             "{\"format\":\"marsseg-plan\",\"version\":1,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"infer\",\"B\":-1,\"cin\":1,"
-             "\"cextra\":0,\"cout\":8,\"h\":8,\"w\":8,\"threads\":1,\"algo\":\"direct\"}]}", cpu, blas);
+             "{\"format\":\"marsseg-plan\",\"version\":%d,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"infer\",\"B\":-1,\"cin\":1,"
+             "\"cextra\":0,\"cout\":8,\"h\":8,\"w\":8,\"threads\":1,\"algo\":\"direct\"}]}", PLAN_VERSION, cpu, blas);
     const struct { const char *text; ms_status want; const char *what; } bad[] = {
         {"not json at all", MS_ERR_FORMAT, "garbage"},
         {"{\"format\":\"marsseg-plan\",\"version\":1,", MS_ERR_FORMAT, "truncated"},
@@ -239,8 +239,8 @@ static void test_files(void) {
     snprintf(path, sizeof path, "%s/impossible.json", dir);
     char imp[800];
     snprintf(imp, sizeof imp,
-             "{\"format\":\"marsseg-plan\",\"version\":1,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"forward\",\"B\":1,\"cin\":4,"
-             "\"cextra\":0,\"cout\":4,\"h\":8,\"w\":16,\"threads\":%d,\"algo\":\"winograd\",\"us\":{}}]}", cpu, blas, conv_threads());
+             "{\"format\":\"marsseg-plan\",\"version\":%d,\"cpu\":\"%s\",\"blas\":\"%s\",\"plans\":[{\"op\":\"forward\",\"B\":1,\"cin\":4,"
+             "\"cextra\":0,\"cout\":4,\"h\":8,\"w\":16,\"threads\":%d,\"algo\":\"winograd\",\"us\":{}}]}", PLAN_VERSION, cpu, blas, conv_threads());
     write_text(path, imp);
     conv_plan_reset();
     CHECK_OK(ms_plan_load(path));

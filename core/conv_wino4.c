@@ -1,0 +1,257 @@
+/* Winograd F(4x4, 3x3) for training's forward and input-gradient 3x3 convolutions (padding 1):
+ * each 4x4 output tile comes from a 6x6 input tile through 36 products per channel pair instead
+ * of 144, i.e. 1.78x fewer multiply-adds than F(2x2,3x3)'s 16 per 2x2 tile (Lavin & Gray 2016).
+ * At F=16 the narrow layers' F(2x2,3x3) products ran at the FMA peak, so fewer of them is what
+ * was left to gain there.
+ *
+ *   U = G g G^T     weights, on each call (they change every step)       (36, Cout, Cin)
+ *   V = B^T d B     each 6x6 input tile, per chunk of 48 tiles            (36, Cin, 48)
+ *   M[x] = U[x] V[x]  36 small GEMMs: conv_wino.c's 8-row kernels
+ *   Y = A^T M A     the 4x4 outputs, stored or added
+ *
+ * Tiles are taken 8 to a half vector along a row of tiles (W a multiple of 32): the 6 input rows
+ * of a half are 34 contiguous floats, loaded and split into the 6 columns of its 8 tiles by
+ * permutes (no gathers: slow on Zen 4, see conv_wino.c). The transforms' constants (1/6, 1/24)
+ * are not exact in float32, so the error is a few times F(2x2,3x3)'s, still within 1e-5 of
+ * the sum's scale (tests/test_kernels.c checks it against a double-precision sum). */
+#include "layers.h"
+#include "wino.h"
+
+#include <omp.h>
+
+#define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 6 halves of 8 */
+#define NX 36      /* positions of a 6x6 tile */
+
+int conv3x3_wino4_ok(int Cin, int Cout, int B, int H, int W) {
+    (void)Cin;
+    return conv3x3_wino_channels_ok(Cout) && H % 4 == 0 && W % 32 == 0 && (long)B * (H / 4) * (W / 4) >= 16 &&
+           (size_t)B * H * W < ((size_t)1 << 31);
+}
+
+static size_t slice_floats(int Cin, int Cout) { return (size_t)NX * TC * (Cin + Cout) + 16; }
+
+size_t conv3x3_wino4_ws_floats(int Cin, int Cout) {
+    return (size_t)NX * Cout * Cin + (size_t)omp_get_num_procs() * slice_floats(Cin, Cout) + 16;
+}
+
+/* U[x][o][i] (plane stride Oc*Ic) = (G g G^T)[x] for the kernel g of output channel o, input
+ * channel i, read from w at o*so + i*si + k (8-k when flipped),
+ * G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
+static void wino4_weights(float *U, const float *w, int Oc, int Ic, size_t so, size_t si, int flip) {
+    const size_t plane = (size_t)Oc * Ic;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < Oc; o++) {
+        float *u = U + (size_t)o * Ic;
+#pragma omp simd
+        for (int i = 0; i < Ic; i++) {
+            const float *src = w + o * so + i * si;
+            float g[9], t[6][3];
+            for (int k = 0; k < 9; k++) g[k] = src[flip ? 8 - k : k];
+            for (int j = 0; j < 3; j++) { /* G g */
+                const float a = g[j], b = g[3 + j], c = g[6 + j];
+                t[0][j] = 0.25f * a;
+                t[1][j] = -(a + b + c) / 6.0f;
+                t[2][j] = -(a - b + c) / 6.0f;
+                t[3][j] = a / 24.0f + b / 12.0f + c / 6.0f;
+                t[4][j] = a / 24.0f - b / 12.0f + c / 6.0f;
+                t[5][j] = c;
+            }
+            for (int r = 0; r < 6; r++) { /* (G g) G^T */
+                const float a = t[r][0], b = t[r][1], c = t[r][2];
+                float *ur = u + (size_t)(6 * r) * plane + i;
+                ur[0 * plane] = 0.25f * a;
+                ur[1 * plane] = -(a + b + c) / 6.0f;
+                ur[2 * plane] = -(a - b + c) / 6.0f;
+                ur[3 * plane] = a / 24.0f + b / 12.0f + c / 6.0f;
+                ur[4 * plane] = a / 24.0f - b / 12.0f + c / 6.0f;
+                ur[5 * plane] = c;
+            }
+        }
+    }
+}
+
+#if MS_HAVE_WINO
+/* B^T applied to 6 values, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
+#define BT6(k, r)                                                                                  \
+    do {                                                                                           \
+        const __m512 a_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[2], r[4]);                     \
+        const __m512 b_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[1], r[3]);                     \
+        const __m512 c_ = _mm512_sub_ps(r[4], r[2]), e_ = _mm512_sub_ps(r[3], r[1]);              \
+        k[0] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[0], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[2], r[4])); \
+        k[1] = _mm512_add_ps(a_, b_);                                                              \
+        k[2] = _mm512_sub_ps(a_, b_);                                                              \
+        k[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                      \
+        k[4] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                     \
+        k[5] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[1], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[3], r[5])); \
+    } while (0)
+
+/* A^T applied to 6 values, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
+#define AT6(y, m)                                                                                  \
+    do {                                                                                           \
+        const __m512 s12_ = _mm512_add_ps(m[1], m[2]), d12_ = _mm512_sub_ps(m[1], m[2]);          \
+        const __m512 s34_ = _mm512_add_ps(m[3], m[4]), d34_ = _mm512_sub_ps(m[3], m[4]);          \
+        y[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12_), s34_);                                     \
+        y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34_, d12_);                                  \
+        y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34_, s12_);                                  \
+        y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34_, d12_), m[5]);             \
+    } while (0)
+
+/* where a half vector (8 tiles in one tile row) reads: per input row its first float (column
+ * 4*tx0 - 1) and the masks of its loads p[0..15] and p[20..35] (zero for rows outside the
+ * image; the left and right padding columns; p[34], p[35] are never used) */
+typedef struct {
+    long row[6];
+    __mmask16 m0[6], m1[6];
+    int live;
+} half_geom;
+
+static void half_of(half_geom *g, long T, int H, int W, int live) {
+    const int TW = W / 4, TH = H / 4;
+    const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
+    g->live = live;
+    for (int i = 0; i < 6; i++) {
+        const int y = 4 * ty - 1 + i, in = live && y >= 0 && y < H;
+        g->row[i] = in ? ((long)b * H + y) * W + 4L * tx0 - 1 : 0;
+        g->m0[i] = !in ? 0 : tx0 == 0 ? 0xFFFE : 0xFFFF;
+        g->m1[i] = !in ? 0 : tx0 + 8 == TW ? 0x1FFF : 0x3FFF;
+    }
+}
+
+/* V (36, Cin, TC) <- B^T d B for channels 0..Cin-1 of the chunk's 3 vectors (halves g[0..5]) */
+__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, int Cin, size_t N,
+                                                              const half_geom *g) {
+    const size_t plane = (size_t)Cin * TC;
+    __m512i idx[4];
+    for (int j = 0; j < 4; j++) {
+        int v[16];
+        for (int l = 0; l < 16; l++) v[l] = 4 * (l & 7) + j;
+        idx[j] = _mm512_loadu_si512(v);
+    }
+    for (int c = 0; c < Cin; c++) {
+        const float *src = inp + (size_t)c * N;
+        if (c + WINO_PREFETCH < Cin) { /* wino.h: planes are further apart than the prefetchers follow */
+            const float *sp = inp + (size_t)(c + WINO_PREFETCH) * N;
+            for (int h = 0; h < 6; h++)
+                if (g[h].live)
+                    for (int i = 0; i < 6; i++) {
+                        const char *p = (const char *)(sp + g[h].row[i]);
+                        _mm_prefetch(p, _MM_HINT_T0);
+                        _mm_prefetch(p + 64, _MM_HINT_T0);
+                        _mm_prefetch(p + 140, _MM_HINT_T0);
+                    }
+        }
+        for (int v = 0; v < 3; v++) {
+            const half_geom *g0 = &g[2 * v], *g1 = &g[2 * v + 1];
+            __m512 t[6][6]; /* B^T applied along each tile's rows: t[i][k] */
+            for (int i = 0; i < 6; i++) {
+                const float *p = src + g0->row[i], *q = src + g1->row[i];
+                const __m512 pl0 = _mm512_maskz_loadu_ps(g0->m0[i], p), pl1 = _mm512_maskz_loadu_ps(g0->m0[i] ? 0xFFFF : 0, p + 16);
+                const __m512 pm0 = _mm512_maskz_loadu_ps(g0->m0[i] ? 0xFFFF : 0, p + 4), pm1 = _mm512_maskz_loadu_ps(g0->m1[i], p + 20);
+                const __m512 ql0 = _mm512_maskz_loadu_ps(g1->m0[i], q), ql1 = _mm512_maskz_loadu_ps(g1->m0[i] ? 0xFFFF : 0, q + 16);
+                const __m512 qm0 = _mm512_maskz_loadu_ps(g1->m0[i] ? 0xFFFF : 0, q + 4), qm1 = _mm512_maskz_loadu_ps(g1->m1[i], q + 20);
+                __m512 d[6];
+                for (int j = 0; j < 6; j++) {
+                    const __m512 a = j < 4 ? _mm512_permutex2var_ps(pl0, idx[j], pl1) : _mm512_permutex2var_ps(pm0, idx[j - 4], pm1);
+                    const __m512 b = j < 4 ? _mm512_permutex2var_ps(ql0, idx[j], ql1) : _mm512_permutex2var_ps(qm0, idx[j - 4], qm1);
+                    d[j] = _mm512_mask_mov_ps(a, 0xFF00, b);
+                }
+                BT6(t[i], d);
+            }
+            float *o = V + (size_t)c * TC + 16 * v;
+            for (int k = 0; k < 6; k++) { /* B^T along the columns */
+                __m512 col[6], r[6];
+                for (int i = 0; i < 6; i++) col[i] = t[i][k];
+                BT6(r, col);
+                for (int i = 0; i < 6; i++) _mm512_storeu_ps(o + (size_t)(6 * i + k) * plane, r[i]);
+            }
+        }
+    }
+}
+
+/* M (36, Cout, TC) <- U[x] . V[x] over the chunk's first nv vectors */
+static void products(float *M, const float *U, const float *V, int Cin, int Cout, int nv) {
+    const size_t mplane = (size_t)Cout * TC, uplane = (size_t)Cout * Cin;
+    for (int x = 0; x < NX; x++) {
+        const float *Vx = V + (size_t)x * Cin * TC;
+        for (int co = 0; co < Cout; co += 8) {
+            float *Mo = M + x * mplane + (size_t)co * TC;
+            const float *Uo = U + x * uplane + (size_t)co * Cin;
+            if (nv == 3) wino_gemm_8x48(Mo, Uo, (size_t)Cin, Vx, Cin);
+            else if (nv == 2) wino_gemm_8x32(Mo, Uo, (size_t)Cin, Vx, Cin);
+            else wino_gemm_8x16(Mo, Uo, (size_t)Cin, Vx, Cin);
+        }
+    }
+}
+
+/* out (+)= A^T M A: per output channel, per vector, the 4x4 outputs of its two halves' 8 tiles
+ * as 4 output rows of 32 floats each, interleaved from the 4 column vectors by permutes */
+__attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, int accumulate, int Cout,
+                                                               size_t N, int W, const half_geom *g) {
+    const size_t plane = (size_t)Cout * TC;
+    int a[16], b[16];
+    for (int l = 0; l < 16; l++) a[l] = (l >> 1) + 16 * (l & 1), b[l] = (l >> 2) * 2 + (l & 1) + 16 * ((l >> 1) & 1);
+    const __m512i ia = _mm512_loadu_si512(a), ib = _mm512_loadu_si512(b);
+    const __m512i ia8 = _mm512_add_epi32(ia, _mm512_set1_epi32(8)), ib8 = _mm512_add_epi32(ib, _mm512_set1_epi32(8));
+    for (int co = 0; co < Cout; co++) {
+        for (int v = 0; v < 3; v++) {
+            if (!g[2 * v].live) continue;
+            const float *m = M + (size_t)co * TC + 16 * v;
+            __m512 s[4][6]; /* A^T along the columns: s[r][j] */
+            for (int j = 0; j < 6; j++) {
+                __m512 col[6], y[4];
+                for (int i = 0; i < 6; i++) col[i] = _mm512_loadu_ps(m + (size_t)(6 * i + j) * plane);
+                AT6(y, col);
+                for (int r = 0; r < 4; r++) s[r][j] = y[r];
+            }
+            for (int r = 0; r < 4; r++) {
+                __m512 y[4];
+                AT6(y, s[r]); /* the tiles' output row r, columns 0..3 */
+                for (int h = 0; h < 2; h++) {
+                    const half_geom *gh = &g[2 * v + h];
+                    if (!gh->live) continue;
+                    /* the half's tiles (lanes 8h..8h+7): column pairs interleaved, then pairs of pairs */
+                    const __m512 p01 = _mm512_permutex2var_ps(y[0], h ? ia8 : ia, y[1]);
+                    const __m512 p23 = _mm512_permutex2var_ps(y[2], h ? ia8 : ia, y[3]);
+                    __m512 q0 = _mm512_permutex2var_ps(p01, ib, p23), q1 = _mm512_permutex2var_ps(p01, ib8, p23);
+                    /* row[1] is input row 0 of the tile + 1 = output row 0; column 4*tx0 - 1 + 1 */
+                    float *d = out + (size_t)co * N + gh->row[1] + 1 + (size_t)r * W;
+                    if (accumulate) {
+                        q0 = _mm512_add_ps(q0, _mm512_loadu_ps(d));
+                        q1 = _mm512_add_ps(q1, _mm512_loadu_ps(d + 16));
+                    }
+                    _mm512_storeu_ps(d, q0);
+                    _mm512_storeu_ps(d + 16, q1);
+                }
+            }
+        }
+    }
+}
+#endif
+
+void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
+                        int Cout, int H, int W, float *ws) {
+    // inp (Cin,B,H,W), out (Cout,B,H,W) (+)= conv3x3(inp; w): w (Cout,Cin,3,3), or with transposed
+    // the input gradient of a layer whose w is (Cin,Cout,3,3), i.e. w transposed and flipped
+#if MS_HAVE_WINO
+    float *U = ws, *slices = ws + (size_t)NX * Cout * Cin;
+    if (transposed) wino4_weights(U, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
+    else wino4_weights(U, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
+    const size_t N = (size_t)B * H * W, slice = slice_floats(Cin, Cout);
+    const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + TC - 1) / TC;
+#pragma omp parallel for schedule(static) num_threads(conv_threads())
+    for (long ch = 0; ch < nchunks; ch++) {
+        float *V = slices + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)NX * TC * Cin;
+        const long t0 = ch * TC;
+        const int nt = T - t0 < TC ? (int)(T - t0) : TC; /* a multiple of 8: W/4 is */
+        half_geom g[6];
+        for (int h = 0; h < 6; h++) half_of(&g[h], t0 + 8 * h, H, W, 8 * h < nt);
+        input_transform(V, inp, Cin, N, g);
+        products(M, U, V, Cin, Cout, (nt + 15) / 16);
+        output_transform(out, M, accumulate, Cout, N, W, g);
+    }
+#else
+    (void)out, (void)inp, (void)w, (void)transposed, (void)accumulate, (void)B, (void)Cin, (void)Cout, (void)H, (void)W,
+        (void)ws;
+#endif
+}
