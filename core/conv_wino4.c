@@ -22,13 +22,18 @@
 #define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 6 halves of 8 */
 #define NX 36      /* positions of a 6x6 tile */
 
+/* V's and M's planes (one per position) are C*TC floats and a line apart: C*TC*4 bytes is a
+ * multiple of 1 KB, so without the line the 36 planes a transform touches for one channel
+ * share a few L1 sets (all 36 in one set from 64 channels on) and evict each other */
+static size_t plane_of(int C) { return (size_t)C * TC + 16; }
+
 int conv3x3_wino4_ok(int Cin, int Cout, int B, int H, int W) {
     (void)Cin;
     return conv3x3_wino_channels_ok(Cout) && H % 4 == 0 && W % 32 == 0 && (long)B * (H / 4) * (W / 4) >= 16 &&
            (size_t)B * H * W < ((size_t)1 << 31);
 }
 
-static size_t slice_floats(int Cin, int Cout) { return (size_t)NX * TC * (Cin + Cout) + 16; }
+static size_t slice_floats(int Cin, int Cout) { return NX * (plane_of(Cin) + plane_of(Cout)) + 16; }
 
 size_t conv3x3_wino4_ws_floats(int Cin, int Cout) {
     return (size_t)NX * Cout * Cin + (size_t)omp_get_num_procs() * slice_floats(Cin, Cout) + 16;
@@ -118,10 +123,11 @@ static void half_of(half_geom *g, long T, int H, int W, int live) {
     }
 }
 
-/* V (36, Cin, TC) <- B^T d B for channels 0..Cin-1 of the chunk's 3 vectors (halves g[0..5]) */
+/* V (36, Cin, TC; planes plane_of(Cin) apart) <- B^T d B for channels 0..Cin-1 of the chunk's 3
+ * vectors (halves g[0..5]) */
 __attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, int Cin, size_t N,
                                                               const half_geom *g) {
-    const size_t plane = (size_t)Cin * TC;
+    const size_t plane = plane_of(Cin);
     __m512i idx[4];
     for (int j = 0; j < 4; j++) {
         int v[16];
@@ -169,11 +175,11 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
     }
 }
 
-/* M (36, Cout, TC) <- U[x] . V[x] over the chunk's first nv vectors */
+/* M (36, Cout, TC; planes plane_of(Cout) apart) <- U[x] . V[x] over the chunk's first nv vectors */
 static void products(float *M, const float *U, const float *V, int Cin, int Cout, int nv) {
-    const size_t mplane = (size_t)Cout * TC, uplane = (size_t)Cout * Cin;
+    const size_t mplane = plane_of(Cout), uplane = (size_t)Cout * Cin;
     for (int x = 0; x < NX; x++) {
-        const float *Vx = V + (size_t)x * Cin * TC;
+        const float *Vx = V + x * plane_of(Cin);
         for (int co = 0; co < Cout; co += 8) {
             float *Mo = M + x * mplane + (size_t)co * TC;
             const float *Uo = U + x * uplane + (size_t)co * Cin;
@@ -188,7 +194,7 @@ static void products(float *M, const float *U, const float *V, int Cin, int Cout
  * as 4 output rows of 32 floats each, interleaved from the 4 column vectors by permutes */
 __attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, int accumulate, int Cout,
                                                                size_t N, int W, const half_geom *g) {
-    const size_t plane = (size_t)Cout * TC;
+    const size_t plane = plane_of(Cout);
     int a[16], b[16];
     for (int l = 0; l < 16; l++) a[l] = (l >> 1) + 16 * (l & 1), b[l] = (l >> 2) * 2 + (l & 1) + 16 * ((l >> 1) & 1);
     const __m512i ia = _mm512_loadu_si512(a), ib = _mm512_loadu_si512(b);
@@ -241,7 +247,7 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
     const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + TC - 1) / TC;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
     for (long ch = 0; ch < nchunks; ch++) {
-        float *V = slices + (size_t)omp_get_thread_num() * slice, *M = V + (size_t)NX * TC * Cin;
+        float *V = slices + (size_t)omp_get_thread_num() * slice, *M = V + NX * plane_of(Cin);
         const long t0 = ch * TC;
         const int nt = T - t0 < TC ? (int)(T - t0) : TC; /* a multiple of 8: W/4 is */
         half_geom g[6];
