@@ -71,6 +71,7 @@ size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W) {
     if (conv3x3_wino_dw_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_dw_ws_floats(Cin, Cout));
     if (conv3x3_wino4_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cin, Cout));
     if (conv3x3_wino4_ok(Cout, Cin, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cout, Cin));
+    if (conv3x3_wino4_dw_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_dw_ws_floats(Cin, Cout));
     return n;
 }
 
@@ -185,6 +186,7 @@ int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int 
     default: /* CONV_OP_DW */
         ok[CONV_DIRECT] = dw_direct_rows(B, Cin, Cout, H, W) > 0;
         ok[CONV_WINO] = conv3x3_wino_dw_ok(Cin, Cout, B, H, W);
+        ok[CONV_WINO4] = conv3x3_wino4_dw_ok(Cin, Cout, B, H, W);
         rule = ok[CONV_DIRECT] && Cin + Cout <= MS_DIRECT_DW_MAX_C && W >= 32 ? CONV_DIRECT : CONV_IM2COL;
         break;
     }
@@ -270,7 +272,9 @@ static void conv_run(void *p, int algo) {
     default: { /* CONV_OP_DW: per-thread partial sums into dw_ws */
         const int nthr = conv_threads();
         memset(c->dw_ws, 0, sizeof(float) * ((size_t)Cout * Cin * 9 + 16) * nthr);
-        if (algo == CONV_WINO) {
+        if (algo == CONV_WINO4) {
+            conv3x3_wino4_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO) {
             conv3x3_wino_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
         } else if (algo == CONV_DIRECT) {
             const size_t slice = (size_t)Cin * 9 * bwd_rows(Cin, W, B * H) * W + 16;

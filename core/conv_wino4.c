@@ -18,6 +18,7 @@
 #include "wino.h"
 
 #include <omp.h>
+#include <string.h>
 
 #define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 6 halves of 8 */
 #define NX 36      /* positions of a 6x6 tile */
@@ -123,11 +124,10 @@ static void half_of(half_geom *g, long T, int H, int W, int live) {
     }
 }
 
-/* V (36, Cin, TC; planes plane_of(Cin) apart) <- B^T d B for channels 0..Cin-1 of the chunk's 3
- * vectors (halves g[0..5]) */
-__attribute__((target("avx512f"))) static void input_transform(float *V, const float *inp, int Cin, size_t N,
-                                                              const half_geom *g) {
-    const size_t plane = plane_of(Cin);
+/* V (36 positions plane apart, Cin rows ldt apart, 48 tiles) <- B^T d B for channels 0..Cin-1 of
+ * the chunk's 3 vectors (halves g[0..5]) */
+__attribute__((target("avx512f"))) static void input_transform(float *V, size_t ldt, size_t plane, const float *inp,
+                                                              int Cin, size_t N, const half_geom *g) {
     __m512i idx[4];
     for (int j = 0; j < 4; j++) {
         int v[16];
@@ -164,7 +164,7 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                 }
                 BT6(t[i], d);
             }
-            float *o = V + (size_t)c * TC + 16 * v;
+            float *o = V + (size_t)c * ldt + 16 * v;
             for (int k = 0; k < 6; k++) { /* B^T along the columns */
                 __m512 col[6], r[6];
                 for (int i = 0; i < 6; i++) col[i] = t[i][k];
@@ -252,12 +252,162 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
         const int nt = T - t0 < TC ? (int)(T - t0) : TC; /* a multiple of 8: W/4 is */
         half_geom g[6];
         for (int h = 0; h < 6; h++) half_of(&g[h], t0 + 8 * h, H, W, 8 * h < nt);
-        input_transform(V, inp, Cin, N, g);
+        input_transform(V, TC, plane_of(Cin), inp, Cin, N, g);
         products(M, U, V, Cin, Cout, (nt + 15) / 16);
         output_transform(out, M, accumulate, Cout, N, W, g);
     }
 #else
     (void)out, (void)inp, (void)w, (void)transposed, (void)accumulate, (void)B, (void)Cin, (void)Cout, (void)H, (void)W,
         (void)ws;
+#endif
+}
+
+/* ------------------------------------------------------------------ weight gradient
+ * As conv_wino_dw.c does for F(2x2,3x3): Y = A^T [U . V] A gives
+ *   dL/dU[x] = sum over tiles of Z[x] V[x],  Z = A dY A^T (6x6 from the tile's 4x4 output gradient)
+ *   dL/dg    = G^T (dL/dU) G
+ * 36 products per 4x4 tile and channel pair against F(2x2,3x3)'s 64 (16 per 2x2 tile). A chunk of
+ * up to 192 tiles is transformed, V[x] transposed in 16x16 blocks, and conv_wino_dw.c's 8 x 48
+ * kernel adds it into the thread's dU (36, Cout, Cin). */
+
+/* 48-tile sub-chunks per chunk: a chunk's V and Z near 1.5 MB (conv_wino_dw.c) */
+static int dw4_subs(int Cin, int Cout) {
+    const size_t per = (size_t)NX * (Cin + Cout) * TC * sizeof(float);
+    const int s = (int)((size_t)(1536 * 1024) / per);
+    return s < 1 ? 1 : s > 4 ? 4 : s;
+}
+static size_t dw4_ld(int Cin, int Cout) { return (size_t)TC * dw4_subs(Cin, Cout) + 16; } /* a line more (L1 sets) */
+
+int conv3x3_wino4_dw_ok(int Cin, int Cout, int B, int H, int W) { return conv3x3_wino4_ok(Cin, Cout, B, H, W) && Cin % 16 == 0; }
+
+/* per thread: dU (36, Cout, Cin), V (36, Cin, ld), Z (36, Cout, ld), Vt (T, Cin) */
+static size_t dw4_slice(int Cin, int Cout) {
+    const size_t T = (size_t)TC * dw4_subs(Cin, Cout);
+    return (size_t)NX * Cout * Cin + NX * dw4_ld(Cin, Cout) * (Cin + Cout) + T * Cin + 64;
+}
+size_t conv3x3_wino4_dw_ws_floats(int Cin, int Cout) { return (size_t)omp_get_num_procs() * dw4_slice(Cin, Cout); }
+
+#if MS_HAVE_WINO
+/* A applied to 4 values, A = (A^T)^T: rows (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1) */
+#define A4(z, y)                                                                                   \
+    do {                                                                                           \
+        const __m512 e_ = _mm512_add_ps(y[0], y[2]), o_ = _mm512_add_ps(y[1], y[3]);              \
+        const __m512 e4_ = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), y[2], y[0]);                     \
+        const __m512 o4_ = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), y[3], y[1]);                     \
+        z[0] = y[0];                                                                               \
+        z[1] = _mm512_add_ps(e_, o_);                                                              \
+        z[2] = _mm512_sub_ps(e_, o_);                                                              \
+        z[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), o4_, e4_);                                    \
+        z[4] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), o4_, e4_);                                   \
+        z[5] = y[3];                                                                               \
+    } while (0)
+
+/* Z (36 positions plane apart, Cout rows ldz apart) <- A dY A^T of the 3 vectors' tiles (zeros
+ * for absent halves): each half's 4 output rows are 32 contiguous floats, split into the 4
+ * columns of its 8 tiles by permutes */
+__attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t ldz, size_t plane, const float *dout,
+                                                             int Cout, size_t N, int W, const half_geom *g) {
+    __m512i idx[4];
+    for (int j = 0; j < 4; j++) {
+        int v[16];
+        for (int l = 0; l < 16; l++) v[l] = 4 * (l & 7) + j;
+        idx[j] = _mm512_loadu_si512(v);
+    }
+    for (int co = 0; co < Cout; co++) {
+        const float *src = dout + (size_t)co * N;
+        for (int v = 0; v < 3; v++) {
+            const half_geom *g0 = &g[2 * v], *g1 = &g[2 * v + 1];
+            const __mmask16 m0 = g0->live ? 0xFFFF : 0, m1 = g1->live ? 0xFFFF : 0;
+            const float *p = src + g0->row[1] + 1, *q = src + g1->row[1] + 1; /* output row 0, column 4*tx0 */
+            __m512 t[4][6]; /* A applied along each output row: t[r][l] */
+            for (int r = 0; r < 4; r++) {
+                const __m512 p0 = _mm512_maskz_loadu_ps(m0, p + (size_t)r * W), p1 = _mm512_maskz_loadu_ps(m0, p + (size_t)r * W + 16);
+                const __m512 q0 = _mm512_maskz_loadu_ps(m1, q + (size_t)r * W), q1 = _mm512_maskz_loadu_ps(m1, q + (size_t)r * W + 16);
+                __m512 y[4];
+                for (int j = 0; j < 4; j++)
+                    y[j] = _mm512_mask_mov_ps(_mm512_permutex2var_ps(p0, idx[j], p1), 0xFF00, _mm512_permutex2var_ps(q0, idx[j], q1));
+                A4(t[r], y);
+            }
+            float *o = Z + (size_t)co * ldz + 16 * v;
+            for (int l = 0; l < 6; l++) { /* A along the columns */
+                __m512 col[4], z[6];
+                for (int r = 0; r < 4; r++) col[r] = t[r][l];
+                A4(z, col);
+                for (int k = 0; k < 6; k++) _mm512_storeu_ps(o + (size_t)(6 * k + l) * plane, z[k]);
+            }
+        }
+    }
+}
+
+/* dw (Cout, Cin*9) += G^T dU G per channel pair (G as in wino4_weights) */
+static void dU4_to_dw(float *dw, const float *dU, int Cin, int Cout) {
+    static const float G[6][3] = {{0.25f, 0, 0},
+                                  {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                  {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                  {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                  {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                  {0, 0, 1}};
+    const size_t plane = (size_t)Cout * Cin;
+    for (int co = 0; co < Cout; co++)
+        for (int ci = 0; ci < Cin; ci++) {
+            float t[3][6];
+            const float *u = dU + (size_t)co * Cin + ci;
+            for (int l = 0; l < 6; l++) /* G^T u: 3x6 */
+                for (int a = 0; a < 3; a++) {
+                    float s = 0;
+                    for (int k = 0; k < 6; k++) s += G[k][a] * u[(size_t)(6 * k + l) * plane];
+                    t[a][l] = s;
+                }
+            float *d = dw + (size_t)co * Cin * 9 + (size_t)ci * 9;
+            for (int a = 0; a < 3; a++) /* (G^T u) G: 3x3 */
+                for (int b = 0; b < 3; b++) {
+                    float s = 0;
+                    for (int l = 0; l < 6; l++) s += t[a][l] * G[l][b];
+                    d[a * 3 + b] += s;
+                }
+        }
+}
+#endif
+
+void conv3x3_wino4_dw(float *dw_ws, size_t wslice, const float *dout, const float *inp, int B, int Cin, int Cout,
+                      int H, int W, float *ws) {
+    // dout (Cout,B,H,W), inp (Cin,B,H,W); thread t adds into dw_ws + t*wslice, (Cout, Cin*9)
+#if MS_HAVE_WINO
+    const size_t N = (size_t)B * H * W, slice = dw4_slice(Cin, Cout), LD = dw4_ld(Cin, Cout);
+    const int CT = TC * dw4_subs(Cin, Cout);
+    const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + CT - 1) / CT;
+#pragma omp parallel num_threads(conv_threads())
+    {
+        const int tid = omp_get_thread_num();
+        float *dU = ws + (size_t)tid * slice, *V = dU + (size_t)NX * Cout * Cin;
+        float *Z = V + NX * LD * Cin, *Vt = Z + NX * LD * Cout;
+        memset(dU, 0, sizeof(float) * NX * Cout * Cin);
+#pragma omp for schedule(static)
+        for (long ch = 0; ch < nchunks; ch++) {
+            const long c0 = ch * CT;
+            const int nt = T - c0 < CT ? (int)(T - c0) : CT, ntp = (nt + 15) & ~15;
+            for (int s = 0; s * TC < nt; s++) {
+                half_geom g[6];
+                for (int h = 0; h < 6; h++) half_of(&g[h], c0 + s * TC + 8 * h, H, W, s * TC + 8 * h < nt);
+                input_transform(V + s * TC, LD, LD * Cin, inp, Cin, N, g);
+                grad_transform(Z + s * TC, LD, LD * Cout, dout, Cout, N, W, g);
+            }
+            for (int x = 0; x < NX; x++) {
+                const float *Vx = V + x * LD * Cin, *Zx = Z + x * LD * Cout;
+                float *dUx = dU + (size_t)x * Cout * Cin;
+                for (int c = 0; c < Cin; c += 16) /* Vt (ntp, Cin) = Vx (Cin, ntp)^T */
+                    for (int t = 0; t < ntp; t += 16) wino_transpose16(Vt + (size_t)t * Cin + c, Cin, Vx + c * LD + t, LD);
+                for (int co = 0; co < Cout; co += 8) {
+                    int c = 0;
+                    for (; c + 48 <= Cin; c += 48) wino_dw_8x48(dUx + (size_t)co * Cin + c, Zx + co * LD, LD, Vt + c, ntp, Cin);
+                    if (Cin - c == 32) wino_dw_8x32(dUx + (size_t)co * Cin + c, Zx + co * LD, LD, Vt + c, ntp, Cin);
+                    else if (Cin - c == 16) wino_dw_8x16(dUx + (size_t)co * Cin + c, Zx + co * LD, LD, Vt + c, ntp, Cin);
+                }
+            }
+        }
+        dU4_to_dw(dw_ws + (size_t)tid * wslice, dU, Cin, Cout);
+    }
+#else
+    (void)dw_ws, (void)wslice, (void)dout, (void)inp, (void)B, (void)Cin, (void)Cout, (void)H, (void)W, (void)ws;
 #endif
 }

@@ -116,7 +116,7 @@ __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t l
 }
 
 /* dst (16 rows, ldd) = src (16 rows, lds) transposed: a 16x16 block of floats */
-__attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ldd, const float *src, size_t lds) {
+__attribute__((target("avx512f"))) void wino_transpose16(float *dst, size_t ldd, const float *src, size_t lds) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
     for (int i = 0; i < 16; i += 2) { /* pairs of 32-bit elements */
@@ -146,8 +146,8 @@ __attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ld
 /* dU rows co0..co0+7, columns ci0..ci0+16*NV-1 (row stride Cin) += Z (8 rows from co0, stride
  * ldz) . Vt (nt rows, stride Cin) from column ci0; a macro for literal bounds (see conv_direct.c) */
 #define DW_BLOCK(name, NV)                                                                              \
-    __attribute__((target("avx512f"))) static void name(float *dU, const float *Z, size_t ldz,            \
-                                                        const float *Vt, int nt, int Cin) {               \
+    __attribute__((target("avx512f"))) void name(float *dU, const float *Z, size_t ldz, const float *Vt,  \
+                                                 int nt, int Cin) {                                       \
         __m512 acc[8 * NV];                                                                             \
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                             \
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++)                                        \
@@ -165,9 +165,9 @@ __attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ld
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++)                                        \
                 _mm512_storeu_ps(dU + (size_t)j * Cin + 16 * k, acc[j * NV + k]);                       \
     }
-DW_BLOCK(dw_8x48, 3)
-DW_BLOCK(dw_8x32, 2)
-DW_BLOCK(dw_8x16, 1)
+DW_BLOCK(wino_dw_8x48, 3)
+DW_BLOCK(wino_dw_8x32, 2)
+DW_BLOCK(wino_dw_8x16, 1)
 
 /* dw (Cout, Cin*9) += G^T dU G per channel pair, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
 static void dU_to_dw(float *dw, const float *dU, int Cin, int Cout) {
@@ -225,12 +225,12 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
                 const float *Vx = V + (size_t)x * Cin * LD, *Zx = Z + (size_t)x * Cout * LD;
                 float *dUx = dU + (size_t)x * Cout * Cin;
                 for (int c = 0; c < Cin; c += 16) /* Vt (ntp, Cin) = Vx (Cin, ntp)^T */
-                    for (int t = 0; t < ntp; t += 16) transpose16(Vt + (size_t)t * Cin + c, Cin, Vx + (size_t)c * LD + t, LD);
+                    for (int t = 0; t < ntp; t += 16) wino_transpose16(Vt + (size_t)t * Cin + c, Cin, Vx + (size_t)c * LD + t, LD);
                 for (int co = 0; co < Cout; co += 8) {
                     int c = 0;
-                    for (; c + 48 <= Cin; c += 48) dw_8x48(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
-                    if (Cin - c == 32) dw_8x32(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
-                    else if (Cin - c == 16) dw_8x16(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
+                    for (; c + 48 <= Cin; c += 48) wino_dw_8x48(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
+                    if (Cin - c == 32) wino_dw_8x32(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
+                    else if (Cin - c == 16) wino_dw_8x16(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
                 }
             }
         }
