@@ -1,4 +1,4 @@
-/* Winograd F(4x4, 3x3) for training's forward and input-gradient 3x3 convolutions (padding 1):
+/* Winograd F(4x4, 3x3) for training's 3x3 convolutions (padding 1): forward, input and weight gradient;
  * each 4x4 output tile comes from a 6x6 input tile through 36 products per channel pair instead
  * of 144, i.e. 1.78x fewer multiply-adds than F(2x2,3x3)'s 16 per 2x2 tile (Lavin & Gray 2016).
  * At F=16 the narrow layers' F(2x2,3x3) products ran at the FMA peak, so fewer of them is what
@@ -9,18 +9,26 @@
  *   M[x] = U[x] V[x]  36 small GEMMs: conv_wino.c's 8-row kernels
  *   Y = A^T M A     the 4x4 outputs, stored or added
  *
- * Tiles are taken 8 to a half vector along a row of tiles (W a multiple of 32): the 6 input rows
- * of a half are 34 contiguous floats, loaded and split into the 6 columns of its 8 tiles by
- * permutes (no gathers: slow on Zen 4, see conv_wino.c). The transforms' constants (1/6, 1/24)
- * are not exact in float32, so the error is a few times F(2x2,3x3)'s, still within 1e-5 of
- * the sum's scale (tests/test_kernels.c checks it against a double-precision sum). */
+ * Tiles are taken 4 to a quad along a row of tiles (W a multiple of 16), 4 quads to a vector:
+ * each input row of a quad is 16 contiguous floats twice (columns -1..14 and 1..16 of its tiles),
+ * and a 4x4 transpose within each 128-bit lane of the quads' loads gives each column of the 16
+ * tiles, lane 4L+m holding tile L of quad m (the output transform's transpose undoes it; the
+ * products do not care about the order). No gathers or cross-lane permutes (gathers: slow on Zen 4,
+ * see conv_wino.c).
+ *
+ * Numerics: the transforms' constants (up to 8 in A, 5 in B, 1/6 and 1/24 in G, not exact in
+ * float32) make the error grow faster with the channels summed than F(2x2,3x3)'s: against a
+ * double-precision sum (tests/test_kernels.c) 2-4e-6 of the output's scale up to 32 channels;
+ * against im2col (tests/test_plan.c) 1e-5 at 256 input channels, where F(2x2,3x3) gives 6e-7;
+ * the weight gradient over a batch-32 top level 4.6e-5 (F(2x2,3x3) 1.3e-5). The plan takes it
+ * where it is faster; MARSSEG_PLAN=off (the fixed rules) never does. */
 #include "layers.h"
 #include "wino.h"
 
 #include <omp.h>
 #include <string.h>
 
-#define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 6 halves of 8 */
+#define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 12 quads of 4 */
 #define NX 36      /* positions of a 6x6 tile */
 
 /* V's and M's planes (one per position) are C*TC floats and a line apart: C*TC*4 bytes is a
@@ -30,7 +38,7 @@ static size_t plane_of(int C) { return (size_t)C * TC + 16; }
 
 int conv3x3_wino4_ok(int Cin, int Cout, int B, int H, int W) {
     (void)Cin;
-    return conv3x3_wino_channels_ok(Cout) && H % 4 == 0 && W % 32 == 0 && (long)B * (H / 4) * (W / 4) >= 16 &&
+    return conv3x3_wino_channels_ok(Cout) && H % 4 == 0 && W % 16 == 0 && (long)B * (H / 4) * (W / 4) >= 16 &&
            (size_t)B * H * W < ((size_t)1 << 31);
 }
 
@@ -103,65 +111,68 @@ static void wino4_weights(float *U, const float *w, int Oc, int Ic, size_t so, s
         y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34_, d12_), m[5]);             \
     } while (0)
 
-/* where a half vector (8 tiles in one tile row) reads: per input row its first float (column
- * 4*tx0 - 1) and the masks of its loads p[0..15] and p[20..35] (zero for rows outside the
- * image; the left and right padding columns; p[34], p[35] are never used) */
+/* where a quad (4 tiles in one tile row) reads: per input row the offset of its column
+ * 4*tx0 - 1, the masks of its loads there and 2 further on (zero for rows outside the image or a
+ * quad past the chunk's tiles; off for the left and right padding columns), and where its output
+ * row 0 starts */
 typedef struct {
-    long row[6];
-    __mmask16 m0[6], m1[6];
+    long row[6], out;
+    __mmask16 ma[6], mb[6];
     int live;
-} half_geom;
+} quad_geom;
 
-static void half_of(half_geom *g, long T, int H, int W, int live) {
+static void quad_of(quad_geom *g, long T, int H, int W, int live) {
     const int TW = W / 4, TH = H / 4;
     const int tx0 = (int)(T % TW), ty = (int)((T / TW) % TH), b = (int)(T / ((long)TW * TH));
     g->live = live;
+    g->out = live ? ((long)b * H + 4 * ty) * W + 4L * tx0 : 0;
     for (int i = 0; i < 6; i++) {
         const int y = 4 * ty - 1 + i, in = live && y >= 0 && y < H;
         g->row[i] = in ? ((long)b * H + y) * W + 4L * tx0 - 1 : 0;
-        g->m0[i] = !in ? 0 : tx0 == 0 ? 0xFFFE : 0xFFFF;
-        g->m1[i] = !in ? 0 : tx0 + 8 == TW ? 0x1FFF : 0x3FFF;
+        g->ma[i] = !in ? 0 : tx0 == 0 ? 0xFFFE : 0xFFFF;
+        g->mb[i] = !in ? 0 : tx0 + 4 == TW ? 0x7FFF : 0xFFFF;
     }
 }
 
+/* the 4x4 transpose within each 128-bit lane: o[j] lane L element m = x[m] lane L element j */
+#define LANE_T4(o, x)                                                                              \
+    do {                                                                                           \
+        const __m512 u0_ = _mm512_unpacklo_ps(x[0], x[1]), u1_ = _mm512_unpackhi_ps(x[0], x[1]);  \
+        const __m512 u2_ = _mm512_unpacklo_ps(x[2], x[3]), u3_ = _mm512_unpackhi_ps(x[2], x[3]);  \
+        o[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0_), _mm512_castps_pd(u2_))); \
+        o[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0_), _mm512_castps_pd(u2_))); \
+        o[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1_), _mm512_castps_pd(u3_))); \
+        o[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1_), _mm512_castps_pd(u3_))); \
+    } while (0)
+
 /* V (36 positions plane apart, Cin rows ldt apart, 48 tiles) <- B^T d B for channels 0..Cin-1 of
- * the chunk's 3 vectors (halves g[0..5]) */
+ * the chunk's 3 vectors (quads g[0..11]) */
 __attribute__((target("avx512f"))) static void input_transform(float *V, size_t ldt, size_t plane, const float *inp,
-                                                              int Cin, size_t N, const half_geom *g) {
-    __m512i idx[4];
-    for (int j = 0; j < 4; j++) {
-        int v[16];
-        for (int l = 0; l < 16; l++) v[l] = 4 * (l & 7) + j;
-        idx[j] = _mm512_loadu_si512(v);
-    }
+                                                              int Cin, size_t N, const quad_geom *g) {
     for (int c = 0; c < Cin; c++) {
         const float *src = inp + (size_t)c * N;
         if (c + WINO_PREFETCH < Cin) { /* wino.h: planes are further apart than the prefetchers follow */
             const float *sp = inp + (size_t)(c + WINO_PREFETCH) * N;
-            for (int h = 0; h < 6; h++)
-                if (g[h].live)
+            for (int q = 0; q < 12; q++)
+                if (g[q].live)
                     for (int i = 0; i < 6; i++) {
-                        const char *p = (const char *)(sp + g[h].row[i]);
-                        _mm_prefetch(p, _MM_HINT_T0);
-                        _mm_prefetch(p + 64, _MM_HINT_T0);
-                        _mm_prefetch(p + 140, _MM_HINT_T0);
+                        _mm_prefetch((const char *)(sp + g[q].row[i]), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(sp + g[q].row[i] + 17), _MM_HINT_T0);
                     }
         }
         for (int v = 0; v < 3; v++) {
-            const half_geom *g0 = &g[2 * v], *g1 = &g[2 * v + 1];
+            const quad_geom *gv = &g[4 * v];
             __m512 t[6][6]; /* B^T applied along each tile's rows: t[i][k] */
             for (int i = 0; i < 6; i++) {
-                const float *p = src + g0->row[i], *q = src + g1->row[i];
-                const __m512 pl0 = _mm512_maskz_loadu_ps(g0->m0[i], p), pl1 = _mm512_maskz_loadu_ps(g0->m0[i] ? 0xFFFF : 0, p + 16);
-                const __m512 pm0 = _mm512_maskz_loadu_ps(g0->m0[i] ? 0xFFFF : 0, p + 4), pm1 = _mm512_maskz_loadu_ps(g0->m1[i], p + 20);
-                const __m512 ql0 = _mm512_maskz_loadu_ps(g1->m0[i], q), ql1 = _mm512_maskz_loadu_ps(g1->m0[i] ? 0xFFFF : 0, q + 16);
-                const __m512 qm0 = _mm512_maskz_loadu_ps(g1->m0[i] ? 0xFFFF : 0, q + 4), qm1 = _mm512_maskz_loadu_ps(g1->m1[i], q + 20);
-                __m512 d[6];
-                for (int j = 0; j < 6; j++) {
-                    const __m512 a = j < 4 ? _mm512_permutex2var_ps(pl0, idx[j], pl1) : _mm512_permutex2var_ps(pm0, idx[j - 4], pm1);
-                    const __m512 b = j < 4 ? _mm512_permutex2var_ps(ql0, idx[j], ql1) : _mm512_permutex2var_ps(qm0, idx[j - 4], qm1);
-                    d[j] = _mm512_mask_mov_ps(a, 0xFF00, b);
+                __m512 a[4], b[4], d[6], lo[4], hi[4];
+                for (int m = 0; m < 4; m++) {
+                    const float *p = src + gv[m].row[i];
+                    a[m] = _mm512_maskz_loadu_ps(gv[m].ma[i], p);     /* columns 0..3 of each tile */
+                    b[m] = _mm512_maskz_loadu_ps(gv[m].mb[i], p + 2); /* columns 2..5 */
                 }
+                LANE_T4(lo, a);
+                LANE_T4(hi, b); /* (the compiler drops hi[0], hi[1]) */
+                d[0] = lo[0], d[1] = lo[1], d[2] = lo[2], d[3] = lo[3], d[4] = hi[2], d[5] = hi[3];
                 BT6(t[i], d);
             }
             float *o = V + (size_t)c * ldt + 16 * v;
@@ -190,18 +201,15 @@ static void products(float *M, const float *U, const float *V, int Cin, int Cout
     }
 }
 
-/* out (+)= A^T M A: per output channel, per vector, the 4x4 outputs of its two halves' 8 tiles
- * as 4 output rows of 32 floats each, interleaved from the 4 column vectors by permutes */
+/* out (+)= A^T M A: per output channel and vector, the 4x4 outputs of its 16 tiles; the lane
+ * transpose turns each output row's 4 column vectors into the 4 quads' 16 contiguous floats */
 __attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, int accumulate, int Cout,
-                                                               size_t N, int W, const half_geom *g) {
+                                                               size_t N, int W, const quad_geom *g) {
     const size_t plane = plane_of(Cout);
-    int a[16], b[16];
-    for (int l = 0; l < 16; l++) a[l] = (l >> 1) + 16 * (l & 1), b[l] = (l >> 2) * 2 + (l & 1) + 16 * ((l >> 1) & 1);
-    const __m512i ia = _mm512_loadu_si512(a), ib = _mm512_loadu_si512(b);
-    const __m512i ia8 = _mm512_add_epi32(ia, _mm512_set1_epi32(8)), ib8 = _mm512_add_epi32(ib, _mm512_set1_epi32(8));
     for (int co = 0; co < Cout; co++) {
         for (int v = 0; v < 3; v++) {
-            if (!g[2 * v].live) continue;
+            const quad_geom *gv = &g[4 * v];
+            if (!gv[0].live) continue;
             const float *m = M + (size_t)co * TC + 16 * v;
             __m512 s[4][6]; /* A^T along the columns: s[r][j] */
             for (int j = 0; j < 6; j++) {
@@ -210,24 +218,16 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
                 AT6(y, col);
                 for (int r = 0; r < 4; r++) s[r][j] = y[r];
             }
+            float *o = out + (size_t)co * N;
             for (int r = 0; r < 4; r++) {
-                __m512 y[4];
+                __m512 y[4], q[4];
                 AT6(y, s[r]); /* the tiles' output row r, columns 0..3 */
-                for (int h = 0; h < 2; h++) {
-                    const half_geom *gh = &g[2 * v + h];
-                    if (!gh->live) continue;
-                    /* the half's tiles (lanes 8h..8h+7): column pairs interleaved, then pairs of pairs */
-                    const __m512 p01 = _mm512_permutex2var_ps(y[0], h ? ia8 : ia, y[1]);
-                    const __m512 p23 = _mm512_permutex2var_ps(y[2], h ? ia8 : ia, y[3]);
-                    __m512 q0 = _mm512_permutex2var_ps(p01, ib, p23), q1 = _mm512_permutex2var_ps(p01, ib8, p23);
-                    /* row[1] is input row 0 of the tile + 1 = output row 0; column 4*tx0 - 1 + 1 */
-                    float *d = out + (size_t)co * N + gh->row[1] + 1 + (size_t)r * W;
-                    if (accumulate) {
-                        q0 = _mm512_add_ps(q0, _mm512_loadu_ps(d));
-                        q1 = _mm512_add_ps(q1, _mm512_loadu_ps(d + 16));
-                    }
-                    _mm512_storeu_ps(d, q0);
-                    _mm512_storeu_ps(d + 16, q1);
+                LANE_T4(q, y); /* q[m]: quad m's row, 16 floats */
+                for (int mq = 0; mq < 4; mq++) {
+                    if (!gv[mq].live) continue;
+                    float *d = o + gv[mq].out + (size_t)r * W;
+                    if (accumulate) q[mq] = _mm512_add_ps(q[mq], _mm512_loadu_ps(d));
+                    _mm512_storeu_ps(d, q[mq]);
                 }
             }
         }
@@ -249,9 +249,9 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
     for (long ch = 0; ch < nchunks; ch++) {
         float *V = slices + (size_t)omp_get_thread_num() * slice, *M = V + NX * plane_of(Cin);
         const long t0 = ch * TC;
-        const int nt = T - t0 < TC ? (int)(T - t0) : TC; /* a multiple of 8: W/4 is */
-        half_geom g[6];
-        for (int h = 0; h < 6; h++) half_of(&g[h], t0 + 8 * h, H, W, 8 * h < nt);
+        const int nt = T - t0 < TC ? (int)(T - t0) : TC; /* a multiple of 4: W/4 is */
+        quad_geom g[12];
+        for (int q = 0; q < 12; q++) quad_of(&g[q], t0 + 4 * q, H, W, 4 * q < nt);
         input_transform(V, TC, plane_of(Cin), inp, Cin, N, g);
         products(M, U, V, Cin, Cout, (nt + 15) / 16);
         output_transform(out, M, accumulate, Cout, N, W, g);
@@ -303,29 +303,20 @@ size_t conv3x3_wino4_dw_ws_floats(int Cin, int Cout) { return (size_t)omp_get_nu
     } while (0)
 
 /* Z (36 positions plane apart, Cout rows ldz apart) <- A dY A^T of the 3 vectors' tiles (zeros
- * for absent halves): each half's 4 output rows are 32 contiguous floats, split into the 4
- * columns of its 8 tiles by permutes */
+ * for absent quads): each quad's output rows are 16 contiguous floats, turned into the 4 columns
+ * of the vector's tiles by the lane transpose (the tiles in the order of input_transform's) */
 __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t ldz, size_t plane, const float *dout,
-                                                             int Cout, size_t N, int W, const half_geom *g) {
-    __m512i idx[4];
-    for (int j = 0; j < 4; j++) {
-        int v[16];
-        for (int l = 0; l < 16; l++) v[l] = 4 * (l & 7) + j;
-        idx[j] = _mm512_loadu_si512(v);
-    }
+                                                             int Cout, size_t N, int W, const quad_geom *g) {
     for (int co = 0; co < Cout; co++) {
         const float *src = dout + (size_t)co * N;
         for (int v = 0; v < 3; v++) {
-            const half_geom *g0 = &g[2 * v], *g1 = &g[2 * v + 1];
-            const __mmask16 m0 = g0->live ? 0xFFFF : 0, m1 = g1->live ? 0xFFFF : 0;
-            const float *p = src + g0->row[1] + 1, *q = src + g1->row[1] + 1; /* output row 0, column 4*tx0 */
+            const quad_geom *gv = &g[4 * v];
             __m512 t[4][6]; /* A applied along each output row: t[r][l] */
             for (int r = 0; r < 4; r++) {
-                const __m512 p0 = _mm512_maskz_loadu_ps(m0, p + (size_t)r * W), p1 = _mm512_maskz_loadu_ps(m0, p + (size_t)r * W + 16);
-                const __m512 q0 = _mm512_maskz_loadu_ps(m1, q + (size_t)r * W), q1 = _mm512_maskz_loadu_ps(m1, q + (size_t)r * W + 16);
-                __m512 y[4];
-                for (int j = 0; j < 4; j++)
-                    y[j] = _mm512_mask_mov_ps(_mm512_permutex2var_ps(p0, idx[j], p1), 0xFF00, _mm512_permutex2var_ps(q0, idx[j], q1));
+                __m512 x[4], y[4];
+                for (int m = 0; m < 4; m++)
+                    x[m] = _mm512_maskz_loadu_ps(gv[m].live ? 0xFFFF : 0, src + gv[m].out + (size_t)r * W);
+                LANE_T4(y, x);
                 A4(t[r], y);
             }
             float *o = Z + (size_t)co * ldz + 16 * v;
@@ -387,8 +378,8 @@ void conv3x3_wino4_dw(float *dw_ws, size_t wslice, const float *dout, const floa
             const long c0 = ch * CT;
             const int nt = T - c0 < CT ? (int)(T - c0) : CT, ntp = (nt + 15) & ~15;
             for (int s = 0; s * TC < nt; s++) {
-                half_geom g[6];
-                for (int h = 0; h < 6; h++) half_of(&g[h], c0 + s * TC + 8 * h, H, W, s * TC + 8 * h < nt);
+                quad_geom g[12];
+                for (int q = 0; q < 12; q++) quad_of(&g[q], c0 + s * TC + 4 * q, H, W, s * TC + 4 * q < nt);
                 input_transform(V + s * TC, LD, LD * Cin, inp, Cin, N, g);
                 grad_transform(Z + s * TC, LD, LD * Cout, dout, Cout, N, W, g);
             }

@@ -316,8 +316,8 @@ static void test_pool_wide(void) {
 
 /* ---------------- Winograd F(4x4,3x3) (conv_wino4.c) against a double-precision sum: forward and
  * the input-gradient form (w transposed and flipped), stored and added, on one and several chunks,
- * a half-live vector (24 tiles), rows of 32, 64 and 96, 1x1-channel and 8-row-block edges; every
- * output written; the same floats at one thread as at two */
+ * partly live vectors (24 and 36 tiles), rows of 16, 32, 48, 64 and 96, 1 input channel, 3
+ * output blocks of 8; every output written; the same floats at one thread as at two */
 static void wino4_case(int B, int Cin, int Cout, int H, int W) {
     const size_t N = (size_t)B * H * W, no = N * Cout;
     float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cout * Cin * 9, 0.5f), *acc = rnd(no, 1);
@@ -399,6 +399,8 @@ static void test_conv3x3_wino4(void) {
     wino4_case(3, 1, 8, 12, 32);  /* one input channel, 72 tiles */
     wino4_case(1, 32, 16, 16, 128);
     wino4_case(4, 16, 8, 8, 128); /* the weight gradient over a chunk of 4 sub-chunks and a short one */
+    wino4_case(3, 16, 16, 8, 16); /* 16-wide rows: each quad a whole tile row */
+    wino4_case(1, 16, 8, 12, 48); /* 36 tiles: a vector with one live quad; rows of 3 quads */
 }
 
 int main(void) {

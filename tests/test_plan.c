@@ -78,7 +78,10 @@ static void candidates_agree(shape s) {
             }
             conv_plan_force(-1);
             if (i < 0) continue;
-            CHECK(err <= 1e-5, "%dx%dx%dx%d+%d -> %d: %s by %s differs from im2col by %.3g (normwise)", s.B, s.Cin, s.H, s.W,
+            /* F(4x4,3x3)'s transforms have constants up to 8 (conv_wino4.c): its error grows with the
+             * channels summed: 4e-6 at 1 input channel, 1-1.3e-5 at 256 (F(2x2,3x3): 2e-7, 6e-7) */
+            const double tol = a == CONV_WINO4 ? 5e-5 : 1e-5;
+            CHECK(err <= tol, "%dx%dx%dx%d+%d -> %d: %s by %s differs from im2col by %.3g (normwise)", s.B, s.Cin, s.H, s.W,
                   s.Ce, s.Cout, conv_op_name(op), conv_algo_name(a, op), err);
             if (len < (int)sizeof line - 40)
                 len += snprintf(line + len, sizeof line - len, " %s/%s %.1g", conv_op_name(op), conv_algo_name(a, op), err);
