@@ -26,6 +26,7 @@
 #include "wino.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #define TC WINO_TC /* tiles per chunk: 3 vectors of 16, 12 quads of 4 */
@@ -206,6 +207,9 @@ static void products(float *M, const float *U, const float *V, int Cin, int Cout
 __attribute__((target("avx512f"))) static void output_transform(float *out, const float *M, int accumulate, int Cout,
                                                                size_t N, int W, const quad_geom *g) {
     const size_t plane = plane_of(Cout);
+    /* outputs of 16 MB and more bypass the caches (as conv_pointwise.c's): a quad's rows are whole
+     * aligned lines (its column 4*tx0 and W are multiples of 16 floats) */
+    const int stream = !accumulate && (uintptr_t)out % 64 == 0 && N * Cout * sizeof(float) >= ((size_t)16 << 20);
     for (int co = 0; co < Cout; co++) {
         for (int v = 0; v < 3; v++) {
             const quad_geom *gv = &g[4 * v];
@@ -227,11 +231,13 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
                     if (!gv[mq].live) continue;
                     float *d = o + gv[mq].out + (size_t)r * W;
                     if (accumulate) q[mq] = _mm512_add_ps(q[mq], _mm512_loadu_ps(d));
-                    _mm512_storeu_ps(d, q[mq]);
+                    if (stream) _mm512_stream_ps(d, q[mq]);
+                    else _mm512_storeu_ps(d, q[mq]);
                 }
             }
         }
     }
+    if (stream) _mm_sfence(); /* visible to the other threads when the region ends */
 }
 #endif
 

@@ -401,6 +401,19 @@ static void test_conv3x3_wino4(void) {
     wino4_case(4, 16, 8, 8, 128); /* the weight gradient over a chunk of 4 sub-chunks and a short one */
     wino4_case(3, 16, 16, 8, 16); /* 16-wide rows: each quad a whole tile row */
     wino4_case(1, 16, 8, 12, 48); /* 36 tiles: a vector with one live quad; rows of 3 quads */
+    /* an output of 16 MB goes out by non-temporal stores: the same floats as added to zeros */
+    const int B = 32, C = 16, H = 64, W = 128;
+    const size_t N = (size_t)B * H * W;
+    float *x = rnd_aligned(N * C, 1), *w = rnd((size_t)C * C * 9, 0.5f), *set = rnd_aligned(N * C, 1);
+    float *add = aligned_alloc(64, sizeof(float) * N * C), *ws = malloc(sizeof(float) * conv3x3_wino4_ws_floats(C, C));
+    memset(add, 0, sizeof(float) * N * C);
+    for (size_t i = 0; i < N * C; i++) set[i] = NAN;
+    conv3x3_wino4_conv(set, x, w, 0, 0, B, C, C, H, W, ws);
+    conv3x3_wino4_conv(add, x, w, 0, 1, B, C, C, H, W, ws);
+    size_t differ = 0;
+    for (size_t i = 0; i < N * C; i++) differ += !(set[i] == add[i]);
+    CHECK(differ == 0, "wino4 16 MB output: %zu of %zu floats differ from the added ones", differ, N * C);
+    free(x); free(w); free(set); free(add); free(ws);
 }
 
 int main(void) {
