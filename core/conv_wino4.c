@@ -245,10 +245,10 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
                         int Cout, int H, int W, float *ws) {
     // inp (Cin,B,H,W), out (Cout,B,H,W) (+)= conv3x3(inp; w): w (Cout,Cin,3,3), or with transposed
     // the input gradient of a layer whose w is (Cin,Cout,3,3), i.e. w transposed and flipped
-#if MS_HAVE_WINO
     float *U = ws, *slices = ws + (size_t)NX * Cout * Cin;
     if (transposed) wino4_weights(U, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
     else wino4_weights(U, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
+#if MS_HAVE_WINO
     const size_t N = (size_t)B * H * W, slice = slice_floats(Cin, Cout);
     const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + TC - 1) / TC;
 #pragma omp parallel for schedule(static) num_threads(conv_threads())
@@ -263,8 +263,7 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
         output_transform(out, M, accumulate, Cout, N, W, g);
     }
 #else
-    (void)out, (void)inp, (void)w, (void)transposed, (void)accumulate, (void)B, (void)Cin, (void)Cout, (void)H, (void)W,
-        (void)ws;
+    (void)out, (void)inp, (void)accumulate, (void)B, (void)H, (void)W, (void)slices; /* never a candidate here */
 #endif
 }
 
