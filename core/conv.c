@@ -69,6 +69,9 @@ size_t conv3x3_ws_floats(int B, int Cin, int Cout, int H, int W) {
     if (conv3x3_wino_ok(Cin, 0, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cin, Cout));
     if (conv3x3_wino_ok(Cout, 0, Cin, B, H, W)) n = MS_MAX(n, conv3x3_wino_conv_ws_floats(Cout, Cin));
     if (conv3x3_wino_dw_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino_dw_ws_floats(Cin, Cout));
+    if (conv3x3_wino4_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cin, Cout));
+    if (conv3x3_wino4_ok(Cout, Cin, B, H, W)) n = MS_MAX(n, conv3x3_wino4_ws_floats(Cout, Cin));
+    if (conv3x3_wino4_dw_ok(Cin, Cout, B, H, W)) n = MS_MAX(n, conv3x3_wino4_dw_ws_floats(Cin, Cout));
     return n;
 }
 
@@ -157,7 +160,7 @@ static int dw_direct_rows(int B, int Cin, int Cout, int H, int W) {
 /* candidates of an op, the rule's first; have_u: a frozen model's Winograd weights exist */
 int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int W, int have_u, int *c) {
     int n = 0, rule;
-    const int rest[] = {CONV_WINO, CONV_WINO_SPLIT, CONV_WINO4, CONV_DIRECT, CONV_IM2COL};
+    const int rest[] = {CONV_WINO, CONV_WINO_SPLIT, CONV_DIRECT, CONV_IM2COL, CONV_WINO4};
     int ok[CONV_NALGO] = {0};
     ok[CONV_IM2COL] = 1;
     switch (op) {
@@ -168,7 +171,8 @@ int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int 
             ok[CONV_WINO] = conv3x3_wino_ok(Cin, Cextra, Cout, B, H, W);
             ok[CONV_WINO_SPLIT] = Cextra > 0 && conv3x3_wino_ok(Cin, 0, Cout, B, H, W);
         }
-        ok[CONV_WINO4] = op == CONV_OP_INFER && have_u & CONV_HAVE_U4 && conv3x3_wino4_infer_ok(Cout, B, H, W);
+        ok[CONV_WINO4] = op == CONV_OP_INFER ? have_u & CONV_HAVE_U4 && conv3x3_wino4_infer_ok(Cout, B, H, W)
+                                             : conv3x3_wino4_ok(Cin, Cout, B, H, W);
         rule = ok[CONV_WINO] && wino_rule(Cin, Cextra, Cout, B, H, W)                    ? CONV_WINO
                : ok[CONV_WINO_SPLIT] && wino_rule(Cin, 0, Cout, B, H, W)                  ? CONV_WINO_SPLIT
                : direct_rule(B, Cin, Cout, H, W)                                            ? CONV_DIRECT
@@ -177,11 +181,13 @@ int conv3x3_candidates(int op, int B, int Cin, int Cextra, int Cout, int H, int 
     case CONV_OP_DINP: /* a convolution from Cout to Cin channels */
         ok[CONV_DIRECT] = conv3x3_direct_ok(Cin, H, W);
         ok[CONV_WINO] = conv3x3_wino_ok(Cout, 0, Cin, B, H, W);
+        ok[CONV_WINO4] = conv3x3_wino4_ok(Cout, Cin, B, H, W);
         rule = wino_rule(Cout, 0, Cin, B, H, W) ? CONV_WINO : direct_rule(B, Cout, Cin, H, W) ? CONV_DIRECT : CONV_IM2COL;
         break;
     default: /* CONV_OP_DW */
         ok[CONV_DIRECT] = dw_direct_rows(B, Cin, Cout, H, W) > 0;
         ok[CONV_WINO] = conv3x3_wino_dw_ok(Cin, Cout, B, H, W);
+        ok[CONV_WINO4] = conv3x3_wino4_dw_ok(Cin, Cout, B, H, W);
         rule = ok[CONV_DIRECT] && Cin + Cout <= MS_DIRECT_DW_MAX_C && W >= 32 ? CONV_DIRECT : CONV_IM2COL;
         break;
     }
@@ -224,14 +230,15 @@ static void conv_run(void *p, int algo) {
     switch (c->op) {
     case CONV_OP_FWD:
     case CONV_OP_INFER:
-        if (algo == CONV_WINO && c->op == CONV_OP_FWD) {
+        if (algo == CONV_WINO4 && c->op == CONV_OP_FWD) {
+            conv3x3_wino4_conv(c->out, c->inp, c->w, 0, 0, B, Cin, Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO && c->op == CONV_OP_FWD) {
             conv3x3_wino_conv(c->out, c->inp, c->w, 0, 0, B, Cin, Cout, H, W, c->ws);
         } else if (algo == CONV_WINO) {
             conv3x3_wino_forward(c->out, c->inp, c->extra, c->Cextra, c->U, Cin + c->Cextra, c->bias, c->relu, 0, B, Cin,
                                  Cout, H, W, c->ws);
         } else if (algo == CONV_WINO4) {
-            conv3x3_wino4_infer(c->out, c->inp, c->extra, c->Cextra, c->U4, c->bias, c->relu, B, Cin, Cout, H, W,
-                                  c->ws);
+            conv3x3_wino4_infer(c->out, c->inp, c->extra, c->Cextra, c->U4, c->bias, c->relu, B, Cin, Cout, H, W, c->ws);
         } else if (algo == CONV_WINO_SPLIT) {
             /* out = the appended rows as a 1x1 convolution, then += 3x3 (the U's first Cin columns) + bias, ReLU */
             const int N = B * H * W, K = Cin * 9 + c->Cextra;
@@ -248,6 +255,8 @@ static void conv_run(void *p, int algo) {
     case CONV_OP_DINP:
         if (algo == CONV_WINO) {
             conv3x3_wino_conv(c->out, c->inp, c->w, 1, !c->set, B, Cout, Cin, H, W, c->ws); /* w transposed, flipped */
+        } else if (algo == CONV_WINO4) {
+            conv3x3_wino4_conv(c->out, c->inp, c->w, 1, !c->set, B, Cout, Cin, H, W, c->ws);
         } else if (algo == CONV_DIRECT) {
             float *wt = c->dw_ws; // (Cin, Cout*9): wt[ci][co*9 + 8-k] = w[co][ci*9 + k]; dw_ws holds no partial sums yet
             const int K = Cin * 9;
@@ -267,7 +276,9 @@ static void conv_run(void *p, int algo) {
     default: { /* CONV_OP_DW: per-thread partial sums into dw_ws */
         const int nthr = conv_threads();
         memset(c->dw_ws, 0, sizeof(float) * ((size_t)Cout * Cin * 9 + 16) * nthr);
-        if (algo == CONV_WINO) {
+        if (algo == CONV_WINO4) {
+            conv3x3_wino4_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
+        } else if (algo == CONV_WINO) {
             conv3x3_wino_dw(c->dw_ws, (size_t)Cout * Cin * 9 + 16, c->extra, c->inp, B, Cin, Cout, H, W, c->ws);
         } else if (algo == CONV_DIRECT) {
             const size_t slice = (size_t)Cin * 9 * bwd_rows(Cin, W, B * H) * W + 16;

@@ -34,10 +34,15 @@ int conv3x3_wino_dw_ok(int Cin, int Cout, int B, int H, int W) {
     return conv3x3_wino_ok(Cin, 0, Cout, B, H, W) && Cin % 16 == 0;
 }
 
-/* per thread: dU (16, Cout, Cin), V (16, Cin, T), Z (16, Cout, T), Vt (T, Cin) with T the chunk */
+/* V's and Z's rows are the chunk's tiles and a line (16 floats): T*4 bytes is a multiple of 1 KB,
+ * which put the 16 positions' rows that a transform writes for one channel into a few L1 sets
+ * (all 16 in one from 16 channels on) */
+static size_t dw_ld(int Cin, int Cout) { return (size_t)TC * dw_subs(Cin, Cout) + 16; }
+
+/* per thread: dU (16, Cout, Cin), V (16, Cin, ld), Z (16, Cout, ld), Vt (T, Cin) with T the chunk */
 static size_t dw_slice(int Cin, int Cout) {
-    const size_t T = (size_t)TC * dw_subs(Cin, Cout);
-    return (size_t)16 * Cout * Cin + 16 * T * (Cin + Cout) + T * Cin + 64;
+    const size_t T = (size_t)TC * dw_subs(Cin, Cout), ld = dw_ld(Cin, Cout);
+    return (size_t)16 * Cout * Cin + 16 * ld * (Cin + Cout) + T * Cin + 64;
 }
 size_t conv3x3_wino_dw_ws_floats(int Cin, int Cout) { return (size_t)omp_get_num_procs() * dw_slice(Cin, Cout); }
 
@@ -111,7 +116,7 @@ __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t l
 }
 
 /* dst (16 rows, ldd) = src (16 rows, lds) transposed: a 16x16 block of floats */
-__attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ldd, const float *src, size_t lds) {
+__attribute__((target("avx512f"))) void wino_transpose16(float *dst, size_t ldd, const float *src, size_t lds) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
     for (int i = 0; i < 16; i += 2) { /* pairs of 32-bit elements */
@@ -141,8 +146,8 @@ __attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ld
 /* dU rows co0..co0+7, columns ci0..ci0+16*NV-1 (row stride Cin) += Z (8 rows from co0, stride
  * ldz) . Vt (nt rows, stride Cin) from column ci0; a macro for literal bounds (see conv_direct.c) */
 #define DW_BLOCK(name, NV)                                                                              \
-    __attribute__((target("avx512f"))) static void name(float *dU, const float *Z, size_t ldz,            \
-                                                        const float *Vt, int nt, int Cin) {               \
+    __attribute__((target("avx512f"))) void name(float *dU, const float *Z, size_t ldz, const float *Vt,  \
+                                                 int nt, int Cin) {                                       \
         __m512 acc[8 * NV];                                                                             \
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                             \
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++)                                        \
@@ -160,9 +165,9 @@ __attribute__((target("avx512f"))) static void transpose16(float *dst, size_t ld
             _Pragma("GCC unroll 3") for (int k = 0; k < NV; k++)                                        \
                 _mm512_storeu_ps(dU + (size_t)j * Cin + 16 * k, acc[j * NV + k]);                       \
     }
-DW_BLOCK(dw_8x48, 3)
-DW_BLOCK(dw_8x32, 2)
-DW_BLOCK(dw_8x16, 1)
+DW_BLOCK(wino_dw_8x48, 3)
+DW_BLOCK(wino_dw_8x32, 2)
+DW_BLOCK(wino_dw_8x16, 1)
 
 /* dw (Cout, Cin*9) += G^T dU G per channel pair, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
 static void dU_to_dw(float *dw, const float *dU, int Cin, int Cout) {
@@ -191,14 +196,14 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
     // dout (Cout,B,H,W), inp (Cin,B,H,W); thread t adds into dw_ws + t*wslice, (Cout, Cin*9)
 #if MS_HAVE_WINO
     const size_t N = (size_t)B * H * W, slice = dw_slice(Cin, Cout);
-    const int subs = dw_subs(Cin, Cout), CT = TC * subs;
+    const int subs = dw_subs(Cin, Cout), CT = TC * subs, LD = (int)dw_ld(Cin, Cout);
     const long T = (long)B * (H / 2) * (W / 2), nchunks = (T + CT - 1) / CT;
     const int rows = wino_row_layout(H, W) != 0;
 #pragma omp parallel num_threads(conv_threads())
     {
         const int tid = omp_get_thread_num();
         float *dU = ws + (size_t)tid * slice, *V = dU + (size_t)16 * Cout * Cin;
-        float *Z = V + (size_t)16 * Cin * CT, *Vt = Z + (size_t)16 * Cout * CT;
+        float *Z = V + (size_t)16 * Cin * LD, *Vt = Z + (size_t)16 * Cout * LD;
         memset(dU, 0, sizeof(float) * 16 * Cout * Cin);
 #pragma omp for schedule(static)
         for (long ch = 0; ch < nchunks; ch++) {
@@ -209,23 +214,23 @@ void conv3x3_wino_dw(float *dw_ws, size_t wslice, const float *dout, const float
                 const int n = nt - s * TC < TC ? nt - s * TC : TC;
                 chunk_tiles ct;
                 if (rows) {
-                    wino_input_transform_rows(V + s * TC, CT, inp, NULL, Cin, 0, N, H, W, t0, n, 0, Cin);
+                    wino_input_transform_rows(V + s * TC, LD, inp, NULL, Cin, 0, N, H, W, t0, n, 0, Cin);
                 } else {
                     wino_tiles_of(&ct, B, H, W, t0, n);
-                    wino_input_transform(V + s * TC, CT, inp, NULL, Cin, 0, N, W, &ct, 0, Cin);
+                    wino_input_transform(V + s * TC, LD, inp, NULL, Cin, 0, N, W, &ct, 0, Cin);
                 }
-                grad_transform(Z + s * TC, CT, dout, Cout, N, H, W, t0, n, &ct);
+                grad_transform(Z + s * TC, LD, dout, Cout, N, H, W, t0, n, &ct);
             }
             for (int x = 0; x < 16; x++) {
-                const float *Vx = V + (size_t)x * Cin * CT, *Zx = Z + (size_t)x * Cout * CT;
+                const float *Vx = V + (size_t)x * Cin * LD, *Zx = Z + (size_t)x * Cout * LD;
                 float *dUx = dU + (size_t)x * Cout * Cin;
                 for (int c = 0; c < Cin; c += 16) /* Vt (ntp, Cin) = Vx (Cin, ntp)^T */
-                    for (int t = 0; t < ntp; t += 16) transpose16(Vt + (size_t)t * Cin + c, Cin, Vx + (size_t)c * CT + t, CT);
+                    for (int t = 0; t < ntp; t += 16) wino_transpose16(Vt + (size_t)t * Cin + c, Cin, Vx + (size_t)c * LD + t, LD);
                 for (int co = 0; co < Cout; co += 8) {
                     int c = 0;
-                    for (; c + 48 <= Cin; c += 48) dw_8x48(dUx + (size_t)co * Cin + c, Zx + (size_t)co * CT, CT, Vt + c, ntp, Cin);
-                    if (Cin - c == 32) dw_8x32(dUx + (size_t)co * Cin + c, Zx + (size_t)co * CT, CT, Vt + c, ntp, Cin);
-                    else if (Cin - c == 16) dw_8x16(dUx + (size_t)co * Cin + c, Zx + (size_t)co * CT, CT, Vt + c, ntp, Cin);
+                    for (; c + 48 <= Cin; c += 48) wino_dw_8x48(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
+                    if (Cin - c == 32) wino_dw_8x32(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
+                    else if (Cin - c == 16) wino_dw_8x16(dUx + (size_t)co * Cin + c, Zx + (size_t)co * LD, LD, Vt + c, ntp, Cin);
                 }
             }
         }

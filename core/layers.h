@@ -79,6 +79,17 @@ void conv3x3_wino4_infer(float *out, const float *inp, const float *extra, int C
 size_t conv3x3_wino_conv_ws_floats(int Cin, int Cout);
 void conv3x3_wino_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
                        int Cout, int H, int W, float *ws);
+/* conv_wino4.c: the training form by Winograd F(4x4,3x3) (Cout a multiple of 8, H of 4, W of
+ * 32); the same arguments as conv3x3_wino_conv. */
+int conv3x3_wino4_ok(int Cin, int Cout, int B, int H, int W);
+size_t conv3x3_wino4_ws_floats(int Cin, int Cout);
+void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transposed, int accumulate, int B, int Cin,
+                        int Cout, int H, int W, float *ws);
+/* and the weight gradient (Cin a multiple of 16 too), as conv3x3_wino_dw */
+int conv3x3_wino4_dw_ok(int Cin, int Cout, int B, int H, int W);
+size_t conv3x3_wino4_dw_ws_floats(int Cin, int Cout);
+void conv3x3_wino4_dw(float *dw_ws, size_t wslice, const float *dout, const float *inp, int B, int Cin, int Cout,
+                      int H, int W, float *ws);
 /* conv_wino_dw.c: the weight gradient by Winograd F(2x2,3x3) (Cout a multiple of 8, Cin of 16,
  * even H and W); thread t adds into dw_ws + t*wslice, (Cout, Cin*9). */
 int conv3x3_wino_dw_ok(int Cin, int Cout, int B, int H, int W);

@@ -73,7 +73,7 @@ __attribute__((format(printf, 1, 2))) static void log_line(const char *fmt, ...)
     if (log_fn) log_fn(log_user, buf);
 }
 
-static const char *const algo_names[CONV_NALGO] = {"im2col", "direct", "winograd", "winograd-split", "winograd4"};
+static const char *const algo_names[CONV_NALGO] = {"im2col", "direct", "winograd", "winograd-split", "winograd4x4"};
 static const char *const op_names[CONV_NOP] = {"forward", "infer", "dinp", "dw"};
 
 const char *conv_op_name(int op) { return op >= 0 && op < CONV_NOP ? op_names[op] : "?"; }

@@ -6,10 +6,6 @@
 #ifndef MS_PLAN_H
 #define MS_PLAN_H
 
-/* the plan file's format version: bumped when kernels change enough that old measurements would
- * mislead (2: F(4x4) Winograd became a candidate) */
-#define PLAN_VERSION 2
-
 /* what a convolution call computes */
 typedef enum {
     CONV_OP_FWD,   /* training forward: out = conv(inp; w) */
@@ -26,9 +22,13 @@ typedef enum {
     CONV_DIRECT,     /* conv_direct.c */
     CONV_WINO,       /* conv_wino.c, appended 1x1 rows as centre-tap channels */
     CONV_WINO_SPLIT, /* CONV_OP_INFER with appended rows: them as a GEMM, then Winograd adding */
-    CONV_WINO4,      /* CONV_OP_INFER: Winograd F(4x4,3x3), conv_wino4_infer.c */
+    CONV_WINO4,      /* Winograd F(4x4,3x3): conv_wino4.c in training (forward, input and weight gradients), conv_wino4_infer.c for a frozen model */
     CONV_NALGO
 } conv_algo;
+
+/* The plan file's format version (plan.c): bumped when kernels change enough that old
+ * measurements would mislead (2: Winograd F(4x4,3x3), conv_wino4.c, became a candidate). */
+#define PLAN_VERSION 2
 
 typedef struct {
     int op, B, Cin, Cextra, Cout, H, W, threads;

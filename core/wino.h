@@ -51,6 +51,12 @@ int wino_row_layout(int H, int W);
 void wino_gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct);
 void wino_gemm_8x32(float *M, const float *U, size_t ldu, const float *V, int Ct);
 void wino_gemm_8x16(float *M, const float *U, size_t ldu, const float *V, int Ct);
+/* The weight gradient's (conv_wino_dw.c; conv_wino4.c uses them too): dU (8 rows of Cin, 16*NV
+ * columns) += Z (8 rows ldz apart, nt tiles) . Vt (nt rows of Cin); dst = src^T for 16x16 floats */
+void wino_dw_8x48(float *dU, const float *Z, size_t ldz, const float *Vt, int nt, int Cin);
+void wino_dw_8x32(float *dU, const float *Z, size_t ldz, const float *Vt, int nt, int Cin);
+void wino_dw_8x16(float *dU, const float *Z, size_t ldz, const float *Vt, int nt, int Cin);
+void wino_transpose16(float *dst, size_t ldd, const float *src, size_t lds);
 void wino_input_transform_rows(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra,
                                size_t N, int H, int W, long t0, int nt, int c0, int c1);
 #endif

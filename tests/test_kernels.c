@@ -332,9 +332,112 @@ static void test_pool_wide(void) {
     free(x); free(d); free(ref); free(g);
 }
 
+/* ---------------- Winograd F(4x4,3x3) (conv_wino4.c) against a double-precision sum: forward and
+ * the input-gradient form (w transposed and flipped), stored and added, on one and several chunks,
+ * partly live vectors (24 and 36 tiles), rows of 16, 32, 48, 64 and 96, 1 input channel, 3
+ * output blocks of 8; every output written; the same floats at one thread as at two */
+static void wino4_case(int B, int Cin, int Cout, int H, int W) {
+    const size_t N = (size_t)B * H * W, no = N * Cout;
+    float *x = rnd(N * Cin, 1), *w = rnd((size_t)Cout * Cin * 9, 0.5f), *acc = rnd(no, 1);
+    float *ref = malloc(sizeof(float) * no), *got = malloc(sizeof(float) * no), *one = malloc(sizeof(float) * no);
+    float *ws = malloc(sizeof(float) * conv3x3_wino4_ws_floats(Cin, Cout));
+    CHECK(conv3x3_wino4_ok(Cin, Cout, B, H, W), "wino4 %dx%dx%dx%d -> %d should run", B, Cin, H, W, Cout);
+    for (int tr = 0; tr < 2; tr++)
+        for (int accumulate = 0; accumulate < 2; accumulate++) {
+            for (int co = 0; co < Cout; co++)
+                for (size_t p = 0; p < N; p++) {
+                    const int b = (int)(p / ((size_t)H * W)), y = (int)(p / W % H), xx = (int)(p % W);
+                    double s = accumulate ? acc[(size_t)co * N + p] : 0.0;
+                    for (int ci = 0; ci < Cin; ci++)
+                        for (int k = 0; k < 9; k++) {
+                            const int yy = y + k / 3 - 1, xk = xx + k % 3 - 1;
+                            if (yy < 0 || yy >= H || xk < 0 || xk >= W) continue;
+                            const float wk = tr ? w[((size_t)ci * Cout + co) * 9 + 8 - k] : w[((size_t)co * Cin + ci) * 9 + k];
+                            s += (double)wk * x[(size_t)ci * N + ((size_t)b * H + yy) * W + xk];
+                        }
+                    ref[(size_t)co * N + p] = (float)s;
+                }
+            for (size_t i = 0; i < no; i++) got[i] = accumulate ? acc[i] : NAN; /* every output must be written */
+            conv3x3_wino4_conv(got, x, w, tr, accumulate, B, Cin, Cout, H, W, ws);
+            size_t unwritten = 0;
+            for (size_t i = 0; i < no; i++) unwritten += !isfinite(got[i]);
+            CHECK(unwritten == 0, "wino4 %dx%dx%dx%d -> %d: %zu outputs not written", B, Cin, H, W, Cout, unwritten);
+            const double d = tu_normwise_err(got, ref, no);
+            CHECK(d <= 1e-5, "wino4 %dx%dx%dx%d -> %d (transposed %d, accumulate %d): normwise error %.3g", B, Cin, H, W,
+                  Cout, tr, accumulate, d);
+            for (size_t i = 0; i < no; i++) one[i] = accumulate ? acc[i] : NAN;
+            const int nthr = omp_get_max_threads();
+            omp_set_num_threads(1);
+            conv3x3_wino4_conv(one, x, w, tr, accumulate, B, Cin, Cout, H, W, ws);
+            omp_set_num_threads(nthr);
+            CHECK(memcmp(one, got, sizeof(float) * no) == 0, "wino4: %d threads differ from one", nthr);
+            if (tr && accumulate)
+                printf("  conv3x3 winograd 4x4 %dx%dx%dx%d -> %d: normwise error %.2g\n", B, Cin, H, W, Cout, d);
+        }
+    /* the weight gradient (Cin a multiple of 16): dw = sum over pixels of dout x the input's taps,
+     * two threads' partial sums added as conv3x3_backward does */
+    if (conv3x3_wino4_dw_ok(Cin, Cout, B, H, W)) {
+        const size_t nw = (size_t)Cout * Cin * 9, wslice = nw + 16;
+        double *dref = calloc(nw, sizeof(double));
+        float *dws = calloc(2 * wslice, sizeof(float)), *dw = calloc(nw, sizeof(float));
+        float *wws = malloc(sizeof(float) * conv3x3_wino4_dw_ws_floats(Cin, Cout)), *dout = acc;
+        for (int co = 0; co < Cout; co++)
+            for (size_t p = 0; p < N; p++) {
+                const int b = (int)(p / ((size_t)H * W)), y = (int)(p / W % H), xx = (int)(p % W);
+                for (int ci = 0; ci < Cin; ci++)
+                    for (int k = 0; k < 9; k++) {
+                        const int yy = y + k / 3 - 1, xk = xx + k % 3 - 1;
+                        if (yy < 0 || yy >= H || xk < 0 || xk >= W) continue;
+                        dref[((size_t)co * Cin + ci) * 9 + k] +=
+                            (double)dout[(size_t)co * N + p] * x[(size_t)ci * N + ((size_t)b * H + yy) * W + xk];
+                    }
+            }
+        const int nthr = omp_get_max_threads();
+        omp_set_num_threads(2);
+        conv3x3_wino4_dw(dws, wslice, dout, x, B, Cin, Cout, H, W, wws);
+        omp_set_num_threads(nthr);
+        for (size_t i = 0; i < nw; i++) dw[i] = dws[i] + dws[wslice + i], ref[i] = (float)dref[i];
+        const double d = tu_normwise_err(dw, ref, nw);
+        /* F(4x4,3x3)'s transforms have constants up to 8: its error is several times F(2x2,3x3)'s
+         * (4x16x8x128 -> 8: 1.0e-6 -> 7.6e-6; the top level at batch 32: 1.3e-5 -> 4.6e-5) */
+        CHECK(d <= 3e-5, "wino4 dw %dx%dx%dx%d -> %d: normwise error %.3g", B, Cin, H, W, Cout, d);
+        printf("  conv3x3 winograd 4x4 weight gradient %dx%dx%dx%d -> %d: normwise error %.2g\n", B, Cin, H, W, Cout, d);
+        free(dref); free(dws); free(dw); free(wws);
+    }
+    free(x); free(w); free(acc); free(ref); free(got); free(one); free(ws);
+}
+static void test_conv3x3_wino4(void) {
+    if (!conv3x3_wino_channels_ok(8)) {
+        printf("  conv3x3 winograd 4x4: this CPU has no AVX-512F\n");
+        return;
+    }
+    wino4_case(2, 3, 8, 4, 32);   /* 16 tiles: one vector, image edges everywhere */
+    wino4_case(1, 5, 24, 8, 96);  /* 24 tiles: a half-live vector; 3 output blocks */
+    wino4_case(2, 16, 16, 8, 64); /* 64 tiles: a full chunk and a short one */
+    wino4_case(3, 1, 8, 12, 32);  /* one input channel, 72 tiles */
+    wino4_case(1, 32, 16, 16, 128);
+    wino4_case(4, 16, 8, 8, 128); /* the weight gradient over a chunk of 4 sub-chunks and a short one */
+    wino4_case(3, 16, 16, 8, 16); /* 16-wide rows: each quad a whole tile row */
+    wino4_case(1, 16, 8, 12, 48); /* 36 tiles: a vector with one live quad; rows of 3 quads */
+    /* an output of 16 MB goes out by non-temporal stores: the same floats as added to zeros */
+    const int B = 32, C = 16, H = 64, W = 128;
+    const size_t N = (size_t)B * H * W;
+    float *x = rnd_aligned(N * C, 1), *w = rnd((size_t)C * C * 9, 0.5f), *set = rnd_aligned(N * C, 1);
+    float *add = aligned_alloc(64, sizeof(float) * N * C), *ws = malloc(sizeof(float) * conv3x3_wino4_ws_floats(C, C));
+    memset(add, 0, sizeof(float) * N * C);
+    for (size_t i = 0; i < N * C; i++) set[i] = NAN;
+    conv3x3_wino4_conv(set, x, w, 0, 0, B, C, C, H, W, ws);
+    conv3x3_wino4_conv(add, x, w, 0, 1, B, C, C, H, W, ws);
+    size_t differ = 0;
+    for (size_t i = 0; i < N * C; i++) differ += !(set[i] == add[i]);
+    CHECK(differ == 0, "wino4 16 MB output: %zu of %zu floats differ from the added ones", differ, N * C);
+    free(x); free(w); free(set); free(add); free(ws);
+}
+
 int main(void) {
     seeded(test_conv3x3_direct, 2027);
     seeded(test_conv3x3_wino, 2028);
+    seeded(test_conv3x3_wino4, 2039);
     seeded(test_conv1x1_chunked, 2036);
     seeded(test_convt_reference, 2037);
     seeded(test_pool_wide, 2038);

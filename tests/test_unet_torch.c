@@ -163,7 +163,7 @@ static void run_fixture(const char *path) {
     conv_plan_force(CONV_WINO4);
     ms_unet_forward_infer(m, &ea, ex, ea.B);
     conv_plan_force(-1);
-    compare("eval_logits (inference form, winograd4 where it runs)", ea.logits, elog, n, FWD_TOL);
+    compare("eval_logits (inference form, F(4x4) Winograd where it runs)", ea.logits, elog, n, FWD_TOL);
     free(m->plan);
     m->plan = NULL;
     ms_acts_free(&ea);
@@ -362,8 +362,9 @@ int main(void) {
     /* every fixture with the algorithms the plan measures best here, then with each one forced
      * wherever it can run the shape (conv_plan_force; the rest take the fixed rule's choice):
      * with AVX-512, every level on the direct convolution (d2_f8), Winograd in the eval form
-     * (d2_f16) and in training (d1_f32, forward and dinp), im2col and col2im everywhere */
-    const int force[] = {-1, CONV_IM2COL, CONV_DIRECT, CONV_WINO, CONV_WINO_SPLIT};
+     * (d2_f16) and in training (d1_f32, forward and dinp; F(4x4,3x3) too), im2col and col2im
+     * everywhere */
+    const int force[] = {-1, CONV_IM2COL, CONV_DIRECT, CONV_WINO, CONV_WINO_SPLIT, CONV_WINO4};
     for (size_t i = 0; i < sizeof force / sizeof *force; i++) {
         printf("== algorithms: %s\n", force[i] < 0 ? "as planned" : conv_algo_name(force[i], CONV_OP_INFER));
         conv_plan_force(force[i]);
