@@ -19,6 +19,9 @@ export function etaTracker({ minBatches = 4, minSpanS = 2, weight = 0.35 } = {})
     update(p, serverEta, t) {
       if (!p || !p.batches || !p.epochs) return at(t);
       const done = (p.epoch - 1) * p.batches + p.batch, total = p.epochs * p.batches;
+      // Back at the first batches of an epoch: the run was cancelled and resumed from its last
+      // checkpoint between two answers, so the page never saw it stop; it starts over
+      if (last && done < last.done && p.batch < minBatches) first = last = smooth = null;
       if (last && done <= last.done) return at(t); // nothing new (validation, the same answer, an older one)
       last = { t, done };
       if (done < minBatches && p.epoch <= 1) return at(t);

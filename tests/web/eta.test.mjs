@@ -55,3 +55,16 @@ test('stale or missing progress changes nothing; a book forgets runs that stop',
   // resumed: a fresh tracker (the first answer counts again)
   assert.equal(book.get('j1', 'running', { ...p, batch: 6 }, 50, 2).eta, 50);
 });
+
+test('a run resumed between two answers (the page never saw it stop) is estimating again', () => {
+  const tr = etaTracker();
+  for (let b = 1; b <= 60; b++) tr.update({ epoch: 1, epochs: 2, batches: 100, batch: b }, 200, b);
+  assert.equal(tr.at(60).estimating, false);
+  // cancelled at batch 60, resumed from the start of epoch 1 before the next poll
+  assert.deepEqual(tr.update({ epoch: 1, epochs: 2, batches: 100, batch: 1 }, 500, 70), { eta: null, estimating: true });
+  assert.equal(tr.update({ epoch: 1, epochs: 2, batches: 100, batch: 3 }, 480, 72).estimating, true);
+  // an older answer arriving late (batch 58 after 60) still changes nothing
+  const tr2 = etaTracker();
+  for (let b = 1; b <= 60; b++) tr2.update({ epoch: 1, epochs: 2, batches: 100, batch: b }, 200, b);
+  assert.equal(tr2.update({ epoch: 1, epochs: 2, batches: 100, batch: 58 }, 200, 61).estimating, false);
+});
