@@ -293,8 +293,8 @@ __attribute__((target("avx512f"))) void wino_input_transform_rows(float *V, size
  * (the last of a layer; the only one of a 4x8-tile layer at batch 1) multiplies no absent tiles.
  * A macro for literal bounds, as DIRECT_BLOCK in conv_direct.c. */
 #define WINO_GEMM(name, NV)                                                                                  \
-    __attribute__((target("avx512f"))) void name(float *M, const float *U, size_t ldu, const float *V,        \
-                                                 int Ct) {                                                   \
+    __attribute__((target("avx512f"))) static void name(float *M, const float *U, size_t ldu, const float *V, \
+                                                        int Ct) {                                            \
         __m512 acc[8 * NV];                                                                                  \
         _Pragma("GCC unroll 24") for (int j = 0; j < 8 * NV; j++) acc[j] = _mm512_setzero_ps();             \
         for (int c = 0; c < Ct; c++) {                                                                       \
@@ -314,6 +314,12 @@ WINO_GEMM(wino_gemm_8x48, 3)
 WINO_GEMM(wino_gemm_8x32, 2)
 WINO_GEMM(wino_gemm_8x16, 1)
 
+void wino_gemm_8(float *M, const float *U, size_t ldu, const float *V, int Ct, int nv) {
+    if (nv == 3) wino_gemm_8x48(M, U, ldu, V, Ct);
+    else if (nv == 2) wino_gemm_8x32(M, U, ldu, V, Ct);
+    else wino_gemm_8x16(M, U, ldu, V, Ct);
+}
+
 /* M (16, co1 - co0, TC) <- the products of output channels co0 .. co1-1 over nv vectors of tiles.
  * An appended 1x1 row (channel Cin + e) is a kernel with only its centre tap: its U is zero at
  * the 12 positions x outside the middle 2x2 of the 4x4 (conv3x3_wino_weights), so those products
@@ -328,9 +334,7 @@ static void chunk_products(float *M, const float *U, size_t uplane, int ldu, con
         for (int co = co0; co < co1; co += 8) {
             float *Mo = M + x * mplane + (size_t)(co - co0) * TC;
             const float *Uo = U + x * uplane + (size_t)co * ldu;
-            if (nv == 3) wino_gemm_8x48(Mo, Uo, ldu, Vx, ct);
-            else if (nv == 2) wino_gemm_8x32(Mo, Uo, ldu, Vx, ct);
-            else wino_gemm_8x16(Mo, Uo, ldu, Vx, ct);
+            wino_gemm_8(Mo, Uo, ldu, Vx, ct, nv);
         }
     }
 }

@@ -195,9 +195,7 @@ static void products(float *M, const float *U, const float *V, int Cin, int Cout
         for (int co = 0; co < Cout; co += 8) {
             float *Mo = M + x * mplane + (size_t)co * TC;
             const float *Uo = U + x * uplane + (size_t)co * Cin;
-            if (nv == 3) wino_gemm_8x48(Mo, Uo, (size_t)Cin, Vx, Cin);
-            else if (nv == 2) wino_gemm_8x32(Mo, Uo, (size_t)Cin, Vx, Cin);
-            else wino_gemm_8x16(Mo, Uo, (size_t)Cin, Vx, Cin);
+            wino_gemm_8(Mo, Uo, (size_t)Cin, Vx, Cin, nv);
         }
     }
 }

@@ -238,12 +238,6 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
     }
 }
 
-static void wino_gemm_8(float *M, const float *U, size_t ldu, const float *V, int Ct, int nv) {
-    if (nv == 3) wino_gemm_8x48(M, U, ldu, V, Ct);
-    else if (nv == 2) wino_gemm_8x32(M, U, ldu, V, Ct);
-    else wino_gemm_8x16(M, U, ldu, V, Ct);
-}
-
 /* M (36, co1-co0, TC) <- U[x] . V[x] for output channels co0..co1-1; the positions outside the
  * middle 4x4 run over the Cin channels alone (the appended rows' U is zero there) */
 static void products(float *M, const float *U, int Cout, int Cin, int Ct, const float *V, int co0, int co1, int nv) {

@@ -46,11 +46,10 @@ void wino_tiles_of(chunk_tiles *ct, int B, int H, int W, long t0, int nt);
 void wino_input_transform(float *V, size_t ldt, const float *inp, const float *extra, int Cin, int Cextra, size_t N,
                           int W, const chunk_tiles *ct, int c0, int c1);
 int wino_row_layout(int H, int W);
-/* M (8 rows TC apart, the first 16*NV tiles) = U (8 rows ldu apart, Ct columns) . V (Ct rows of TC):
- * the products of one tile position, 8 output channels (conv_wino.c; conv_wino4.c uses them too) */
-void wino_gemm_8x48(float *M, const float *U, size_t ldu, const float *V, int Ct);
-void wino_gemm_8x32(float *M, const float *U, size_t ldu, const float *V, int Ct);
-void wino_gemm_8x16(float *M, const float *U, size_t ldu, const float *V, int Ct);
+/* M (8 rows TC apart, the first 16*nv tiles, nv 1-3) = U (8 rows ldu apart, Ct columns) . V (Ct
+ * rows of TC): the products of one tile position, 8 output channels, by conv_wino.c's register-
+ * blocked kernel for that many vectors (conv_wino4.c and conv_wino4_infer.c use it too) */
+void wino_gemm_8(float *M, const float *U, size_t ldu, const float *V, int Ct, int nv);
 /* The weight gradient's (conv_wino_dw.c; conv_wino4.c uses them too): dU (8 rows of Cin, 16*NV
  * columns) += Z (8 rows ldz apart, nt tiles) . Vt (nt rows of Cin); dst = src^T for 16x16 floats */
 void wino_dw_8x48(float *dU, const float *Z, size_t ldz, const float *Vt, int nt, int Cin);
