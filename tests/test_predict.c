@@ -148,6 +148,21 @@ static void test_pixels(const ms_model *m, const ms_dataset *ds) {
         for (size_t i = 0; i < hw * n * 5; i++) dp = fmax(dp, fabs(probs[i] - r.probs[i]));
         CHECK(de < 2e-5 && dt < 2e-6 && dp < 1e-6 && dl == 0,
               "tta=%d: entropy off by %.3g, top by %.3g, probs by %.3g, %zu labels differ", tta, de, dt, dp, dl);
+        /* without the probabilities (as /segment asks), the uncertainty comes from the vector
+         * softmax (core/model.c's exp_nonpos8, 8 pixels at a time): the same reference holds */
+        const ms_pixel_out o2 = {lab, NULL, ent, top};
+        memset(ent, 0xff, sizeof(float) * hw * n); /* NaN: a pixel left unwritten fails */
+        memset(top, 0xff, sizeof(float) * hw * n);
+        memset(lab, 0xff, hw * n);
+        CHECK_OK(ms_model_predict_ex(m, x, n, ds->h, ds->w, tta, &o2));
+        de = dt = 0, dl = 0;
+        for (size_t i = 0; i < hw * n; i++) {
+            de = fmax(de, isnan(ent[i]) ? 1 : fabs(ent[i] - r.ent[i]));
+            dt = fmax(dt, isnan(top[i]) ? 1 : fabs(top[i] - r.top[i]));
+            dl += lab[i] != r.labels[i];
+        }
+        CHECK(de < 2e-5 && dt < 2e-6 && dl == 0, "tta=%d, no probs: entropy off by %.3g, top by %.3g, %zu labels differ",
+              tta, de, dt, dl);
         /* tile scores: means of the maps */
         float conf[6], te[6];
         ms_tile_scores(ent, top, n, hw, conf, te);
