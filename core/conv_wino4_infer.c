@@ -17,7 +17,7 @@
  * its U is zero outside the middle 4x4 of the 6x6 positions, so the other 20 run over the Cin
  * channels alone, and its transform computes only the middle 4x4, from the tiles' own pixels. Which convolutions take it is the plan's measurement (conv.c). */
 #include "layers.h"
-#include "wino.h"
+#include "wino4.h"
 
 #include <omp.h>
 #include <string.h>
@@ -42,34 +42,12 @@ size_t conv3x3_wino4_infer_ws_floats(int Ct, int Cout) {
     return (size_t)omp_get_num_procs() * ((size_t)NX * TC * (Ct + Cout) + 16);
 }
 
-/* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
-static const double G4[6][3] = {{0.25, 0, 0},
-                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                {0, 0, 1}};
-
-/* U[x][o][i] (x = 6a + b; rows Ct apart, planes Cout*Ct apart) = (G g G^T)[a][b] for the 3x3
- * kernel g at w + o*ldw + i*9, and for an appended row e the centre-only kernel w[o][9 Cin + e];
- * in double, rounded once */
+/* U (36, Cout, Ct) = G g G^T (wino4.h) of the Cin 3x3 kernels at w + o*ldw + i*9, then of the
+ * Cextra centre-only ones w[o][9 Cin + e] */
 void conv3x3_wino4_infer_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
-    const int Ct = Cin + Cextra;
-    for (int o = 0; o < Cout; o++)
-        for (int i = 0; i < Ct; i++) {
-            double g[3][3] = {{0}};
-            if (i < Cin)
-                for (int k = 0; k < 9; k++) g[k / 3][k % 3] = w[(size_t)o * ldw + (size_t)i * 9 + k];
-            else
-                g[1][1] = w[(size_t)o * ldw + (size_t)Cin * 9 + (i - Cin)];
-            double t[6][3]; /* G g */
-            for (int a = 0; a < 6; a++)
-                for (int c = 0; c < 3; c++) t[a][c] = G4[a][0] * g[0][c] + G4[a][1] * g[1][c] + G4[a][2] * g[2][c];
-            for (int a = 0; a < 6; a++)
-                for (int b = 0; b < 6; b++)
-                    U[((size_t)(6 * a + b) * Cout + o) * Ct + i] =
-                        (float)(t[a][0] * G4[b][0] + t[a][1] * G4[b][1] + t[a][2] * G4[b][2]);
-        }
+    const size_t Ct = (size_t)Cin + Cextra, plane = (size_t)Cout * Ct;
+    wino4_weights(U, Ct, plane, w, Cout, Cin, ldw, 9, WINO4_TAPS);
+    wino4_weights(U + Cin, Ct, plane, w + (size_t)9 * Cin, Cout, Cextra, ldw, 1, WINO4_CENTRE);
 }
 
 #if MS_HAVE_WINO
