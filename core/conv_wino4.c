@@ -92,32 +92,6 @@ void wino4_weights(float *U, size_t ldu, size_t plane, const float *w, int Oc, i
 }
 
 #if MS_HAVE_WINO
-/* B^T applied to 6 values, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
- * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
-#define BT6(k, r)                                                                                  \
-    do {                                                                                           \
-        const __m512 a_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[2], r[4]);                     \
-        const __m512 b_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[1], r[3]);                     \
-        const __m512 c_ = _mm512_sub_ps(r[4], r[2]), e_ = _mm512_sub_ps(r[3], r[1]);              \
-        k[0] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[0], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[2], r[4])); \
-        k[1] = _mm512_add_ps(a_, b_);                                                              \
-        k[2] = _mm512_sub_ps(a_, b_);                                                              \
-        k[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                      \
-        k[4] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                     \
-        k[5] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[1], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[3], r[5])); \
-    } while (0)
-
-/* A^T applied to 6 values, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
-#define AT6(y, m)                                                                                  \
-    do {                                                                                           \
-        const __m512 s12_ = _mm512_add_ps(m[1], m[2]), d12_ = _mm512_sub_ps(m[1], m[2]);          \
-        const __m512 s34_ = _mm512_add_ps(m[3], m[4]), d34_ = _mm512_sub_ps(m[3], m[4]);          \
-        y[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12_), s34_);                                     \
-        y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34_, d12_);                                  \
-        y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34_, s12_);                                  \
-        y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34_, d12_), m[5]);             \
-    } while (0)
-
 /* where a quad (4 tiles in one tile row) reads: per input row the offset of its column
  * 4*tx0 - 1, the masks of its loads there and 2 further on (zero for rows outside the image or a
  * quad past the chunk's tiles; off for the left and right padding columns), and where its output
@@ -180,13 +154,13 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, size_t 
                 LANE_T4(lo, a);
                 LANE_T4(hi, b); /* (the compiler drops hi[0], hi[1]) */
                 d[0] = lo[0], d[1] = lo[1], d[2] = lo[2], d[3] = lo[3], d[4] = hi[2], d[5] = hi[3];
-                BT6(t[i], d);
+                wino4_bt6(t[i], d);
             }
             float *o = V + (size_t)c * ldt + 16 * v;
             for (int k = 0; k < 6; k++) { /* B^T along the columns */
                 __m512 col[6], r[6];
                 for (int i = 0; i < 6; i++) col[i] = t[i][k];
-                BT6(r, col);
+                wino4_bt6(r, col);
                 for (int i = 0; i < 6; i++) _mm512_storeu_ps(o + (size_t)(6 * i + k) * plane, r[i]);
             }
         }
@@ -223,13 +197,13 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
             for (int j = 0; j < 6; j++) {
                 __m512 col[6], y[4];
                 for (int i = 0; i < 6; i++) col[i] = _mm512_loadu_ps(m + (size_t)(6 * i + j) * plane);
-                AT6(y, col);
+                wino4_at6(y, col);
                 for (int r = 0; r < 4; r++) s[r][j] = y[r];
             }
             float *o = out + (size_t)co * N;
             for (int r = 0; r < 4; r++) {
                 __m512 y[4], q[4];
-                AT6(y, s[r]); /* the tiles' output row r, columns 0..3 */
+                wino4_at6(y, s[r]); /* the tiles' output row r, columns 0..3 */
                 LANE_T4(q, y); /* q[m]: quad m's row, 16 floats */
                 for (int mq = 0; mq < 4; mq++) {
                     if (!gv[mq].live) continue;

@@ -51,44 +51,6 @@ void conv3x3_wino4_infer_weights(float *U, const float *w, size_t ldw, int Cin, 
 }
 
 #if MS_HAVE_WINO
-/* o = B^T d over 6 vectors, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
- * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
-__attribute__((target("avx512f"), always_inline)) static inline void bt6(__m512 o[6], __m512 d0, __m512 d1, __m512 d2,
-                                                                        __m512 d3, __m512 d4, __m512 d5) {
-    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
-    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
-    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-    o[0] = _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4));
-    o[1] = _mm512_add_ps(a, b);
-    o[2] = _mm512_sub_ps(a, b);
-    o[3] = _mm512_add_ps(c, e);
-    o[4] = _mm512_sub_ps(c, e);
-    o[5] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));
-}
-
-/* rows 1-4 of bt6, which read d1..d4 only: the middle 4x4 of an appended row's transform */
-__attribute__((target("avx512f"), always_inline)) static inline void bt4(__m512 o[4], __m512 d1, __m512 d2, __m512 d3,
-                                                                        __m512 d4) {
-    const __m512 four = _mm512_set1_ps(4.0f), two = _mm512_set1_ps(2.0f);
-    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
-    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-    o[0] = _mm512_add_ps(a, b);
-    o[1] = _mm512_sub_ps(a, b);
-    o[2] = _mm512_add_ps(c, e);
-    o[3] = _mm512_sub_ps(c, e);
-}
-
-/* y = A^T m over 6 vectors, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
-__attribute__((target("avx512f"), always_inline)) static inline void at6(__m512 y[4], __m512 m0, __m512 m1, __m512 m2,
-                                                                        __m512 m3, __m512 m4, __m512 m5) {
-    const __m512 s = _mm512_add_ps(m1, m2), d = _mm512_sub_ps(m1, m2);
-    const __m512 s2 = _mm512_add_ps(m3, m4), d2 = _mm512_sub_ps(m3, m4);
-    y[0] = _mm512_add_ps(_mm512_add_ps(m0, s), s2);
-    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d2, d);
-    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s2, s);
-    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2, d), m5);
-}
-
 /* One vector of 16 tiles: tiles tx0 .. tx0+15 of tile row ty of image b (W a multiple of 64), or
  * with `two` (W = 32: 8 tiles a row, H a multiple of 8) the 8 tiles of rows ty (lanes 0-7) and
  * ty+1 (lanes 8-15), whose inputs and outputs lie 4 rows (4W floats) further on */
@@ -186,11 +148,12 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
             for (int r = 0; r < 4; r++) {
                 __m512 d[4];
                 own_inputs(d, src, &g[v], W, r);
-                bt4(e[r], d[0], d[1], d[2], d[3]);
+                wino4_bt4(e[r], d);
             }
             for (int j = 0; j < 4; j++) {
+                const __m512 col[4] = {e[0][j], e[1][j], e[2][j], e[3][j]};
                 __m512 o[4];
-                bt4(o, e[0][j], e[1][j], e[2][j], e[3][j]);
+                wino4_bt4(o, col);
                 for (int i = 0; i < 4; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * (i + 1) + j + 1) * plane, o[i]);
             }
         }
@@ -203,11 +166,12 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                 }
                 __m512 d[6];
                 row_inputs(d, src, &g[v], W, r);
-                bt6(e[r], d[0], d[1], d[2], d[3], d[4], d[5]); /* d B (the transform along a row) */
+                wino4_bt6(e[r], d); /* d B (the transform along a row) */
             }
             for (int j = 0; j < 6; j++) { /* B^T (d B): along the columns */
+                const __m512 col[6] = {e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j]};
                 __m512 o[6];
-                bt6(o, e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j]);
+                wino4_bt6(o, col);
                 for (int i = 0; i < 6; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * i + j) * plane, o[i]);
             }
         }
@@ -245,13 +209,15 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
             __m512 t[6][4]; /* A^T along each row of m */
             for (int i = 0; i < 6; i++) {
                 const float *r = m + (size_t)6 * i * mplane;
-                at6(t[i], _mm512_loadu_ps(r), _mm512_loadu_ps(r + mplane), _mm512_loadu_ps(r + 2 * mplane),
-                    _mm512_loadu_ps(r + 3 * mplane), _mm512_loadu_ps(r + 4 * mplane), _mm512_loadu_ps(r + 5 * mplane));
+                __m512 row[6];
+                for (int j = 0; j < 6; j++) row[j] = _mm512_loadu_ps(r + j * mplane);
+                wino4_at6(t[i], row);
             }
             __m512 y[4][4]; /* y[row][column] of the 16 tiles */
             for (int k = 0; k < 4; k++) {
+                const __m512 m6[6] = {t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]};
                 __m512 col[4];
-                at6(col, t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]);
+                wino4_at6(col, m6);
                 for (int r = 0; r < 4; r++) y[r][k] = col[r];
             }
             float *dst = out + (size_t)co * N + g[v].out0;
