@@ -23,7 +23,7 @@
  * the weight gradient over a batch-32 top level 4.6e-5 (F(2x2,3x3) 1.3e-5). The plan takes it
  * where it is faster; MARSSEG_PLAN=off (the fixed rules) never does. */
 #include "layers.h"
-#include "wino.h"
+#include "wino4.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -49,69 +49,49 @@ size_t conv3x3_wino4_ws_floats(int Cin, int Cout) {
     return (size_t)NX * Cout * Cin + (size_t)omp_get_num_procs() * slice_floats(Cin, Cout) + 16;
 }
 
-/* U[x][o][i] (plane stride Oc*Ic) = (G g G^T)[x] for the kernel g of output channel o, input
- * channel i, read from w at o*so + i*si + k (8-k when flipped),
- * G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
-static void wino4_weights(float *U, const float *w, int Oc, int Ic, size_t so, size_t si, int flip) {
-    const size_t plane = (size_t)Oc * Ic;
+/* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], the one
+ * table of both layouts' weights (wino4.h) and of the weight gradient's dU -> dw. In double, each
+ * U rounded to float once: 1/6, 1/12 and 1/24 are not exact in float, and the frozen model's
+ * weights were made so already (bit for bit the same now). Training's, on every call, cost what
+ * the float form did (one Zen 4 thread, 32x32 to 256x256 channels: within 5%, 2.8-2.9 ms at
+ * 256x256; the scattered stores of U take the time, not the arithmetic). */
+static const double G[6][3] = {{0.25, 0, 0},
+                               {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                               {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                               {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                               {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                               {0, 0, 1}};
+
+void wino4_weights(float *U, size_t ldu, size_t plane, const float *w, int Oc, int Ic, size_t so, size_t si,
+                   wino4_taps taps) {
+    /* tap k at src[k0 + k*dk], times side outside the centre: scalars and no branch, so that the
+     * loop over i vectorises (a centre-only kernel reads its one weight 9 times, 8 times zeroed) */
+    const int k0 = taps == WINO4_FLIPPED ? 8 : 0, dk = taps == WINO4_TAPS ? 1 : taps == WINO4_FLIPPED ? -1 : 0;
+    const double side = taps == WINO4_CENTRE ? 0.0 : 1.0;
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < Oc; o++) {
-        float *u = U + (size_t)o * Ic;
+        float *u = U + (size_t)o * ldu;
 #pragma omp simd
-        for (int i = 0; i < Ic; i++) {
+        for (int i = 0; i < Ic; i++) { /* vectorised over i: only once the small loops are unrolled */
             const float *src = w + o * so + i * si;
-            float g[9], t[6][3];
-            for (int k = 0; k < 9; k++) g[k] = src[flip ? 8 - k : k];
-            for (int j = 0; j < 3; j++) { /* G g */
-                const float a = g[j], b = g[3 + j], c = g[6 + j];
-                t[0][j] = 0.25f * a;
-                t[1][j] = -(a + b + c) / 6.0f;
-                t[2][j] = -(a - b + c) / 6.0f;
-                t[3][j] = a / 24.0f + b / 12.0f + c / 6.0f;
-                t[4][j] = a / 24.0f - b / 12.0f + c / 6.0f;
-                t[5][j] = c;
-            }
-            for (int r = 0; r < 6; r++) { /* (G g) G^T */
-                const float a = t[r][0], b = t[r][1], c = t[r][2];
-                float *ur = u + (size_t)(6 * r) * plane + i;
-                ur[0 * plane] = 0.25f * a;
-                ur[1 * plane] = -(a + b + c) / 6.0f;
-                ur[2 * plane] = -(a - b + c) / 6.0f;
-                ur[3 * plane] = a / 24.0f + b / 12.0f + c / 6.0f;
-                ur[4 * plane] = a / 24.0f - b / 12.0f + c / 6.0f;
-                ur[5 * plane] = c;
-            }
+            double g[9], t[6][3];
+#pragma GCC unroll 9
+            for (int k = 0; k < 9; k++) g[k] = (k == 4 ? 1.0 : side) * src[k0 + k * dk];
+#pragma GCC unroll 6
+            for (int a = 0; a < 6; a++) /* G g */
+#pragma GCC unroll 3
+                for (int c = 0; c < 3; c++) t[a][c] = G[a][0] * g[c] + G[a][1] * g[3 + c] + G[a][2] * g[6 + c];
+#pragma GCC unroll 6
+            for (int a = 0; a < 6; a++) /* (G g) G^T */
+#pragma GCC unroll 6
+                for (int b = 0; b < 6; b++)
+                    u[(size_t)(6 * a + b) * plane + i] =
+                        (float)(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
         }
     }
 }
 
 #if MS_HAVE_WINO
-/* B^T applied to 6 values, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
- * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
-#define BT6(k, r)                                                                                  \
-    do {                                                                                           \
-        const __m512 a_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[2], r[4]);                     \
-        const __m512 b_ = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), r[1], r[3]);                     \
-        const __m512 c_ = _mm512_sub_ps(r[4], r[2]), e_ = _mm512_sub_ps(r[3], r[1]);              \
-        k[0] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[0], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[2], r[4])); \
-        k[1] = _mm512_add_ps(a_, b_);                                                              \
-        k[2] = _mm512_sub_ps(a_, b_);                                                              \
-        k[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                      \
-        k[4] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), e_, c_);                                     \
-        k[5] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), r[1], _mm512_fnmadd_ps(_mm512_set1_ps(5.0f), r[3], r[5])); \
-    } while (0)
-
-/* A^T applied to 6 values, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
-#define AT6(y, m)                                                                                  \
-    do {                                                                                           \
-        const __m512 s12_ = _mm512_add_ps(m[1], m[2]), d12_ = _mm512_sub_ps(m[1], m[2]);          \
-        const __m512 s34_ = _mm512_add_ps(m[3], m[4]), d34_ = _mm512_sub_ps(m[3], m[4]);          \
-        y[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12_), s34_);                                     \
-        y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34_, d12_);                                  \
-        y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34_, s12_);                                  \
-        y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34_, d12_), m[5]);             \
-    } while (0)
-
 /* where a quad (4 tiles in one tile row) reads: per input row the offset of its column
  * 4*tx0 - 1, the masks of its loads there and 2 further on (zero for rows outside the image or a
  * quad past the chunk's tiles; off for the left and right padding columns), and where its output
@@ -174,13 +154,13 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, size_t 
                 LANE_T4(lo, a);
                 LANE_T4(hi, b); /* (the compiler drops hi[0], hi[1]) */
                 d[0] = lo[0], d[1] = lo[1], d[2] = lo[2], d[3] = lo[3], d[4] = hi[2], d[5] = hi[3];
-                BT6(t[i], d);
+                wino4_bt6(t[i], d);
             }
             float *o = V + (size_t)c * ldt + 16 * v;
             for (int k = 0; k < 6; k++) { /* B^T along the columns */
                 __m512 col[6], r[6];
                 for (int i = 0; i < 6; i++) col[i] = t[i][k];
-                BT6(r, col);
+                wino4_bt6(r, col);
                 for (int i = 0; i < 6; i++) _mm512_storeu_ps(o + (size_t)(6 * i + k) * plane, r[i]);
             }
         }
@@ -217,13 +197,13 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
             for (int j = 0; j < 6; j++) {
                 __m512 col[6], y[4];
                 for (int i = 0; i < 6; i++) col[i] = _mm512_loadu_ps(m + (size_t)(6 * i + j) * plane);
-                AT6(y, col);
+                wino4_at6(y, col);
                 for (int r = 0; r < 4; r++) s[r][j] = y[r];
             }
             float *o = out + (size_t)co * N;
             for (int r = 0; r < 4; r++) {
                 __m512 y[4], q[4];
-                AT6(y, s[r]); /* the tiles' output row r, columns 0..3 */
+                wino4_at6(y, s[r]); /* the tiles' output row r, columns 0..3 */
                 LANE_T4(q, y); /* q[m]: quad m's row, 16 floats */
                 for (int mq = 0; mq < 4; mq++) {
                     if (!gv[mq].live) continue;
@@ -244,8 +224,9 @@ void conv3x3_wino4_conv(float *out, const float *inp, const float *w, int transp
     // inp (Cin,B,H,W), out (Cout,B,H,W) (+)= conv3x3(inp; w): w (Cout,Cin,3,3), or with transposed
     // the input gradient of a layer whose w is (Cin,Cout,3,3), i.e. w transposed and flipped
     float *U = ws, *slices = ws + (size_t)NX * Cout * Cin;
-    if (transposed) wino4_weights(U, w, Cout, Cin, 9, (size_t)Cout * 9, 1);
-    else wino4_weights(U, w, Cout, Cin, (size_t)Cin * 9, 9, 0);
+    const size_t plane = (size_t)Cout * Cin;
+    if (transposed) wino4_weights(U, Cin, plane, w, Cout, Cin, 9, (size_t)Cout * 9, WINO4_FLIPPED);
+    else wino4_weights(U, Cin, plane, w, Cout, Cin, (size_t)Cin * 9, 9, WINO4_TAPS);
 #if MS_HAVE_WINO
     const size_t N = (size_t)B * H * W, slice = slice_floats(Cin, Cout);
     const long T = (long)B * (H / 4) * (W / 4), nchunks = (T + TC - 1) / TC;
@@ -333,31 +314,25 @@ __attribute__((target("avx512f"))) static void grad_transform(float *Z, size_t l
     }
 }
 
-/* dw (Cout, Cin*9) += G^T dU G per channel pair (G as in wino4_weights) */
+/* dw (Cout, Cin*9) += G^T dU G per channel pair, summed in double as wino4_weights */
 static void dU4_to_dw(float *dw, const float *dU, int Cin, int Cout) {
-    static const float G[6][3] = {{0.25f, 0, 0},
-                                  {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                  {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                  {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                  {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                  {0, 0, 1}};
     const size_t plane = (size_t)Cout * Cin;
     for (int co = 0; co < Cout; co++)
         for (int ci = 0; ci < Cin; ci++) {
-            float t[3][6];
+            double t[3][6];
             const float *u = dU + (size_t)co * Cin + ci;
             for (int l = 0; l < 6; l++) /* G^T u: 3x6 */
                 for (int a = 0; a < 3; a++) {
-                    float s = 0;
+                    double s = 0;
                     for (int k = 0; k < 6; k++) s += G[k][a] * u[(size_t)(6 * k + l) * plane];
                     t[a][l] = s;
                 }
             float *d = dw + (size_t)co * Cin * 9 + (size_t)ci * 9;
             for (int a = 0; a < 3; a++) /* (G^T u) G: 3x3 */
                 for (int b = 0; b < 3; b++) {
-                    float s = 0;
+                    double s = 0;
                     for (int l = 0; l < 6; l++) s += t[a][l] * G[l][b];
-                    d[a * 3 + b] += s;
+                    d[a * 3 + b] += (float)s;
                 }
         }
 }

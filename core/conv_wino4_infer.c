@@ -17,7 +17,7 @@
  * its U is zero outside the middle 4x4 of the 6x6 positions, so the other 20 run over the Cin
  * channels alone, and its transform computes only the middle 4x4, from the tiles' own pixels. Which convolutions take it is the plan's measurement (conv.c). */
 #include "layers.h"
-#include "wino.h"
+#include "wino4.h"
 
 #include <omp.h>
 #include <string.h>
@@ -42,75 +42,15 @@ size_t conv3x3_wino4_infer_ws_floats(int Ct, int Cout) {
     return (size_t)omp_get_num_procs() * ((size_t)NX * TC * (Ct + Cout) + 16);
 }
 
-/* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
-static const double G4[6][3] = {{0.25, 0, 0},
-                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                {0, 0, 1}};
-
-/* U[x][o][i] (x = 6a + b; rows Ct apart, planes Cout*Ct apart) = (G g G^T)[a][b] for the 3x3
- * kernel g at w + o*ldw + i*9, and for an appended row e the centre-only kernel w[o][9 Cin + e];
- * in double, rounded once */
+/* U (36, Cout, Ct) = G g G^T (wino4.h) of the Cin 3x3 kernels at w + o*ldw + i*9, then of the
+ * Cextra centre-only ones w[o][9 Cin + e] */
 void conv3x3_wino4_infer_weights(float *U, const float *w, size_t ldw, int Cin, int Cextra, int Cout) {
-    const int Ct = Cin + Cextra;
-    for (int o = 0; o < Cout; o++)
-        for (int i = 0; i < Ct; i++) {
-            double g[3][3] = {{0}};
-            if (i < Cin)
-                for (int k = 0; k < 9; k++) g[k / 3][k % 3] = w[(size_t)o * ldw + (size_t)i * 9 + k];
-            else
-                g[1][1] = w[(size_t)o * ldw + (size_t)Cin * 9 + (i - Cin)];
-            double t[6][3]; /* G g */
-            for (int a = 0; a < 6; a++)
-                for (int c = 0; c < 3; c++) t[a][c] = G4[a][0] * g[0][c] + G4[a][1] * g[1][c] + G4[a][2] * g[2][c];
-            for (int a = 0; a < 6; a++)
-                for (int b = 0; b < 6; b++)
-                    U[((size_t)(6 * a + b) * Cout + o) * Ct + i] =
-                        (float)(t[a][0] * G4[b][0] + t[a][1] * G4[b][1] + t[a][2] * G4[b][2]);
-        }
+    const size_t Ct = (size_t)Cin + Cextra, plane = (size_t)Cout * Ct;
+    wino4_weights(U, Ct, plane, w, Cout, Cin, ldw, 9, WINO4_TAPS);
+    wino4_weights(U + Cin, Ct, plane, w + (size_t)9 * Cin, Cout, Cextra, ldw, 1, WINO4_CENTRE);
 }
 
 #if MS_HAVE_WINO
-/* o = B^T d over 6 vectors, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
- * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
-__attribute__((target("avx512f"), always_inline)) static inline void bt6(__m512 o[6], __m512 d0, __m512 d1, __m512 d2,
-                                                                        __m512 d3, __m512 d4, __m512 d5) {
-    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f), two = _mm512_set1_ps(2.0f);
-    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
-    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-    o[0] = _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4));
-    o[1] = _mm512_add_ps(a, b);
-    o[2] = _mm512_sub_ps(a, b);
-    o[3] = _mm512_add_ps(c, e);
-    o[4] = _mm512_sub_ps(c, e);
-    o[5] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));
-}
-
-/* rows 1-4 of bt6, which read d1..d4 only: the middle 4x4 of an appended row's transform */
-__attribute__((target("avx512f"), always_inline)) static inline void bt4(__m512 o[4], __m512 d1, __m512 d2, __m512 d3,
-                                                                        __m512 d4) {
-    const __m512 four = _mm512_set1_ps(4.0f), two = _mm512_set1_ps(2.0f);
-    const __m512 a = _mm512_fnmadd_ps(four, d2, d4), b = _mm512_fnmadd_ps(four, d1, d3);
-    const __m512 c = _mm512_sub_ps(d4, d2), e = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-    o[0] = _mm512_add_ps(a, b);
-    o[1] = _mm512_sub_ps(a, b);
-    o[2] = _mm512_add_ps(c, e);
-    o[3] = _mm512_sub_ps(c, e);
-}
-
-/* y = A^T m over 6 vectors, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
-__attribute__((target("avx512f"), always_inline)) static inline void at6(__m512 y[4], __m512 m0, __m512 m1, __m512 m2,
-                                                                        __m512 m3, __m512 m4, __m512 m5) {
-    const __m512 s = _mm512_add_ps(m1, m2), d = _mm512_sub_ps(m1, m2);
-    const __m512 s2 = _mm512_add_ps(m3, m4), d2 = _mm512_sub_ps(m3, m4);
-    y[0] = _mm512_add_ps(_mm512_add_ps(m0, s), s2);
-    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d2, d);
-    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s2, s);
-    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2, d), m5);
-}
-
 /* One vector of 16 tiles: tiles tx0 .. tx0+15 of tile row ty of image b (W a multiple of 64), or
  * with `two` (W = 32: 8 tiles a row, H a multiple of 8) the 8 tiles of rows ty (lanes 0-7) and
  * ty+1 (lanes 8-15), whose inputs and outputs lie 4 rows (4W floats) further on */
@@ -208,11 +148,12 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
             for (int r = 0; r < 4; r++) {
                 __m512 d[4];
                 own_inputs(d, src, &g[v], W, r);
-                bt4(e[r], d[0], d[1], d[2], d[3]);
+                wino4_bt4(e[r], d);
             }
             for (int j = 0; j < 4; j++) {
+                const __m512 col[4] = {e[0][j], e[1][j], e[2][j], e[3][j]};
                 __m512 o[4];
-                bt4(o, e[0][j], e[1][j], e[2][j], e[3][j]);
+                wino4_bt4(o, col);
                 for (int i = 0; i < 4; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * (i + 1) + j + 1) * plane, o[i]);
             }
         }
@@ -225,11 +166,12 @@ __attribute__((target("avx512f"))) static void input_transform(float *V, const f
                 }
                 __m512 d[6];
                 row_inputs(d, src, &g[v], W, r);
-                bt6(e[r], d[0], d[1], d[2], d[3], d[4], d[5]); /* d B (the transform along a row) */
+                wino4_bt6(e[r], d); /* d B (the transform along a row) */
             }
             for (int j = 0; j < 6; j++) { /* B^T (d B): along the columns */
+                const __m512 col[6] = {e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j]};
                 __m512 o[6];
-                bt6(o, e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j]);
+                wino4_bt6(o, col);
                 for (int i = 0; i < 6; i++) _mm512_storeu_ps(oc + 16 * v + (size_t)(6 * i + j) * plane, o[i]);
             }
         }
@@ -267,13 +209,15 @@ __attribute__((target("avx512f"))) static void output_transform(float *out, cons
             __m512 t[6][4]; /* A^T along each row of m */
             for (int i = 0; i < 6; i++) {
                 const float *r = m + (size_t)6 * i * mplane;
-                at6(t[i], _mm512_loadu_ps(r), _mm512_loadu_ps(r + mplane), _mm512_loadu_ps(r + 2 * mplane),
-                    _mm512_loadu_ps(r + 3 * mplane), _mm512_loadu_ps(r + 4 * mplane), _mm512_loadu_ps(r + 5 * mplane));
+                __m512 row[6];
+                for (int j = 0; j < 6; j++) row[j] = _mm512_loadu_ps(r + j * mplane);
+                wino4_at6(t[i], row);
             }
             __m512 y[4][4]; /* y[row][column] of the 16 tiles */
             for (int k = 0; k < 4; k++) {
+                const __m512 m6[6] = {t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]};
                 __m512 col[4];
-                at6(col, t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]);
+                wino4_at6(col, m6);
                 for (int r = 0; r < 4; r++) y[r][k] = col[r];
             }
             float *dst = out + (size_t)co * N + g[v].out0;
