@@ -521,6 +521,8 @@ char *ms_plan_report(void) {
 #define GOV_FIRST 0.25   /* seconds on one thread after the first slow call */
 #define GOV_MAX 8.0
 #define GOV_PROBE 0.003  /* CPU seconds each thread of a probe spins */
+#define GOV_IDLE 0.010   /* idle longer than this before a call: a cold call (libgomp's threads sleep) */
+#define GOV_EXPLORE 100  /* every 100th cold call tries the slower choice again (its cost is the tail of sparse traffic) */
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -544,6 +546,8 @@ static int team_starved(int team) {
 }
 
 int ms_governor_threads(ms_thread_governor *g, int team, double now_s) {
+    g->plan_gen = ms_plan_generation();
+    g->cold_call = team > 1 && (g->last <= 0 || now_s - g->last > GOV_IDLE);
     if (team <= 1) return team;
     if (now_s < g->until) return 1;
     if (g->until > 0) { /* the one-thread period is over: back to the team if the cores are free */
@@ -555,12 +559,30 @@ int ms_governor_threads(ms_thread_governor *g, int team, double now_s) {
         g->until = 0;
         g->backoff = GOV_FIRST;
     }
+    if (g->cold_call) { /* whichever has been faster after idle, each tried twice first */
+        if (g->ncold[1] < 2) return team;
+        if (g->ncold[0] < 2) return 1;
+        const int team_wins = g->cold[1] <= g->cold[0];
+        const int explore = (g->ncold[0] + g->ncold[1]) % GOV_EXPLORE == 0;
+        return team_wins != explore ? team : 1;
+    }
     return team;
 }
 
 void ms_governor_done(ms_thread_governor *g, int threads, int team, double work, double seconds, double now_s) {
-    if (threads != team || team <= 1 || work <= 0) return;
+    const int cold = g->cold_call, team_slept = g->team_last <= 0 || now_s - seconds - g->team_last > GOV_IDLE;
+    g->cold_call = 0;
+    g->last = now_s;
+    if (team <= 1 || work <= 0) return;
+    if (threads == team) g->team_last = now_s;
+    if (ms_plan_generation() != g->plan_gen) return; /* it measured plans: not its own time */
     const double r = seconds / work;
+    if (cold) {
+        const int i = threads == team;
+        g->cold[i] = g->ncold[i]++ ? 0.75 * g->cold[i] + 0.25 * r : r;
+        return;
+    }
+    if (threads != team || team_slept) return; /* the team's first call after its threads slept: a wake-up's cost */
     if (g->best <= 0 || r < g->best) {
         g->best = r;
         g->slow = (g->slow << 1) & 0xF;

@@ -350,12 +350,25 @@ char *ms_plan_report(void);
  * while calls take their usual time per unit of work, drops to one thread when three of the
  * last four calls took more than twice the best recent one, or one call more than four times,
  * and tries the team again after a backoff (0.25 s, doubling while the contention lasts, at
- * most 8 s) if a short probe finds the cores free. One per calling thread; zero-initialise. */
+ * most 8 s) if a short probe finds the cores free.
+ * A call after the caller has been idle (over 10 ms: libgomp's threads have stopped spinning and
+ * sleep) is cold: on a virtual machine the team's first call after its threads slept measured
+ * 3-14 ms where one warm call takes 2.4 (a 2-core Zen 5 EPYC VM, F=16 64x128; one thread: 3-4.4
+ * ms). Cold calls take whichever of one thread and the team has been faster after idle on this
+ * machine (each tried twice first, then the other every 100th cold call), and neither they nor a
+ * team's first call after one count as contention. A call during which a plan was measured
+ * (ms_plan_generation moved) counts for nothing. One per calling thread; zero-initialise. */
 typedef struct {
-    double best;    /* best seconds per unit of work on the full team, slowly forgotten */
-    double until;   /* one thread until this time (seconds, any monotonic clock) */
-    double backoff; /* the next one-thread period */
-    unsigned slow;  /* bit i: the i-th last team call was slow */
+    double best;     /* best seconds per unit of work on the full team, slowly forgotten */
+    double until;    /* one thread until this time (seconds, any monotonic clock) */
+    double backoff;  /* the next one-thread period */
+    unsigned slow;   /* bit i: the i-th last team call was slow */
+    double last;     /* when the last call ended (0: none yet) */
+    double team_last; /* when the last call on the full team ended */
+    double cold[2];  /* seconds per unit of work of cold calls on [0] one thread, [1] the team (moving average) */
+    unsigned ncold[2];
+    int cold_call;   /* the call under way is cold */
+    unsigned long plan_gen; /* ms_plan_generation() when it started */
 } ms_thread_governor;
 /* The threads for the next call (team: what the caller would run; now: its clock). When a
  * one-thread period ends, a 3 ms probe of the team decides whether the CPU is free again. */

@@ -118,6 +118,7 @@ ms_status model_acquire_id(struct models *ms, const char *id, struct model_snap 
 
 /* Swap in a loaded model; takes ownership of m. */
 static ms_status swap_in(struct models *ms, const char *id, ms_model *m, int persist) {
+    infer_warm(ms->srv, m);
     struct model_snap *s = calloc(1, sizeof *s);
     if (!s) {
         ms_model_free(m);

@@ -71,7 +71,7 @@ static void *infer_worker(void *arg) {
      * while a job trains (see training_active) */
     int threads = 1;
     omp_set_num_threads(threads);
-    ms_thread_governor gov = {0, 0, 0, 0}; /* one thread while the CPU is shared (core/plan.c) */
+    ms_thread_governor gov = {0}; /* one thread while the CPU is shared (core/plan.c) */
     pthread_mutex_lock(&p->mu);
     /* Only worker 0 runs a team (libgomp stops spinning once it manages more threads than there
      * are CPUs), and only for a request alone in the pool: concurrent requests run side by side
@@ -126,17 +126,56 @@ static void *infer_worker(void *arg) {
     return NULL;
 }
 
+/* worker 0's team: the cores, capped by OMP_NUM_THREADS when the environment sets it
+ * (srv->omp_max: read before cmd_serve set its own thread to 1) */
+int infer_team_threads(const struct server *srv) {
+    int share = cpu_count(), cap = srv->omp_max;
+    if (cap > 0 && share > cap) share = cap;
+    return share > 0 ? share : 1;
+}
+
+/* A model's convolution plans for its tile (half a frame: 64x128 for the default), on both
+ * thread counts a worker runs it with (the team, one thread), measured before it serves:
+ * otherwise the first request paid the team's measurement (~80 ms on the Zen 5 EPYC) and the
+ * first one on one thread, in the middle of a load, the other's (the governor's first cold call
+ * or back-off). It runs in a thread of its own, whose OpenMP pool and cached activations end
+ * with it (see cmd_serve: no other thread may keep a pool). With the plans already in the data
+ * directory's plan.json it costs two inferences. */
+struct warm_arg {
+    const ms_model *m;
+    int team;
+};
+
+static void *warm_thread(void *arg) {
+    const struct warm_arg *w = arg;
+    const ms_model_config *c = ms_model_get_config(w->m);
+    const int W = c->frame > 0 && c->frame <= 256 ? c->frame : MS_DEFAULT_FRAME, H = W / 2;
+    uint8_t *img = calloc((size_t)H * W, 2);
+    for (int t = w->team; img && t >= 1; t = t > 1 ? 1 : 0) {
+        omp_set_num_threads(t);
+        if (ms_model_segment(w->m, img, H, W, 0, img + (size_t)H * W)) {
+            log_msg("warming the model's plans (%dx%d, %d threads): %s", W, H, t, ms_last_error());
+            break;
+        }
+    }
+    free(img);
+    ms_infer_cache_release();
+    return NULL;
+}
+
+void infer_warm(const struct server *srv, const ms_model *m) {
+    struct warm_arg w = {m, infer_team_threads(srv)};
+    pthread_t th;
+    if (pthread_create(&th, NULL, warm_thread, &w) == 0) pthread_join(th, NULL);
+}
+
 int infer_pool_create(struct server *srv, struct infer_pool **out) {
     struct infer_pool *p = calloc(1, sizeof *p);
     if (!p) return -1;
     p->nthreads = srv->cfg.threads;
     p->max_wait = srv->cfg.infer_queue;
     p->training_active = &srv->training_active;
-    /* an equal share of the cores, capped by OMP_NUM_THREADS when the environment sets it
-     * (srv->omp_max: read before cmd_serve set its own thread to 1) */
-    int share = cpu_count(), cap = srv->omp_max; /* worker 0's team */
-    if (cap > 0 && share > cap) share = cap;
-    p->omp_threads = share > 0 ? (unsigned)share : 1;
+    p->omp_threads = (unsigned)infer_team_threads(srv);
     if (!(p->threads = calloc(p->nthreads, sizeof *p->threads))) {
         free(p);
         return -1;

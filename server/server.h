@@ -222,6 +222,9 @@ struct infer_job {
  * same workers, queue bound and metrics as /segment. */
 int infer_call(struct infer_pool *p, struct infer_job *job);
 int infer_pool_create(struct server *srv, struct infer_pool **out);
+/* worker 0's OpenMP team size; the plans of m's tile on it and on one thread, before m serves */
+int infer_team_threads(const struct server *srv);
+void infer_warm(const struct server *srv, const ms_model *m);
 void infer_pool_destroy(struct infer_pool *p);
 void infer_metrics(struct infer_pool *p, char **buf, size_t *len, size_t *cap);
 
